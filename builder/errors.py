@@ -1,0 +1,82 @@
+"""Every error envyard raises on purpose, in one hierarchy.
+
+    EnvyardError
+    ├── SpecError           an environment file is malformed or breaks a policy
+    ├── SolveError          no solution, or the solve ran out of time
+    │   └── SolveTimeout
+    ├── LockError           a lockfile is malformed, lacks a platform, or is foreign
+    ├── FetchError          a package could not be fetched
+    │   └── HashMismatch    a package's bytes do not match the lock's sha256
+    ├── InstallError        linking a prefix failed (nothing is left at the target)
+    ├── PackError           conda-pack could not pack the prefix
+    └── ChannelError        the demo channel could not be built
+
+Callers (the CLI, later the service) catch ``EnvyardError`` and show ``str(err)``;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class EnvyardError(Exception):
+    """Root of the hierarchy; ``exit_code`` is what the CLI returns for it."""
+
+    exit_code = 1
+
+
+class SpecError(EnvyardError):
+    """An environment file is malformed or breaks a policy."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, source: str = "", line: int | None = None) -> None:
+        self.source = source
+        self.line = line
+        where = source
+        if line is not None:
+            where = f"{where}:{line}" if where else f"line {line}"
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class SolveError(EnvyardError):
+    """The specs have no solution on the given channels and platform."""
+
+    exit_code = 3
+
+
+class SolveTimeout(SolveError):
+    """The solve did not finish within its time limit."""
+
+
+class LockError(EnvyardError):
+    """A lockfile is malformed, lacks a platform, or cannot be read."""
+
+    exit_code = 4
+
+
+class FetchError(EnvyardError):
+    """A package could not be fetched from its URL."""
+
+    exit_code = 5
+
+
+class HashMismatch(FetchError):
+    """A package's bytes do not match the sha256 recorded in the lock."""
+
+
+class InstallError(EnvyardError):
+    """Linking a prefix failed; the target was left untouched."""
+
+    exit_code = 6
+
+
+class PackError(EnvyardError):
+    """conda-pack could not pack the prefix."""
+
+    exit_code = 7
+
+
+class ChannelError(EnvyardError):
+    """The demo channel could not be built."""
+
+    exit_code = 8

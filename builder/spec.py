@@ -1,0 +1,241 @@
+"""EnvSpec: an environment.yml parsed, validated and normalised, or a ``SpecError`` that says where.
+
+Accepted keys: ``name``, ``channels`` (``nodefaults`` honoured), ``dependencies`` (conda match
+specs and one ``pip:`` list), ``platforms``, ``variables``, and conda-lock's extensions
+``category``, ``pip-repositories`` and ``allow-pypi-requests``; ``prefix`` is ignored. Platform
+selectors (``- pywin32  # [win]``) work as in conda-lock.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+
+from builder.errors import SpecError
+from builder.yamlfile import MAX_BYTES, Located, load_yaml
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_CHANNEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/label/[A-Za-z0-9_.-]+)?$")
+KNOWN_PLATFORMS = ("linux-64", "linux-aarch64", "linux-ppc64le", "osx-64", "osx-arm64",
+                   "win-64", "win-arm64", "noarch")
+_SELECTORS = {
+    "linux-64": {"linux64", "unix", "linux"}, "linux-aarch64": {"aarch64", "unix", "linux"},
+    "linux-ppc64le": {"ppc64le", "unix", "linux"}, "osx-64": {"osx64", "osx", "unix"},
+    "osx-arm64": {"arm64", "osx", "unix"}, "win-64": {"win", "win64"},
+}
+_SELECTOR_RE = re.compile(r"#\s*\[([^\[\]]+)\]\s*$")
+_KEYS = {"name", "channels", "dependencies", "platforms", "variables", "prefix", "category",
+         "pip-repositories", "allow-pypi-requests"}
+
+
+@dataclass(frozen=True)
+class ChannelPolicy:
+    """Which channels a spec may name: ``None`` allows any; otherwise fnmatch patterns."""
+
+    allowed: tuple[str, ...] | None = None
+
+    def check(self, channel: str) -> bool:
+        if self.allowed is None:
+            return True
+        return any(fnmatch.fnmatchcase(channel, pat) for pat in self.allowed)
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """One requirement as written, where it was written, and the platforms it applies to."""
+
+    spec: str
+    line: int
+    selector: str | None = None
+
+    def applies_to(self, platform: str) -> bool:
+        return self.selector is None or self.selector in _SELECTORS.get(platform, set())
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """A validated environment.yml."""
+
+    source: str
+    name: str | None
+    channels: tuple[str, ...]
+    conda: tuple[Dependency, ...]
+    pip: tuple[Dependency, ...] = ()
+    platforms: tuple[str, ...] = ()
+    variables: dict[str, str] = field(default_factory=dict)
+    category: str = "main"
+    pip_repositories: tuple[str, ...] = ()
+    nodefaults: bool = False
+
+    def conda_specs(self, platform: str) -> list[str]:
+        """The conda match specs for ``platform`` (plus ``pip`` when there is a pip section)."""
+        specs = [d.spec for d in self.conda if d.applies_to(platform)]
+        if self.pip_specs(platform) and not any(_name(s) == "pip" for s in specs):
+            specs.append("pip")
+        return specs
+
+    def pip_specs(self, platform: str) -> list[str]:
+        return [d.spec for d in self.pip if d.applies_to(platform)]
+
+
+def _name(spec: str) -> str:
+    return re.split(r"[\s=<>!~\[]", spec.split("::")[-1], maxsplit=1)[0]
+
+
+def _fail(msg: str, source: str, at: Located | int | None) -> SpecError:
+    line = at.line if isinstance(at, Located) else at
+    return SpecError(msg, source=source, line=line)
+
+
+def _strings(item: Located, what: str, source: str) -> list[Located]:
+    if not isinstance(item.value, list):
+        raise _fail(f"'{what}' must be a list", source, item)
+    for v in item.value:
+        if not isinstance(v.value, str):
+            raise _fail(f"each entry of '{what}' must be a string, not {v.value!r}", source, v)
+    return item.value
+
+
+def _selector(lines: list[str], line: int) -> str | None:
+    if 0 < line <= len(lines):
+        m = _SELECTOR_RE.search(lines[line - 1])
+        if m:
+            return m.group(1).strip()
+    return None
+
+
+def _conda_dep(item: Located, source: str, lines: list[str]) -> Dependency:
+    import rattler
+
+    text = " ".join(item.value.split())
+    if not text:
+        raise _fail("empty dependency", source, item)
+    try:
+        rattler.MatchSpec(text)
+    except Exception as exc:
+        raise _fail(f"'{text}' is not a valid conda match spec: {exc}", source, item) from exc
+    if _name(text) == "":
+        raise _fail(f"'{text}' names no package", source, item)
+    return Dependency(text, item.line, _selector(lines, item.line))
+
+
+def _pip_dep(item: Located, source: str, lines: list[str]) -> Dependency:
+    text = item.value.strip()
+    if text.startswith(("-e ", "--editable", "-r ", "--")):
+        raise _fail(f"pip option '{text}' cannot be locked; list plain requirements", source,
+                    item)
+    try:
+        req = Requirement(text)
+    except InvalidRequirement as exc:
+        raise _fail(f"'{text}' is not a valid pip requirement: {exc}", source, item) from exc
+    if req.url:
+        raise _fail(f"'{text}': direct URL requirements cannot be locked", source, item)
+    return Dependency(text, item.line, _selector(lines, item.line))
+
+
+def _channels(item: Located, source: str, policy: ChannelPolicy) -> tuple[list[str], bool]:
+    out, nodefaults = [], False
+    for c in _strings(item, "channels", source):
+        name = c.value.strip().rstrip("/")
+        if name == "nodefaults":
+            nodefaults = True
+            continue
+        if ".." in name.split("/") or not (
+                _CHANNEL_NAME_RE.match(name) or name.startswith(("https://", "http://", "file://"))):
+            raise _fail(f"'{name}' is not a channel name or URL", source, c)
+        if not policy.check(name):
+            raise _fail(f"channel '{name}' is not allowed here (allowed: "
+                        f"{', '.join(policy.allowed or ())})", source, c)
+        if name in out:
+            raise _fail(f"channel '{name}' is listed twice", source, c)
+        out.append(name)
+    return out, nodefaults
+
+
+def parse_spec(text: str | bytes, *, source: str = "environment.yml",
+               policy: ChannelPolicy | None = None, max_bytes: int = MAX_BYTES) -> EnvSpec:
+    """Parse and validate environment.yml content."""
+    policy = policy or ChannelPolicy()
+    root = load_yaml(text, source=source, max_bytes=max_bytes)
+    if not isinstance(root.value, dict):
+        raise _fail("the top level must be a mapping with a 'dependencies' list", source, root)
+    doc: dict[str, Located] = root.value
+    lines = (text.decode("utf-8", "replace") if isinstance(text, bytes) else text).splitlines()
+    for key, val in doc.items():
+        if key not in _KEYS:
+            raise _fail(f"unknown key '{key}' (expected one of: {', '.join(sorted(_KEYS))})",
+                        source, val.line - (0 if isinstance(val.value, str | None) else 1))
+    name = None
+    if "name" in doc and doc["name"].value is not None:
+        name = str(doc["name"].value)
+        if not NAME_RE.match(name):
+            raise _fail(f"name '{name}' must match {NAME_RE.pattern}", source, doc["name"])
+    channels, nodefaults = _channels(doc["channels"], source, policy) if "channels" in doc \
+        else ([], False)
+    if "dependencies" not in doc:
+        raise _fail("no 'dependencies' list", source, root)
+    deps = doc["dependencies"]
+    if not isinstance(deps.value, list) or not deps.value:
+        raise _fail("'dependencies' must be a non-empty list", source, deps)
+    conda: list[Dependency] = []
+    pip: list[Dependency] = []
+    for item in deps.value:
+        if isinstance(item.value, str):
+            conda.append(_conda_dep(item, source, lines))
+        elif isinstance(item.value, dict) and set(item.value) == {"pip"}:
+            if pip:
+                raise _fail("only one 'pip:' section is allowed", source, item)
+            pip = [_pip_dep(p, source, lines) for p in _strings(item.value["pip"], "pip", source)]
+        else:
+            raise _fail("a dependency must be a match spec string or a 'pip:' list", source, item)
+    seen: dict[str, int] = {}
+    for d in conda:
+        n = _name(d.spec)
+        if n in seen and d.selector is None:
+            raise _fail(f"'{n}' is listed twice (also on line {seen[n]})", source, d.line)
+        seen[n] = d.line
+    platforms: list[str] = []
+    if "platforms" in doc:
+        for p in _strings(doc["platforms"], "platforms", source):
+            if p.value not in KNOWN_PLATFORMS:
+                raise _fail(f"unknown platform '{p.value}' (known: {', '.join(KNOWN_PLATFORMS)})",
+                            source, p)
+            platforms.append(p.value)
+    variables: dict[str, str] = {}
+    if "variables" in doc:
+        vs = doc["variables"]
+        if not isinstance(vs.value, dict):
+            raise _fail("'variables' must be a mapping of names to values", source, vs)
+        for k, v in vs.value.items():
+            if not isinstance(k, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k):
+                raise _fail(f"variable name {k!r} is not a valid environment variable", source, v)
+            if isinstance(v.value, list | dict):
+                raise _fail(f"variable '{k}' must be a plain value", source, v)
+            variables[k] = "" if v.value is None else str(v.value)
+    repos = [r.value for r in _strings(doc["pip-repositories"], "pip-repositories", source)] \
+        if "pip-repositories" in doc else []
+    category = str(doc["category"].value) if "category" in doc else "main"
+    return EnvSpec(source=source, name=name, channels=tuple(channels), conda=tuple(conda),
+                   pip=tuple(pip), platforms=tuple(platforms), variables=variables,
+                   category=category, pip_repositories=tuple(repos), nodefaults=nodefaults)
+
+
+def read_spec(path: Path, *, policy: ChannelPolicy | None = None,
+              max_bytes: int = MAX_BYTES) -> EnvSpec:
+    """Read and parse an environment file, refusing huge files before reading them."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise SpecError(f"file is {size} bytes; the limit is {max_bytes}", source=str(path))
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise SpecError("no such file", source=str(path)) from None
+    except IsADirectoryError:
+        raise SpecError("is a directory, not an environment file", source=str(path)) from None
+    except PermissionError:
+        raise SpecError("permission denied", source=str(path)) from None
+    return parse_spec(data, source=str(path), policy=policy, max_bytes=max_bytes)

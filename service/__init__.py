@@ -1,0 +1,1 @@
+"""The shell around ``builder``: the ``envyard`` CLI now; HTTP, database and queue next."""
