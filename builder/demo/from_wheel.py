@@ -17,29 +17,10 @@ from pathlib import Path
 
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.utils import parse_wheel_filename
 
 from builder.demo.conda_package import PREFIX_PLACEHOLDER, PackageFile, PackageSpec
-
-#: PyPI names whose conda-forge package has another name.
-CONDA_NAMES = {
-    "msgpack": "msgpack-python",
-    "jupyter-client": "jupyter_client",
-    "jupyter-core": "jupyter_core",
-    "typing-extensions": "typing_extensions",
-    "matplotlib-inline": "matplotlib-inline",
-    "stack-data": "stack_data",
-    "pure-eval": "pure_eval",
-    "prompt-toolkit": "prompt-toolkit",
-    "python-dateutil": "python-dateutil",
-    "nest-asyncio2": "nest-asyncio2",
-}
-
-
-def conda_name(pypi_name: str) -> str:
-    """The conda-forge name of a PyPI distribution."""
-    name = canonicalize_name(pypi_name)
-    return CONDA_NAMES.get(name, name)
+from builder.pypi_names import conda_name
 
 
 @dataclass(frozen=True)

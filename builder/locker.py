@@ -1,0 +1,126 @@
+"""Spec -> conda-lock.yml: solve every platform, add pip packages, stamp conda-lock's hash.
+
+``--update`` re-locks against the previous lock: every package keeps its locked version
+unless it is named, or must move because a named one did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from builder.content_hash import content_hash
+from builder.errors import SolveError, SpecError
+from builder.lock import HashModel, LockChannel, LockedPackage, Lockfile, LockMeta
+from builder.solve import DEFAULT_TIMEOUT, SolveRequest, channel_url, solve
+from builder.spec import EnvSpec
+from builder.virtual import VirtualPackages, load_virtual_packages
+
+
+@dataclass
+class LockOptions:
+    """How to lock: where to solve, for which platforms, within what time."""
+
+    channels: Sequence[str] = ()
+    platforms: Sequence[str] = ()
+    virtual: VirtualPackages = field(default_factory=load_virtual_packages)
+    timeout: float = DEFAULT_TIMEOUT
+    cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "envyard")
+    pip_index: str | None = None
+    previous: Lockfile | None = None
+    update: Sequence[str] = ()
+    progress: Callable[[str], None] | None = None
+
+
+def host_platform() -> str:
+    import rattler
+
+    return str(rattler.Platform.current()) if hasattr(rattler, "Platform") else "linux-64"
+
+
+def _dependencies(depends: Sequence[str]) -> dict[str, str]:
+    deps: dict[str, str] = {}
+    for dep in depends:
+        parts = dep.split()
+        version = parts[1] if len(parts) > 1 else ""
+        deps[parts[0]] = f"{deps[parts[0]]},{version}" if deps.get(parts[0]) else version
+    return deps
+
+
+def locked_package(record: Any, platform: str) -> LockedPackage:
+    """One solved rattler record as a conda-lock entry."""
+    return LockedPackage(
+        name=record.name.normalized, version=str(record.version), manager="conda",
+        platform=platform, dependencies=_dependencies(record.depends), url=str(record.url),
+        hash=HashModel(md5=record.md5.hex() if record.md5 else "",
+                       sha256=record.sha256.hex() if record.sha256 else None))
+
+
+async def _query_exact(channels: list[str], platform: str, pkgs: list[LockedPackage],
+                       cache_dir: Path) -> list[Any]:
+    import rattler
+
+    gateway = rattler.Gateway(cache_dir=cache_dir)
+    specs = [f"{p.name} =={p.version} {p.build_string}" for p in pkgs]
+    result = await gateway.query([rattler.Channel(channel_url(c)) for c in channels],
+                                 [platform, "noarch"], specs, recursive=False)
+    urls = {p.url for p in pkgs}
+    return [r for group in result for r in group if str(r.url) in urls]
+
+
+def _solve_update(req: SolveRequest, previous: list[LockedPackage], update: set[str],
+                  channels: list[str], cache_dir: Path) -> list[Any]:
+    """Keep ``previous`` except ``update`` (and, if needed, what depends on it)."""
+    unknown = update - {p.name for p in previous}
+    if unknown:
+        raise SpecError(f"--update {', '.join(sorted(unknown))}: not in the lock")
+    old = {p.name: p.version for p in previous}
+    bump = [f"{n} >{old[n]}" for n in sorted(update)]
+    dependents = {p.name for p in previous if update & set(p.dependencies)}
+    for unlocked, constraints in ((update, bump), (update | dependents, bump), (update, [])):
+        keep = [p for p in previous if p.name not in unlocked]
+        req.locked = asyncio.run(_query_exact(channels, req.platform, keep, cache_dir))
+        req.constraints = constraints
+        try:
+            return solve(req)
+        except SolveError:
+            if not constraints:
+                raise
+    raise AssertionError("unreachable")
+
+
+def lock_env(spec: EnvSpec, opts: LockOptions) -> Lockfile:
+    """Solve ``spec`` for every platform and return the lock."""
+    channels = list(opts.channels) or list(spec.channels)
+    platforms = list(opts.platforms) or list(spec.platforms) or [host_platform()]
+    packages: list[LockedPackage] = []
+    for platform in platforms:
+        if opts.progress:
+            opts.progress(f"solving {platform}")
+        req = SolveRequest(specs=spec.conda_specs(platform), channels=channels,
+                           platform=platform, virtual=opts.virtual, timeout=opts.timeout,
+                           cache_dir=opts.cache_dir / "repodata")
+        if opts.previous is not None and opts.update:
+            prev = opts.previous.for_platform(platform, "conda")
+            records = _solve_update(req, prev, set(opts.update), channels,
+                                    opts.cache_dir / "repodata")
+        else:
+            records = solve(req)
+        conda = [locked_package(r, platform) for r in records]
+        packages += conda
+        pip_specs = spec.pip_specs(platform)
+        if pip_specs:
+            from builder.pip_lock import lock_pip
+
+            if opts.progress:
+                opts.progress(f"resolving pip packages for {platform}")
+            packages += lock_pip(pip_specs, conda=conda, platform=platform,
+                                 index_url=opts.pip_index, timeout=opts.timeout)
+    hashes = {p: content_hash(spec, p, channels=channels, virtual=opts.virtual)
+              for p in platforms}
+    meta = LockMeta(content_hash=hashes, channels=[LockChannel(url=c) for c in channels],
+                    platforms=platforms, sources=[Path(spec.source).name])
+    return Lockfile(metadata=meta, package=packages).sorted()
