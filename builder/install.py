@@ -1,0 +1,161 @@
+"""Lock -> prefix: verified packages hardlinked from the shared cache, published atomically.
+
+The prefix is built in a staging directory beside the target with the *target's* path
+baked into its files (rattler's ``alternative_target_prefix``), then renamed into place:
+the target is either absent, the old complete env, or the new complete env; never half.
+A prefix remembers the lock it was built from, so rebuilding an identical lock is a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from builder.aio import run_with_timeout
+from builder.errors import EnvyardError, InstallError, LockError
+from builder.fetch import fetch
+from builder.lock import LockedPackage, Lockfile
+from builder.pip_install import install_wheel
+
+STAMP = "conda-meta/envyard/lock.json"
+DEFAULT_TIMEOUT = 1800.0
+
+
+@dataclass(frozen=True)
+class InstallResult:
+    prefix: Path
+    platform: str
+    fingerprint: str
+    reused: bool
+    conda_packages: int
+    pip_packages: int
+    seconds: float
+
+
+def fingerprint(lock: Lockfile, platform: str) -> str:
+    """Identity of what a lock installs on ``platform``: every package's URL and sha256."""
+    items = sorted(f"{p.manager} {p.url} {p.hash.sha256}" for p in lock.for_platform(platform))
+    return hashlib.sha256("\n".join([platform, *items]).encode()).hexdigest()
+
+
+def installed_fingerprint(prefix: Path) -> str | None:
+    try:
+        return json.loads((prefix / STAMP).read_text()).get("fingerprint")
+    except (OSError, ValueError):
+        return None
+
+
+async def _link(archives: list[Path], staging: Path, final: Path, cache: Path) -> None:
+    import rattler
+
+    records = [await rattler.RepoDataRecord.from_package_archive(a) for a in archives]
+    await rattler.install(records, target_prefix=staging, cache_dir=cache,
+                          alternative_target_prefix=final, show_progress=False,
+                          execute_link_scripts=False)
+
+
+def _python_version(conda: list[LockedPackage]) -> str | None:
+    for p in conda:
+        if p.name == "python":
+            return ".".join(p.version.split(".")[:2])
+    return None
+
+
+def _publish(staging: Path, prefix: Path) -> None:
+    """Rename ``staging`` to ``prefix``, swapping out an old prefix if there is one."""
+    if prefix.exists() or prefix.is_symlink():
+        old = prefix.with_name(f".{prefix.name}.envyard-old-{uuid.uuid4().hex[:8]}")
+        prefix.rename(old)
+        staging.rename(prefix)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        staging.rename(prefix)
+
+
+def install_lock(lock: Lockfile, *, prefix: Path, platform: str, pkgs_dir: Path,
+                 force: bool = False, timeout: float = DEFAULT_TIMEOUT,
+                 progress: Callable[[str, int, int], None] | None = None) -> InstallResult:
+    """Build ``prefix`` from the ``platform`` part of ``lock``; reuse it if already built."""
+    start = time.perf_counter()
+    prefix = prefix.expanduser().absolute()
+    if platform not in lock.metadata.platforms:
+        raise LockError(f"the lock has no packages for {platform} (it has: "
+                        f"{', '.join(lock.metadata.platforms)}); re-lock with -p {platform}")
+    conda = lock.for_platform(platform, "conda")
+    pip = lock.for_platform(platform, "pip")
+    missing = [p.name for p in conda + pip if not p.hash.sha256]
+    if missing:
+        raise LockError(f"no sha256 in the lock for: {', '.join(missing[:10])}; "
+                        "envyard installs only packages it can verify")
+    fp = fingerprint(lock, platform)
+    if installed_fingerprint(prefix) == fp:
+        return InstallResult(prefix, platform, fp, True, len(conda), len(pip),
+                             time.perf_counter() - start)
+    if prefix.exists() and not force:
+        raise InstallError(f"{prefix} exists and holds another environment; "
+                           "pass --force to replace it")
+    if prefix.exists() and not (prefix / "conda-meta").is_dir():
+        raise InstallError(f"{prefix} exists and is not a conda environment; "
+                           "refusing to replace it")
+    total = len(conda) + len(pip)
+    done = 0
+
+    def fetched(p: LockedPackage) -> Path:
+        nonlocal done
+        path = fetch(p.url, p.hash.sha256, pkgs_dir)
+        done += 1
+        if progress:
+            progress("fetch", done, total)
+        return path
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        conda_files = list(pool.map(fetched, conda))
+        wheel_files = list(pool.map(fetched, pip))
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    staging = prefix.with_name(f".{prefix.name}.envyard-staging-{uuid.uuid4().hex[:8]}")
+    try:
+        if progress:
+            progress("link", 0, len(conda))
+        run_with_timeout(lambda: _link(conda_files, staging, prefix, pkgs_dir / "extracted"),
+                         timeout=timeout, on_timeout=lambda: InstallError(
+                             f"linking did not finish within {timeout:.0f} s"))
+        if wheel_files:
+            python = _python_version(conda)
+            if python is None:
+                raise InstallError("pip packages need python among the conda packages")
+            for i, wheel in enumerate(wheel_files, 1):
+                install_wheel(wheel, staging=staging, final_prefix=prefix, python=python)
+                if progress:
+                    progress("pip", i, len(wheel_files))
+        (staging / STAMP).parent.mkdir(parents=True, exist_ok=True)
+        (staging / STAMP).write_text(json.dumps({"fingerprint": fp, "platform": platform}))
+        _publish(staging, prefix)
+    except EnvyardError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    except Exception as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise InstallError(f"could not build {prefix}: {type(exc).__name__}: {exc}") from exc
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return InstallResult(prefix, platform, fp, False, len(conda), len(pip),
+                         time.perf_counter() - start)
+
+
+def read_records(prefix: Path) -> list[dict[str, Any]]:
+    """The ``conda-meta/*.json`` records of an installed prefix."""
+    return [json.loads(p.read_text()) for p in sorted((prefix / "conda-meta").glob("*.json"))
+]
+
+
+__all__ = ["InstallResult", "fingerprint", "install_lock", "installed_fingerprint",
+           "read_records"]
