@@ -12,7 +12,8 @@
     └── ChannelError        the demo channel could not be built
 
 Callers (the CLI, later the service) catch ``EnvyardError`` and show ``str(err)``;
-anything else is a bug and keeps its traceback.
+anything else is a bug. The CLI exits with ``exit_code``: 0 success, 1 internal error,
+2 usage error, 10 spec, 11 solve, 12 lock, 13 fetch or hash, 14 install, 15 pack, 16 channel.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class EnvyardError(Exception):
 class SpecError(EnvyardError):
     """An environment file is malformed or breaks a policy."""
 
-    exit_code = 2
+    exit_code = 10
 
     def __init__(self, message: str, *, source: str = "", line: int | None = None) -> None:
         self.source = source
@@ -41,7 +42,7 @@ class SpecError(EnvyardError):
 class SolveError(EnvyardError):
     """The specs have no solution on the given channels and platform."""
 
-    exit_code = 3
+    exit_code = 11
 
 
 class SolveTimeout(SolveError):
@@ -51,13 +52,13 @@ class SolveTimeout(SolveError):
 class LockError(EnvyardError):
     """A lockfile is malformed, lacks a platform, or cannot be read."""
 
-    exit_code = 4
+    exit_code = 12
 
 
 class FetchError(EnvyardError):
     """A package could not be fetched from its URL."""
 
-    exit_code = 5
+    exit_code = 13
 
 
 class HashMismatch(FetchError):
@@ -67,16 +68,16 @@ class HashMismatch(FetchError):
 class InstallError(EnvyardError):
     """Linking a prefix failed; the target was left untouched."""
 
-    exit_code = 6
+    exit_code = 14
 
 
 class PackError(EnvyardError):
     """conda-pack could not pack the prefix."""
 
-    exit_code = 7
+    exit_code = 15
 
 
 class ChannelError(EnvyardError):
     """The demo channel could not be built."""
 
-    exit_code = 8
+    exit_code = 16
