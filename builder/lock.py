@@ -155,9 +155,9 @@ def parse_lock(text: str | bytes, *, source: str = "conda-lock.yml") -> Lockfile
         raise LockError(f"{source}: {len(text)} bytes; the limit is {MAX_LOCK_BYTES}")
     raw = text.encode() if isinstance(text, str) else text
     try:
-        if b"&" in raw:  # anchors are possible: walk with the node limit
+        if b"&" in raw:  # anchors are possible: walk with a node limit linear in the size
             data = plain(load_yaml(raw, source=source, max_bytes=MAX_LOCK_BYTES,
-                                   max_nodes=5_000_000))
+                                   max_nodes=10_000 + len(raw) // 2))
         else:
             data = yaml.load(raw, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:

@@ -77,7 +77,7 @@ def solve(req: SolveRequest) -> list[Any]:
     except Exception as exc:
         name = type(exc).__name__
         text = _clean(str(exc))
-        if "timeout" in text.lower() or "timed out" in text.lower():
+        if any(w in text.lower() for w in ("timeout", "timed out", "has been cancelled")):
             raise SolveTimeout(f"{req.platform}: the solve ran out of time "
                                f"({req.timeout:.0f} s): {text}") from None
         if name == "SolverError":

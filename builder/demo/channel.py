@@ -78,7 +78,7 @@ def build_channel(dest: Path, wheels: dict[Pin, Path], *, target: Target,
 
 
 def demo_channel(home: Path, *, pins_file: Path = PINS, target: Target | None = None,
-                 progress: Callable[[str], None] | None = None) -> Path:
+                 offline: bool = False, progress: Callable[[str], None] | None = None) -> Path:
     """The demo channel under ``home``, built (and its wheels fetched) only when stale."""
     target = target or Target()
     dest = home / "demo-channel"
@@ -86,7 +86,8 @@ def demo_channel(home: Path, *, pins_file: Path = PINS, target: Target | None = 
     stamp = dest / STAMP
     if stamp.exists() and json.loads(stamp.read_text()).get("key") == key:
         return dest
-    wheels = ensure_wheels(home / "wheels", pins=read_pins(pins_file), python=target.python)
+    wheels = ensure_wheels(home / "wheels", pins=read_pins(pins_file), python=target.python,
+                           offline=offline)
     try:
         build_channel(dest, wheels, target=target, progress=progress)
     except (OSError, ValueError) as exc:

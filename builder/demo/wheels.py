@@ -91,13 +91,18 @@ def _download(pins: list[Pin], cache: Path, python: str) -> None:
                                f"(is a package index reachable?):\n{done.stderr[-2000:]}")
 
 
-def ensure_wheels(cache: Path, *, pins: list[Pin] | None = None,
-                  python: str = "3.11") -> dict[Pin, Path]:
-    """Return every pin's wheel from ``cache``, downloading the missing ones first."""
+def ensure_wheels(cache: Path, *, pins: list[Pin] | None = None, python: str = "3.11",
+                  offline: bool = False) -> dict[Pin, Path]:
+    """Return every pin's wheel from ``cache``, downloading the missing ones unless offline."""
     pins = read_pins() if pins is None else pins
     cache.mkdir(parents=True, exist_ok=True)
     found = {p: _find(cache, p) for p in pins}
     missing = [p for p, path in found.items() if path is None]
+    if missing and offline:
+        names = ", ".join(f"{p.name}=={p.version}" for p in missing[:5])
+        raise ChannelError(f"{len(missing)} pinned wheel(s) not in {cache} ({names} …) and "
+                           "downloads are off; run `envyard demo-channel` once with a "
+                           "package index reachable")
     if missing:
         _download(missing, cache, python)
         found = {p: _find(cache, p) for p in pins}

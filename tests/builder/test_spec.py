@@ -1,0 +1,125 @@
+"""environment.yml parsing: real files read, bad files refused with file, line and reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from builder.errors import SpecError
+from builder.spec import ChannelPolicy, parse_spec, read_spec
+from tests.conftest import CORPUS, REPO
+
+CORPUS_ENVS = sorted(CORPUS.rglob("environment.yml"))
+
+
+def test_corpus_is_present() -> None:
+    assert len(CORPUS_ENVS) >= 12
+
+
+@pytest.mark.parametrize("path", CORPUS_ENVS, ids=lambda p: f"{p.parent.parent.name}/{p.parent.name}")
+def test_reads_every_corpus_environment(path: Path) -> None:
+    spec = read_spec(path)
+    assert spec.channels == ("conda-forge",)
+    assert spec.nodefaults
+    assert spec.conda_specs("linux-64")
+    assert all(d.line > 0 for d in spec.conda)
+
+
+def test_example_envs_parse() -> None:
+    files = sorted((REPO / "envs").glob("*.yml"))
+    assert files
+    for f in files:
+        assert read_spec(f).conda
+
+
+def test_full_spec() -> None:
+    text = """\
+name: geo
+channels: [conda-forge, nodefaults]
+platforms: [linux-64, osx-arm64]
+variables:
+  OMP_NUM_THREADS: 1
+dependencies:
+  - python=3.11
+  - numpy >=1.26
+  - pywin32  # [win]
+  - libgcc  # [linux]
+  - pip:
+      - python-slugify==9.2.0
+"""
+    spec = parse_spec(text, source="geo.yml")
+    assert spec.name == "geo"
+    assert spec.platforms == ("linux-64", "osx-arm64")
+    assert spec.variables == {"OMP_NUM_THREADS": "1"}
+    assert spec.conda_specs("linux-64") == ["python=3.11", "numpy >=1.26", "libgcc", "pip"]
+    assert spec.conda_specs("osx-arm64") == ["python=3.11", "numpy >=1.26", "pip"]
+    assert spec.pip_specs("linux-64") == ["python-slugify==9.2.0"]
+
+
+BAD = {
+    "malformed": ("dependencies: [python\nname: x\n", 2, "invalid YAML"),
+    "not-mapping": ("- python\n", 1, "top level must be a mapping"),
+    "no-deps": ("name: x\n", 1, "no 'dependencies'"),
+    "unknown-key": ("name: x\ndependencis:\n  - python\n", 2, "unknown key 'dependencis'"),
+    "bad-name": ("name: ../../etc\ndependencies: [python]\n", 1, "must match"),
+    "bad-spec": ("dependencies:\n  - python\n  - 'num$py >=1'\n", 3, "not a valid conda match"),
+    "editable-pip": ("dependencies:\n  - python\n  - pip:\n    - -e .\n", 4, "cannot be locked"),
+    "url-pip": ("dependencies:\n  - pip:\n    - 'x @ https://e.org/x.whl'\n", 3, "direct URL"),
+    "channel-dots": ("channels: [../../tmp/evil]\ndependencies: [python]\n", 1, "not a channel"),
+    "duplicate": ("dependencies:\n  - numpy\n  - python\n  - numpy >=2\n", 4, "listed twice"),
+    "dict-dep": ("dependencies:\n  - {conda: x}\n", 2, "match spec string or a 'pip:'"),
+    "platform": ("platforms: [linux-128]\ndependencies: [python]\n", 1, "unknown platform"),
+    "variables": ("variables: [A]\ndependencies: [python]\n", 1, "'variables' must be"),
+    "dup-key": ("name: a\nname: b\ndependencies: [python]\n", 2, "duplicate key"),
+    "empty": ("", None, "empty"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_names_file_line_and_reason(case: str) -> None:
+    text, line, words = BAD[case]
+    with pytest.raises(SpecError) as err:
+        parse_spec(text, source="env.yml")
+    assert words in str(err.value)
+    assert str(err.value).startswith("env.yml")
+    assert err.value.line == line
+
+
+def test_alias_bomb_is_refused_quickly() -> None:
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+    for i, name in enumerate("bcdefgh"):
+        prev = "abcdefgh"[i]
+        bomb += f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 10) + "]\n"
+    bomb += "dependencies: [python]\n"
+    with pytest.raises(SpecError, match="YAML nodes"):
+        parse_spec(bomb, source="bomb.yml")
+
+
+def test_huge_file_refused_before_reading(tmp_path: Path) -> None:
+    big = tmp_path / "big.yml"
+    big.write_text("dependencies:\n" + "  - python\n" * 200_000)
+    with pytest.raises(SpecError, match="limit is"):
+        read_spec(big)
+
+
+def test_not_utf8(tmp_path: Path) -> None:
+    f = tmp_path / "latin.yml"
+    f.write_bytes(b"name: caf\xe9\ndependencies: [python]\n")
+    with pytest.raises(SpecError, match="not UTF-8"):
+        read_spec(f)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="no such file"):
+        read_spec(tmp_path / "nope.yml")
+
+
+def test_channel_policy() -> None:
+    text = "channels: [conda-forge, evil-corp]\ndependencies: [python]\n"
+    policy = ChannelPolicy(("conda-forge", "file://*"))
+    with pytest.raises(SpecError, match="channel 'evil-corp' is not allowed") as err:
+        parse_spec(text, policy=policy)
+    assert err.value.line == 1
+    ok = parse_spec("channels: [conda-forge]\ndependencies: [python]\n", policy=policy)
+    assert ok.channels == ("conda-forge",)

@@ -1,0 +1,83 @@
+"""Shared fixtures: the demo channel (offline), caches, a loopback package index.
+
+The session ends through ``os._exit`` once rattler has been loaded, with pytest's own exit
+status, so rattler's native threads cannot turn a green run into a signal at exit.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from builder.demo.channel import demo_channel
+from builder.demo.simple_index import write_simple_index
+from builder.demo.wheels import ensure_wheels
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = REPO.parent / "shared" / "corpus"
+HOME = Path(os.environ.get("ENVYARD_HOME", Path.home() / ".envyard"))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    session.config._envyard_status = int(exitstatus)  # type: ignore[attr-defined]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if "rattler" in sys.modules:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(getattr(config, "_envyard_status", 1))
+
+
+@pytest.fixture(scope="session")
+def channel() -> Path:
+    """The demo channel of real packages (built from cached wheels, never downloaded here)."""
+    return demo_channel(HOME, offline=True)
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def pkgs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("pkgs")
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def pypi_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A simple index of every pinned wheel, served on 127.0.0.1; yields its URL."""
+    wheels = list(ensure_wheels(HOME / "wheels", offline=True).values())
+    root = write_simple_index(wheels, tmp_path_factory.mktemp("index"))
+    handler = functools.partial(_Quiet, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/simple"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def envs_dir() -> Path:
+    return REPO / "envs"
+
+
+def copy_env(src: Path, dest: Path) -> Path:
+    shutil.copyfile(src, dest)
+    return dest
