@@ -8,6 +8,7 @@ A prefix remembers the lock it was built from, so rebuilding an identical lock i
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import shutil
@@ -83,9 +84,23 @@ def _publish(staging: Path, prefix: Path) -> None:
 def install_lock(lock: Lockfile, *, prefix: Path, platform: str, pkgs_dir: Path,
                  force: bool = False, timeout: float = DEFAULT_TIMEOUT,
                  progress: Callable[[str, int, int], None] | None = None) -> InstallResult:
-    """Build ``prefix`` from the ``platform`` part of ``lock``; reuse it if already built."""
-    start = time.perf_counter()
+    """Build ``prefix`` from the ``platform`` part of ``lock``; reuse it if already built.
+
+    Builds of one prefix are serialised by a lock file beside it; the holder removes
+    staging directories that a killed build left behind.
+    """
     prefix = prefix.expanduser().absolute()
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    with (prefix.parent / f".{prefix.name}.envyard-lock").open("a") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        for stale in prefix.parent.glob(f".{prefix.name}.envyard-staging-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        return _install(lock, prefix, platform, pkgs_dir, force, timeout, progress)
+
+
+def _install(lock: Lockfile, prefix: Path, platform: str, pkgs_dir: Path, force: bool,
+             timeout: float, progress: Callable[[str, int, int], None] | None) -> InstallResult:
+    start = time.perf_counter()
     if platform not in lock.metadata.platforms:
         raise LockError(f"the lock has no packages for {platform} (it has: "
                         f"{', '.join(lock.metadata.platforms)}); re-lock with -p {platform}")
@@ -119,7 +134,6 @@ def install_lock(lock: Lockfile, *, prefix: Path, platform: str, pkgs_dir: Path,
     with ThreadPoolExecutor(max_workers=8) as pool:
         conda_files = list(pool.map(fetched, conda))
         wheel_files = list(pool.map(fetched, pip))
-    prefix.parent.mkdir(parents=True, exist_ok=True)
     staging = prefix.with_name(f".{prefix.name}.envyard-staging-{uuid.uuid4().hex[:8]}")
     try:
         if progress:

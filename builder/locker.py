@@ -67,8 +67,14 @@ async def _query_exact(channels: list[str], platform: str, pkgs: list[LockedPack
     specs = [f"{p.name} =={p.version} {p.build_string}" for p in pkgs]
     result = await gateway.query([rattler.Channel(channel_url(c)) for c in channels],
                                  [platform, "noarch"], specs, recursive=False)
-    urls = {p.url for p in pkgs}
-    return [r for group in result for r in group if str(r.url) in urls]
+    wanted = {(p.name, p.version, p.build_string) for p in pkgs}
+    found = {}
+    for group in result:
+        for r in group:
+            key = (r.name.normalized, str(r.version), str(r.build))
+            if key in wanted:
+                found[key] = r
+    return list(found.values())
 
 
 def _solve_update(req: SolveRequest, previous: list[LockedPackage], update: set[str],

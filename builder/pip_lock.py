@@ -77,7 +77,7 @@ def lock_pip(requirements: Sequence[str], *, conda: Sequence[LockedPackage], pla
                "--quiet", "--no-input", "--disable-pip-version-check", "--report", str(report),
                "--only-binary=:all:", "--implementation", "cp", "--python-version", python,
                "--abi", "cp" + python.replace(".", ""), "--index-url", index_url or DEFAULT_INDEX,
-               "-r", str(reqs), "-c", str(cons)]
+               "--target", str(Path(tmp) / "target"), "-r", str(reqs), "-c", str(cons)]
         for tag in _PLATFORM_TAGS.get(platform, []):
             cmd += ["--platform", tag]
         env = {**os.environ, "PIP_CONFIG_FILE": os.devnull}

@@ -1,0 +1,112 @@
+"""Locking a spec: --update moves only what it must; a pip: section is locked by pip."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from builder.demo.channel import index_channel
+from builder.demo.synthetic import synthetic_channel
+from builder.errors import SolveError, SpecError
+from builder.locker import LockOptions, lock_env
+from builder.spec import parse_spec
+
+
+def _versions(lock) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return {p.name: p.version for p in lock.package}
+
+
+@pytest.fixture
+def old_channel(channel: Path, tmp_path: Path) -> Path:
+    """The demo channel without the newer dask/distributed release (hardlinked copy)."""
+    ch = tmp_path / "channel"
+    for sub in ("linux-64", "noarch"):
+        (ch / sub).mkdir(parents=True)
+        for f in (channel / sub).glob("*.conda"):
+            if "2026.1.2" not in f.name:
+                os.link(f, ch / sub / f.name)
+    index_channel(ch)
+    return ch
+
+
+def _publish_new_release(channel: Path, ch: Path) -> None:
+    for f in (channel / "noarch").glob("*-2026.1.2-*.conda"):
+        os.link(f, ch / "noarch" / f.name)
+    index_channel(ch)
+
+
+SPEC = "channels: [x]\ndependencies: [python 3.11.*, dask, distributed, toolz, numpy]\n"
+
+
+def test_update_moves_the_package_and_what_it_forces_only(
+        channel: Path, old_channel: Path, tmp_path: Path) -> None:
+    spec = parse_spec(SPEC)
+    opts = LockOptions(channels=[str(old_channel)], platforms=["linux-64"],
+                       cache_dir=tmp_path / "cache")
+    first = lock_env(spec, opts)
+    assert _versions(first)["dask"] == "2025.12.0"
+    _publish_new_release(channel, old_channel)
+    opts.previous, opts.update = first, ["dask"]
+    second = lock_env(spec, opts)
+    before, after = _versions(first), _versions(second)
+    changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+    assert changed == {"dask", "distributed"}  # distributed pins dask exactly
+    assert after["dask"] == after["distributed"] == "2026.1.2"
+    assert second.metadata.content_hash == first.metadata.content_hash
+
+
+def test_update_of_unknown_package(old_channel: Path, tmp_path: Path) -> None:
+    spec = parse_spec(SPEC)
+    opts = LockOptions(channels=[str(old_channel)], platforms=["linux-64"],
+                       cache_dir=tmp_path / "cache")
+    opts.previous, opts.update = lock_env(spec, opts), ["pandas"]
+    with pytest.raises(SpecError, match="pandas: not in the lock"):
+        lock_env(spec, opts)
+
+
+def test_update_when_nothing_newer_keeps_the_lock(old_channel: Path, tmp_path: Path) -> None:
+    spec = parse_spec(SPEC)
+    opts = LockOptions(channels=[str(old_channel)], platforms=["linux-64"],
+                       cache_dir=tmp_path / "cache")
+    first = lock_env(spec, opts)
+    opts.previous, opts.update = first, ["toolz"]
+    assert _versions(lock_env(spec, opts)) == _versions(first)
+
+
+def test_pip_section_is_locked_against_the_index(channel: Path, pypi_index: str,
+                                                 tmp_path: Path) -> None:
+    spec = parse_spec("dependencies:\n  - python 3.11.*\n  - toolz\n  - pip:\n"
+                      "      - python-slugify==9.2.0\n      - toolz\n")
+    lock = lock_env(spec, LockOptions(channels=[str(channel)], platforms=["linux-64"],
+                                      cache_dir=tmp_path / "cache", pip_index=pypi_index))
+    pip = {p.name: p for p in lock.package if p.manager == "pip"}
+    assert set(pip) == {"python-slugify", "text-unidecode"}  # toolz comes from conda
+    slug = pip["python-slugify"]
+    assert slug.version == "9.2.0"
+    assert slug.url.startswith(pypi_index.rsplit("/", 1)[0]) and slug.hash.sha256
+    assert "text-unidecode" in slug.dependencies
+    assert "pip" in {p.name for p in lock.package if p.manager == "conda"}
+
+
+def test_pip_conflict_is_readable(channel: Path, pypi_index: str, tmp_path: Path) -> None:
+    spec = parse_spec("dependencies:\n  - python 3.11.*\n  - pip:\n"
+                      "      - python-slugify==1.0.0\n")
+    with pytest.raises(SolveError, match="pip cannot resolve"):
+        lock_env(spec, LockOptions(channels=[str(channel)], platforms=["linux-64"],
+                                   cache_dir=tmp_path / "cache", pip_index=pypi_index))
+
+
+def test_several_platforms_in_one_lock(tmp_path: Path) -> None:
+    ch = synthetic_channel(tmp_path / "ch", records=2000, subdirs=("linux-64", "osx-arm64"))
+    spec = parse_spec("platforms: [linux-64, osx-arm64]\n"
+                      "dependencies: [python 3.11.*, pkg00042]\n")
+    lock = lock_env(spec, LockOptions(channels=[str(ch)], cache_dir=tmp_path / "cache"))
+    assert lock.metadata.platforms == ["linux-64", "osx-arm64"]
+    assert set(lock.metadata.content_hash) == {"linux-64", "osx-arm64"}
+    for platform in ("linux-64", "osx-arm64"):
+        names = {p.name for p in lock.for_platform(platform)}
+        assert {"python", "pkg00042"} <= names
+    shutil.rmtree(ch)
