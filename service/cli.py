@@ -218,10 +218,8 @@ def main(argv: list[str] | None = None) -> None:
         info("interrupted")
         code = 130
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
+            exc.show()  # a usage error from the command-line parser
             code = exc.exit_code
         else:
             info(f"internal error: {type(exc).__name__}: {exc}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from builder.content_hash import conda_dependency, content_hash
 from builder.lock import read_lock
 from builder.spec import read_spec

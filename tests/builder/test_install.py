@@ -77,7 +77,7 @@ def _tampered(lock: Lockfile, name: str) -> Lockfile:
 def test_tampered_sha256_is_refused_and_nothing_appears(
         dask_lock: Lockfile, tmp_path: Path) -> None:
     target = tmp_path / "env"
-    with pytest.raises(HashMismatch, match="numpy.*sha256 mismatch"):
+    with pytest.raises(HashMismatch, match=r"numpy.*sha256 mismatch"):
         install_lock(_tampered(dask_lock, "numpy"), prefix=target, platform="linux-64",
                      pkgs_dir=tmp_path / "pkgs")
     assert not target.exists()

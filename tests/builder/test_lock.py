@@ -32,7 +32,8 @@ def our_lock(channel: Path, cache_dir: Path, tmp_path_factory: pytest.TempPathFa
                          ids=lambda p: f"{p.parent.parent.name}/{p.parent.name}")
 def test_reads_corpus_locks_and_round_trips_byte_for_byte(path: Path) -> None:
     lock = read_lock(path)
-    assert lock.metadata.platforms and set(lock.metadata.content_hash) == set(lock.metadata.platforms)
+    meta = lock.metadata
+    assert meta.platforms and set(meta.content_hash) == set(meta.platforms)
     assert len(lock.package) > 500
     assert {p.manager for p in lock.package} <= {"conda", "pip"}
     assert dump_lock(lock) == path.read_text()

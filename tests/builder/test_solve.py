@@ -16,8 +16,10 @@ from builder.virtual import load_virtual_packages
 
 
 def _req(channel: Path, specs: list[str], cache: Path, **kw: object) -> SolveRequest:
-    return SolveRequest(specs=specs, channels=[str(channel)], platform=str(kw.pop("platform", "linux-64")),
-                        virtual=load_virtual_packages(), cache_dir=cache, **kw)  # type: ignore[arg-type]
+    platform = str(kw.pop("platform", "linux-64"))
+    return SolveRequest(specs=specs, channels=[str(channel)], platform=platform,
+                        virtual=load_virtual_packages(), cache_dir=cache,
+                        **kw)  # type: ignore[arg-type]
 
 
 def test_solves_dask_with_marker_dependencies(channel: Path, cache_dir: Path) -> None:

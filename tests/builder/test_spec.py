@@ -17,7 +17,8 @@ def test_corpus_is_present() -> None:
     assert len(CORPUS_ENVS) >= 12
 
 
-@pytest.mark.parametrize("path", CORPUS_ENVS, ids=lambda p: f"{p.parent.parent.name}/{p.parent.name}")
+@pytest.mark.parametrize("path", CORPUS_ENVS,
+                         ids=lambda p: f"{p.parent.parent.name}/{p.parent.name}")
 def test_reads_every_corpus_environment(path: Path) -> None:
     spec = read_spec(path)
     assert spec.channels == ("conda-forge",)

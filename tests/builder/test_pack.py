@@ -1,0 +1,68 @@
+"""conda-pack archives: they unpack elsewhere and run after conda-unpack."""
+
+from __future__ import annotations
+
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from builder.errors import PackError
+from builder.install import install_lock
+from builder.locker import LockOptions, lock_env
+from builder.pack import pack_prefix
+from builder.spec import parse_spec
+
+
+@pytest.fixture(scope="module")
+def small_env(channel: Path, cache_dir: Path, pkgs_dir: Path,
+              tmp_path_factory: pytest.TempPathFactory) -> Path:
+    spec = parse_spec("dependencies: [python 3.11.*, toolz, msgpack-python, pyyaml]\n")
+    lock = lock_env(spec, LockOptions(channels=[str(channel)], platforms=["linux-64"],
+                                      cache_dir=cache_dir))
+    prefix = tmp_path_factory.mktemp("packenv") / "env"
+    install_lock(lock, prefix=prefix, platform="linux-64", pkgs_dir=pkgs_dir)
+    return prefix
+
+
+def _extract(archive: Path, dest: Path) -> None:
+    dest.mkdir()
+    if archive.name.endswith(".tar.zst"):
+        with archive.open("rb") as f, zstandard.ZstdDecompressor().stream_reader(f) as raw, \
+                tarfile.open(fileobj=raw, mode="r|") as tar:
+            tar.extractall(dest, filter="tar")
+    else:
+        with tarfile.open(archive) as tar:
+            tar.extractall(dest, filter="tar")
+
+
+@pytest.mark.parametrize("suffix", [".tar.zst", ".tar.gz"])
+def test_pack_unpacks_elsewhere_and_runs(small_env: Path, tmp_path: Path, suffix: str) -> None:
+    result = pack_prefix(small_env, tmp_path / f"env{suffix}")
+    assert result.bytes > 1_000_000
+    moved = tmp_path / "somewhere" / "else"
+    moved.parent.mkdir()
+    _extract(result.archive, moved)
+    env = {"PATH": f"{moved}/bin:/usr/bin:/bin"}
+    unpack = subprocess.run([str(moved / "bin" / "conda-unpack")], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert unpack.returncode == 0, unpack.stderr
+    done = subprocess.run([str(moved / "bin" / "python"), "-c",
+                           "import sys, toolz, msgpack, yaml; print(sys.prefix)"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(moved)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
+def test_unknown_format(small_env: Path, tmp_path: Path) -> None:
+    with pytest.raises(PackError, match="unknown archive type"):
+        pack_prefix(small_env, tmp_path / "env.rar")
+
+
+def test_not_an_env(tmp_path: Path) -> None:
+    with pytest.raises(PackError, match="not a conda environment"):
+        pack_prefix(tmp_path, tmp_path / "x.tar.zst")
+    assert not (tmp_path / "x.tar.zst").exists()

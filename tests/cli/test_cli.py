@@ -1,0 +1,112 @@
+"""The envyard command as a user runs it: results, JSON, exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from builder.lock import read_lock, write_lock
+from builder.render import render_explicit
+from tests.conftest import HOME, REPO
+
+ENVYARD = str(Path(sys.executable).with_name("envyard"))
+
+
+def run(*args: str, cwd: Path | None = None, check: bool = False) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ENVYARD_HOME": str(HOME)}
+    done = subprocess.run([ENVYARD, *args], capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=300)
+    assert done.returncode >= 0, f"killed by signal {-done.returncode}: {done.stderr}"
+    assert "Traceback" not in done.stderr, done.stderr
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
+@pytest.fixture(scope="module")
+def cli_lock(channel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "conda-lock.yml"
+    done = run("lock", str(REPO / "envs" / "dask-notebook.yml"), "-c", str(channel),
+               "-o", str(out), "--json", check=True)
+    result = json.loads(done.stdout)
+    assert result["platforms"]["linux-64"] > 40
+    return out
+
+
+def test_lock_writes_a_conda_lock_file(cli_lock: Path) -> None:
+    lock = read_lock(cli_lock)
+    assert {"python", "dask", "distributed", "numpy"} <= {p.name for p in lock.package}
+
+
+def test_build_and_pack(cli_lock: Path, tmp_path: Path) -> None:
+    prefix, pack = tmp_path / "env", tmp_path / "env.tar.zst"
+    done = run("build", str(cli_lock), "--prefix", str(prefix), "--pack", str(pack), "--json",
+               check=True)
+    result = json.loads(done.stdout)
+    assert result["reused"] is False and result["pack"]["bytes"] == pack.stat().st_size
+    assert (prefix / "bin" / "python").exists()
+    again = json.loads(run("build", str(cli_lock), "--prefix", str(prefix), "--json",
+                           check=True).stdout)
+    assert again["reused"] is True
+
+
+def test_render_matches_library(cli_lock: Path) -> None:
+    done = run("render", str(cli_lock), check=True)
+    assert done.stdout == render_explicit(read_lock(cli_lock), "linux-64")
+
+
+def test_bad_yaml_exit_code_and_location(tmp_path: Path) -> None:
+    bad = tmp_path / "env.yml"
+    bad.write_text("name: x\ndependencies: [python\n")
+    done = run("lock", str(bad), "-o", str(tmp_path / "out.yml"))
+    assert done.returncode == 10
+    assert f"{bad}:3" in done.stderr or f"{bad}:2" in done.stderr
+    assert not (tmp_path / "out.yml").exists()
+
+
+def test_unsatisfiable_exit_code(channel: Path, tmp_path: Path) -> None:
+    env = tmp_path / "env.yml"
+    env.write_text("dependencies: [python 3.11.*, dask ==2025.12.0, distributed ==2026.1.2]\n")
+    done = run("lock", str(env), "-c", str(channel), "-o", str(tmp_path / "out.yml"))
+    assert done.returncode == 11 and "cannot be satisfied" in done.stderr
+    assert not (tmp_path / "out.yml").exists()
+
+
+def test_tampered_lock_exit_code_and_nothing_built(cli_lock: Path, tmp_path: Path) -> None:
+    lock = read_lock(cli_lock)
+    next(p for p in lock.package if p.name == "dask").hash.sha256 = "f" * 64
+    bad = tmp_path / "conda-lock.yml"
+    write_lock(lock, bad)
+    done = run("build", str(bad), "--prefix", str(tmp_path / "env"))
+    assert done.returncode == 13 and "sha256 mismatch" in done.stderr
+    assert not (tmp_path / "env").exists()
+
+
+def test_disallowed_channel(tmp_path: Path) -> None:
+    env = tmp_path / "env.yml"
+    env.write_text("channels: [evil]\ndependencies: [python]\n")
+    done = run("lock", str(env), "--allow-channel", "conda-forge")
+    assert done.returncode == 10 and "not allowed" in done.stderr
+
+
+def test_missing_files(tmp_path: Path) -> None:
+    assert run("lock", str(tmp_path / "nope.yml")).returncode == 10
+    assert run("build", str(tmp_path / "nope.yml"), "--prefix", str(tmp_path / "e")
+               ).returncode == 12
+
+
+def test_usage_error_and_help() -> None:
+    assert run("lock", "--no-such-flag", "x").returncode == 2
+    for cmd in ("lock", "build", "render", "pack", "demo", "demo-channel"):
+        done = run(cmd, "--help", check=True)
+        assert "Usage" in done.stdout
+
+
+def test_repeated_runs_never_end_by_a_signal(cli_lock: Path) -> None:
+    for _ in range(8):
+        run("render", str(cli_lock), check=True)
