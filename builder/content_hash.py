@@ -12,9 +12,6 @@ import hashlib
 import json
 import re
 
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
-
 from builder.spec import EnvSpec
 from builder.virtual import VirtualPackages
 
@@ -51,6 +48,9 @@ def conda_dependency(spec: str, category: str) -> dict[str, object]:
 
 def pip_dependency(spec: str, category: str) -> dict[str, object]:
     """One pip requirement the way conda-lock serialises it."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
     req = Requirement(spec)
     dep: dict[str, object] = {
         "name": canonicalize_name(req.name), "manager": "pip", "category": category,

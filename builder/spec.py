@@ -13,8 +13,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from packaging.requirements import InvalidRequirement, Requirement
-
 from builder.errors import SpecError
 from builder.yamlfile import MAX_BYTES, Located, load_yaml
 
@@ -124,6 +122,8 @@ def _conda_dep(item: Located, source: str, lines: list[str]) -> Dependency:
 
 
 def _pip_dep(item: Located, source: str, lines: list[str]) -> Dependency:
+    from packaging.requirements import InvalidRequirement, Requirement  # slow: only for pip
+
     text = item.value.strip()
     if text.startswith(("-e ", "--editable", "-r ", "--")):
         raise _fail(f"pip option '{text}' cannot be locked; list plain requirements", source,

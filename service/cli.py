@@ -1,118 +1,72 @@
-"""``envyard``: lock, build, pack and render conda environments from the command line.
+"""envyard: lock, build, pack and render conda environments.
 
-Every command prints its result to stdout (``--json`` for scripts), progress to stderr,
-and exits with the code of the error class (see ``builder.errors``). The process ends with
-``os._exit`` after flushing, so rattler's native threads can never crash interpreter exit.
+Every command prints its result on stdout (--json for scripts) and progress on stderr, and
+exits with a code scripts can rely on: 0 success, 1 internal error, 2 usage, 10 bad spec,
+11 unsolvable, 12 bad lock, 13 fetch or hash mismatch, 14 install, 15 pack, 16 demo channel.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated
-
-import typer
+from typing import Any
 
 from service.console import emit_json, info, progress
 
-app = typer.Typer(help=__doc__.split("\n")[0] + "\n\nRun `envyard COMMAND --help` for details.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-
-HomeOpt = Annotated[Path, typer.Option(
-    "--home", envvar="ENVYARD_HOME", help="Where envyard keeps its package cache, repodata "
-    "cache and demo channel.", show_default=True)]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
-DEFAULT_HOME = Path.home() / ".envyard"
+DEFAULT_HOME = Path(os.environ.get("ENVYARD_HOME") or Path.home() / ".envyard")
 
 
-@app.command()
-def lock(
-    file: Annotated[Path, typer.Argument(help="The environment.yml to lock.")],
-    platform: Annotated[list[str] | None, typer.Option(
-        "--platform", "-p", help="Platform to lock for; repeat for several. Default: the "
-        "file's 'platforms:', else this machine's.")] = None,
-    channel: Annotated[list[str] | None, typer.Option(
-        "--channel", "-c", help="Channel (name, URL or directory) replacing the file's "
-        "channels; repeat for several.")] = None,
-    update: Annotated[list[str] | None, typer.Option(
-        "--update", help="Re-lock changing only this package and what it forces; needs an "
-        "existing lock at --output.")] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Lockfile to write.")] = Path(
-        "conda-lock.yml"),
-    allow_channel: Annotated[list[str] | None, typer.Option(
-        "--allow-channel", help="Only allow channels matching this pattern (fnmatch); "
-        "repeat for several. Default: any.")] = None,
-    virtual_package_spec: Annotated[Path | None, typer.Option(
-        help="conda-lock style virtual-packages.yaml replacing the defaults.")] = None,
-    pip_index: Annotated[str | None, typer.Option(
-        help="Package index for the pip: section.")] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds a solve may take.")] = 300.0,
-    home: HomeOpt = DEFAULT_HOME, as_json: JsonOpt = False, quiet: QuietOpt = False,
-) -> None:
-    """Solve FILE for each platform and write a conda-lock.yml (unified format)."""
+def cmd_lock(args: argparse.Namespace) -> None:
     from builder.lock import read_lock, write_lock
     from builder.locker import LockOptions, lock_env
     from builder.spec import ChannelPolicy, read_spec
     from builder.virtual import load_virtual_packages
 
-    spec = read_spec(file, policy=ChannelPolicy(tuple(allow_channel) if allow_channel else None))
-    previous = None
-    if update:
-        previous = read_lock(output)
-    with progress(not quiet and not as_json) as show:
-        lockfile = lock_env(spec, LockOptions(
-            channels=channel or (), platforms=platform or (),
-            virtual=load_virtual_packages(virtual_package_spec), timeout=timeout,
-            cache_dir=home / "cache", pip_index=pip_index, previous=previous,
-            update=update or (), progress=show.stage))
-    write_lock(lockfile, output)
-    counts = {p: len(lockfile.for_platform(p)) for p in lockfile.metadata.platforms}
-    if as_json:
-        emit_json({"lockfile": str(output), "platforms": counts,
-                   "content_hash": lockfile.metadata.content_hash})
-    else:
-        for p, n in counts.items():
-            print(f"{output}: {p}: {n} packages")
+    policy = ChannelPolicy(tuple(args.allow_channel) if args.allow_channel else None)
+    spec = read_spec(args.file, policy=policy)
+    previous = read_lock(args.output) if args.update else None
+    with progress(not args.quiet and not args.json) as show:
+        lock = lock_env(spec, LockOptions(
+            channels=args.channel, platforms=args.platform,
+            virtual=load_virtual_packages(args.virtual_package_spec), timeout=args.timeout,
+            cache_dir=args.home / "cache", pip_index=args.pip_index, previous=previous,
+            update=args.update, progress=show.stage))
+    write_lock(lock, args.output)
+    counts = {p: len(lock.for_platform(p)) for p in lock.metadata.platforms}
+    if args.json:
+        emit_json({"lockfile": str(args.output), "platforms": counts,
+                   "content_hash": lock.metadata.content_hash})
+        return
+    for platform, n in counts.items():
+        print(f"{args.output}: {platform}: {n} packages")
 
 
-@app.command()
-def build(
-    lockfile: Annotated[Path, typer.Argument(help="conda-lock.yml to build.")],
-    prefix: Annotated[Path, typer.Option("--prefix", help="Directory of the environment.")],
-    pack: Annotated[Path | None, typer.Option(
-        "--pack", help="Also write a conda-pack archive (.tar.zst, .tar.gz, .zip).")] = None,
-    platform: Annotated[str | None, typer.Option(
-        "--platform", "-p", help="Platform part of the lock to build. Default: this "
-        "machine's.")] = None,
-    force: Annotated[bool, typer.Option(
-        help="Replace an existing environment at PREFIX built from another lock.")] = False,
-    home: HomeOpt = DEFAULT_HOME, as_json: JsonOpt = False, quiet: QuietOpt = False,
-) -> None:
-    """Install exactly the packages of LOCKFILE at PREFIX (sha256-verified, atomic)."""
+def cmd_build(args: argparse.Namespace) -> None:
     from builder.install import install_lock
     from builder.lock import read_lock
     from builder.locker import host_platform
 
-    lock_data = read_lock(lockfile)
-    with progress(not quiet and not as_json) as show:
-        result = install_lock(lock_data, prefix=prefix, platform=platform or host_platform(),
-                              pkgs_dir=home / "pkgs", force=force, progress=show.step)
-        packed = None
-        if pack is not None:
+    lock = read_lock(args.lockfile)
+    packed = None
+    with progress(not args.quiet and not args.json) as show:
+        result = install_lock(lock, prefix=args.prefix, platform=args.platform or host_platform(),
+                              pkgs_dir=args.home / "pkgs", force=args.force,
+                              progress=show.step)
+        if args.pack is not None:
             from builder.pack import pack_prefix
 
-            show.stage(f"packing {pack.name}")
-            packed = pack_prefix(result.prefix, pack)
-    if as_json:
+            show.stage(f"packing {args.pack.name}")
+            packed = pack_prefix(result.prefix, args.pack)
+    if args.json:
         emit_json({"prefix": str(result.prefix), "platform": result.platform,
                    "reused": result.reused, "conda_packages": result.conda_packages,
                    "pip_packages": result.pip_packages, "seconds": round(result.seconds, 3),
-                   "pack": None if packed is None else {"path": str(packed.archive),
-                                                        "bytes": packed.bytes,
-                                                        "seconds": round(packed.seconds, 3)}})
+                   "pack": None if packed is None else {
+                       "path": str(packed.archive), "bytes": packed.bytes,
+                       "seconds": round(packed.seconds, 3)}})
         return
     state = "already up to date" if result.reused else f"built in {result.seconds:.1f} s"
     print(f"{result.prefix}: {result.conda_packages} conda + {result.pip_packages} pip "
@@ -121,76 +75,140 @@ def build(
         print(f"{packed.archive}: {packed.bytes / 1e6:.1f} MB in {packed.seconds:.1f} s")
 
 
-@app.command("pack")
-def pack_cmd(
-    prefix: Annotated[Path, typer.Argument(help="Environment to pack.")],
-    output: Annotated[Path, typer.Argument(help="Archive to write (.tar.zst, .tar.gz, .zip).")],
-    level: Annotated[int | None, typer.Option(help="Compression level.")] = None,
-    threads: Annotated[int, typer.Option(help="Compression threads; -1 for all cores.")] = -1,
-    as_json: JsonOpt = False,
-) -> None:
-    """Pack an environment into a conda-pack archive (unpack, then run bin/conda-unpack)."""
+def cmd_pack(args: argparse.Namespace) -> None:
     from builder.pack import pack_prefix
 
-    packed = pack_prefix(prefix, output, threads=threads, level=level)
-    if as_json:
+    packed = pack_prefix(args.prefix, args.output, threads=args.threads, level=args.level)
+    if args.json:
         emit_json({"path": str(packed.archive), "format": packed.format,
                    "bytes": packed.bytes, "seconds": round(packed.seconds, 3)})
     else:
         print(f"{packed.archive}: {packed.bytes / 1e6:.1f} MB in {packed.seconds:.1f} s")
 
 
-@app.command()
-def render(
-    lockfile: Annotated[Path, typer.Argument(help="conda-lock.yml to render.")],
-    platform: Annotated[str | None, typer.Option(
-        "--platform", "-p", help="Default: this machine's.")] = None,
-    output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Write here instead of stdout.")] = None,
-) -> None:
-    """Print one platform of LOCKFILE as a conda @EXPLICIT file (as conda-lock render)."""
+def cmd_render(args: argparse.Namespace) -> None:
     from builder.lock import read_lock
     from builder.locker import host_platform
     from builder.render import render_explicit
 
-    text = render_explicit(read_lock(lockfile), platform or host_platform())
-    if output is None:
+    text = render_explicit(read_lock(args.lockfile), args.platform or host_platform())
+    if args.output is None:
         sys.stdout.write(text)
     else:
-        output.write_text(text)
+        args.output.write_text(text)
 
 
-@app.command()
-def demo(
-    envs: Annotated[Path, typer.Option(help="Folder of environment files to build.")] = Path(
-        "envs"),
-    home: HomeOpt = DEFAULT_HOME, quiet: QuietOpt = False, as_json: JsonOpt = False,
-) -> None:
-    """Build the demo channel, then lock, build and pack every file in ENVS from it."""
+def cmd_demo(args: argparse.Namespace) -> None:
     from service.demo import run_demo
 
-    with progress(not quiet and not as_json) as show:
-        results = run_demo(envs, home, show)
-    if as_json:
+    with progress(not args.quiet and not args.json) as show:
+        results = run_demo(args.envs, args.home, show)
+    if args.json:
         emit_json({"environments": results})
         return
     for r in results:
         print(f"\n{r['name']}: {r['packages']} packages")
-        print(f"  lock    {r['lock']}")
-        print(f"  prefix  {r['prefix']}")
-        print(f"  pack    {r['pack']}")
+        for key in ("lock", "prefix", "pack"):
+            print(f"  {key:<7} {r[key]}")
         print(f"  try it  {r['prefix']}/bin/python -c 'import dask; print(dask.__version__)'")
-    if results:
-        print("\nUnpack an archive anywhere: mkdir env && tar -xf PACK -C env "
-              "&& PATH=env/bin:$PATH env/bin/conda-unpack")
+    print("\nUnpack an archive anywhere: mkdir env && tar -xf PACK -C env && "
+          "PATH=$PWD/env/bin:$PATH env/bin/conda-unpack")
 
 
-@app.command("demo-channel")
-def demo_channel_cmd(home: HomeOpt = DEFAULT_HOME) -> None:
-    """Fetch the pinned wheels (once) and build the demo channel; print its path."""
+def cmd_demo_channel(args: argparse.Namespace) -> None:
     from builder.demo.channel import demo_channel
 
-    print(demo_channel(home))
+    print(demo_channel(args.home))
+
+
+def _common(p: argparse.ArgumentParser, *, home: bool = True, quiet: bool = True) -> None:
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    if quiet:
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    if home:
+        p.add_argument("--home", type=Path, default=DEFAULT_HOME,
+                       help="where envyard keeps its package and repodata caches and the "
+                       "demo channel (env ENVYARD_HOME; default %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="envyard", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("lock", help="solve an environment.yml into a conda-lock.yml",
+                       description="Solve FILE for each platform and write a conda-lock.yml "
+                       "(conda-lock's unified format, with conda-lock's content hash).")
+    p.add_argument("file", type=Path, help="the environment.yml to lock")
+    p.add_argument("-p", "--platform", action="append", default=[],
+                   help="platform to lock for; repeat for several (default: the file's "
+                   "'platforms:', else this machine's)")
+    p.add_argument("-c", "--channel", action="append", default=[],
+                   help="channel (name, URL or directory) replacing the file's; repeatable")
+    p.add_argument("--update", action="append", default=[], metavar="PKG",
+                   help="re-lock the existing --output lock changing only PKG and what it "
+                   "forces; repeatable")
+    p.add_argument("-o", "--output", type=Path, default=Path("conda-lock.yml"),
+                   help="lockfile to write (default %(default)s)")
+    p.add_argument("--allow-channel", action="append", default=[], metavar="PATTERN",
+                   help="refuse channels not matching PATTERN (fnmatch); repeatable")
+    p.add_argument("--virtual-package-spec", type=Path,
+                   help="conda-lock style virtual-packages.yaml replacing the defaults")
+    p.add_argument("--pip-index", help="package index URL for the pip: section")
+    p.add_argument("--timeout", type=float, default=300.0,
+                   help="seconds one solve may take (default %(default)s)")
+    _common(p)
+    p.set_defaults(func=cmd_lock)
+
+    p = sub.add_parser("build", help="install a lock into an environment (and pack it)",
+                       description="Install exactly the packages of LOCKFILE at PREFIX: every "
+                       "package's sha256 checked, nothing visible at PREFIX until complete, "
+                       "an identical lock reused.")
+    p.add_argument("lockfile", type=Path, help="conda-lock.yml to build")
+    p.add_argument("--prefix", type=Path, required=True, help="directory of the environment")
+    p.add_argument("--pack", type=Path, help="also write a conda-pack archive "
+                   "(.tar.zst, .tar.gz, .zip)")
+    p.add_argument("-p", "--platform", help="platform part of the lock (default: this "
+                   "machine's)")
+    p.add_argument("--force", action="store_true",
+                   help="replace an environment at PREFIX built from another lock")
+    _common(p)
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("pack", help="pack an environment into a conda-pack archive",
+                       description="Pack PREFIX into OUTPUT; unpack it anywhere and run "
+                       "bin/conda-unpack.")
+    p.add_argument("prefix", type=Path, help="environment to pack")
+    p.add_argument("output", type=Path, help="archive to write (.tar.zst, .tar.gz, .zip)")
+    p.add_argument("--level", type=int, help="compression level")
+    p.add_argument("--threads", type=int, default=-1, help="compression threads "
+                   "(-1: all cores)")
+    _common(p, home=False, quiet=False)
+    p.set_defaults(func=cmd_pack)
+
+    p = sub.add_parser("render", help="print a lock as a conda @EXPLICIT file",
+                       description="Print one platform of LOCKFILE as `conda-lock render -k "
+                       "explicit` would.")
+    p.add_argument("lockfile", type=Path)
+    p.add_argument("-p", "--platform", help="default: this machine's")
+    p.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("demo", help="build every example environment from the demo channel",
+                       description="Build the demo channel (real conda packages made "
+                       "offline), then lock, build and pack every *.yml in ENVS.")
+    p.add_argument("--envs", type=Path, default=Path("envs"),
+                   help="folder of environment files (default %(default)s)")
+    _common(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("demo-channel", help="fetch the pinned wheels and build the demo "
+                       "channel", description="Download the pinned wheels once (the only "
+                       "step that needs a package index) and build the demo channel.")
+    p.add_argument("--home", type=Path, default=DEFAULT_HOME, help="default %(default)s")
+    p.set_defaults(func=cmd_demo_channel)
+    return parser
 
 
 def _exit(code: int) -> None:
@@ -199,33 +217,33 @@ def _exit(code: int) -> None:
     os._exit(code)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console entry point: map errors to messages and exit codes, never a traceback."""
+def run(argv: list[str] | None = None) -> int:
+    """Run one command; return its exit code (errors become messages, never tracebacks)."""
     from builder.errors import EnvyardError
 
-    code = 0
     try:
-        app(args=argv, standalone_mode=False)
+        args: Any = build_parser().parse_args(argv)
+        args.func(args)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else 2
     except EnvyardError as exc:
         info(f"error: {exc}")
-        code = exc.exit_code
-    except typer.Exit as exc:
-        code = exc.exit_code
-    except typer.Abort:
-        info("aborted")
-        code = 130
+        return exc.exit_code
     except KeyboardInterrupt:
         info("interrupted")
-        code = 130
+        return 130
+    except BrokenPipeError:
+        return 0
     except Exception as exc:
-        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
-            exc.show()  # a usage error from the command-line parser
-            code = exc.exit_code
+        info(f"internal error: {type(exc).__name__}: {exc}")
+        if os.environ.get("ENVYARD_DEBUG"):
+            traceback.print_exc()
         else:
-            info(f"internal error: {type(exc).__name__}: {exc}")
-            if os.environ.get("ENVYARD_DEBUG"):
-                traceback.print_exc()
-            else:
-                info("(set ENVYARD_DEBUG=1 for the traceback; please report it)")
-            code = 1
-    _exit(code)
+            info("(set ENVYARD_DEBUG=1 to see the traceback, and please report it)")
+        return 1
+    return 0
+
+
+def main() -> None:
+    """Console entry point; ends with os._exit so rattler's threads cannot crash the exit."""
+    _exit(run())

@@ -27,7 +27,9 @@ HOME = Path(os.environ.get("ENVYARD_HOME", Path.home() / ".envyard"))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    session.config._envyard_status = int(exitstatus)  # type: ignore[attr-defined]
+    # "no tests collected" (5) is not a failure for a selection that matches nothing
+    status = 0 if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED else int(exitstatus)
+    session.config._envyard_status = status  # type: ignore[attr-defined]
 
 
 @pytest.hookimpl(trylast=True)

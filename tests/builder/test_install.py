@@ -67,7 +67,7 @@ def test_no_staging_left_beside_the_prefix(dask_env: Path) -> None:
 
 
 def _tampered(lock: Lockfile, name: str) -> Lockfile:
-    bad = lock.model_copy(deep=True)
+    bad = lock.copy()
     for p in bad.package:
         if p.name == name:
             p.hash.sha256 = "0" * 64
@@ -86,7 +86,7 @@ def test_tampered_sha256_is_refused_and_nothing_appears(
 
 
 def test_tampered_package_file_is_refused(dask_lock: Lockfile, tmp_path: Path) -> None:
-    bad = dask_lock.model_copy(deep=True)
+    bad = dask_lock.copy()
     pkg = next(p for p in bad.package if p.name == "toolz")
     forged = tmp_path / pkg.filename
     forged.write_bytes(b"not the package")
@@ -98,7 +98,7 @@ def test_tampered_package_file_is_refused(dask_lock: Lockfile, tmp_path: Path) -
 
 
 def test_lock_without_sha256_is_refused(dask_lock: Lockfile, tmp_path: Path) -> None:
-    bad = dask_lock.model_copy(deep=True)
+    bad = dask_lock.copy()
     bad.package[0].hash.sha256 = None
     with pytest.raises(LockError, match="no sha256"):
         install_lock(bad, prefix=tmp_path / "env", platform="linux-64",

@@ -104,7 +104,7 @@ def test_usage_error_and_help() -> None:
     assert run("lock", "--no-such-flag", "x").returncode == 2
     for cmd in ("lock", "build", "render", "pack", "demo", "demo-channel"):
         done = run(cmd, "--help", check=True)
-        assert "Usage" in done.stdout
+        assert "usage: envyard" in done.stdout
 
 
 def test_repeated_runs_never_end_by_a_signal(cli_lock: Path) -> None:
