@@ -1,0 +1,42 @@
+"""Shared set-up for the benchmarks: the demo channel, a lock, a built prefix, timing."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from builder.demo.channel import demo_channel
+
+REPO = Path(__file__).resolve().parent.parent
+HOME = Path(os.environ.get("ENVYARD_HOME") or Path.home() / ".envyard")
+ENVYARD = str(Path(sys.executable).with_name("envyard"))
+
+
+def channel() -> Path:
+    return demo_channel(HOME, offline=True)
+
+
+def run(cmd: list[str], **kw: object) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of one whole process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n"
+                         f"{proc.stderr.read().decode() if proc.stderr else ''}")
+    return seconds, usage.ru_maxrss
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def report(name: str, ours: float, base: float, base_name: str, goal: str) -> None:
+    print(f"{name}: envyard {ours:.3f} s, {base_name} {base:.3f} s, "
+          f"ratio {ours / base:.2f}x  (goal {goal})")
