@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from common import REPO, channel, median
+from common import REPO, channel, exit_now, median
 
 from builder.install import install_lock
 from builder.locker import LockOptions, lock_env
@@ -44,3 +44,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    exit_now()

@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import ENVYARD, REPO, channel, median, report, run
+from common import ENVYARD, REPO, channel, exit_now, median, report, run
 
 from builder.demo.synthetic import record_count, synthetic_channel
 
@@ -45,3 +45,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    exit_now()

@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import ENVYARD, REPO, channel, median, run
+from common import ENVYARD, REPO, channel, exit_now, median, run
 
 from builder.install import install_lock
 from builder.locker import LockOptions, lock_env
@@ -40,3 +40,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    exit_now()

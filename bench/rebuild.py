@@ -8,7 +8,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from common import ENVYARD, REPO, channel, median, run
+from common import ENVYARD, REPO, channel, exit_now, median, run
 
 
 def main() -> None:
@@ -27,3 +27,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    exit_now()

@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import ENVYARD, REPO, median, run
+from common import ENVYARD, REPO, exit_now, median, run
 
 from builder.demo.synthetic import record_count, synthetic_channel
 
@@ -43,3 +43,4 @@ def main(records: int = 100_000) -> None:
 
 if __name__ == "__main__":
     main(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000)
+    exit_now()

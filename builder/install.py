@@ -41,9 +41,10 @@ class InstallResult:
     seconds: float
 
 
-def fingerprint(lock: Lockfile, platform: str) -> str:
+def fingerprint(lock: Lockfile, platform: str, variables: dict[str, str] | None = None) -> str:
     """Identity of what a lock installs on ``platform``: every package's URL and sha256."""
     items = sorted(f"{p.manager} {p.url} {p.hash.sha256}" for p in lock.for_platform(platform))
+    items += [f"var {k}={v}" for k, v in sorted((variables or {}).items())]
     return hashlib.sha256("\n".join([platform, *items]).encode()).hexdigest()
 
 
@@ -83,6 +84,7 @@ def _publish(staging: Path, prefix: Path) -> None:
 
 def install_lock(lock: Lockfile, *, prefix: Path, platform: str, pkgs_dir: Path,
                  force: bool = False, timeout: float = DEFAULT_TIMEOUT,
+                 variables: dict[str, str] | None = None,
                  progress: Callable[[str, int, int], None] | None = None) -> InstallResult:
     """Build ``prefix`` from the ``platform`` part of ``lock``; reuse it if already built.
 
@@ -95,11 +97,13 @@ def install_lock(lock: Lockfile, *, prefix: Path, platform: str, pkgs_dir: Path,
         fcntl.flock(guard, fcntl.LOCK_EX)
         for stale in prefix.parent.glob(f".{prefix.name}.envyard-staging-*"):
             shutil.rmtree(stale, ignore_errors=True)
-        return _install(lock, prefix, platform, pkgs_dir, force, timeout, progress)
+        return _install(lock, prefix, platform, pkgs_dir, force, timeout, variables or {},
+                        progress)
 
 
 def _install(lock: Lockfile, prefix: Path, platform: str, pkgs_dir: Path, force: bool,
-             timeout: float, progress: Callable[[str, int, int], None] | None) -> InstallResult:
+             timeout: float, variables: dict[str, str],
+             progress: Callable[[str, int, int], None] | None) -> InstallResult:
     start = time.perf_counter()
     if platform not in lock.metadata.platforms:
         raise LockError(f"the lock has no packages for {platform} (it has: "
@@ -110,7 +114,7 @@ def _install(lock: Lockfile, prefix: Path, platform: str, pkgs_dir: Path, force:
     if missing:
         raise LockError(f"no sha256 in the lock for: {', '.join(missing[:10])}; "
                         "envyard installs only packages it can verify")
-    fp = fingerprint(lock, platform)
+    fp = fingerprint(lock, platform, variables)
     if installed_fingerprint(prefix) == fp:
         return InstallResult(prefix, platform, fp, True, len(conda), len(pip),
                              time.perf_counter() - start)
@@ -150,6 +154,8 @@ def _install(lock: Lockfile, prefix: Path, platform: str, pkgs_dir: Path, force:
                 if progress:
                     progress("pip", i, len(wheel_files))
         (staging / STAMP).parent.mkdir(parents=True, exist_ok=True)
+        if variables:  # where `conda activate` reads an environment's variables
+            (staging / "conda-meta" / "state").write_text(json.dumps({"env_vars": variables}))
         (staging / STAMP).write_text(json.dumps({"fingerprint": fp, "platform": platform}))
         _publish(staging, prefix)
     except EnvyardError:

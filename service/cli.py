@@ -91,8 +91,12 @@ def cmd_render(args: argparse.Namespace) -> None:
     from builder.locker import host_platform
     from builder.render import render_explicit
 
-    text = render_explicit(read_lock(args.lockfile), args.platform or host_platform())
-    if args.output is None:
+    platform = args.platform or host_platform()
+    text = render_explicit(read_lock(args.lockfile), platform)
+    if args.json:
+        emit_json({"platform": platform, "explicit": text,
+                   "packages": sum(1 for line in text.splitlines() if "://" in line)})
+    elif args.output is None:
         sys.stdout.write(text)
     else:
         args.output.write_text(text)
@@ -102,7 +106,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from service.demo import run_demo
 
     with progress(not args.quiet and not args.json) as show:
-        results = run_demo(args.envs, args.home, show)
+        results = run_demo(args.envs, args.home, show, args.out)
     if args.json:
         emit_json({"environments": results})
         return
@@ -110,7 +114,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
         print(f"\n{r['name']}: {r['packages']} packages")
         for key in ("lock", "prefix", "pack"):
             print(f"  {key:<7} {r[key]}")
-        print(f"  try it  {r['prefix']}/bin/python -c 'import dask; print(dask.__version__)'")
+        print(f"  try it  {r['try']}")
     print("\nUnpack an archive anywhere: mkdir env && tar -xf PACK -C env && "
           "PATH=$PWD/env/bin:$PATH env/bin/conda-unpack")
 
@@ -193,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("lockfile", type=Path)
     p.add_argument("-p", "--platform", help="default: this machine's")
     p.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
+    _common(p, home=False, quiet=False)
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("demo", help="build every example environment from the demo channel",
@@ -200,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "offline), then lock, build and pack every *.yml in ENVS.")
     p.add_argument("--envs", type=Path, default=Path("envs"),
                    help="folder of environment files (default %(default)s)")
+    p.add_argument("--out", type=Path, help="where locks, environments and packs go "
+                   "(default HOME/demo)")
     _common(p)
     p.set_defaults(func=cmd_demo)
 

@@ -19,14 +19,15 @@ from builder.spec import read_spec
 from service.console import Progress
 
 
-def run_demo(envs: Path, home: Path, show: Progress) -> list[dict[str, Any]]:
+def run_demo(envs: Path, home: Path, show: Progress, out: Path | None = None
+             ) -> list[dict[str, Any]]:
     """Lock, build and pack every ``*.yml`` in ``envs`` against the demo channel."""
     files = sorted(p for p in envs.glob("*.y*ml") if p.is_file())
     if not files:
         raise SpecError(f"no environment files (*.yml) in {envs}")
     show.stage("preparing the demo channel (first run downloads ~55 MB of wheels)")
     channel = demo_channel(home, progress=None)
-    out = home / "demo"
+    out = out or home / "demo"
     results = []
     for file in files:
         spec = read_spec(file)
@@ -38,12 +39,17 @@ def run_demo(envs: Path, home: Path, show: Progress) -> list[dict[str, Any]]:
         write_lock(lock, lock_path)
         show.stage(f"{name}: installing")
         built = install_lock(lock, prefix=out / "envs" / name, platform=host_platform(),
-                             pkgs_dir=home / "pkgs", force=True, progress=show.step)
+                             pkgs_dir=home / "pkgs", force=True, variables=spec.variables,
+                             progress=show.step)
         pack = out / "packs" / f"{name}.tar.zst"
         if not pack.exists() or not built.reused:
             show.stage(f"{name}: packing")
             pack_prefix(built.prefix, pack)
+        names = {p.name for p in lock.package}
+        probe = "import dask; print(dask.__version__)" if "dask" in names else \
+            "import sys; print(sys.prefix)"
         results.append({"name": name, "packages": built.conda_packages + built.pip_packages,
+                        "try": f"{built.prefix}/bin/python -c '{probe}'",
                         "lock": str(lock_path), "prefix": str(built.prefix), "pack": str(pack),
                         "reused": built.reused})
     return results

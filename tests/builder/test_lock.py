@@ -140,3 +140,11 @@ def test_write_is_atomic_on_failure(our_lock: Path, tmp_path: Path) -> None:
         write_lock(lock, target)
     assert target.read_text() == "old content"
     assert [p.name for p in tmp_path.iterdir()] == ["conda-lock.yml"]
+
+
+def test_huge_lock_is_refused_before_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builder.lock
+
+    monkeypatch.setattr(builder.lock, "MAX_LOCK_BYTES", 1000)
+    with pytest.raises(LockError, match="the limit is 1000"):
+        parse_lock(GOOD + "#" * 2000)

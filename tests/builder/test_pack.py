@@ -19,7 +19,7 @@ from builder.spec import parse_spec
 @pytest.fixture(scope="module")
 def small_env(channel: Path, cache_dir: Path, pkgs_dir: Path,
               tmp_path_factory: pytest.TempPathFactory) -> Path:
-    spec = parse_spec("dependencies: [python 3.11.*, toolz, msgpack-python, pyyaml]\n")
+    spec = parse_spec("dependencies: [python 3.11.*, dask, distributed, numpy, pyyaml]\n")
     lock = lock_env(spec, LockOptions(channels=[str(channel)], platforms=["linux-64"],
                                       cache_dir=cache_dir))
     prefix = tmp_path_factory.mktemp("packenv") / "env"
@@ -50,7 +50,7 @@ def test_pack_unpacks_elsewhere_and_runs(small_env: Path, tmp_path: Path, suffix
                             capture_output=True, text=True, timeout=120)
     assert unpack.returncode == 0, unpack.stderr
     done = subprocess.run([str(moved / "bin" / "python"), "-c",
-                           "import sys, toolz, msgpack, yaml; print(sys.prefix)"],
+                           "import sys, dask, distributed, numpy, yaml; print(sys.prefix)"],
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(moved)

@@ -10,7 +10,7 @@ import pytest
 
 from builder.aio import run_with_timeout
 from builder.demo.synthetic import synthetic_channel
-from builder.errors import SolveError, SolveTimeout
+from builder.errors import SolveError, SolveTimeout, SpecError
 from builder.solve import SolveRequest, solve
 from builder.virtual import load_virtual_packages
 
@@ -79,3 +79,21 @@ def test_no_channels(cache_dir: Path) -> None:
     with pytest.raises(SolveError, match="no channels"):
         solve(SolveRequest(specs=["python"], channels=[], platform="linux-64",
                            virtual=load_virtual_packages(), cache_dir=cache_dir))
+
+
+def test_virtual_package_spec_overrides_defaults(tmp_path: Path, cache_dir: Path) -> None:
+    ch = synthetic_channel(tmp_path / "ch", records=200)
+    spec = tmp_path / "virtual-packages.yaml"
+    spec.write_text("subdirs:\n  linux-64:\n    packages:\n      __glibc: '2.99'\n"
+                    "      __unix: '0'\n")
+    req = SolveRequest(specs=["python 3.11.*", "__glibc >=2.99"], channels=[str(ch)],
+                       platform="linux-64", virtual=load_virtual_packages(spec),
+                       cache_dir=cache_dir)
+    assert any(r.name.normalized == "python" for r in solve(req))
+
+
+def test_bad_virtual_package_spec(tmp_path: Path) -> None:
+    spec = tmp_path / "virtual-packages.yaml"
+    spec.write_text("subdirs:\n  linux-64:\n    packages:\n      glibc: '2.99'\n")
+    with pytest.raises(SpecError, match="not a virtual package"):
+        load_virtual_packages(spec)

@@ -110,3 +110,23 @@ def test_usage_error_and_help() -> None:
 def test_repeated_runs_never_end_by_a_signal(cli_lock: Path) -> None:
     for _ in range(8):
         run("render", str(cli_lock), check=True)
+
+
+def test_demo_builds_every_env_file(channel: Path, tmp_path: Path) -> None:
+    envs = tmp_path / "envs"
+    envs.mkdir()
+    (envs / "small.yml").write_text("name: small\ndependencies: [python=3.11, toolz]\n"
+                                    "variables:\n  GREETING: hello\n")
+    done = run("demo", "--envs", str(envs), "--out", str(tmp_path / "out"), "--json",
+               check=True)
+    [env] = json.loads(done.stdout)["environments"]
+    prefix = Path(env["prefix"])
+    assert env["name"] == "small" and prefix.is_relative_to(tmp_path)
+    assert Path(env["pack"]).stat().st_size > 0 and Path(env["lock"]).exists()
+    state = json.loads((prefix / "conda-meta" / "state").read_text())
+    assert state == {"env_vars": {"GREETING": "hello"}}
+
+
+def test_demo_without_env_files(tmp_path: Path) -> None:
+    done = run("demo", "--envs", str(tmp_path), "--out", str(tmp_path / "out"))
+    assert done.returncode == 10 and "no environment files" in done.stderr
