@@ -10,6 +10,10 @@ import time
 from pathlib import Path
 
 from builder.demo.channel import demo_channel
+from builder.install import install_lock
+from builder.lock import Lockfile
+from builder.locker import LockOptions, lock_env
+from builder.spec import read_spec
 
 REPO = Path(__file__).resolve().parent.parent
 HOME = Path(os.environ.get("ENVYARD_HOME") or Path.home() / ".envyard")
@@ -18,6 +22,16 @@ ENVYARD = str(Path(sys.executable).with_name("envyard"))
 
 def channel() -> Path:
     return demo_channel(HOME, offline=True)
+
+
+def demo_env(work: Path, pkgs: Path) -> tuple[Lockfile, Path]:
+    """The demo notebook environment locked and built under ``work``."""
+    lock = lock_env(read_spec(REPO / "envs" / "dask-notebook.yml"),
+                    LockOptions(channels=[str(channel())], platforms=["linux-64"],
+                                cache_dir=work / "cache"))
+    prefix = work / "ref"
+    install_lock(lock, prefix=prefix, platform="linux-64", pkgs_dir=pkgs)
+    return lock, prefix
 
 
 def run(cmd: list[str], **kw: object) -> tuple[float, int]:

@@ -10,11 +10,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from common import REPO, channel, exit_now, median
+from common import demo_env, exit_now, median
 
 from builder.install import install_lock
-from builder.locker import LockOptions, lock_env
-from builder.spec import read_spec
 
 
 def main() -> None:
@@ -23,11 +21,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        lock = lock_env(read_spec(REPO / "envs" / "dask-notebook.yml"),
-                        LockOptions(channels=[str(channel())], platforms=["linux-64"],
-                                    cache_dir=work / "cache"))
         pkgs = work / "pkgs"
-        install_lock(lock, prefix=work / "ref", platform="linux-64", pkgs_dir=pkgs)  # warm
+        lock, _ = demo_env(work, pkgs)  # also warms the package cache
         ours, base = [], []
         for i in range(5):
             start = time.perf_counter()

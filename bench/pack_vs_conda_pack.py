@@ -11,22 +11,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import ENVYARD, REPO, channel, exit_now, median, run
-
-from builder.install import install_lock
-from builder.locker import LockOptions, lock_env
-from builder.spec import read_spec
+from common import ENVYARD, demo_env, exit_now, median, run
 
 
 def main() -> None:
     conda_pack = shutil.which("conda-pack") or str(Path(sys.executable).with_name("conda-pack"))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        lock = lock_env(read_spec(REPO / "envs" / "dask-notebook.yml"),
-                        LockOptions(channels=[str(channel())], platforms=["linux-64"],
-                                    cache_dir=work / "cache"))
-        prefix = work / "env"
-        install_lock(lock, prefix=prefix, platform="linux-64", pkgs_dir=work / "pkgs")
+        _, prefix = demo_env(work, work / "pkgs")
         ours, base = [], []
         for _ in range(3):
             ours.append(run([ENVYARD, "pack", str(prefix), str(work / "env.tar.zst")])[0])

@@ -1,9 +1,10 @@
 """Lock a ``pip:`` section with pip's own resolver, on top of the conda packages already locked.
 
 pip runs as ``pip install --dry-run --report`` for the environment's Python and platform,
-with every conda-provided Python package pinned as a constraint, against a configurable
-index; what conda already provides is dropped from the result. No pip configuration file
-of the machine is read, so the index named is the only one used.
+with every conda-provided Python package pinned as a constraint; what conda already
+provides is dropped from the result. With an index URL given, no pip configuration of the
+machine is read, so that index is the only one used; without one, pip's own configuration
+(its default index or the user's) applies.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from builder.errors import SolveError, SolveTimeout
 from builder.lock import HashModel, LockedPackage
 from builder.pypi_names import pypi_name
 
-DEFAULT_INDEX = "https://pypi.org/simple"
 _PLATFORM_TAGS = {
     "linux-64": ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
                  "manylinux2010_x86_64", "manylinux1_x86_64", "linux_x86_64"],
@@ -76,13 +76,16 @@ def lock_pip(requirements: Sequence[str], *, conda: Sequence[LockedPackage], pla
         cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
                "--quiet", "--no-input", "--disable-pip-version-check", "--report", str(report),
                "--only-binary=:all:", "--implementation", "cp", "--python-version", python,
-               "--abi", "cp" + python.replace(".", ""), "--index-url", index_url or DEFAULT_INDEX,
-               "--target", str(Path(tmp) / "target"), "-r", str(reqs), "-c", str(cons)]
+               "--abi", "cp" + python.replace(".", ""), "--target", str(Path(tmp) / "target"),
+               "-r", str(reqs), "-c", str(cons)]
         for tag in _PLATFORM_TAGS.get(platform, []):
             cmd += ["--platform", tag]
-        env = {**os.environ, "PIP_CONFIG_FILE": os.devnull}
-        env.pop("PIP_EXTRA_INDEX_URL", None)
-        env.pop("PIP_FIND_LINKS", None)
+        env = dict(os.environ)
+        if index_url:
+            cmd += ["--index-url", index_url]
+            env["PIP_CONFIG_FILE"] = os.devnull
+            for var in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS"):
+                env.pop(var, None)
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
         except subprocess.TimeoutExpired:

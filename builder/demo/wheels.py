@@ -6,7 +6,6 @@ the files stay in a cache, so tests and benchmarks work with no network.
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
 import tempfile
@@ -16,6 +15,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from builder.errors import ChannelError
+from builder.fetch import sha256_file
 
 PINS = Path(__file__).with_name("pins.txt")
 _PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
@@ -50,19 +50,11 @@ def read_pins(path: Path = PINS) -> list[Pin]:
     return pins
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _find(cache: Path, pin: Pin) -> Path | None:
     for path in cache.glob("*.whl"):
         name, version, *_ = parse_wheel_filename(path.name)
         if name == pin.name and str(version) == pin.version:
-            return path if _sha256(path) == pin.sha256 else None
+            return path if sha256_file(path) == pin.sha256 else None
     return None
 
 
