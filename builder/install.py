@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import itertools
 import json
 import shutil
 import time
@@ -55,13 +56,27 @@ def installed_fingerprint(prefix: Path) -> str | None:
         return None
 
 
-async def _link(archives: list[Path], staging: Path, final: Path, cache: Path) -> None:
+Progress = Callable[[str, int, int], None]
+
+
+async def _link(archives: list[Path], staging: Path, final: Path, cache: Path,
+                progress: Progress | None) -> None:
     import rattler
+
+    class Reporter(rattler.InstallerReporter):  # type: ignore[misc]
+        """Counts linked packages for the progress display."""
+
+        linked = 0
+
+        def on_link_complete(self, index: int) -> None:
+            self.linked += 1
+            if progress:
+                progress("link", self.linked, len(archives))
 
     records = [await rattler.RepoDataRecord.from_package_archive(a) for a in archives]
     await rattler.install(records, target_prefix=staging, cache_dir=cache,
-                          alternative_target_prefix=final, show_progress=False,
-                          execute_link_scripts=False)
+                          alternative_target_prefix=final, execute_link_scripts=False,
+                          reporter=Reporter())
 
 
 def _python_version(conda: list[LockedPackage]) -> str | None:
@@ -85,7 +100,7 @@ def _publish(staging: Path, prefix: Path) -> None:
 def install_lock(lock: Lockfile, *, prefix: Path, platform: str, pkgs_dir: Path,
                  force: bool = False, timeout: float = DEFAULT_TIMEOUT,
                  variables: dict[str, str] | None = None,
-                 progress: Callable[[str, int, int], None] | None = None) -> InstallResult:
+                 progress: Progress | None = None) -> InstallResult:
     """Build ``prefix`` from the ``platform`` part of ``lock``; reuse it if already built.
 
     Builds of one prefix are serialised by a lock file beside it; the holder removes
@@ -103,7 +118,7 @@ def install_lock(lock: Lockfile, *, prefix: Path, platform: str, pkgs_dir: Path,
 
 def _install(lock: Lockfile, prefix: Path, platform: str, pkgs_dir: Path, force: bool,
              timeout: float, variables: dict[str, str],
-             progress: Callable[[str, int, int], None] | None) -> InstallResult:
+             progress: Progress | None) -> InstallResult:
     start = time.perf_counter()
     if platform not in lock.metadata.platforms:
         raise LockError(f"the lock has no packages for {platform} (it has: "
@@ -125,14 +140,12 @@ def _install(lock: Lockfile, prefix: Path, platform: str, pkgs_dir: Path, force:
         raise InstallError(f"{prefix} exists and is not a conda environment; "
                            "refusing to replace it")
     total = len(conda) + len(pip)
-    done = 0
+    done = itertools.count(1)
 
     def fetched(p: LockedPackage) -> Path:
-        nonlocal done
         path = fetch(p.url, p.hash.sha256, pkgs_dir)
-        done += 1
         if progress:
-            progress("fetch", done, total)
+            progress("fetch", next(done), total)  # count() is atomic under the GIL
         return path
 
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -140,9 +153,8 @@ def _install(lock: Lockfile, prefix: Path, platform: str, pkgs_dir: Path, force:
         wheel_files = list(pool.map(fetched, pip))
     staging = prefix.with_name(f".{prefix.name}.envyard-staging-{uuid.uuid4().hex[:8]}")
     try:
-        if progress:
-            progress("link", 0, len(conda))
-        run_with_timeout(lambda: _link(conda_files, staging, prefix, pkgs_dir / "extracted"),
+        run_with_timeout(lambda: _link(conda_files, staging, prefix, pkgs_dir / "extracted",
+                                       progress),
                          timeout=timeout, on_timeout=lambda: InstallError(
                              f"linking did not finish within {timeout:.0f} s"))
         if wheel_files:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from builder.errors import PackError
 
 FORMATS = {".tar.zst": "tar.zst", ".tzst": "tar.zst", ".tar.gz": "tar.gz", ".tgz": "tar.gz",
            ".tar.bz2": "tar.bz2", ".zip": "zip", ".tar": "tar"}
+Progress = Callable[[str, int, int], None]
 DEFAULT_LEVEL = {"tar.zst": 3, "tar.gz": 4, "tar.bz2": 4, "zip": 4, "tar": 0}
 
 
@@ -37,7 +39,7 @@ def archive_format(path: Path) -> str:
 
 
 def _pack_into(env: object, fileobj: object, fmt: str, level: int, threads: int,
-               dest_prefix: str | None) -> None:
+               dest_prefix: str | None, progress: Progress | None) -> None:
     from conda_pack.core import Packer
     from conda_pack.formats import archive
 
@@ -46,8 +48,11 @@ def _pack_into(env: object, fileobj: object, fmt: str, level: int, threads: int,
     with archive(fileobj, "", "", fmt, compress_level=level, n_threads=threads,
                  mtime=mtime) as arc:
         packer = Packer(env.prefix, arc, dest_prefix)  # type: ignore[attr-defined]
-        for f in env.files:  # type: ignore[attr-defined]
+        files = env.files  # type: ignore[attr-defined]
+        for i, f in enumerate(files, 1):
             packer.add(f)
+            if progress and (i % 500 == 0 or i == len(files)):
+                progress("pack", i, len(files))
         packer.finish()
 
 
@@ -95,7 +100,8 @@ def _zstd_pipe(out_path: Path, level: int, threads: int) -> tuple[int, threading
 
 
 def pack_prefix(prefix: Path, output: Path, *, threads: int = -1, level: int | None = None,
-                dest_prefix: str | None = None) -> PackResult:
+                dest_prefix: str | None = None,
+                progress: Progress | None = None) -> PackResult:
     """Pack ``prefix`` into ``output`` (format from its suffix); replace an old archive."""
     import conda_pack
 
@@ -113,7 +119,7 @@ def pack_prefix(prefix: Path, output: Path, *, threads: int = -1, level: int | N
             try:
                 stream = _Stream(write_fd)
                 try:
-                    _pack_into(env, stream, "tar", 0, 1, dest_prefix)
+                    _pack_into(env, stream, "tar", 0, 1, dest_prefix, progress)
                 finally:
                     stream.close()
             finally:
@@ -122,7 +128,7 @@ def pack_prefix(prefix: Path, output: Path, *, threads: int = -1, level: int | N
                 raise PackError(f"compressing {output.name} failed: {errors['error']}")
         else:
             with tmp.open("wb") as f:
-                _pack_into(env, f, fmt, level, threads, dest_prefix)
+                _pack_into(env, f, fmt, level, threads, dest_prefix, progress)
         os.replace(tmp, output)
     except conda_pack.CondaPackException as exc:
         raise PackError(f"conda-pack failed for {prefix}: {exc}") from exc

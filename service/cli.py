@@ -58,8 +58,7 @@ def cmd_build(args: argparse.Namespace) -> None:
         if args.pack is not None:
             from builder.pack import pack_prefix
 
-            show.stage(f"packing {args.pack.name}")
-            packed = pack_prefix(result.prefix, args.pack)
+            packed = pack_prefix(result.prefix, args.pack, progress=show.step)
     if args.json:
         emit_json({"prefix": str(result.prefix), "platform": result.platform,
                    "reused": result.reused, "conda_packages": result.conda_packages,
@@ -78,7 +77,9 @@ def cmd_build(args: argparse.Namespace) -> None:
 def cmd_pack(args: argparse.Namespace) -> None:
     from builder.pack import pack_prefix
 
-    packed = pack_prefix(args.prefix, args.output, threads=args.threads, level=args.level)
+    with progress(not args.quiet and not args.json) as show:
+        packed = pack_prefix(args.prefix, args.output, threads=args.threads, level=args.level,
+                             progress=show.step)
     if args.json:
         emit_json({"path": str(packed.archive), "format": packed.format,
                    "bytes": packed.bytes, "seconds": round(packed.seconds, 3)})
@@ -188,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--level", type=int, help="compression level")
     p.add_argument("--threads", type=int, default=-1, help="compression threads "
                    "(-1: all cores)")
-    _common(p, home=False, quiet=False)
+    _common(p, home=False)
     p.set_defaults(func=cmd_pack)
 
     p = sub.add_parser("render", help="print a lock as a conda @EXPLICIT file",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -29,6 +30,7 @@ class Progress:
         self._rich: Any = None
         self._tasks: dict[str, Any] = {}
         self._last: str | None = None
+        self._lock = threading.Lock()  # steps arrive from download and link threads
 
     def stage(self, message: str) -> None:
         if not self.enabled:
@@ -41,6 +43,10 @@ class Progress:
     def step(self, stage: str, done: int, total: int) -> None:
         if not self.enabled:
             return
+        with self._lock:
+            self._step(stage, done, total)
+
+    def _step(self, stage: str, done: int, total: int) -> None:
         if self._rich is None:
             if stage != self._last:
                 info(f"• {stage} ({total})")

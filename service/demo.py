@@ -44,7 +44,7 @@ def run_demo(envs: Path, home: Path, show: Progress, out: Path | None = None
         pack = out / "packs" / f"{name}.tar.zst"
         if not pack.exists() or not built.reused:
             show.stage(f"{name}: packing")
-            pack_prefix(built.prefix, pack)
+            pack_prefix(built.prefix, pack, progress=show.step)
         names = {p.name for p in lock.package}
         probe = "import dask; print(dask.__version__)" if "dask" in names else \
             "import sys; print(sys.prefix)"

@@ -10,12 +10,16 @@ import hashlib
 import io
 import json
 import tarfile
-import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import zstandard
+
+#: Packages carry a fixed time, so a rebuilt channel has byte-identical packages and
+#: existing locks (which pin sha256) stay valid.
+FIXED_TIMESTAMP_MS = 1_700_000_000_000
+_ZIP_DATE = (2023, 11, 14, 22, 13, 20)
 
 #: The placeholder conda-build writes into text files; rattler replaces it with the prefix.
 PREFIX_PLACEHOLDER = "/opt/anaconda1anaconda2anaconda3"
@@ -64,7 +68,7 @@ def _index_json(spec: PackageSpec) -> dict[str, object]:
         "constrains": spec.constrains,
         "license": spec.license,
         "subdir": spec.subdir,
-        "timestamp": int(time.time() * 1000),
+        "timestamp": FIXED_TIMESTAMP_MS,
     }
     if spec.noarch:
         index["noarch"] = spec.noarch
@@ -128,8 +132,10 @@ def write_conda(spec: PackageSpec, out_dir: Path, *, level: int = 3) -> Path:
     target = out_dir / f"{spec.dist_name}.conda"
     tmp = target.with_suffix(".conda.part")
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
-        zf.writestr("metadata.json", json.dumps({"conda_pkg_format_version": 2}))
-        zf.writestr(f"pkg-{spec.dist_name}.tar.zst", _zstd_tar(spec.files, level))
-        zf.writestr(f"info-{spec.dist_name}.tar.zst", _zstd_tar(info_files, level))
+        for name, data in (
+                ("metadata.json", json.dumps({"conda_pkg_format_version": 2}).encode()),
+                (f"pkg-{spec.dist_name}.tar.zst", _zstd_tar(spec.files, level)),
+                (f"info-{spec.dist_name}.tar.zst", _zstd_tar(info_files, level))):
+            zf.writestr(zipfile.ZipInfo(name, date_time=_ZIP_DATE), data)
     tmp.replace(target)
     return target

@@ -74,3 +74,20 @@ def test_rebuild_is_cached(channel: Path) -> None:
 def test_synthetic_channel_size(tmp_path: Path) -> None:
     ch = synthetic_channel(tmp_path / "big", records=50_000)
     assert record_count(ch) >= 50_000
+
+
+def test_rebuilt_channel_is_byte_identical(tmp_path: Path) -> None:
+    """Locks pin sha256, so a channel rebuilt from the same pins must not change a byte."""
+    import hashlib
+
+    from builder.demo.channel import build_channel
+    from builder.demo.wheels import ensure_wheels
+
+    wheels = {p: w for p, w in ensure_wheels(HOME / "wheels", offline=True).items()
+              if p.name in ("toolz", "msgpack", "pyyaml")}
+    digests = []
+    for name in ("a", "b"):
+        ch = build_channel(tmp_path / name, wheels, target=Target())
+        digests.append({p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+                        for p in ch.rglob("*.conda")})
+    assert len(digests[0]) == 5 and digests[0] == digests[1]
