@@ -30,6 +30,14 @@ def channel_url(channel: str) -> str:
     return channel
 
 
+def channel_base_url(channel: str) -> str:
+    """The URL a channel's packages live under (names resolve as conda does)."""
+    url = channel_url(channel)
+    if "://" not in url:
+        url = f"https://conda.anaconda.org/{url}"
+    return url.rstrip("/")
+
+
 @dataclass
 class SolveRequest:
     """What to solve: specs on channels for one platform."""

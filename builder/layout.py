@@ -1,0 +1,60 @@
+"""The shared volume's paths, in one place, and the atomic pointer swap on it.
+
+```
+<root>/pkgs/                          package cache (hardlink source of every prefix)
+<root>/cache/                         repodata cache
+<root>/prefixes/<fingerprint>/        one prefix per distinct lock + platform
+<root>/packs/<fingerprint>.tar.zst    its conda-pack archive
+<root>/envs/<ns>/<name>/<N>           -> ../../../prefixes/<fingerprint>
+<root>/envs/<ns>/<name>/current       -> <N>
+<root>/builds/<ns>/<name>/<N>/        spec, lock and log of version N
+```
+The volume must be mounted at the same path wherever prefixes are used: conda bakes the
+prefix path into files.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path
+
+    @property
+    def pkgs(self) -> Path:
+        return self.root / "pkgs"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
+
+    def prefix(self, fingerprint: str) -> Path:
+        return self.root / "prefixes" / fingerprint
+
+    def pack(self, fingerprint: str) -> Path:
+        return self.root / "packs" / f"{fingerprint}.tar.zst"
+
+    def env_dir(self, namespace: str, name: str) -> Path:
+        return self.root / "envs" / namespace / name
+
+    def version_link(self, namespace: str, name: str, number: int) -> Path:
+        return self.env_dir(namespace, name) / str(number)
+
+    def current_link(self, namespace: str, name: str) -> Path:
+        return self.env_dir(namespace, name) / "current"
+
+    def build_dir(self, namespace: str, name: str, number: int) -> Path:
+        return self.root / "builds" / namespace / name / str(number)
+
+
+def point(link: Path, target: Path | str) -> None:
+    """Make ``link`` a symlink to ``target``, replacing any old one in a single rename."""
+    link.parent.mkdir(parents=True, exist_ok=True)
+    tmp = link.with_name(f".{link.name}.{uuid.uuid4().hex[:8]}")
+    os.symlink(target, tmp)
+    os.replace(tmp, link)

@@ -1,0 +1,65 @@
+"""What routers receive: a database session, the caller, the runner, bounded request bodies."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.orm import Session
+
+from service.auth import Principal, authenticate
+from service.db import Database
+from service.errors import TooLarge
+from service.jobs import LocalRunner
+from service.settings import Settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with request.app.state.db.session() as session:
+        yield session
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_runner(request: Request) -> LocalRunner:
+    return request.app.state.runner
+
+
+def get_principal(request: Request,
+                  authorization: Annotated[str | None, Header()] = None) -> Principal:
+    with request.app.state.db.session() as session:
+        return authenticate(session, authorization,
+                            anonymous_read=request.app.state.settings.anonymous == "read")
+
+
+async def read_body(request: Request, limit: int) -> str:
+    """The request body as UTF-8 text, refused past ``limit`` bytes without reading it all."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"body of {declared} bytes; the limit is {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"body larger than the limit of {limit} bytes")
+        chunks.append(chunk)
+    try:
+        return b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        from builder.errors import SpecError
+
+        raise SpecError(f"the body is not UTF-8 text (byte {exc.start})") from None
+
+
+def get_db(request: Request) -> Database:
+    return request.app.state.db
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+DbDep = Annotated[Database, Depends(get_db)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+RunnerDep = Annotated[LocalRunner, Depends(get_runner)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]

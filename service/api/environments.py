@@ -1,0 +1,94 @@
+"""Environments: read one, submit a spec or push a lock as its next version."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from builder.errors import LockError
+from builder.lock import parse_lock
+from builder.solve import channel_base_url
+from builder.spec import parse_spec
+from service.api.deps import DbDep, PrincipalDep, RunnerDep, SessionDep, SettingsDep, read_body
+from service.catalog import check_name, find_environment, new_version, version_summary
+from service.models import Role
+from service.settings import Settings
+
+router = APIRouter(prefix="/api/v1/environments", tags=["environments"])
+
+_BODY = {"requestBody": {"required": True, "content": {
+    "text/yaml": {"schema": {"type": "string"}},
+    "text/plain": {"schema": {"type": "string"}}}}}
+
+
+def _accepted(namespace: str, name: str, number: int) -> JSONResponse:
+    url = f"/api/v1/environments/{namespace}/{name}/versions/{number}"
+    return JSONResponse({"namespace": namespace, "name": name, "version": number,
+                         "state": "queued", "url": url}, status_code=202,
+                        headers={"Location": url})
+
+
+@router.get("/{namespace}/{name}")
+def read_environment(namespace: str, name: str, session: SessionDep,
+                     who: PrincipalDep) -> dict[str, Any]:
+    """An environment, its current version and every version's state."""
+    check_name("namespace", namespace), check_name("environment", name)
+    who.require(namespace, Role.viewer)
+    env = find_environment(session, namespace, name)
+    return {"namespace": namespace, "name": name, "current_version": env.current_version,
+            "versions": [version_summary(v, namespace, name) for v in env.versions]}
+
+
+@router.post("/{namespace}/{name}/versions", status_code=202, openapi_extra=_BODY,
+             responses={202: {"description": "queued"}})
+async def submit_spec(namespace: str, name: str, request: Request, db: DbDep,
+                      who: PrincipalDep, settings: SettingsDep, runner: RunnerDep
+                      ) -> JSONResponse:
+    """Submit an environment.yml (the body) as the next version; it is solved and built."""
+    check_name("namespace", namespace), check_name("environment", name)
+    who.require(namespace, Role.developer)
+    text = await read_body(request, settings.max_spec_bytes)
+    parse_spec(text, source=f"{namespace}/{name}.yml", policy=settings.channel_policy(),
+               max_bytes=settings.max_spec_bytes)
+    with db.session() as s:
+        version = new_version(s, namespace, name, kind="spec", spec_text=text)
+    runner.submit(version.id)
+    return _accepted(namespace, name, version.number)
+
+
+def check_pushed_lock(text: str, settings: Settings) -> None:
+    """A pushed lock must cover the service's platform, name a sha256 for every package,
+    and fetch only from the service's channels or package index."""
+    lock = parse_lock(text, source="the pushed lock")
+    platform = settings.build_platform()
+    if platform not in lock.metadata.platforms:
+        raise LockError(f"the lock has no packages for {platform}, the platform this service "
+                        f"builds (it has: {', '.join(lock.metadata.platforms)})")
+    allowed = [channel_base_url(c) + "/" for c in settings.channels]
+    if settings.pip_index:
+        allowed.append(settings.pip_index.rsplit("/simple", 1)[0].rstrip("/") + "/")
+    for p in lock.for_platform(platform):
+        if not p.hash.sha256:
+            raise LockError(f"{p.name}: the lock records no sha256; envyard builds only "
+                            "packages it can verify")
+        if not any(p.url.startswith(a) for a in allowed):
+            raise LockError(f"{p.name}: {p.url} is not from a channel this service builds "
+                            f"from ({', '.join(settings.channels) or 'none configured'})")
+
+
+@router.post("/{namespace}/{name}/locks", status_code=202, openapi_extra=_BODY,
+             responses={202: {"description": "queued"}})
+async def push_lock(namespace: str, name: str, request: Request, db: DbDep,
+                    who: PrincipalDep, settings: SettingsDep, runner: RunnerDep
+                    ) -> JSONResponse:
+    """Push a conda-lock.yml (the body): the next version is built from exactly it."""
+    check_name("namespace", namespace), check_name("environment", name)
+    who.require(namespace, Role.developer)
+    text = await read_body(request, settings.max_lock_bytes)
+    check_pushed_lock(text, settings)
+    with db.session() as s:
+        version = new_version(s, namespace, name, kind="lock", lock_text=text)
+    runner.submit(version.id)
+    return _accepted(namespace, name, version.number)

@@ -1,0 +1,32 @@
+"""GET namespaces and the environments in one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from sqlalchemy import select
+
+from service.api.deps import PrincipalDep, SessionDep
+from service.catalog import check_name, environment_rows
+from service.errors import NotFound
+from service.models import Namespace, Role
+
+router = APIRouter(prefix="/api/v1/namespaces", tags=["namespaces"])
+
+
+@router.get("")
+def list_namespaces(session: SessionDep, who: PrincipalDep) -> list[dict[str, Any]]:
+    """The namespaces the caller may read."""
+    names = session.scalars(select(Namespace.name).order_by(Namespace.name))
+    return [{"name": n} for n in names if who.can(n, Role.viewer)]
+
+
+@router.get("/{namespace}")
+def read_namespace(namespace: str, session: SessionDep, who: PrincipalDep) -> dict[str, Any]:
+    """One namespace and its environments."""
+    check_name("namespace", namespace)
+    who.require(namespace, Role.viewer)
+    if session.scalar(select(Namespace.id).where(Namespace.name == namespace)) is None:
+        raise NotFound(f"no namespace {namespace}")
+    return {"name": namespace, "environments": environment_rows(session, namespace)}

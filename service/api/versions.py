@@ -1,0 +1,149 @@
+"""Versions: list, read, follow the log, download spec/lock/pack/log, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
+from sqlalchemy import select
+
+from builder.layout import Layout
+from service.api.deps import DbDep, PrincipalDep, RunnerDep, SessionDep, SettingsDep
+from service.catalog import (
+    check_name,
+    find_environment,
+    find_version,
+    version_detail,
+    version_summary,
+)
+from service.errors import Conflict, NotFound
+from service.models import Role, State, Version, utcnow
+
+router = APIRouter(prefix="/api/v1/environments/{namespace}/{name}/versions",
+                   tags=["versions"])
+
+
+def _check(namespace: str, name: str, who: Any, role: Role = Role.viewer) -> None:
+    check_name("namespace", namespace)
+    check_name("environment", name)
+    who.require(namespace, role)
+
+
+@router.get("")
+def list_versions(namespace: str, name: str, session: SessionDep, who: PrincipalDep,
+                  limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)
+                  ) -> list[dict[str, Any]]:
+    """Versions, newest first."""
+    _check(namespace, name, who)
+    env = find_environment(session, namespace, name)
+    rows = session.scalars(select(Version).where(Version.environment_id == env.id)
+                           .order_by(Version.number.desc()).limit(limit).offset(offset))
+    return [version_summary(v, namespace, name) for v in rows]
+
+
+@router.get("/{number}")
+def read_version(namespace: str, name: str, number: int, session: SessionDep,
+                 who: PrincipalDep) -> dict[str, Any]:
+    """State, timings, sizes and package list of one version."""
+    _check(namespace, name, who)
+    env = find_environment(session, namespace, name)
+    detail = version_detail(find_version(session, namespace, name, number), namespace, name)
+    return {**detail, "current": env.current_version == number}
+
+
+def _log_path(settings: Any, namespace: str, name: str, number: int) -> Any:
+    return Layout(settings.root).build_dir(namespace, name, number) / "build.log"
+
+
+async def _follow(db: Any, settings: Any, namespace: str, name: str,
+                  number: int) -> AsyncIterator[str]:
+    path = _log_path(settings, namespace, name, number)
+    offset, state = 0, ""
+    while True:
+        with db.session() as s:
+            v = find_version(s, namespace, name, number)
+            new_state, detail = v.state, v.stage_detail
+        if path.exists():
+            with path.open() as f:
+                f.seek(offset)
+                chunk = f.read()
+                offset = f.tell()
+            for line in chunk.splitlines():
+                yield f"event: log\ndata: {line}\n\n"
+        if new_state != state:
+            state = new_state
+            yield f"event: state\ndata: {json.dumps({'state': state, 'detail': detail})}\n\n"
+        if State(state).terminal:
+            return
+        await asyncio.sleep(0.2)
+
+
+@router.get("/{number}/log", responses={200: {"content": {"text/plain": {},
+                                                           "text/event-stream": {}}}})
+def read_log(namespace: str, name: str, number: int, session: SessionDep, db: DbDep,
+             who: PrincipalDep, settings: SettingsDep, follow: bool = False) -> Response:
+    """The build log; with ``follow=true`` a server-sent event stream until the build ends."""
+    _check(namespace, name, who)
+    find_version(session, namespace, name, number)
+    if follow:
+        return StreamingResponse(_follow(db, settings, namespace, name, number),
+                                 media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+    path = _log_path(settings, namespace, name, number)
+    return PlainTextResponse(path.read_text() if path.exists() else "")
+
+
+@router.get("/{number}/spec", response_class=PlainTextResponse)
+def download_spec(namespace: str, name: str, number: int, session: SessionDep,
+                  who: PrincipalDep) -> PlainTextResponse:
+    """The environment.yml this version was built from."""
+    _check(namespace, name, who)
+    v = find_version(session, namespace, name, number)
+    if v.spec_text is None:
+        raise NotFound(f"version {number} was pushed as a lock; it has no spec")
+    return PlainTextResponse(v.spec_text, media_type="text/yaml")
+
+
+@router.get("/{number}/lock", response_class=PlainTextResponse)
+def download_lock(namespace: str, name: str, number: int, session: SessionDep,
+                  who: PrincipalDep) -> PlainTextResponse:
+    """The conda-lock.yml of this version."""
+    _check(namespace, name, who)
+    v = find_version(session, namespace, name, number)
+    if v.lock_text is None:
+        raise NotFound(f"version {number} has no lock yet (state {v.state})")
+    return PlainTextResponse(v.lock_text, media_type="text/yaml")
+
+
+@router.get("/{number}/pack", response_class=FileResponse)
+def download_pack(namespace: str, name: str, number: int, session: SessionDep,
+                  who: PrincipalDep, settings: SettingsDep) -> FileResponse:
+    """The conda-pack archive: unpack it anywhere, then run bin/conda-unpack."""
+    _check(namespace, name, who)
+    v = find_version(session, namespace, name, number)
+    path = Layout(settings.root).pack(v.fingerprint) if v.fingerprint else None
+    if v.state != State.ready.value or path is None or not path.exists():
+        raise NotFound(f"version {number} has no pack (state {v.state})")
+    return FileResponse(path, media_type="application/zstd",
+                        filename=f"{namespace}-{name}-{number}.tar.zst")
+
+
+@router.post("/{number}/cancel")
+def cancel_version(namespace: str, name: str, number: int, db: DbDep, who: PrincipalDep,
+                   runner: RunnerDep) -> dict[str, Any]:
+    """Cancel a queued or running build; a finished one cannot be cancelled (409)."""
+    _check(namespace, name, who, Role.developer)
+    with db.session() as s:
+        v = find_version(s, namespace, name, number)
+        if State(v.state).terminal:
+            raise Conflict(f"version {number} is already {v.state}")
+        if v.state == State.queued.value:
+            v.state, v.error, v.finished_at = State.cancelled.value, "cancelled", utcnow()
+        version_id, state = v.id, v.state
+    runner.cancel(version_id)
+    return {"namespace": namespace, "name": name, "number": number,
+            "state": state if state == State.cancelled.value else "cancelling"}

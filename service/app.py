@@ -1,0 +1,52 @@
+"""The FastAPI application: settings in, database migrated, runner started, routers mounted."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from builder.errors import EnvyardError
+from builder.layout import Layout
+from service.db import Database, migrate
+from service.errors import http_status
+from service.jobs import LocalRunner
+from service.settings import Settings
+from service.worker import BuildContext
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    settings.root.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.db_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        migrate(db.engine)
+        runner = LocalRunner(BuildContext(settings, db, Layout(settings.root)))
+        app.state.runner = runner
+        runner.recover()
+        yield
+        runner.shutdown()
+        db.engine.dispose()
+
+    app = FastAPI(title="envyard", version="0.1.0", lifespan=lifespan,
+                  description="Conda environments as immutable numbered versions: submit an "
+                  "environment.yml or push a conda-lock.yml; follow the build; download the "
+                  "spec, lock, pack and log.")
+    app.state.settings = settings
+    app.state.db = db
+
+    @app.exception_handler(EnvyardError)
+    async def _envyard_error(request: Request, exc: EnvyardError) -> JSONResponse:
+        status = http_status(exc)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
+
+    from service.api import environments, metrics, namespaces, versions
+
+    for module in (namespaces, environments, versions, metrics):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,84 @@
+"""Tokens and roles: secrets are shown once and stored as sha256; roles are per namespace.
+
+A token carries roles on namespaces (``viewer`` < ``developer`` < ``admin``; namespace ``*``
+means every namespace) and an optional expiry. Without a token a request is refused unless
+the configuration lets anonymous users read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from service.errors import Forbidden, Unauthorized
+from service.models import Role, Token, TokenRole, utcnow
+
+PREFIX = "ey_"
+
+
+def hash_token(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: a token's name and roles, or anonymous."""
+
+    name: str
+    roles: dict[str, Role]
+    anonymous_read: bool = False
+
+    def role_on(self, namespace: str) -> Role | None:
+        return self.roles.get(namespace) or self.roles.get("*")
+
+    def can(self, namespace: str, needed: Role) -> bool:
+        role = self.role_on(namespace)
+        if role is not None and role.allows(needed):
+            return True
+        return self.anonymous_read and needed is Role.viewer
+
+    def require(self, namespace: str, needed: Role) -> None:
+        if not self.can(namespace, needed):
+            have = self.role_on(namespace)
+            raise Forbidden(f"{self.name} needs the {needed.value} role on namespace "
+                            f"'{namespace}' (it has {have.value if have else 'no role'} there)")
+
+
+def create_token(session: Session, *, name: str, roles: dict[str, Role],
+                 expires_in: dt.timedelta | None = None) -> str:
+    """Store a new token and return its secret (the only time it is visible)."""
+    secret = PREFIX + secrets.token_urlsafe(32)
+    token = Token(name=name, token_hash=hash_token(secret),
+                  expires_at=utcnow() + expires_in if expires_in else None,
+                  roles=[TokenRole(namespace=ns, role=r.value) for ns, r in roles.items()])
+    session.add(token)
+    return secret
+
+
+def authenticate(session: Session, header: str | None, *, anonymous_read: bool) -> Principal:
+    """Resolve an ``Authorization`` header into a principal, or raise 401."""
+    if not header:
+        if anonymous_read:
+            return Principal("anonymous", {}, anonymous_read=True)
+        raise Unauthorized("missing token: send 'Authorization: Bearer <token>' "
+                           "(create one with `envyard token create`)")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise Unauthorized("malformed Authorization header: expected 'Bearer <token>'")
+    token = session.scalar(select(Token).options(selectinload(Token.roles))
+                           .where(Token.token_hash == hash_token(secret.strip())))
+    if token is None:
+        raise Unauthorized("unknown token")
+    expires = token.expires_at
+    if expires is not None:
+        if expires.tzinfo is None:  # SQLite drops the zone; stored values are UTC
+            expires = expires.replace(tzinfo=dt.UTC)
+        if expires <= utcnow():
+            raise Unauthorized(f"token '{token.name}' expired at {expires.isoformat()}")
+    return Principal(f"token '{token.name}'", {r.namespace: Role(r.role) for r in token.roles},
+                     anonymous_read=anonymous_read)

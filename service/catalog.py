@@ -1,0 +1,103 @@
+"""Namespaces, environments and versions in the database: create, number, find, list.
+
+Numbering takes the environment row's write lock (``SELECT … FOR UPDATE`` on PostgreSQL,
+``BEGIN IMMEDIATE`` on SQLite), so concurrent submissions get consecutive numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from builder.spec import NAME_RE
+from service.errors import NotFound, ServiceError
+from service.models import Environment, Namespace, State, Version
+
+
+class BadName(ServiceError):
+    status = 422
+
+
+def check_name(kind: str, name: str) -> str:
+    if not NAME_RE.match(name):
+        raise BadName(f"{kind} name '{name}' must match {NAME_RE.pattern}")
+    return name
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def get_or_create_environment(session: Session, namespace: str, name: str) -> Environment:
+    ns = session.scalar(select(Namespace).where(Namespace.name == namespace))
+    if ns is None:
+        ns = Namespace(name=namespace)
+        session.add(ns)
+        session.flush()
+    env = session.scalar(select(Environment).where(Environment.namespace_id == ns.id,
+                                                   Environment.name == name).with_for_update())
+    if env is None:
+        env = Environment(namespace_id=ns.id, name=name)
+        session.add(env)
+        session.flush()
+    return env
+
+
+def new_version(session: Session, namespace: str, name: str, *, kind: str,
+                spec_text: str | None = None, lock_text: str | None = None) -> Version:
+    """Add version N+1 of ``namespace/name`` in state queued."""
+    env = get_or_create_environment(session, namespace, name)
+    env.version_counter += 1
+    version = Version(environment_id=env.id, number=env.version_counter, kind=kind,
+                      state=State.queued.value, spec_text=spec_text, lock_text=lock_text,
+                      spec_sha256=sha256_text(spec_text) if spec_text is not None else None,
+                      timings={})
+    session.add(version)
+    session.flush()
+    return version
+
+
+def find_environment(session: Session, namespace: str, name: str) -> Environment:
+    env = session.scalar(select(Environment).join(Namespace).where(
+        Namespace.name == namespace, Environment.name == name))
+    if env is None:
+        raise NotFound(f"no environment {namespace}/{name}")
+    return env
+
+
+def find_version(session: Session, namespace: str, name: str, number: int) -> Version:
+    version = session.scalar(select(Version).join(Environment).join(Namespace).where(
+        Namespace.name == namespace, Environment.name == name, Version.number == number))
+    if version is None:
+        raise NotFound(f"no version {number} of {namespace}/{name}")
+    return version
+
+
+def version_summary(v: Version, namespace: str, name: str) -> dict[str, Any]:
+    return {"namespace": namespace, "name": name, "number": v.number, "kind": v.kind,
+            "state": v.state, "created_at": v.created_at, "finished_at": v.finished_at,
+            "spec_sha256": v.spec_sha256, "error": v.error}
+
+
+def version_detail(v: Version, namespace: str, name: str) -> dict[str, Any]:
+    return {**version_summary(v, namespace, name), "stage_detail": v.stage_detail,
+            "started_at": v.started_at, "timings": v.timings, "fingerprint": v.fingerprint,
+            "prefix_bytes": v.prefix_bytes, "pack_bytes": v.pack_bytes,
+            "packages": v.packages or []}
+
+
+def environment_rows(session: Session, namespace: str) -> list[dict[str, Any]]:
+    latest = (select(Version.environment_id, func.max(Version.number).label("n"))
+              .group_by(Version.environment_id).subquery())
+    rows = session.execute(
+        select(Environment, Version).join(Namespace)
+        .outerjoin(latest, latest.c.environment_id == Environment.id)
+        .outerjoin(Version, (Version.environment_id == Environment.id)
+                   & (Version.number == latest.c.n))
+        .where(Namespace.name == namespace).order_by(Environment.name)).all()
+    return [{"namespace": namespace, "name": env.name, "current_version": env.current_version,
+             "latest_version": v.number if v else None, "latest_state": v.state if v else None,
+             "latest_spec_sha256": v.spec_sha256 if v else None} for env, v in rows]

@@ -1,0 +1,144 @@
+"""The database: SQLAlchemy 2 typed models. Migrations live in ``service/migrations``.
+
+A version is immutable once built; ``Environment.version_counter`` hands out numbers under
+the row's write lock, so concurrent submissions get 1, 2, 3 … with none lost or repeated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class State(enum.StrEnum):
+    queued = "queued"
+    solving = "solving"
+    installing = "installing"
+    packing = "packing"
+    ready = "ready"
+    failed = "failed"
+    cancelled = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (State.ready, State.failed, State.cancelled)
+
+
+RUNNING = (State.solving, State.installing, State.packing)
+
+
+class Role(enum.StrEnum):
+    viewer = "viewer"
+    developer = "developer"
+    admin = "admin"
+
+    def allows(self, needed: Role) -> bool:
+        order = [Role.viewer, Role.developer, Role.admin]
+        return order.index(self) >= order.index(needed)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Namespace(Base):
+    __tablename__ = "namespaces"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    environments: Mapped[list[Environment]] = relationship(back_populates="namespace")
+
+
+class Environment(Base):
+    __tablename__ = "environments"
+    __table_args__ = (UniqueConstraint("namespace_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    namespace_id: Mapped[int] = mapped_column(ForeignKey("namespaces.id"))
+    name: Mapped[str] = mapped_column(String(64))
+    current_version: Mapped[int | None] = mapped_column(default=None)
+    version_counter: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    namespace: Mapped[Namespace] = relationship(back_populates="environments")
+    versions: Mapped[list[Version]] = relationship(back_populates="environment",
+                                                   order_by="Version.number")
+
+
+class Version(Base):
+    __tablename__ = "versions"
+    __table_args__ = (UniqueConstraint("environment_id", "number"),
+                      Index("ix_versions_state", "state"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id"))
+    number: Mapped[int]
+    kind: Mapped[str] = mapped_column(String(8))  # "spec" or "lock"
+    state: Mapped[str] = mapped_column(String(16), default=State.queued.value)
+    stage_detail: Mapped[str] = mapped_column(String(200), default="")
+    spec_text: Mapped[str | None] = mapped_column(Text, default=None)
+    spec_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    lock_text: Mapped[str | None] = mapped_column(Text, default=None)
+    fingerprint: Mapped[str | None] = mapped_column(String(64), default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    packages: Mapped[list[Any] | None] = mapped_column(default=None)
+    timings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    prefix_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    pack_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True),
+                                                           default=None)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True),
+                                                            default=None)
+
+    environment: Mapped[Environment] = relationship(back_populates="versions")
+    artifacts: Mapped[list[Artifact]] = relationship(back_populates="version")
+
+
+class Artifact(Base):
+    __tablename__ = "artifacts"
+    __table_args__ = (UniqueConstraint("version_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # spec, lock, log, prefix, pack
+    path: Mapped[str] = mapped_column(Text)
+    bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
+
+    version: Mapped[Version] = relationship(back_populates="artifacts")
+
+
+class Token(Base):
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True),
+                                                           default=None)
+
+    roles: Mapped[list[TokenRole]] = relationship(back_populates="token",
+                                                  cascade="all, delete-orphan")
+
+
+class TokenRole(Base):
+    __tablename__ = "token_roles"
+    __table_args__ = (UniqueConstraint("token_id", "namespace"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("tokens.id"))
+    namespace: Mapped[str] = mapped_column(String(64))  # a name, or "*" for every namespace
+    role: Mapped[str] = mapped_column(String(16))
+
+    token: Mapped[Token] = relationship(back_populates="roles")

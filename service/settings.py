@@ -1,0 +1,76 @@
+"""The service's one configuration: ``ENVYARD_*`` environment variables over a YAML file.
+
+The YAML file is named by ``ENVYARD_CONFIG``; environment variables win over it, and both
+over the defaults, which are the embedded set-up: SQLite and a local directory on this
+machine, builds run in-process.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from builder.spec import ChannelPolicy
+
+DEFAULT_ROOT = Path(os.environ.get("ENVYARD_HOME") or Path.home() / ".envyard") / "volume"
+
+
+class Settings(BaseSettings):
+    """Typed settings, read once at start-up."""
+
+    model_config = SettingsConfigDict(env_prefix="ENVYARD_", extra="forbid")
+
+    root: Path = Field(DEFAULT_ROOT, description="The shared volume: prefixes, packs, logs.")
+    database_url: str = Field("", description="SQLAlchemy URL; empty: SQLite under root.")
+    channels: list[str] = Field(["conda-forge"], description="Channels every build solves "
+                                "against, replacing the spec's.")
+    allowed_channels: list[str] | None = Field(
+        None, description="fnmatch patterns a spec's channels must match; None allows any.")
+    platform: str = Field("", description="The platform builds are for; empty: this host's.")
+    pip_index: str | None = Field(None, description="Package index for pip: sections.")
+    build_concurrency: int = Field(2, ge=1, le=64, description="Builds run at once.")
+    solve_timeout: float = Field(300.0, gt=0, description="Seconds a solve may take.")
+    install_timeout: float = Field(1800.0, gt=0, description="Seconds an install may take.")
+    pack_timeout: float = Field(1800.0, gt=0, description="Seconds packing may take.")
+    pack: bool = Field(True, description="Write a conda-pack archive for every version.")
+    anonymous: Literal["off", "read"] = Field(
+        "off", description="'read' lets requests without a token read every namespace.")
+    max_spec_bytes: int = Field(1 << 20, description="Largest environment file accepted.")
+    max_lock_bytes: int = Field(64 << 20, description="Largest lockfile accepted.")
+    host: str = Field("127.0.0.1", description="Address `envyard serve` binds.")
+    port: int = Field(8765, description="Port `envyard serve` binds.")
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.root / 'envyard.db'}"
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                   init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[Any] = [init_settings, env_settings]
+        config = os.environ.get("ENVYARD_CONFIG")
+        if config:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config))
+        return tuple(sources)
+
+    def channel_policy(self) -> ChannelPolicy:
+        allowed = self.allowed_channels
+        return ChannelPolicy(tuple(allowed) if allowed is not None else None)
+
+    def build_platform(self) -> str:
+        from builder.locker import host_platform
+
+        return self.platform or host_platform()

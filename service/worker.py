@@ -1,0 +1,222 @@
+"""Run one build: the version's stages, its log, its state changes, its publication.
+
+queued -> solving -> installing -> packing -> ready | failed | cancelled. Prefixes are shared
+by fingerprint (identical locks are installed once, concurrent ones wait for the first);
+identical specs solving at the same time share one solve. ``current`` moves only to a ready
+version, and only forward.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from builder.errors import EnvyardError, PackError
+from builder.install import fingerprint, install_lock
+from builder.layout import Layout, point
+from builder.lock import Lockfile, dump_lock, parse_lock
+from builder.locker import LockOptions, lock_env
+from builder.pack import pack_prefix
+from builder.spec import parse_spec
+from service.buildlog import BuildLog
+from service.db import Database
+from service.models import Environment, Namespace, State, Version, utcnow
+from service.settings import Settings
+
+
+class Cancelled(Exception):
+    """The build was cancelled between stages."""
+
+
+@dataclass
+class BuildContext:
+    """What every build needs: settings, database, volume, and the shared in-flight solves."""
+
+    settings: Settings
+    db: Database
+    layout: Layout
+    solves: dict[str, Future[str]] = field(default_factory=dict)
+    solves_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _set(ctx: BuildContext, version_id: int, **changes: Any) -> Version:
+    with ctx.db.session() as s:
+        v = s.get(Version, version_id)
+        assert v is not None
+        for k, val in changes.items():
+            setattr(v, k, val)
+        return v
+
+
+def _solve_once(ctx: BuildContext, key: str, solve: Any) -> str:
+    """Run ``solve()`` unless an identical one is running; then share its lock text."""
+    with ctx.solves_lock:
+        running = ctx.solves.get(key)
+        if running is None:
+            mine: Future[str] = Future()
+            ctx.solves[key] = mine
+    if running is not None:
+        return running.result()
+    try:
+        text = solve()
+        mine.set_result(text)
+        return text
+    except BaseException as exc:
+        mine.set_exception(exc)
+        raise
+    finally:
+        with ctx.solves_lock:
+            ctx.solves.pop(key, None)
+
+
+def _bytes_on_disk(path: os.PathLike[str] | str) -> int:
+    seen: set[int] = set()
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            st = os.lstat(os.path.join(root, f))
+            if st.st_ino not in seen:
+                seen.add(st.st_ino)
+                total += st.st_size
+    return total
+
+
+def _with_limit(seconds: float, what: str, work: Any) -> Any:
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = work()
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise PackError(f"{what} did not finish within {seconds:.0f} s")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> None:
+    """Build one version to a terminal state; never raises."""
+    with ctx.db.session() as s:
+        v = s.get(Version, version_id)
+        if v is None or v.state != State.queued.value:
+            return
+        env = s.get(Environment, v.environment_id)
+        assert env is not None
+        ns = s.get(Namespace, env.namespace_id)
+        assert ns is not None
+        where = (ns.name, env.name, v.number)
+        kind, spec_text, lock_text = v.kind, v.spec_text, v.lock_text
+    bdir = ctx.layout.build_dir(*where)
+    log = BuildLog(bdir / "build.log")
+    timings: dict[str, float] = {}
+    try:
+        if cancel.is_set():
+            raise Cancelled
+        _set(ctx, version_id, started_at=utcnow())
+        platform = ctx.settings.build_platform()
+        spec = parse_spec(spec_text, source=f"{where[0]}/{where[1]}.yml",
+                          policy=ctx.settings.channel_policy()) if spec_text is not None else None
+        if kind == "spec":
+            assert spec is not None and spec_text is not None
+            log.stage = State.solving.value
+            _set(ctx, version_id, state=State.solving.value)
+            log.line(f"solving for {platform}")
+            start = time.perf_counter()
+            channels = ctx.settings.channels or list(spec.channels)
+            key = hashlib.sha256(json.dumps([spec_text, channels, platform]).encode()).hexdigest()
+            lock_text = _solve_once(ctx, key, lambda: dump_lock(lock_env(spec, LockOptions(
+                channels=channels, platforms=[platform], timeout=ctx.settings.solve_timeout,
+                cache_dir=ctx.layout.cache, pip_index=ctx.settings.pip_index))))
+            timings["solve"] = round(time.perf_counter() - start, 3)
+            log.line(f"solved in {timings['solve']} s")
+            _set(ctx, version_id, lock_text=lock_text)
+        assert lock_text is not None
+        (bdir / "conda-lock.yml").write_text(lock_text)
+        lock: Lockfile = parse_lock(lock_text)
+        if cancel.is_set():
+            raise Cancelled
+        variables = spec.variables if spec else {}
+        fp = fingerprint(lock, platform, variables)
+        log.stage = State.installing.value
+        _set(ctx, version_id, state=State.installing.value, fingerprint=fp)
+        start = time.perf_counter()
+        built = install_lock(lock, prefix=ctx.layout.prefix(fp), platform=platform,
+                             pkgs_dir=ctx.layout.pkgs, force=True, variables=variables,
+                             timeout=ctx.settings.install_timeout, progress=log.progress)
+        timings["install"] = round(time.perf_counter() - start, 3)
+        log.line(("reused the prefix" if built.reused else "installed") +
+                 f" {built.conda_packages} conda + {built.pip_packages} pip packages "
+                 f"in {timings['install']} s")
+        pack_bytes = None
+        if ctx.settings.pack:
+            if cancel.is_set():
+                raise Cancelled
+            log.stage = State.packing.value
+            _set(ctx, version_id, state=State.packing.value)
+            start = time.perf_counter()
+            archive = ctx.layout.pack(fp)
+            if not archive.exists():
+                _with_limit(ctx.settings.pack_timeout, "packing", lambda: pack_prefix(
+                    built.prefix, archive, progress=log.progress))
+            pack_bytes = archive.stat().st_size
+            timings["pack"] = round(time.perf_counter() - start, 3)
+            log.line(f"packed {pack_bytes} bytes in {timings['pack']} s")
+        if cancel.is_set():
+            raise Cancelled
+        point(ctx.layout.version_link(*where), os.path.relpath(
+            built.prefix, ctx.layout.env_dir(where[0], where[1])))
+        packages = sorted(({"name": p.name, "version": p.version, "manager": p.manager}
+                           for p in lock.for_platform(platform)), key=lambda p: p["name"])
+        _publish(ctx, version_id, where, timings=timings, packages=packages,
+                 prefix_bytes=_bytes_on_disk(built.prefix), pack_bytes=pack_bytes)
+        log.stage = State.ready.value
+        log.line("ready")
+    except Cancelled:
+        log.stage = State.cancelled.value
+        log.line("cancelled")
+        _set(ctx, version_id, state=State.cancelled.value, finished_at=utcnow(),
+             timings=timings, error="cancelled")
+    except EnvyardError as exc:
+        log.line(f"error: {exc}")
+        _fail(ctx, version_id, str(exc), timings)
+    except Exception as exc:  # a bug: record it, keep serving
+        log.line(f"internal error: {type(exc).__name__}: {exc}")
+        _fail(ctx, version_id, f"internal error: {type(exc).__name__}: {exc}", timings)
+
+
+def _fail(ctx: BuildContext, version_id: int, error: str, timings: dict[str, float]) -> None:
+    _set(ctx, version_id, state=State.failed.value, error=error, finished_at=utcnow(),
+         timings=timings)
+
+
+def _publish(ctx: BuildContext, version_id: int, where: tuple[str, str, int],
+             **fields: Any) -> None:
+    """Mark ready and move ``current`` forward, in one transaction; then swap the link."""
+    with ctx.db.session() as s:
+        v = s.get(Version, version_id)
+        assert v is not None
+        env = s.get(Environment, v.environment_id, with_for_update=True)
+        assert env is not None
+        for k, val in fields.items():
+            setattr(v, k, val)
+        v.state, v.finished_at = State.ready.value, utcnow()
+        moved = env.current_version is None or v.number > env.current_version
+        if moved:
+            env.current_version = v.number
+    if moved:
+        point(ctx.layout.current_link(where[0], where[1]), str(where[2]))
+
+
+__all__ = ["BuildContext", "run_build"]
