@@ -27,8 +27,10 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn) -> None:  # type: ignore[no-untyped-def]
-            # take the write lock up front: counters and state changes never interleave
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # writers take the write lock up front, so numbering never interleaves;
+            # readers never block writers (WAL)
+            write = conn.get_execution_options().get("envyard_write")
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
         return engine
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
@@ -41,7 +43,7 @@ def migrate(engine: Engine) -> None:
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
+    with engine.execution_options(envyard_write=True).begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 
@@ -51,10 +53,13 @@ class Database:
 
     def __init__(self, url: str) -> None:
         self.engine = make_engine(url)
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._reads = sessionmaker(self.engine, expire_on_commit=False)
+        self._writes = sessionmaker(self.engine.execution_options(envyard_write=True),
+                                    expire_on_commit=False)
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A unit of work: committed at the end, rolled back on error."""
-        with self._sessions() as session, session.begin():
+    def session(self, *, write: bool = False) -> Iterator[Session]:
+        """A unit of work, committed at the end, rolled back on error; ``write`` for one
+        that changes rows (on SQLite it then holds the write lock from its start)."""
+        with (self._writes if write else self._reads)() as session, session.begin():
             yield session

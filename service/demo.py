@@ -1,55 +1,102 @@
-"""The README's main job before the service exists: every env file in a folder, built for real.
+"""The README's main job: the service on its embedded defaults, building ``envs/`` through
+its own HTTP API.
 
-The demo channel stands in for conda-forge; each environment is locked, installed into
-``<home>/demo/envs/<name>`` and packed into ``<home>/demo/packs/<name>.tar.zst``.
+The demo channel stands in for conda-forge. The service runs in this process (SQLite, a
+local volume, in-process builds); a token is made for namespace ``demo``; the folder is
+synced like CI would; the results are printed; the service keeps serving until Ctrl-C.
 """
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from builder.demo.channel import demo_channel
 from builder.errors import SpecError
-from builder.install import install_lock
-from builder.lock import write_lock
-from builder.locker import LockOptions, host_platform, lock_env
-from builder.pack import pack_prefix
-from builder.spec import read_spec
 from service.console import Progress
 
 
-def run_demo(envs: Path, home: Path, show: Progress, out: Path | None = None
-             ) -> list[dict[str, Any]]:
-    """Lock, build and pack every ``*.yml`` in ``envs`` against the demo channel."""
+def _free_port(preferred: int) -> int:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", preferred))
+        except OSError:
+            s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class DemoService:
+    """uvicorn serving the app on a background thread."""
+
+    def __init__(self, settings: Any) -> None:
+        import uvicorn
+
+        from service.app import create_app
+
+        self.app = create_app(settings)
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host=settings.host,
+                                                   port=settings.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.url = f"http://{settings.host}:{settings.port}"
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the service did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def run_demo(envs: Path, home: Path, volume: Path, port: int, show: Progress
+             ) -> tuple[DemoService, str, list[dict[str, Any]]]:
+    """Start the service, sync ``envs`` into namespace ``demo``, wait for every build."""
+    from service.auth import create_token
+    from service.client import Client
+    from service.models import Role
+    from service.settings import Settings
+
     files = sorted(p for p in envs.glob("*.y*ml") if p.is_file())
     if not files:
         raise SpecError(f"no environment files (*.yml) in {envs}")
-    show.stage("preparing the demo channel (first run downloads ~55 MB of wheels)")
-    channel = demo_channel(home, progress=None)
-    out = out or home / "demo"
+    show.stage("preparing the demo channel (the first run downloads ~55 MB of wheels)")
+    channel = demo_channel(home)
+    settings = Settings(root=volume, channels=[str(channel)], port=_free_port(port))
+    service = DemoService(settings)
+    service.start()
+    show.stage(f"service running at {service.url} (SQLite, volume {volume})")
+    with service.app.state.db.session(write=True) as s:
+        token = create_token(s, name="demo", roles={"demo": Role.admin})
+    client = Client(service.url, token, timeout=300)
+    layout_envs = volume / "envs" / "demo"
     results = []
-    for file in files:
-        spec = read_spec(file)
-        name = spec.name or file.stem
-        show.stage(f"{name}: locking")
-        lock = lock_env(spec, LockOptions(channels=[str(channel)], platforms=[host_platform()],
-                                          cache_dir=home / "cache"))
-        lock_path = out / "locks" / f"{name}.conda-lock.yml"
-        write_lock(lock, lock_path)
-        show.stage(f"{name}: installing")
-        built = install_lock(lock, prefix=out / "envs" / name, platform=host_platform(),
-                             pkgs_dir=home / "pkgs", force=True, variables=spec.variables,
-                             progress=show.step)
-        pack = out / "packs" / f"{name}.tar.zst"
-        if not pack.exists() or not built.reused:
-            show.stage(f"{name}: packing")
-            pack_prefix(built.prefix, pack, progress=show.step)
-        names = {p.name for p in lock.package}
-        probe = "import dask; print(dask.__version__)" if "dask" in names else \
-            "import sys; print(sys.prefix)"
-        results.append({"name": name, "packages": built.conda_packages + built.pip_packages,
-                        "try": f"{built.prefix}/bin/python -c '{probe}'",
-                        "lock": str(lock_path), "prefix": str(built.prefix), "pack": str(pack),
-                        "reused": built.reused})
-    return results
+    for f in files:
+        from builder.spec import read_spec
+
+        name = read_spec(f).name or f.stem
+        r = client.request("POST", f"/api/v1/environments/demo/{name}/versions",
+                           content=f.read_bytes(), headers={"Content-Type": "text/yaml"})
+        results.append({"name": name, "version": r.json()["version"]})
+        show.stage(f"submitted demo/{name} as version {results[-1]['version']}")
+    for r in results:
+        path = f"/api/v1/environments/demo/{r['name']}/versions/{r['version']}"
+        for event, data in client.follow_log(f"demo/{r['name']}", r["version"]):
+            if event == "log":
+                show.stage(f"demo/{r['name']}: {data.split(' ', 1)[1]}")
+        detail = client.get(path)
+        prefix = layout_envs / r["name"] / "current"
+        probe = ("import dask; print(dask.__version__)"
+                 if any(p["name"] == "dask" for p in detail["packages"])
+                 else "import sys; print(sys.prefix)")
+        r.update(state=detail["state"], error=detail["error"], packages=len(detail["packages"]),
+                 prefix=str(prefix), lock=f"{service.url}{path}/lock",
+                 pack=f"{service.url}{path}/pack", log=f"{service.url}{path}/log",
+                 **{"try": f"{prefix}/bin/python -c '{probe}'"})
+    return service, token, results

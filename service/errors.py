@@ -17,6 +17,7 @@ from builder.errors import EnvyardError
 
 class ServiceError(EnvyardError):
     status = 400
+    exit_code = 20
 
 
 class Unauthorized(ServiceError):

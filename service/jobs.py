@@ -60,7 +60,7 @@ class LocalRunner:
         if prefixes.is_dir():
             for stale in prefixes.glob(".*.envyard-staging-*"):
                 shutil.rmtree(stale, ignore_errors=True)
-        with self.ctx.db.session() as s:
+        with self.ctx.db.session(write=True) as s:
             for v in s.scalars(select(Version).where(
                     Version.state.in_([st.value for st in RUNNING]))):
                 v.state, v.finished_at = State.failed.value, utcnow()

@@ -46,7 +46,7 @@ class BuildContext:
 
 
 def _set(ctx: BuildContext, version_id: int, **changes: Any) -> Version:
-    with ctx.db.session() as s:
+    with ctx.db.session(write=True) as s:
         v = s.get(Version, version_id)
         assert v is not None
         for k, val in changes.items():
@@ -204,7 +204,7 @@ def _fail(ctx: BuildContext, version_id: int, error: str, timings: dict[str, flo
 def _publish(ctx: BuildContext, version_id: int, where: tuple[str, str, int],
              **fields: Any) -> None:
     """Mark ready and move ``current`` forward, in one transaction; then swap the link."""
-    with ctx.db.session() as s:
+    with ctx.db.session(write=True) as s:
         v = s.get(Version, version_id)
         assert v is not None
         env = s.get(Environment, v.environment_id, with_for_update=True)

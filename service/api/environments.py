@@ -52,7 +52,7 @@ async def submit_spec(namespace: str, name: str, request: Request, db: DbDep,
     text = await read_body(request, settings.max_spec_bytes)
     parse_spec(text, source=f"{namespace}/{name}.yml", policy=settings.channel_policy(),
                max_bytes=settings.max_spec_bytes)
-    with db.session() as s:
+    with db.session(write=True) as s:
         version = new_version(s, namespace, name, kind="spec", spec_text=text)
     runner.submit(version.id)
     return _accepted(namespace, name, version.number)
@@ -88,7 +88,7 @@ async def push_lock(namespace: str, name: str, request: Request, db: DbDep,
     who.require(namespace, Role.developer)
     text = await read_body(request, settings.max_lock_bytes)
     check_pushed_lock(text, settings)
-    with db.session() as s:
+    with db.session(write=True) as s:
         version = new_version(s, namespace, name, kind="lock", lock_text=text)
     runner.submit(version.id)
     return _accepted(namespace, name, version.number)

@@ -84,11 +84,12 @@ async def _follow(db: Any, settings: Any, namespace: str, name: str,
 
 @router.get("/{number}/log", responses={200: {"content": {"text/plain": {},
                                                            "text/event-stream": {}}}})
-def read_log(namespace: str, name: str, number: int, session: SessionDep, db: DbDep,
-             who: PrincipalDep, settings: SettingsDep, follow: bool = False) -> Response:
+def read_log(namespace: str, name: str, number: int, db: DbDep, who: PrincipalDep,
+             settings: SettingsDep, follow: bool = False) -> Response:
     """The build log; with ``follow=true`` a server-sent event stream until the build ends."""
     _check(namespace, name, who)
-    find_version(session, namespace, name, number)
+    with db.session() as s:  # not held while streaming
+        find_version(s, namespace, name, number)
     if follow:
         return StreamingResponse(_follow(db, settings, namespace, name, number),
                                  media_type="text/event-stream",
@@ -137,7 +138,7 @@ def cancel_version(namespace: str, name: str, number: int, db: DbDep, who: Princ
                    runner: RunnerDep) -> dict[str, Any]:
     """Cancel a queued or running build; a finished one cannot be cancelled (409)."""
     _check(namespace, name, who, Role.developer)
-    with db.session() as s:
+    with db.session(write=True) as s:
         v = find_version(s, namespace, name, number)
         if State(v.state).terminal:
             raise Conflict(f"version {number} is already {v.state}")

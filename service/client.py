@@ -1,0 +1,89 @@
+"""A small HTTP client for the envyard API, used by the CLI's remote commands.
+
+Server URL and token come from flags, else ``ENVYARD_SERVER`` / ``ENVYARD_TOKEN``, else
+``~/.config/envyard/client.yml`` (``server:`` and ``token:``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from service.errors import Conflict, Forbidden, NotFound, ServiceError, TooLarge, Unauthorized
+
+CONFIG = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "envyard" / \
+    "client.yml"
+_BY_STATUS = {401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict, 413: TooLarge}
+
+
+class RemoteError(ServiceError):
+    """The server refused a request; the message is the server's."""
+
+    exit_code = 20
+
+
+def client_config(server: str | None, token: str | None) -> tuple[str, str | None]:
+    file: dict[str, Any] = {}
+    if CONFIG.exists():
+        import yaml
+
+        file = yaml.safe_load(CONFIG.read_text()) or {}
+    server = server or os.environ.get("ENVYARD_SERVER") or file.get("server") \
+        or "http://127.0.0.1:8765"
+    token = token or os.environ.get("ENVYARD_TOKEN") or file.get("token")
+    return server.rstrip("/"), token
+
+
+class Client:
+    def __init__(self, server: str, token: str | None, timeout: float = 60) -> None:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=server, headers=headers, timeout=timeout)
+        self.server = server
+
+    def _check(self, resp: Any) -> Any:
+        if resp.status_code >= 400:
+            try:
+                detail = resp.json().get("detail", resp.text)
+            except ValueError:
+                detail = resp.text
+            if not isinstance(detail, str):
+                detail = json.dumps(detail)
+            cls = _BY_STATUS.get(resp.status_code, RemoteError)
+            err = cls(f"{resp.status_code}: {detail}")
+            err.exit_code = 20 + (resp.status_code // 100 == 5)
+            raise err
+        return resp
+
+    def request(self, method: str, path: str, **kw: Any) -> Any:
+        import httpx
+
+        try:
+            return self._check(self.http.request(method, path, **kw))
+        except httpx.TransportError as exc:
+            raise RemoteError(f"cannot reach {self.server}: {exc}") from None
+
+    def get(self, path: str, **kw: Any) -> Any:
+        return self.request("GET", path, **kw).json()
+
+    def follow_log(self, env: str, number: int) -> Iterator[tuple[str, str]]:
+        """(event, data) pairs of the log stream until the build ends."""
+        import httpx
+
+        url = f"/api/v1/environments/{env}/versions/{number}/log"
+        try:
+            with self.http.stream("GET", url, params={"follow": "true"},
+                                  timeout=httpx.Timeout(60, read=None)) as resp:
+                self._check(resp)
+                event = "message"
+                for line in resp.iter_lines():
+                    if line.startswith("event: "):
+                        event = line[7:]
+                    elif line.startswith("data: "):
+                        yield event, line[6:]
+        except httpx.TransportError as exc:
+            raise RemoteError(f"lost {self.server}: {exc}") from None

@@ -1,0 +1,1 @@
+"""The CLI's commands, by where they act: local pipeline, remote service, server admin."""

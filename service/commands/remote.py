@@ -1,0 +1,259 @@
+"""Commands that talk to a running service: submit, push, ls, show, logs, cancel, sync."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from builder.errors import SpecError
+from service.client import Client, RemoteError, client_config
+from service.console import emit_json, info
+
+TERMINAL = {"ready", "failed", "cancelled"}
+
+
+class BuildFailed(RemoteError):
+    exit_code = 22
+
+
+def _client(args: argparse.Namespace) -> Client:
+    return Client(*client_config(args.server, args.token))
+
+
+def _env(value: str) -> tuple[str, str]:
+    ns, _, name = value.partition("/")
+    if not ns or not name or "/" in name:
+        raise SpecError(f"--env {value!r}: expected NAMESPACE/NAME")
+    return ns, name
+
+
+def _ref(value: str) -> tuple[str, str, int | None]:
+    parts = value.split("/")
+    if len(parts) == 2:
+        return parts[0], parts[1], None
+    if len(parts) == 3 and parts[2].isdigit():
+        return parts[0], parts[1], int(parts[2])
+    raise SpecError(f"{value!r}: expected NAMESPACE/NAME or NAMESPACE/NAME/VERSION")
+
+
+def _wait(client: Client, env: str, number: int, quiet: bool) -> str:
+    """Follow the build log until the version is ready, failed or cancelled."""
+    state = "queued"
+    for event, data in client.follow_log(env, number):
+        if event == "log" and not quiet:
+            info(data)
+        elif event == "state":
+            state = json.loads(data)["state"]
+    return state
+
+
+def _submitted(args: argparse.Namespace, client: Client, result: dict[str, Any]) -> None:
+    env, number = f"{result['namespace']}/{result['name']}", result["version"]
+    if not args.json:
+        print(f"{env}: version {number} queued")
+    if args.wait:
+        state = _wait(client, env, number, args.quiet or args.json)
+        detail = client.get(f"/api/v1/environments/{env}/versions/{number}")
+        if args.json:
+            emit_json(detail)
+        else:
+            print(f"{env}: version {number} {state}")
+        if state != "ready":
+            raise BuildFailed(f"{env} version {number} {state}: {detail.get('error')}")
+    elif args.json:
+        emit_json(result)
+
+
+def cmd_submit(args: argparse.Namespace) -> None:
+    ns, name = _env(args.env)
+    client = _client(args)
+    body = _read(args.file)
+    result = client.request("POST", f"/api/v1/environments/{ns}/{name}/versions",
+                            content=body, headers={"Content-Type": "text/yaml"}).json()
+    _submitted(args, client, result)
+
+
+def cmd_push(args: argparse.Namespace) -> None:
+    ns, name = _env(args.env)
+    client = _client(args)
+    result = client.request("POST", f"/api/v1/environments/{ns}/{name}/locks",
+                            content=_read(args.lockfile),
+                            headers={"Content-Type": "text/yaml"}).json()
+    _submitted(args, client, result)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise SpecError(f"{path}: {exc.strerror}") from None
+
+
+def cmd_ls(args: argparse.Namespace) -> None:
+    client = _client(args)
+    if args.namespace:
+        rows = client.get(f"/api/v1/namespaces/{args.namespace}")["environments"]
+        if args.json:
+            emit_json({"environments": rows})
+            return
+        for r in rows:
+            print(f"{r['namespace']}/{r['name']}  current={r['current_version']}  "
+                  f"latest={r['latest_version']} ({r['latest_state']})")
+        return
+    rows = client.get("/api/v1/namespaces")
+    if args.json:
+        emit_json({"namespaces": rows})
+        return
+    for r in rows:
+        print(r["name"])
+
+
+def cmd_show(args: argparse.Namespace) -> None:
+    ns, name, number = _ref(args.ref)
+    client = _client(args)
+    if number is None:
+        data = client.get(f"/api/v1/environments/{ns}/{name}")
+        if args.json:
+            emit_json(data)
+            return
+        print(f"{ns}/{name}  current version: {data['current_version']}")
+        for v in data["versions"]:
+            print(f"  {v['number']:>4}  {v['state']:<10} {v['kind']:<4} {v['created_at']}"
+                  + (f"  {v['error']}" if v["error"] else ""))
+        return
+    data = client.get(f"/api/v1/environments/{ns}/{name}/versions/{number}")
+    if args.json:
+        emit_json(data)
+        return
+    print(f"{ns}/{name} version {number}: {data['state']}"
+          + (" (current)" if data.get("current") else ""))
+    for key in ("error", "timings", "prefix_bytes", "pack_bytes", "fingerprint"):
+        if data.get(key):
+            print(f"  {key}: {data[key]}")
+    print(f"  packages: {len(data['packages'])}")
+    for p in data["packages"]:
+        print(f"    {p['name']} {p['version']}" + (" (pip)" if p["manager"] == "pip" else ""))
+
+
+def cmd_logs(args: argparse.Namespace) -> None:
+    ns, name, number = _ref(args.ref)
+    if number is None:
+        raise SpecError("logs needs NAMESPACE/NAME/VERSION")
+    client = _client(args)
+    if args.follow:
+        for event, data in client.follow_log(f"{ns}/{name}", number):
+            if event == "log":
+                print(data, flush=True)
+        return
+    sys.stdout.write(client.request(
+        "GET", f"/api/v1/environments/{ns}/{name}/versions/{number}/log").text)
+
+
+def cmd_cancel(args: argparse.Namespace) -> None:
+    ns, name, number = _ref(args.ref)
+    if number is None:
+        raise SpecError("cancel needs NAMESPACE/NAME/VERSION")
+    result = _client(args).request(
+        "POST", f"/api/v1/environments/{ns}/{name}/versions/{number}/cancel").json()
+    if args.json:
+        emit_json(result)
+    else:
+        print(f"{ns}/{name} version {number}: {result['state']}")
+
+
+def cmd_sync(args: argparse.Namespace) -> None:
+    """Every spec file in DIR is one environment; only changed files become versions."""
+    from builder.spec import read_spec
+
+    client = _client(args)
+    files = sorted(p for p in args.dir.glob("*.y*ml") if p.is_file())
+    if not files:
+        raise SpecError(f"no environment files (*.yml) in {args.dir}")
+    try:
+        known = {r["name"]: r for r in client.get(
+            f"/api/v1/namespaces/{args.namespace}")["environments"]}
+    except RemoteError as exc:
+        if "404" not in str(exc):
+            raise
+        known = {}
+    results, submitted = [], []
+    for f in files:
+        spec = read_spec(f)
+        name = spec.name or f.stem
+        body = f.read_bytes()
+        row = known.get(name)
+        digest = hashlib.sha256(body).hexdigest()
+        if row and row["latest_spec_sha256"] == digest and row["latest_state"] != "failed":
+            results.append({"name": name, "action": "unchanged",
+                            "version": row["latest_version"]})
+            continue
+        r = client.request("POST", f"/api/v1/environments/{args.namespace}/{name}/versions",
+                           content=body, headers={"Content-Type": "text/yaml"}).json()
+        results.append({"name": name, "action": "submitted", "version": r["version"]})
+        submitted.append((name, r["version"]))
+    failed = []
+    if args.wait:
+        for name, number in submitted:
+            state = _wait(client, f"{args.namespace}/{name}", number, True)
+            for r in results:
+                if r["name"] == name:
+                    r["state"] = state
+            if state != "ready":
+                failed.append(f"{name} v{number} {state}")
+    if args.json:
+        emit_json({"namespace": args.namespace, "environments": results})
+    else:
+        for r in results:
+            print(f"{args.namespace}/{r['name']}: {r['action']} (version {r['version']}"
+                  + (f", {r['state']}" if "state" in r else "") + ")")
+    if failed:
+        raise BuildFailed("not ready: " + ", ".join(failed))
+
+
+def _remote(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server", help="service URL (env ENVYARD_SERVER, or client.yml)")
+    p.add_argument("--token", help="API token (env ENVYARD_TOKEN, or client.yml)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def register(sub: Any) -> None:
+    for cmd, func, what in (("submit", cmd_submit, "an environment.yml"),
+                            ("push", cmd_push, "a conda-lock.yml (built without a solve)")):
+        p = sub.add_parser(cmd, help=f"send {what} to the service as a new version")
+        p.add_argument("lockfile" if cmd == "push" else "file", type=Path)
+        p.add_argument("--env", required=True, help="NAMESPACE/NAME")
+        p.add_argument("--wait", action="store_true",
+                       help="follow the build log until the version is ready or failed")
+        p.add_argument("-q", "--quiet", action="store_true", help="with --wait: no log")
+        _remote(p)
+        p.set_defaults(func=func)
+    p = sub.add_parser("ls", help="list namespaces, or the environments of one")
+    p.add_argument("namespace", nargs="?")
+    _remote(p)
+    p.set_defaults(func=cmd_ls)
+    p = sub.add_parser("show", help="show an environment's versions, or one version")
+    p.add_argument("ref", help="NAMESPACE/NAME or NAMESPACE/NAME/VERSION")
+    _remote(p)
+    p.set_defaults(func=cmd_show)
+    p = sub.add_parser("logs", help="print a version's build log")
+    p.add_argument("ref", help="NAMESPACE/NAME/VERSION")
+    p.add_argument("-f", "--follow", action="store_true", help="follow until the build ends")
+    _remote(p)
+    p.set_defaults(func=cmd_logs)
+    p = sub.add_parser("cancel", help="cancel a queued or running build")
+    p.add_argument("ref", help="NAMESPACE/NAME/VERSION")
+    _remote(p)
+    p.set_defaults(func=cmd_cancel)
+    p = sub.add_parser("sync", help="submit every changed spec file in a folder",
+                       description="Every *.yml in DIR is one environment of NAMESPACE "
+                       "(named by its 'name:' or file name); files whose content the latest "
+                       "version already has are skipped.")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--namespace", required=True)
+    p.add_argument("--wait", action="store_true", help="wait until every build ends")
+    _remote(p)
+    p.set_defaults(func=cmd_sync)

@@ -1,0 +1,90 @@
+"""Commands that run or administer the service itself: serve, token create."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from typing import Any
+
+from service.console import emit_json, info
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    overrides: dict[str, Any] = {}
+    if args.host:
+        overrides["host"] = args.host
+    if args.port:
+        overrides["port"] = args.port
+    settings = Settings(**overrides)
+    info(f"envyard serving on http://{settings.host}:{settings.port} "
+         f"(API docs at /docs; volume {settings.root})")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+                log_level=args.log_level)
+
+
+def _roles(pairs: list[str]) -> dict[str, Any]:
+    from service.catalog import check_name
+    from service.errors import ServiceError
+    from service.models import Role
+
+    roles = {}
+    for pair in pairs:
+        ns, _, role = pair.partition("=")
+        if ns != "*":
+            check_name("namespace", ns)
+        try:
+            roles[ns] = Role(role)
+        except ValueError:
+            raise ServiceError(f"--role {pair}: role must be one of viewer, developer, "
+                               "admin") from None
+    return roles
+
+
+def cmd_token_create(args: argparse.Namespace) -> None:
+    from service.auth import create_token
+    from service.db import Database, migrate
+    from service.settings import Settings
+
+    roles = _roles(args.role)
+    settings = Settings()
+    settings.root.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.db_url)
+    migrate(db.engine)
+    expires = dt.timedelta(days=args.expires_in_days) if args.expires_in_days else None
+    with db.session(write=True) as s:
+        secret = create_token(s, name=args.name, roles=roles, expires_in=expires)
+    if args.json:
+        emit_json({"token": secret, "name": args.name,
+                   "roles": {k: v.value for k, v in roles.items()}})
+    else:
+        print(secret)
+        info("shown once; store it now (ENVYARD_TOKEN or ~/.config/envyard/client.yml)")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("serve", help="run the envyard service (HTTP API and builds)",
+                       description="Run the service with the settings from ENVYARD_* "
+                       "variables and the YAML file named by ENVYARD_CONFIG. Defaults: "
+                       "SQLite and a volume under ~/.envyard/volume, builds in-process.")
+    p.add_argument("--host", help="address to bind (setting: host)")
+    p.add_argument("--port", type=int, help="port to bind (setting: port)")
+    p.add_argument("--log-level", default="warning",
+                   choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(func=cmd_serve)
+
+    token = sub.add_parser("token", help="manage API tokens").add_subparsers(
+        dest="token_command", required=True, metavar="ACTION")
+    p = token.add_parser("create", help="create a token and print it once",
+                         description="Create a token in the service's database (same "
+                         "settings as `envyard serve`).")
+    p.add_argument("--name", required=True, help="who or what the token is for")
+    p.add_argument("--role", action="append", required=True, metavar="NAMESPACE=ROLE",
+                   help="e.g. team=developer, or '*=admin' for every namespace; repeatable")
+    p.add_argument("--expires-in-days", type=float, help="default: never expires")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_token_create)
