@@ -1,0 +1,133 @@
+"""Real servers on 127.0.0.1 for tests and benchmarks: PostgreSQL and `envyard serve`."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ENVYARD = str(Path(sys.executable).with_name("envyard"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pg_bin(name: str) -> str:
+    found = shutil.which(name) or next(iter(sorted(glob.glob(
+        f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
+    if not found:
+        raise RuntimeError(f"PostgreSQL's {name} is not installed (tests/setup.sh installs it)")
+    return found
+
+
+class Postgres:
+    """A throwaway cluster in a temp dir, on a loopback port, trusting local connections."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="envyard-pg-"))
+        self.port = free_port()
+        self._as_user: list[str] = []
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+            shutil.chown(self.dir, "postgres")
+            self._as_user = ["runuser", "-u", "postgres", "--"]
+
+    def _run(self, *cmd: str) -> None:
+        subprocess.run([*self._as_user, *cmd], check=True, capture_output=True, timeout=120)
+
+    def start(self) -> Postgres:
+        data = str(self.dir / "data")
+        self._run(_pg_bin("initdb"), "-D", data, "-U", "envyard", "--auth=trust", "-E", "UTF8")
+        self._run(_pg_bin("pg_ctl"), "-D", data, "-l", str(self.dir / "log"), "-w", "-o",
+                  f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
+                  "-c max_connections=200 -c fsync=off", "start")
+        return self
+
+    def new_database(self) -> str:
+        import psycopg
+
+        name = "t" + uuid.uuid4().hex[:12]
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=envyard dbname=postgres",
+                             autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return f"postgresql+psycopg://envyard@127.0.0.1:{self.port}/{name}"
+
+    def stop(self) -> None:
+        subprocess.run([*self._as_user, _pg_bin("pg_ctl"), "-D", str(self.dir / "data"),
+                        "-m", "immediate", "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@dataclass
+class Service:
+    """`envyard serve` as a child process with its own volume and database."""
+
+    root: Path
+    channel: Path
+    database_url: str = ""
+    extra_env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {**os.environ, "ENVYARD_ROOT": str(self.root),
+               "ENVYARD_CHANNELS": f'["{self.channel}"]', "ENVYARD_PORT": str(self.port),
+               "ENVYARD_DATABASE_URL": self.database_url, **self.extra_env}
+        env.pop("ENVYARD_CONFIG", None)
+        return env
+
+    def start(self) -> Service:
+        with (self.root.parent / f"serve-{self.port}.log").open("ab") as log:
+            self.proc = subprocess.Popen([ENVYARD, "serve"], env=self.env,
+                                         stdout=subprocess.DEVNULL, stderr=log)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"envyard serve exited with {self.proc.returncode}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("envyard serve did not become ready in 60 s")
+
+    def token(self, *roles: str, expires_in_days: float | None = None) -> str:
+        cmd = [ENVYARD, "token", "create", "--name", "test"]
+        for r in roles:
+            cmd += ["--role", r]
+        if expires_in_days is not None:
+            cmd += ["--expires-in-days", str(expires_in_days)]
+        done = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=60,
+                              check=True)
+        return done.stdout.strip()
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()

@@ -1,0 +1,55 @@
+"""Service fixtures: PostgreSQL once per session; `envyard serve` per module and backend."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.servers import Postgres, Service
+
+TERMINAL = {"ready", "failed", "cancelled"}
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    pg = Postgres().start()
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def service(request: pytest.FixtureRequest, channel: Path,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    url = request.getfixturevalue("postgres").new_database() \
+        if request.param == "postgresql" else ""
+    svc = Service(tmp_path_factory.mktemp("svc") / "volume", channel, url)
+    svc.root.mkdir()
+    svc.start()
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture(scope="module")
+def dev_token(service: Service) -> str:
+    return service.token("team=developer")
+
+
+def api(service: Service, token: str | None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=service.url, headers=headers, timeout=60)
+
+
+def wait_ready(client: httpx.Client, env: str, number: int, timeout: float = 180
+               ) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = client.get(f"/api/v1/environments/{env}/versions/{number}").json()
+        if v["state"] in TERMINAL:
+            return v
+        time.sleep(0.1)
+    raise AssertionError(f"{env} version {number} did not finish in {timeout} s")

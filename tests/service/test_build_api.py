@@ -1,0 +1,108 @@
+"""Submit and push through the HTTP API: versions become ready and usable."""
+
+from __future__ import annotations
+
+import subprocess
+import tarfile
+from pathlib import Path
+
+import zstandard
+
+from tests.service.conftest import api, wait_ready
+from tests.servers import ENVYARD, Service
+
+DASK = "name: geo\ndependencies:\n  - python=3.11\n  - dask\n  - distributed\n  - numpy\n"
+
+
+def test_submit_to_ready_env_runs_dask(service: Service, dev_token: str) -> None:
+    with api(service, dev_token) as c:
+        r = c.post("/api/v1/environments/team/geo/versions", content=DASK)
+        assert r.status_code == 202, r.text
+        number = r.json()["version"]
+        v = wait_ready(c, "team/geo", number)
+        assert v["state"] == "ready", v["error"]
+        assert v["current"] is True
+        assert {"dask", "distributed", "numpy", "python"} <= {p["name"] for p in v["packages"]}
+        assert v["prefix_bytes"] > 10_000_000 and v["pack_bytes"] > 1_000_000
+        assert set(v["timings"]) == {"solve", "install", "pack"}
+        log = c.get(f"/api/v1/environments/team/geo/versions/{number}/log").text
+        assert "[solving]" in log and "[installing]" in log and log.rstrip().endswith("ready")
+        spec = c.get(f"/api/v1/environments/team/geo/versions/{number}/spec").text
+        assert spec == DASK
+    current = service.root / "envs" / "team" / "geo" / "current"
+    done = subprocess.run([str(current / "bin" / "python"), "-c",
+                           "import dask, distributed, numpy; print(dask.__version__)"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "2026.1.2"
+
+
+def test_push_laptop_lock_builds_without_solving(service: Service, dev_token: str,
+                                                 channel: Path, tmp_path: Path) -> None:
+    env_file = tmp_path / "environment.yml"
+    env_file.write_text("dependencies: [python=3.11, dask=2025.12.0, distributed, toolz]\n")
+    lock = tmp_path / "conda-lock.yml"
+    subprocess.run([ENVYARD, "lock", str(env_file), "-c", str(channel), "-o", str(lock), "-q",
+                    "--home", str(tmp_path / "laptop")], check=True, timeout=120)
+    with api(service, dev_token) as c:
+        r = c.post("/api/v1/environments/team/pinned/locks", content=lock.read_text())
+        assert r.status_code == 202, r.text
+        v = wait_ready(c, "team/pinned", r.json()["version"])
+        assert v["state"] == "ready", v["error"]
+        assert "solve" not in v["timings"]
+        log = c.get(f"/api/v1/environments/team/pinned/versions/{v['number']}/log").text
+        assert "[solving]" not in log
+        assert c.get(f"/api/v1/environments/team/pinned/versions/{v['number']}/lock"
+                     ).text == lock.read_text()
+        with c.stream("GET", f"/api/v1/environments/team/pinned/versions/{v['number']}/pack"
+                      ) as resp:
+            assert resp.status_code == 200
+            archive = tmp_path / "env.tar.zst"
+            with archive.open("wb") as f:
+                for chunk in resp.iter_bytes():
+                    f.write(chunk)
+    dest = tmp_path / "unpacked"
+    dest.mkdir()
+    with archive.open("rb") as f, zstandard.ZstdDecompressor().stream_reader(f) as raw, \
+            tarfile.open(fileobj=raw, mode="r|") as tar:
+        tar.extractall(dest, filter="tar")
+    env = {"PATH": f"{dest}/bin:/usr/bin:/bin"}
+    subprocess.run([str(dest / "bin" / "conda-unpack")], env=env, check=True, timeout=120)
+    done = subprocess.run([str(dest / "bin" / "python"), "-c",
+                           "import dask; print(dask.__version__)"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "2025.12.0", done.stderr
+
+
+def test_log_stream_follows_the_stages(service: Service, dev_token: str) -> None:
+    with api(service, dev_token) as c:
+        number = c.post("/api/v1/environments/team/streamed/versions",
+                        content="dependencies: [python=3.11, msgpack-python]\n").json()["version"]
+        events: list[tuple[str, str]] = []
+        with c.stream("GET", f"/api/v1/environments/team/streamed/versions/{number}/log",
+                      params={"follow": "true"}) as resp:
+            assert resp.headers["content-type"].startswith("text/event-stream")
+            event = ""
+            for line in resp.iter_lines():
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: "):
+                    events.append((event, line[6:]))
+    states = [d for e, d in events if e == "state"]
+    assert '"ready"' in states[-1]
+    logs = [d for e, d in events if e == "log"]
+    assert any("[solving]" in line for line in logs)
+    assert any("link" in line and "[installing]" in line for line in logs)
+    assert logs[-1].endswith("ready")
+
+
+def test_metrics(service: Service, dev_token: str) -> None:
+    text = httpx_get(service, "/metrics")
+    assert 'envyard_versions{state="ready"}' in text
+    assert "envyard_queue_length" in text and 'envyard_bytes_stored{part="prefixes"}' in text
+
+
+def httpx_get(service: Service, path: str) -> str:
+    import httpx
+
+    return httpx.get(service.url + path, timeout=30).text
