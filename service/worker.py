@@ -8,6 +8,7 @@ version, and only forward.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -167,9 +168,12 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
             _set(ctx, version_id, state=State.packing.value)
             start = time.perf_counter()
             archive = ctx.layout.pack(fp)
-            if not archive.exists():
-                _with_limit(ctx.settings.pack_timeout, "packing", lambda: pack_prefix(
-                    built.prefix, archive, progress=log.progress))
+            archive.parent.mkdir(parents=True, exist_ok=True)
+            with archive.with_name(f".{archive.name}.lock").open("a") as guard:
+                fcntl.flock(guard, fcntl.LOCK_EX)  # one packing per fingerprint
+                if not archive.exists():
+                    _with_limit(ctx.settings.pack_timeout, "packing", lambda: pack_prefix(
+                        built.prefix, archive, progress=log.progress))
             pack_bytes = archive.stat().st_size
             timings["pack"] = round(time.perf_counter() - start, 3)
             log.line(f"packed {pack_bytes} bytes in {timings['pack']} s")

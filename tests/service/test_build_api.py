@@ -8,8 +8,8 @@ from pathlib import Path
 
 import zstandard
 
-from tests.service.conftest import api, wait_ready
 from tests.servers import ENVYARD, Service
+from tests.service.conftest import api, wait_ready
 
 DASK = "name: geo\ndependencies:\n  - python=3.11\n  - dask\n  - distributed\n  - numpy\n"
 

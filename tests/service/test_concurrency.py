@@ -1,0 +1,75 @@
+"""Many submissions at once; a service killed mid-build and started again."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+from tests.servers import Service
+from tests.service.conftest import api, wait_ready
+
+SMALL = "dependencies: [python=3.11, toolz]\n"
+
+
+def test_fifty_concurrent_submissions_number_1_to_50(service: Service, dev_token: str) -> None:
+    def submit(_: int) -> int:
+        with httpx.Client(base_url=service.url, timeout=120,
+                          headers={"Authorization": f"Bearer {dev_token}"}) as c:
+            r = c.post("/api/v1/environments/team/busy/versions", content=SMALL)
+            assert r.status_code == 202, r.text
+            return r.json()["version"]
+
+    with ThreadPoolExecutor(25) as pool:
+        numbers = list(pool.map(submit, range(50)))
+    assert sorted(numbers) == list(range(1, 51))
+    with api(service, dev_token) as c:
+        states = [wait_ready(c, "team/busy", n)["state"] for n in range(1, 51)]
+        assert states == ["ready"] * 50
+        env = c.get("/api/v1/environments/team/busy").json()
+        assert [v["number"] for v in env["versions"]] == list(range(1, 51))
+        assert env["current_version"] == 50
+        logs = [c.get(f"/api/v1/environments/team/busy/versions/{n}/log").text
+                for n in range(1, 51)]
+    # identical specs at the same time: installed once, every other build reuses it
+    assert sum("] installed " in log for log in logs) <= 1
+    links = {(service.root / "envs" / "team" / "busy" / str(n)).resolve() for n in range(1, 51)}
+    assert len(links) == 1
+
+
+def test_killed_mid_build_leaves_nothing_stuck(channel: Path, tmp_path: Path) -> None:
+    svc = Service(tmp_path / "volume", channel)
+    svc.root.mkdir()
+    svc.start()
+    token = svc.token("team=developer")
+    try:
+        with api(svc, token) as c:
+            first = c.post("/api/v1/environments/team/geo/versions", content=SMALL).json()
+            assert wait_ready(c, "team/geo", first["version"])["state"] == "ready"
+            big = ("dependencies: [python=3.11, dask, distributed, numpy, pandas, ipykernel]\n")
+            second = c.post("/api/v1/environments/team/geo/versions", content=big).json()
+            deadline = time.monotonic() + 60
+            while c.get(f"/api/v1/environments/team/geo/versions/{second['version']}"
+                        ).json()["state"] not in ("installing", "packing"):
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            queued = c.post("/api/v1/environments/team/geo/versions",
+                            content="dependencies: [python=3.11, pyyaml]\n").json()
+        svc.kill()
+        svc.start()
+        with api(svc, token) as c:
+            v2 = c.get(f"/api/v1/environments/team/geo/versions/{second['version']}").json()
+            assert v2["state"] == "failed" and "interrupted" in v2["error"]
+            env = c.get("/api/v1/environments/team/geo").json()
+            assert env["current_version"] in (first["version"], queued["version"])
+            v3 = wait_ready(c, "team/geo", queued["version"])  # queued work is picked up again
+            assert v3["state"] == "ready"
+        current = svc.root / "envs" / "team" / "geo" / "current"
+        assert current.resolve().name == (svc.root / "envs" / "team" / "geo" /
+                                          str(queued["version"])).resolve().name
+        assert not list((svc.root / "prefixes").glob(".*staging*"))
+        assert not (svc.root / "envs" / "team" / "geo" / str(second["version"])).exists()
+    finally:
+        svc.stop()
