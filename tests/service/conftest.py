@@ -27,7 +27,8 @@ def service(request: pytest.FixtureRequest, channel: Path,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     url = request.getfixturevalue("postgres").new_database() \
         if request.param == "postgresql" else ""
-    svc = Service(tmp_path_factory.mktemp("svc") / "volume", channel, url)
+    svc = Service(tmp_path_factory.mktemp("svc") / "volume", channel, url,
+                  {"ENVYARD_ALLOWED_CHANNELS": '["conda-forge", "file://*", "/*"]'})
     svc.root.mkdir()
     svc.start()
     yield svc
