@@ -10,6 +10,7 @@ import hashlib
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from builder.spec import NAME_RE
@@ -31,18 +32,28 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _insert_quietly(session: Session, row: Namespace | Environment) -> None:
+    """Insert unless a concurrent transaction already did (the unique constraint decides)."""
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        pass
+
+
 def get_or_create_environment(session: Session, namespace: str, name: str) -> Environment:
-    ns = session.scalar(select(Namespace).where(Namespace.name == namespace))
+    """The environment row, created if needed, locked for this transaction."""
+    ns_query = select(Namespace).where(Namespace.name == namespace)
+    ns = session.scalar(ns_query)
     if ns is None:
-        ns = Namespace(name=namespace)
-        session.add(ns)
-        session.flush()
-    env = session.scalar(select(Environment).where(Environment.namespace_id == ns.id,
-                                                   Environment.name == name).with_for_update())
+        _insert_quietly(session, Namespace(name=namespace))
+        ns = session.scalars(ns_query).one()
+    env_query = select(Environment).where(Environment.namespace_id == ns.id,
+                                          Environment.name == name).with_for_update()
+    env = session.scalar(env_query)
     if env is None:
-        env = Environment(namespace_id=ns.id, name=name)
-        session.add(env)
-        session.flush()
+        _insert_quietly(session, Environment(namespace_id=ns.id, name=name))
+        env = session.scalars(env_query).one()
     return env
 
 

@@ -12,6 +12,7 @@ from builder.lock import parse_lock
 from builder.solve import channel_base_url
 from builder.spec import parse_spec
 from service.api.deps import DbDep, PrincipalDep, RunnerDep, SessionDep, SettingsDep, read_body
+from service.api.params import Name
 from service.catalog import check_name, find_environment, new_version, version_summary
 from service.models import Role
 from service.settings import Settings
@@ -23,7 +24,7 @@ _BODY = {"requestBody": {"required": True, "content": {
     "text/plain": {"schema": {"type": "string"}}}}}
 
 
-def _accepted(namespace: str, name: str, number: int) -> JSONResponse:
+def _accepted(namespace: Name, name: Name, number: int) -> JSONResponse:
     url = f"/api/v1/environments/{namespace}/{name}/versions/{number}"
     return JSONResponse({"namespace": namespace, "name": name, "version": number,
                          "state": "queued", "url": url}, status_code=202,
@@ -31,7 +32,7 @@ def _accepted(namespace: str, name: str, number: int) -> JSONResponse:
 
 
 @router.get("/{namespace}/{name}")
-def read_environment(namespace: str, name: str, session: SessionDep,
+def read_environment(namespace: Name, name: Name, session: SessionDep,
                      who: PrincipalDep) -> dict[str, Any]:
     """An environment, its current version and every version's state."""
     check_name("namespace", namespace), check_name("environment", name)
@@ -43,7 +44,7 @@ def read_environment(namespace: str, name: str, session: SessionDep,
 
 @router.post("/{namespace}/{name}/versions", status_code=202, openapi_extra=_BODY,
              responses={202: {"description": "queued"}})
-async def submit_spec(namespace: str, name: str, request: Request, db: DbDep,
+async def submit_spec(namespace: Name, name: Name, request: Request, db: DbDep,
                       who: PrincipalDep, settings: SettingsDep, runner: RunnerDep
                       ) -> JSONResponse:
     """Submit an environment.yml (the body) as the next version; it is solved and built."""
@@ -80,7 +81,7 @@ def check_pushed_lock(text: str, settings: Settings) -> None:
 
 @router.post("/{namespace}/{name}/locks", status_code=202, openapi_extra=_BODY,
              responses={202: {"description": "queued"}})
-async def push_lock(namespace: str, name: str, request: Request, db: DbDep,
+async def push_lock(namespace: Name, name: Name, request: Request, db: DbDep,
                     who: PrincipalDep, settings: SettingsDep, runner: RunnerDep
                     ) -> JSONResponse:
     """Push a conda-lock.yml (the body): the next version is built from exactly it."""

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from sqlalchemy import select
 
 from service.api.deps import PrincipalDep, SessionDep
+from service.api.params import Name
 from service.catalog import check_name, environment_rows
 from service.errors import NotFound
 from service.models import Namespace, Role
@@ -23,7 +24,7 @@ def list_namespaces(session: SessionDep, who: PrincipalDep) -> list[dict[str, An
 
 
 @router.get("/{namespace}")
-def read_namespace(namespace: str, session: SessionDep, who: PrincipalDep) -> dict[str, Any]:
+def read_namespace(namespace: Name, session: SessionDep, who: PrincipalDep) -> dict[str, Any]:
     """One namespace and its environments."""
     check_name("namespace", namespace)
     who.require(namespace, Role.viewer)

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from builder.layout import Layout
 from service.api.deps import DbDep, PrincipalDep, RunnerDep, SessionDep, SettingsDep
+from service.api.params import Name, VersionNumber
 from service.catalog import (
     check_name,
     find_environment,
@@ -27,15 +28,16 @@ router = APIRouter(prefix="/api/v1/environments/{namespace}/{name}/versions",
                    tags=["versions"])
 
 
-def _check(namespace: str, name: str, who: Any, role: Role = Role.viewer) -> None:
+def _check(namespace: Name, name: Name, who: Any, role: Role = Role.viewer) -> None:
     check_name("namespace", namespace)
     check_name("environment", name)
     who.require(namespace, role)
 
 
 @router.get("")
-def list_versions(namespace: str, name: str, session: SessionDep, who: PrincipalDep,
-                  limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)
+def list_versions(namespace: Name, name: Name, session: SessionDep, who: PrincipalDep,
+                  limit: int = Query(100, ge=1, le=1000),
+                  offset: int = Query(0, ge=0, le=1_000_000_000)
                   ) -> list[dict[str, Any]]:
     """Versions, newest first."""
     _check(namespace, name, who)
@@ -46,7 +48,7 @@ def list_versions(namespace: str, name: str, session: SessionDep, who: Principal
 
 
 @router.get("/{number}")
-def read_version(namespace: str, name: str, number: int, session: SessionDep,
+def read_version(namespace: Name, name: Name, number: VersionNumber, session: SessionDep,
                  who: PrincipalDep) -> dict[str, Any]:
     """State, timings, sizes and package list of one version."""
     _check(namespace, name, who)
@@ -55,11 +57,11 @@ def read_version(namespace: str, name: str, number: int, session: SessionDep,
     return {**detail, "current": env.current_version == number}
 
 
-def _log_path(settings: Any, namespace: str, name: str, number: int) -> Any:
+def _log_path(settings: Any, namespace: Name, name: Name, number: int) -> Any:
     return Layout(settings.root).build_dir(namespace, name, number) / "build.log"
 
 
-async def _follow(db: Any, settings: Any, namespace: str, name: str,
+async def _follow(db: Any, settings: Any, namespace: Name, name: Name,
                   number: int) -> AsyncIterator[str]:
     path = _log_path(settings, namespace, name, number)
     offset, state = 0, ""
@@ -84,7 +86,7 @@ async def _follow(db: Any, settings: Any, namespace: str, name: str,
 
 @router.get("/{number}/log", responses={200: {"content": {"text/plain": {},
                                                            "text/event-stream": {}}}})
-def read_log(namespace: str, name: str, number: int, db: DbDep, who: PrincipalDep,
+def read_log(namespace: Name, name: Name, number: VersionNumber, db: DbDep, who: PrincipalDep,
              settings: SettingsDep, follow: bool = False) -> Response:
     """The build log; with ``follow=true`` a server-sent event stream until the build ends."""
     _check(namespace, name, who)
@@ -99,7 +101,7 @@ def read_log(namespace: str, name: str, number: int, db: DbDep, who: PrincipalDe
 
 
 @router.get("/{number}/spec", response_class=PlainTextResponse)
-def download_spec(namespace: str, name: str, number: int, session: SessionDep,
+def download_spec(namespace: Name, name: Name, number: VersionNumber, session: SessionDep,
                   who: PrincipalDep) -> PlainTextResponse:
     """The environment.yml this version was built from."""
     _check(namespace, name, who)
@@ -110,7 +112,7 @@ def download_spec(namespace: str, name: str, number: int, session: SessionDep,
 
 
 @router.get("/{number}/lock", response_class=PlainTextResponse)
-def download_lock(namespace: str, name: str, number: int, session: SessionDep,
+def download_lock(namespace: Name, name: Name, number: VersionNumber, session: SessionDep,
                   who: PrincipalDep) -> PlainTextResponse:
     """The conda-lock.yml of this version."""
     _check(namespace, name, who)
@@ -121,7 +123,7 @@ def download_lock(namespace: str, name: str, number: int, session: SessionDep,
 
 
 @router.get("/{number}/pack", response_class=FileResponse)
-def download_pack(namespace: str, name: str, number: int, session: SessionDep,
+def download_pack(namespace: Name, name: Name, number: VersionNumber, session: SessionDep,
                   who: PrincipalDep, settings: SettingsDep) -> FileResponse:
     """The conda-pack archive: unpack it anywhere, then run bin/conda-unpack."""
     _check(namespace, name, who)
@@ -134,7 +136,7 @@ def download_pack(namespace: str, name: str, number: int, session: SessionDep,
 
 
 @router.post("/{number}/cancel")
-def cancel_version(namespace: str, name: str, number: int, db: DbDep, who: PrincipalDep,
+def cancel_version(namespace: Name, name: Name, number: VersionNumber, db: DbDep, who: PrincipalDep,
                    runner: RunnerDep) -> dict[str, Any]:
     """Cancel a queued or running build; a finished one cannot be cancelled (409)."""
     _check(namespace, name, who, Role.developer)

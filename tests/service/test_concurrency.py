@@ -73,3 +73,17 @@ def test_killed_mid_build_leaves_nothing_stuck(channel: Path, tmp_path: Path) ->
         assert not (svc.root / "envs" / "team" / "geo" / str(second["version"])).exists()
     finally:
         svc.stop()
+
+
+def test_concurrent_first_submissions_to_new_namespaces(service: Service) -> None:
+    token = service.token("*=admin")
+
+    def submit(i: int) -> int:
+        with httpx.Client(base_url=service.url, timeout=120,
+                          headers={"Authorization": f"Bearer {token}"}) as c:
+            r = c.post(f"/api/v1/environments/fresh{i % 3}/env{i % 2}/versions",
+                       content="dependencies: [python=3.11]\n")
+            return r.status_code
+
+    with ThreadPoolExecutor(12) as pool:
+        assert set(pool.map(submit, range(24))) == {202}

@@ -1,0 +1,100 @@
+"""The envyard CLI against a running service: submit, push, ls, show, logs, cancel, sync."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.servers import ENVYARD, Service
+
+
+@pytest.fixture(scope="module")
+def cli(service: Service):  # type: ignore[no-untyped-def]
+    token = service.token("cli=developer")
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "ENVYARD_SERVER": service.url, "ENVYARD_TOKEN": token}
+        done = subprocess.run([ENVYARD, *args], env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode >= 0 and "Traceback" not in done.stderr, done.stderr
+        if check:
+            assert done.returncode == 0, done.stderr
+        return done
+
+    return run
+
+
+def test_submit_wait_show_logs(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    spec = tmp_path / "env.yml"
+    spec.write_text("dependencies: [python=3.11, toolz]\n")
+    done = cli("submit", str(spec), "--env", "cli/tools", "--wait")
+    assert "cli/tools: version 1 ready" in done.stdout
+    assert "[installing]" in done.stderr  # the followed log
+    show = json.loads(cli("show", "cli/tools/1", "--json").stdout)
+    assert show["state"] == "ready" and any(p["name"] == "toolz" for p in show["packages"])
+    assert "version 1: ready (current)" in cli("show", "cli/tools/1").stdout
+    assert "current version: 1" in cli("show", "cli/tools").stdout
+    assert "ready" in cli("logs", "cli/tools/1").stdout
+    assert "ready" in cli("logs", "cli/tools/1", "-f").stdout
+    assert "cli/tools  current=1" in cli("ls", "cli").stdout
+    assert "cli" in cli("ls").stdout.split()
+
+
+def test_push_and_failed_build_exit_code(cli, channel: Path,  # type: ignore[no-untyped-def]
+                                         tmp_path: Path) -> None:
+    spec = tmp_path / "env.yml"
+    spec.write_text("dependencies: [python=3.11, msgpack-python]\n")
+    lock = tmp_path / "conda-lock.yml"
+    cli("lock", str(spec), "-c", str(channel), "-o", str(lock), "-q", "--home",
+        str(tmp_path / "h"))
+    result = json.loads(cli("push", str(lock), "--env", "cli/pushed", "--wait",
+                            "--json").stdout)
+    assert result["state"] == "ready" and "solve" not in result["timings"]
+    bad = tmp_path / "bad.yml"
+    bad.write_text("dependencies: [python=3.11, dask=2025.12.0, distributed=2026.1.2]\n")
+    done = cli("submit", str(bad), "--env", "cli/broken", "--wait", check=False)
+    assert done.returncode == 22 and "cannot be satisfied" in done.stderr
+
+
+def test_refusals_exit_codes(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "bad.yml"
+    bad.write_text("dependencies: [python\n")
+    done = cli("submit", str(bad), "--env", "cli/x", check=False)
+    assert done.returncode == 20 and "422" in done.stderr and "cli/x.yml:2" in done.stderr
+    done = cli("show", "other/x", check=False)
+    assert done.returncode == 20 and "403" in done.stderr
+    done = cli("submit", str(bad), "--env", "nonsense", check=False)
+    assert done.returncode == 10 and "NAMESPACE/NAME" in done.stderr
+    done = cli("ls", "--server", "http://127.0.0.1:9", check=False)
+    assert done.returncode == 20 and "cannot reach" in done.stderr
+
+
+def test_cancel_cli(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    spec = tmp_path / "env.yml"
+    spec.write_text("dependencies: [python=3.11, dask, distributed, numpy, pandas, lz4]\n")
+    number = json.loads(cli("submit", str(spec), "--env", "cli/slow", "--json").stdout
+                        )["version"]
+    out = cli("cancel", f"cli/slow/{number}").stdout
+    assert "cancel" in out
+    done = cli("logs", f"cli/slow/{number}", "-f")
+    assert "cancelled" in done.stdout or "ready" in done.stdout
+
+
+def test_sync_submits_only_changed_files(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "envs"
+    folder.mkdir()
+    (folder / "a.yml").write_text("dependencies: [python=3.11, toolz]\n")
+    (folder / "b.yml").write_text("name: bee\ndependencies: [python=3.11, pyyaml]\n")
+    first = json.loads(cli("sync", str(folder), "--namespace", "cli", "--wait", "--json"
+                           ).stdout)
+    assert {r["name"]: r["action"] for r in first["environments"]} == {
+        "a": "submitted", "bee": "submitted"}
+    assert all(r["state"] == "ready" for r in first["environments"])
+    (folder / "a.yml").write_text("dependencies: [python=3.11, toolz, msgpack-python]\n")
+    second = json.loads(cli("sync", str(folder), "--namespace", "cli", "--json").stdout)
+    assert {r["name"]: (r["action"], r["version"]) for r in second["environments"]} == {
+        "a": ("submitted", 2), "bee": ("unchanged", 1)}
