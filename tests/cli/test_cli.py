@@ -112,21 +112,28 @@ def test_repeated_runs_never_end_by_a_signal(cli_lock: Path) -> None:
         run("render", str(cli_lock), check=True)
 
 
-def test_demo_builds_every_env_file(channel: Path, tmp_path: Path) -> None:
+def test_demo_builds_every_env_file_through_the_service(channel: Path, tmp_path: Path) -> None:
     envs = tmp_path / "envs"
     envs.mkdir()
     (envs / "small.yml").write_text("name: small\ndependencies: [python=3.11, toolz]\n"
                                     "variables:\n  GREETING: hello\n")
-    done = run("demo", "--envs", str(envs), "--out", str(tmp_path / "out"), "--json",
-               check=True)
-    [env] = json.loads(done.stdout)["environments"]
-    prefix = Path(env["prefix"])
-    assert env["name"] == "small" and prefix.is_relative_to(tmp_path)
-    assert Path(env["pack"]).stat().st_size > 0 and Path(env["lock"]).exists()
+    (envs / "other.yml").write_text("dependencies: [python=3.11, pyyaml]\n")
+    done = run("demo", "--envs", str(envs), "--volume", str(tmp_path / "volume"), "--exit",
+               "--json", "--port", "0", check=True)
+    result = json.loads(done.stdout)
+    assert result["server"].startswith("http://127.0.0.1:") and result["token"]
+    envs_built = {e["name"]: e for e in result["environments"]}
+    assert set(envs_built) == {"small", "other"}
+    small = envs_built["small"]
+    assert small["state"] == "ready" and small["lock"].startswith(result["server"])
+    prefix = Path(small["prefix"])
+    assert prefix == tmp_path / "volume" / "envs" / "demo" / "small" / "current"
     state = json.loads((prefix / "conda-meta" / "state").read_text())
     assert state == {"env_vars": {"GREETING": "hello"}}
+    assert list((tmp_path / "volume" / "packs").glob("*.tar.zst"))
+    assert (tmp_path / "volume" / "envyard.db").exists()
 
 
 def test_demo_without_env_files(tmp_path: Path) -> None:
-    done = run("demo", "--envs", str(tmp_path), "--out", str(tmp_path / "out"))
+    done = run("demo", "--envs", str(tmp_path), "--volume", str(tmp_path / "v"), "--exit")
     assert done.returncode == 10 and "no environment files" in done.stderr
