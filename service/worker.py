@@ -44,6 +44,10 @@ class BuildContext:
     layout: Layout
     solves: dict[str, Future[str]] = field(default_factory=dict)
     solves_lock: threading.Lock = field(default_factory=threading.Lock)
+    solved: dict[str, tuple[float, str]] = field(default_factory=dict)
+
+#: How long a finished solve answers identical submissions (the channel may change later).
+SOLVE_REUSE_SECONDS = 60.0
 
 
 def _set(ctx: BuildContext, version_id: int, **changes: Any) -> Version:
@@ -55,19 +59,28 @@ def _set(ctx: BuildContext, version_id: int, **changes: Any) -> Version:
         return v
 
 
-def _solve_once(ctx: BuildContext, key: str, solve: Any) -> str:
-    """Run ``solve()`` unless an identical one is running; then share its lock text."""
+def _solve_once(ctx: BuildContext, key: str, solve: Any) -> tuple[str, bool]:
+    """Run ``solve()`` unless an identical one is running or has just finished; then share
+    its lock text. Returns the text and whether it was shared."""
+    now = time.monotonic()
     with ctx.solves_lock:
+        recent = ctx.solved.get(key)
+        if recent is not None and now - recent[0] < SOLVE_REUSE_SECONDS:
+            return recent[1], True
         running = ctx.solves.get(key)
         if running is None:
             mine: Future[str] = Future()
             ctx.solves[key] = mine
     if running is not None:
-        return running.result()
+        return running.result(), True
     try:
         text = solve()
         mine.set_result(text)
-        return text
+        with ctx.solves_lock:
+            ctx.solved = {k: v for k, v in ctx.solved.items()
+                          if now - v[0] < SOLVE_REUSE_SECONDS}
+            ctx.solved[key] = (time.monotonic(), text)
+        return text, False
     except BaseException as exc:
         mine.set_exception(exc)
         raise
@@ -137,11 +150,13 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
             start = time.perf_counter()
             channels = ctx.settings.channels or list(spec.channels)
             key = hashlib.sha256(json.dumps([spec_text, channels, platform]).encode()).hexdigest()
-            lock_text = _solve_once(ctx, key, lambda: dump_lock(lock_env(spec, LockOptions(
-                channels=channels, platforms=[platform], timeout=ctx.settings.solve_timeout,
-                cache_dir=ctx.layout.cache, pip_index=ctx.settings.pip_index))))
+            lock_text, shared = _solve_once(ctx, key, lambda: dump_lock(lock_env(
+                spec, LockOptions(channels=channels, platforms=[platform],
+                                  timeout=ctx.settings.solve_timeout,
+                                  cache_dir=ctx.layout.cache, pip_index=ctx.settings.pip_index))))
             timings["solve"] = round(time.perf_counter() - start, 3)
-            log.line(f"solved in {timings['solve']} s")
+            log.line(("reused the solve of an identical submission" if shared else "solved")
+                     + f" in {timings['solve']} s")
             _set(ctx, version_id, lock_text=lock_text)
         assert lock_text is not None
         (bdir / "conda-lock.yml").write_text(lock_text)

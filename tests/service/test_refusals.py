@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from builder.lock import read_lock, write_lock
-from tests.service.conftest import api, wait_ready
 from tests.servers import Service
+from tests.service.conftest import api, wait_ready
 
 BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{n}: &{n} [" + ", ".join([f"*{p}"] * 10) + "]\n"
