@@ -27,7 +27,7 @@ from builder.pack import pack_prefix
 from builder.spec import parse_spec
 from service.buildlog import BuildLog
 from service.db import Database
-from service.models import Environment, Namespace, State, Version, utcnow
+from service.models import Artifact, Environment, Namespace, State, Version, utcnow
 from service.settings import Settings
 
 
@@ -198,8 +198,18 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
             built.prefix, ctx.layout.env_dir(where[0], where[1])))
         packages = sorted(({"name": p.name, "version": p.version, "manager": p.manager}
                            for p in lock.for_platform(platform)), key=lambda p: p["name"])
-        _publish(ctx, version_id, where, timings=timings, packages=packages,
-                 prefix_bytes=_bytes_on_disk(built.prefix), pack_bytes=pack_bytes)
+        prefix_bytes = _bytes_on_disk(built.prefix)
+        artifacts = {"spec": (bdir / "environment.yml", None), "lock": (bdir / "conda-lock.yml",
+                     None), "log": (bdir / "build.log", None),
+                     "prefix": (built.prefix, prefix_bytes)}
+        if spec_text is not None:
+            (bdir / "environment.yml").write_text(spec_text)
+        else:
+            del artifacts["spec"]
+        if pack_bytes is not None:
+            artifacts["pack"] = (ctx.layout.pack(fp), pack_bytes)
+        _publish(ctx, version_id, where, artifacts, timings=timings, packages=packages,
+                 prefix_bytes=prefix_bytes, pack_bytes=pack_bytes)
         log.stage = State.ready.value
         log.line("ready")
     except Cancelled:
@@ -221,11 +231,15 @@ def _fail(ctx: BuildContext, version_id: int, error: str, timings: dict[str, flo
 
 
 def _publish(ctx: BuildContext, version_id: int, where: tuple[str, str, int],
-             **fields: Any) -> None:
-    """Mark ready and move ``current`` forward, in one transaction; then swap the link."""
+             artifacts: dict[str, tuple[Any, int | None]], **fields: Any) -> None:
+    """Mark ready, record the artifacts and move ``current`` forward, in one transaction;
+    then swap the link."""
     with ctx.db.session(write=True) as s:
         v = s.get(Version, version_id)
         assert v is not None
+        for kind, (path, size) in artifacts.items():
+            s.add(Artifact(version_id=v.id, kind=kind, path=str(path),
+                           bytes=size if size is not None else os.path.getsize(path)))
         env = s.get(Environment, v.environment_id, with_for_update=True)
         assert env is not None
         for k, val in fields.items():

@@ -25,6 +25,8 @@ def test_submit_to_ready_env_runs_dask(service: Service, dev_token: str) -> None
         assert {"dask", "distributed", "numpy", "python"} <= {p["name"] for p in v["packages"]}
         assert v["prefix_bytes"] > 10_000_000 and v["pack_bytes"] > 1_000_000
         assert set(v["timings"]) == {"solve", "install", "pack"}
+        assert set(v["artifacts"]) == {"spec", "lock", "log", "prefix", "pack"}
+        assert v["artifacts"]["pack"]["bytes"] == v["pack_bytes"]
         log = c.get(f"/api/v1/environments/team/geo/versions/{number}/log").text
         assert "[solving]" in log and "[installing]" in log and log.rstrip().endswith("ready")
         spec = c.get(f"/api/v1/environments/team/geo/versions/{number}/spec").text
