@@ -10,7 +10,17 @@ import datetime as dt
 import enum
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -26,10 +36,13 @@ class State(enum.StrEnum):
     ready = "ready"
     failed = "failed"
     cancelled = "cancelled"
+    deleting = "deleting"  # marked by GC; files being removed
+    deleted = "deleted"  # files gone; spec, lock and log kept as a record
 
     @property
     def terminal(self) -> bool:
-        return self in (State.ready, State.failed, State.cancelled)
+        return self in (State.ready, State.failed, State.cancelled, State.deleting,
+                        State.deleted)
 
 
 RUNNING = (State.solving, State.installing, State.packing)
@@ -54,6 +67,7 @@ class Namespace(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
+    quota_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     environments: Mapped[list[Environment]] = relationship(back_populates="namespace")
@@ -93,6 +107,8 @@ class Version(Base):
     error: Mapped[str | None] = mapped_column(Text, default=None)
     packages: Mapped[list[Any] | None] = mapped_column(default=None)
     timings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    held: Mapped[bool] = mapped_column(default=False, server_default=false())
+    state_before_gc: Mapped[str | None] = mapped_column(String(16), default=None)
     prefix_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
     pack_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -142,3 +158,17 @@ class TokenRole(Base):
     role: Mapped[str] = mapped_column(String(16))
 
     token: Mapped[Token] = relationship(back_populates="roles")
+
+
+class RetentionRule(Base):
+    """An override of the global retention settings for a namespace or one environment."""
+
+    __tablename__ = "retention_rules"
+    __table_args__ = (UniqueConstraint("namespace", "environment"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(64))
+    environment: Mapped[str] = mapped_column(String(64), default="")  # "" for the namespace
+    keep_last: Mapped[int | None] = mapped_column(default=None)
+    keep_days: Mapped[float | None] = mapped_column(default=None)
+    failed_log_days: Mapped[float | None] = mapped_column(default=None)
