@@ -7,18 +7,31 @@ build. A tampered lock or a swapped file is refused with both hashes named.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import tempfile
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from builder.errors import FetchError, HashMismatch
 
 _TIMEOUT = 120
+
+
+@contextmanager
+def package_cache_lock(pkgs_dir: Path, *, shared: bool) -> Iterator[None]:
+    """Builds hold the cache shared while they fetch and link; pruning holds it exclusive,
+    so nothing a build is about to link disappears under it."""
+    pkgs_dir.mkdir(parents=True, exist_ok=True)
+    with (pkgs_dir / ".envyard-cache-lock").open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        yield
 
 
 def sha256_file(path: Path) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 
 from builder.aio import run_with_timeout
 from builder.errors import EnvyardError, InstallError, LockError
-from builder.fetch import fetch
+from builder.fetch import fetch, package_cache_lock
 from builder.lock import LockedPackage, Lockfile
 from builder.pip_install import install_wheel
 
@@ -148,10 +148,20 @@ def _install(lock: Lockfile, prefix: Path, platform: str, pkgs_dir: Path, force:
             progress("fetch", next(done), total)  # count() is atomic under the GIL
         return path
 
+    staging = prefix.with_name(f".{prefix.name}.envyard-staging-{uuid.uuid4().hex[:8]}")
+    with package_cache_lock(pkgs_dir, shared=True):
+        return _fetch_and_link(conda, pip, fetched, staging, prefix, platform, pkgs_dir, fp,
+                               timeout, variables, progress, start)
+
+
+def _fetch_and_link(conda: list[LockedPackage], pip: list[LockedPackage],
+                    fetched: Callable[[LockedPackage], Path], staging: Path, prefix: Path,
+                    platform: str, pkgs_dir: Path, fp: str, timeout: float,
+                    variables: dict[str, str], progress: Progress | None,
+                    start: float) -> InstallResult:
     with ThreadPoolExecutor(max_workers=8) as pool:
         conda_files = list(pool.map(fetched, conda))
         wheel_files = list(pool.map(fetched, pip))
-    staging = prefix.with_name(f".{prefix.name}.envyard-staging-{uuid.uuid4().hex[:8]}")
     try:
         run_with_timeout(lambda: _link(conda_files, staging, prefix, pkgs_dir / "extracted",
                                        progress),

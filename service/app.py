@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,6 +18,17 @@ from service.settings import Settings
 from service.worker import BuildContext
 
 
+def _scheduled_gc(db: Database, settings: Settings, stop: threading.Event) -> None:
+    """Apply the retention rules every ``gc_interval`` seconds until the app stops."""
+    from service.gc import apply_plan
+
+    while not stop.wait(settings.gc_interval):
+        try:
+            apply_plan(db, settings)
+        except Exception as exc:  # keep the schedule alive; the next run retries
+            print(f"envyard: scheduled gc failed: {type(exc).__name__}: {exc}", flush=True)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     settings.root.mkdir(parents=True, exist_ok=True)
@@ -28,7 +40,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runner = LocalRunner(BuildContext(settings, db, Layout(settings.root)))
         app.state.runner = runner
         runner.recover()
+        stop = threading.Event()
+        if settings.gc_interval > 0:
+            threading.Thread(target=_scheduled_gc, args=(db, settings, stop), daemon=True,
+                             name="envyard-gc").start()
         yield
+        stop.set()
         runner.shutdown()
         db.engine.dispose()
 
@@ -45,8 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
 
-    from service.api import environments, metrics, namespaces, versions
+    from service.api import environments, gc, lifecycle, metrics, namespaces, versions
 
-    for module in (namespaces, environments, versions, metrics):
+    for module in (namespaces, environments, versions, lifecycle, gc, metrics):
         app.include_router(module.router)
     return app

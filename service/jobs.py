@@ -70,6 +70,9 @@ class LocalRunner:
             for env, ns in s.execute(select(Environment, Namespace.name).join(Namespace)
                                      .where(Environment.current_version.is_not(None))):
                 point(layout.current_link(ns, env.name), str(env.current_version))
+        from service.gc import sweep
+
+        sweep(self.ctx.db, layout)  # finish deletions a killed GC left marked
         for version_id in queued:
             self.submit(version_id)
 

@@ -44,6 +44,14 @@ class Settings(BaseSettings):
     pack: bool = Field(True, description="Write a conda-pack archive for every version.")
     anonymous: Literal["off", "read"] = Field(
         "off", description="'read' lets requests without a token read every namespace.")
+    keep_last: int | None = Field(5, ge=0, description="Retention: keep the newest N ready "
+                                  "versions of every environment.")
+    keep_days: float | None = Field(30.0, ge=0, description="Retention: keep ready versions "
+                                    "younger than this many days.")
+    failed_log_days: float | None = Field(7.0, ge=0, description="Retention: keep failed "
+                                          "builds' logs this many days.")
+    gc_interval: float = Field(0.0, ge=0, description="Seconds between scheduled garbage "
+                               "collections; 0 turns the schedule off.")
     max_spec_bytes: int = Field(1 << 20, description="Largest environment file accepted.")
     max_lock_bytes: int = Field(64 << 20, description="Largest lockfile accepted.")
     host: str = Field("127.0.0.1", description="Address `envyard serve` binds.")

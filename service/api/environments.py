@@ -15,6 +15,7 @@ from service.api.deps import DbDep, PrincipalDep, RunnerDep, SessionDep, Setting
 from service.api.params import Name
 from service.catalog import check_name, find_environment, new_version, version_summary
 from service.models import Role
+from service.quota import check_quota
 from service.settings import Settings
 
 router = APIRouter(prefix="/api/v1/environments", tags=["environments"])
@@ -53,6 +54,8 @@ async def submit_spec(namespace: Name, name: Name, request: Request, db: DbDep,
     text = await read_body(request, settings.max_spec_bytes)
     parse_spec(text, source=f"{namespace}/{name}.yml", policy=settings.channel_policy(),
                max_bytes=settings.max_spec_bytes)
+    with db.session() as s:
+        check_quota(s, settings, namespace, name)
     with db.session(write=True) as s:
         version = new_version(s, namespace, name, kind="spec", spec_text=text)
     runner.submit(version.id)
@@ -89,6 +92,8 @@ async def push_lock(namespace: Name, name: Name, request: Request, db: DbDep,
     who.require(namespace, Role.developer)
     text = await read_body(request, settings.max_lock_bytes)
     check_pushed_lock(text, settings)
+    with db.session() as s:
+        check_quota(s, settings, namespace, name)
     with db.session(write=True) as s:
         version = new_version(s, namespace, name, kind="lock", lock_text=text)
     runner.submit(version.id)

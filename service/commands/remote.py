@@ -214,6 +214,68 @@ def cmd_sync(args: argparse.Namespace) -> None:
         raise BuildFailed("not ready: " + ", ".join(failed))
 
 
+def cmd_rollback(args: argparse.Namespace) -> None:
+    ns, name = _env(args.env)
+    result = _client(args).request("POST", f"/api/v1/environments/{ns}/{name}/rollback",
+                                   json={"version": args.version}).json()
+    if args.json:
+        emit_json(result)
+    else:
+        print(f"{ns}/{name}: current is now version {result['current_version']}")
+
+
+def cmd_hold(args: argparse.Namespace) -> None:
+    ns, name, number = _ref(args.ref)
+    if number is None:
+        raise SpecError(f"{args.command} needs NAMESPACE/NAME/VERSION")
+    method = "POST" if args.command == "hold" else "DELETE"
+    result = _client(args).request(
+        method, f"/api/v1/environments/{ns}/{name}/versions/{number}/hold").json()
+    if args.json:
+        emit_json(result)
+    else:
+        print(f"{ns}/{name} version {number}: " + ("held" if result["held"] else "not held"))
+
+
+def cmd_gc(args: argparse.Namespace) -> None:
+    client = _client(args)
+    if args.dry_run:
+        rows = client.get("/api/v1/gc/plan", params={"namespace": args.namespace}
+                          if args.namespace else None)
+        if args.json:
+            emit_json({"plan": rows})
+            return
+        for r in rows:
+            action = "delete" if r["delete"] else "keep  "
+            freed = f"  frees {r['bytes'] / 1e6:.1f} MB" if r["bytes"] else ""
+            print(f"{action} {r['namespace']}/{r['name']}/{r['number']} ({r['state']}): "
+                  f"{r['reason']}{freed}")
+        total = sum(r["bytes"] for r in rows if r["delete"])
+        print(f"would delete {sum(r['delete'] for r in rows)} version(s), "
+              f"freeing {total / 1e6:.1f} MB")
+        return
+    result = client.request("POST", "/api/v1/gc").json()
+    if args.json:
+        emit_json(result)
+    else:
+        for name in result["deleted"]:
+            print(f"deleted {name}")
+        print(f"{len(result['deleted'])} version(s) deleted, "
+              f"{result['pruned_cache_entries']} package cache entries pruned")
+
+
+def cmd_usage(args: argparse.Namespace) -> None:
+    report = _client(args).get("/api/v1/usage")
+    if args.json:
+        emit_json(report)
+        return
+    for ns, row in report.items():
+        quota = f" of {row['quota_bytes'] / 1e6:.1f} MB" if row["quota_bytes"] else ""
+        print(f"{ns}: {row['bytes'] / 1e6:.1f} MB{quota}")
+        for env, e in row["environments"].items():
+            print(f"  {env}: {e['bytes'] / 1e6:.1f} MB in {e['prefixes']} prefix(es)")
+
+
 def _remote(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server", help="service URL (env ENVYARD_SERVER, or client.yml)")
     p.add_argument("--token", help="API token (env ENVYARD_TOKEN, or client.yml)")
@@ -248,6 +310,26 @@ def register(sub: Any) -> None:
     p.add_argument("ref", help="NAMESPACE/NAME/VERSION")
     _remote(p)
     p.set_defaults(func=cmd_cancel)
+    p = sub.add_parser("rollback", help="point an environment's current at another version")
+    p.add_argument("env", help="NAMESPACE/NAME")
+    p.add_argument("version", type=int)
+    _remote(p)
+    p.set_defaults(func=cmd_rollback)
+    for cmd, what in (("hold", "keep a version whatever the retention rules say"),
+                      ("unhold", "let the retention rules decide about a version again")):
+        p = sub.add_parser(cmd, help=what)
+        p.add_argument("ref", help="NAMESPACE/NAME/VERSION")
+        _remote(p)
+        p.set_defaults(func=cmd_hold)
+    p = sub.add_parser("gc", help="apply the retention rules (or --dry-run: show the plan)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print every version with the rule that keeps or deletes it")
+    p.add_argument("--namespace", help="with --dry-run: only this namespace")
+    _remote(p)
+    p.set_defaults(func=cmd_gc)
+    p = sub.add_parser("usage", help="bytes per namespace and environment, with quotas")
+    _remote(p)
+    p.set_defaults(func=cmd_usage)
     p = sub.add_parser("sync", help="submit every changed spec file in a folder",
                        description="Every *.yml in DIR is one environment of NAMESPACE "
                        "(named by its 'name:' or file name); files whose content the latest "

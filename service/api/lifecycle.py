@@ -1,0 +1,117 @@
+"""Rollback, holds, retention overrides and quotas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+
+from builder.layout import Layout, point
+from service.api.deps import DbDep, PrincipalDep, SettingsDep
+from service.api.params import Name, VersionNumber
+from service.catalog import find_environment, find_version
+from service.errors import Conflict, NotFound
+from service.models import Namespace, RetentionRule, Role, State
+
+router = APIRouter(prefix="/api/v1", tags=["lifecycle"])
+
+
+class Rollback(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: int = Field(ge=1, le=2**31 - 1)
+
+
+class RetentionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    keep_last: int | None = Field(None, ge=0, le=10_000)
+    keep_days: float | None = Field(None, ge=0, le=36_500)
+    failed_log_days: float | None = Field(None, ge=0, le=36_500)
+
+
+class QuotaIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    bytes: int | None = Field(None, ge=0, le=2**62, description="None removes the quota.")
+
+
+@router.post("/environments/{namespace}/{name}/rollback")
+def rollback(namespace: Name, name: Name, body: Rollback, db: DbDep, who: PrincipalDep,
+             settings: SettingsDep) -> dict[str, Any]:
+    """Point ``current`` at an earlier (or any) ready version."""
+    who.require(namespace, Role.developer)
+    with db.session(write=True) as s:
+        env = find_environment(s, namespace, name)
+        v = find_version(s, namespace, name, body.version)
+        if v.state != State.ready.value:
+            raise Conflict(f"version {body.version} is {v.state}; only a ready version can "
+                           "be current")
+        env.current_version = v.number
+    point(Layout(settings.root).current_link(namespace, name), str(body.version))
+    return {"namespace": namespace, "name": name, "current_version": body.version}
+
+
+def _hold(db: Any, who: Any, namespace: str, name: str, number: int, held: bool
+          ) -> dict[str, Any]:
+    who.require(namespace, Role.developer)
+    with db.session(write=True) as s:
+        v = find_version(s, namespace, name, number)
+        if v.state in (State.deleting.value, State.deleted.value):
+            raise Conflict(f"version {number} is {v.state}; it cannot be held")
+        v.held = held
+    return {"namespace": namespace, "name": name, "number": number, "held": held}
+
+
+@router.post("/environments/{namespace}/{name}/versions/{number}/hold")
+def hold(namespace: Name, name: Name, number: VersionNumber, db: DbDep,
+         who: PrincipalDep) -> dict[str, Any]:
+    """Keep this version whatever the retention rules say."""
+    return _hold(db, who, namespace, name, number, True)
+
+
+@router.delete("/environments/{namespace}/{name}/versions/{number}/hold")
+def unhold(namespace: Name, name: Name, number: VersionNumber, db: DbDep,
+           who: PrincipalDep) -> dict[str, Any]:
+    """Let the retention rules decide again."""
+    return _hold(db, who, namespace, name, number, False)
+
+
+def _set_rule(db: Any, namespace: str, environment: str, body: RetentionIn) -> dict[str, Any]:
+    with db.session(write=True) as s:
+        rule = s.scalar(select(RetentionRule).where(RetentionRule.namespace == namespace,
+                                                    RetentionRule.environment == environment))
+        if rule is None:
+            rule = RetentionRule(namespace=namespace, environment=environment)
+            s.add(rule)
+        rule.keep_last, rule.keep_days = body.keep_last, body.keep_days
+        rule.failed_log_days = body.failed_log_days
+    return {"namespace": namespace, "environment": environment or None,
+            **body.model_dump()}
+
+
+@router.put("/retention/{namespace}")
+def set_namespace_retention(namespace: Name, body: RetentionIn, db: DbDep,
+                            who: PrincipalDep) -> dict[str, Any]:
+    """Override the global retention for a namespace (unset fields inherit)."""
+    who.require(namespace, Role.admin)
+    return _set_rule(db, namespace, "", body)
+
+
+@router.put("/retention/{namespace}/{name}")
+def set_environment_retention(namespace: Name, name: Name, body: RetentionIn, db: DbDep,
+                              who: PrincipalDep) -> dict[str, Any]:
+    """Override the retention for one environment (unset fields inherit)."""
+    who.require(namespace, Role.admin)
+    return _set_rule(db, namespace, name, body)
+
+
+@router.put("/namespaces/{namespace}/quota")
+def set_quota(namespace: Name, body: QuotaIn, db: DbDep, who: PrincipalDep) -> dict[str, Any]:
+    """Set (or with null remove) the namespace's storage quota in bytes."""
+    who.require(namespace, Role.admin)
+    with db.session(write=True) as s:
+        ns = s.scalar(select(Namespace).where(Namespace.name == namespace))
+        if ns is None:
+            raise NotFound(f"no namespace {namespace}")
+        ns.quota_bytes = body.bytes
+    return {"namespace": namespace, "quota_bytes": body.bytes}

@@ -1,0 +1,239 @@
+"""Garbage collection: plan by the retention rules, then mark, then sweep.
+
+Crash-safe by construction: a version is first marked ``deleting`` in the database (so it
+no longer says ready), then its files go, then it is marked ``deleted``. A GC killed
+anywhere is resumed by the next one, which sweeps every ``deleting`` version again
+(each step is idempotent). A prefix or pack is removed only under its build lock and only
+when no version that is live, ready or held still uses its fingerprint, so a build racing
+GC either sees the prefix or rebuilds it. Package-cache entries no live lock uses are
+pruned under the cache's exclusive lock, which builds hold shared while they fetch and
+link.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from builder.fetch import package_cache_lock
+from builder.layout import Layout
+from builder.lock import parse_lock
+from builder.retention import Decision, Rules, VersionFacts, plan
+from service.db import Database
+from service.models import Environment, Namespace, RetentionRule, State, Version, utcnow
+from service.settings import Settings
+from service.usage import inode_table
+
+_ENV = (Environment, Version.environment_id == Environment.id)
+_NS = (Namespace, Environment.namespace_id == Namespace.id)
+KEEP_FILES = {State.queued, State.solving, State.installing, State.packing, State.ready}
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    namespace: str
+    name: str
+    number: int
+    state: str
+    delete: bool
+    reason: str
+    bytes: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def rules_for(settings: Settings, overrides: dict[tuple[str, str], RetentionRule],
+              namespace: str, name: str) -> Rules:
+    rules = Rules(settings.keep_last, settings.keep_days, settings.failed_log_days)
+    for key in ((namespace, ""), (namespace, name)):
+        r = overrides.get(key)
+        if r is not None:
+            rules = rules.merged(Rules(r.keep_last, r.keep_days, r.failed_log_days))
+    return rules
+
+
+def _aware(t: dt.datetime) -> dt.datetime:
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
+def make_plan(session: Session, settings: Settings, now: dt.datetime | None = None,
+              namespace: str | None = None) -> list[PlanRow]:
+    """One row per version that still has files, with the rule that keeps or deletes it."""
+    now = now or utcnow()
+    overrides = {(r.namespace, r.environment): r for r in session.scalars(select(RetentionRule))}
+    query = (select(Version.environment_id, Version.number, Version.state, Version.created_at,
+                    Version.held, Version.fingerprint, Version.prefix_bytes,
+                    Version.pack_bytes, Environment.current_version, Environment.name,
+                    Namespace.name)
+             .join(Environment, Version.environment_id == Environment.id)
+             .join(Namespace, Environment.namespace_id == Namespace.id)
+             .where(Version.state != State.deleted.value))
+    by_env: dict[int, list[Any]] = {}
+    for row in session.execute(query):
+        by_env.setdefault(row[0], []).append(row)
+    decided: list[tuple[Any, Decision]] = []
+    for versions in by_env.values():
+        ns, name = versions[0][10], versions[0][9]
+        facts = [VersionFacts(v[1], v[2], _aware(v[3]), held=v[4], current=v[8] == v[1])
+                 for v in versions]
+        decisions = {d.number: d for d in plan(
+            facts, rules_for(settings, overrides, ns, name), now)}
+        decided += [(v, decisions[v[1]]) for v in versions]
+    rows = []
+    freed = _freed_bytes(Layout(settings.root), decided)
+    for v, d in decided:
+        rows.append(PlanRow(v[10], v[9], v[1], v[2], d.delete, d.reason,
+                            freed.get((v[0], v[1]), 0)))
+    rows.sort(key=lambda r: (r.namespace, r.name, r.number))
+    return [r for r in rows if namespace is None or r.namespace == namespace]
+
+
+def _freed_bytes(layout: Layout, decided: list[tuple[Any, Decision]]
+                 ) -> dict[tuple[int, int], int]:
+    """Bytes each deletion really frees: a prefix only when no kept version shares it, and
+    of its files only those no kept prefix hardlinks too; each file counted once."""
+    kept_fps = {v[5] for v, d in decided if not d.delete and v[5]}
+    kept_inodes: set[int] = set()
+    for fp in kept_fps:
+        kept_inodes |= inode_table(layout, fp).keys()
+    seen: set[int] = set()
+    done_fps: set[str] = set()
+    freed: dict[tuple[int, int], int] = {}
+    for v, d in decided:
+        fp = v[5]
+        if not d.delete or not fp or fp in kept_fps or fp in done_fps:
+            continue
+        done_fps.add(fp)
+        table = inode_table(layout, fp)
+        mine = {i for i in table if i not in kept_inodes and i not in seen}
+        seen |= mine
+        pack = layout.pack(fp)
+        freed[(v[0], v[1])] = sum(table[i] for i in mine) + (
+            pack.stat().st_size if pack.exists() else 0)
+    return freed
+
+
+def _remove_tree(path: Path) -> None:
+    """Rename away, then delete: the path disappears at once even if deletion is cut short."""
+    if path.exists() or path.is_symlink():
+        trash = path.with_name(f".{path.name}.gc-{uuid.uuid4().hex[:8]}")
+        path.rename(trash)
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def _fingerprint_in_use(session: Session, fingerprint: str) -> bool:
+    return session.scalar(select(Version.id).where(
+        Version.fingerprint == fingerprint,
+        Version.state.in_([s.value for s in KEEP_FILES])).limit(1)) is not None
+
+
+def _sweep_shared(db: Database, layout: Layout, fingerprint: str) -> None:
+    """Delete a prefix and pack nobody uses any more, under their build locks."""
+    prefix = layout.prefix(fingerprint)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    with (prefix.parent / f".{prefix.name}.envyard-lock").open("a") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        with db.session() as s:
+            if _fingerprint_in_use(s, fingerprint):
+                return
+        _remove_tree(prefix)
+        pack = layout.pack(fingerprint)
+        pack.unlink(missing_ok=True)
+
+
+def apply_plan(db: Database, settings: Settings, *, now: dt.datetime | None = None
+               ) -> dict[str, Any]:
+    """Mark what the plan deletes, sweep every marked version, prune the package cache."""
+    layout = Layout(settings.root)
+    with db.session(write=True) as s:
+        rows = make_plan(s, settings, now)
+        doomed = {(r.namespace, r.name, r.number) for r in rows if r.delete}
+        for v, env, ns in s.execute(select(Version, Environment.name, Namespace.name)
+                                    .select_from(Version).join(*_ENV).join(*_NS)
+                                    .where(Version.state.in_(
+                                        [State.ready.value, State.failed.value,
+                                         State.cancelled.value]))):
+            if (ns, env, v.number) in doomed and not v.held:
+                v.state_before_gc, v.state = v.state, State.deleting.value
+    swept = sweep(db, layout)
+    pruned = prune_package_cache(db, layout)
+    return {"deleted": swept, "pruned_cache_entries": pruned,
+            "planned": [r.as_dict() for r in rows if r.delete]}
+
+
+def sweep(db: Database, layout: Layout) -> list[str]:
+    """Finish every version marked ``deleting`` (including a killed GC's)."""
+    with db.session() as s:
+        marked = s.execute(select(Version.id, Version.number, Version.fingerprint,
+                                  Version.state_before_gc, Environment.name, Namespace.name)
+                           .select_from(Version).join(*_ENV).join(*_NS)
+                           .where(Version.state == State.deleting.value)).all()
+    done = []
+    for version_id, number, fp, before, name, ns in marked:
+        link = layout.version_link(ns, name, number)
+        if link.is_symlink():
+            link.unlink()
+        if before in (State.failed.value, State.cancelled.value):
+            log = layout.build_dir(ns, name, number) / "build.log"
+            log.unlink(missing_ok=True)
+        with db.session(write=True) as s:
+            v = s.get(Version, version_id)
+            if v is not None and v.state == State.deleting.value:
+                v.state = State.deleted.value
+                v.finished_at = v.finished_at or utcnow()
+        if fp:
+            _sweep_shared(db, layout, fp)
+        done.append(f"{ns}/{name}/{number}")
+    return done
+
+
+def prune_package_cache(db: Database, layout: Layout) -> int:
+    """Remove cached archives and extracted packages that no live lock names."""
+    if not layout.pkgs.is_dir():
+        return 0
+    with package_cache_lock(layout.pkgs, shared=False):
+        with db.session() as s:
+            locks = s.scalars(select(Version.lock_text).where(
+                Version.state.in_([st.value for st in KEEP_FILES]),
+                Version.lock_text.is_not(None)))
+            wanted: set[str] = set()
+            for text in locks:
+                for p in parse_lock(text).package:
+                    wanted.add(p.filename)
+        stems = {_stem(f) for f in wanted}
+        removed = 0
+        for entry in layout.pkgs.iterdir():
+            if entry.name.startswith("."):
+                continue
+            base = entry.name.removesuffix(".verified")
+            if entry.is_file() and base not in wanted:
+                entry.unlink(missing_ok=True)
+                removed += 1
+        extracted = layout.pkgs / "extracted"
+        if extracted.is_dir():
+            for entry in extracted.iterdir():
+                if entry.name.removesuffix(".lock") in stems:
+                    continue
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                    removed += 1
+                else:
+                    entry.unlink(missing_ok=True)
+        return removed
+
+
+def _stem(filename: str) -> str:
+    for ext in (".conda", ".tar.bz2", ".whl"):
+        filename = filename.removesuffix(ext)
+    return filename
+
+

@@ -1,0 +1,177 @@
+"""Rollback, holds, retention, GC (crash-safe, racing builds), usage and quotas."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.servers import Service
+from tests.service.conftest import api, wait_ready
+
+PKGS = ["toolz", "msgpack-python", "pyyaml", "markupsafe", "tblib", "zict", "locket", "lz4"]
+
+
+def _build(c: httpx.Client, env: str, extra: str) -> int:
+    r = c.post(f"/api/v1/environments/{env}/versions",
+               content=f"dependencies: [python=3.11, {extra}]\n")
+    assert r.status_code == 202, r.text
+    v = wait_ready(c, env, r.json()["version"])
+    assert v["state"] == "ready", v["error"]
+    return v["number"]
+
+
+def _apparent(*dirs: Path) -> int:
+    seen, total = set(), 0
+    for d in dirs:
+        for root, _, files in os.walk(d):
+            for f in files:
+                st = os.lstat(os.path.join(root, f))
+                if st.st_ino not in seen:
+                    seen.add(st.st_ino)
+                    total += st.st_size
+    return total
+
+
+def test_rollback_and_hold(service: Service) -> None:
+    token = service.token("life=admin", "*=admin")
+    with api(service, token) as c:
+        first, second = _build(c, "life/roll", "toolz"), _build(c, "life/roll", "pyyaml")
+        assert c.get("/api/v1/environments/life/roll").json()["current_version"] == second
+        r = c.post("/api/v1/environments/life/roll/rollback", json={"version": first})
+        assert r.status_code == 200 and r.json()["current_version"] == first
+        link = service.root / "envs" / "life" / "roll" / "current"
+        assert os.readlink(link) == str(first)
+        assert c.post(f"/api/v1/environments/life/roll/versions/{second}/hold").json()["held"]
+        c.put("/api/v1/retention/life/roll", json={"keep_last": 0, "keep_days": 0})
+        plan = {r["number"]: r for r in c.get("/api/v1/gc/plan",
+                                               params={"namespace": "life"}).json()
+                if r["name"] == "roll"}
+        assert plan[first]["reason"] == "current" and plan[second]["reason"] == "held"
+        c.post("/api/v1/gc")
+        assert {v["state"] for v in c.get("/api/v1/environments/life/roll").json()["versions"]
+                } == {"ready"}
+        c.delete(f"/api/v1/environments/life/roll/versions/{second}/hold")
+        c.post("/api/v1/gc")
+        states = {v["number"]: v["state"]
+                  for v in c.get("/api/v1/environments/life/roll").json()["versions"]}
+        assert states == {first: "ready", second: "deleted"}
+        assert not (service.root / "envs" / "life" / "roll" / str(second)).exists()
+        lock = c.get(f"/api/v1/environments/life/roll/versions/{second}/lock")
+        assert lock.status_code == 200  # the record stays
+        again = c.post("/api/v1/environments/life/roll/rollback", json={"version": second})
+        assert again.status_code == 409 and "deleted" in again.json()["detail"]
+
+
+def test_gc_frees_the_bytes_it_planned(service: Service) -> None:
+    token = service.token("*=admin")
+    with api(service, token) as c:
+        numbers = [_build(c, "freed/env", p) for p in PKGS[:4]]
+        c.put("/api/v1/retention/freed", json={"keep_last": 1, "keep_days": 0})
+        plan = [r for r in c.get("/api/v1/gc/plan", params={"namespace": "freed"}).json()]
+        doomed = [r for r in plan if r["delete"]]
+        assert [r["number"] for r in doomed] == numbers[:3]
+        assert all("not among the last 1 ready" in r["reason"] for r in doomed)
+        dirs = (service.root / "prefixes", service.root / "packs")
+        before = _apparent(*dirs)
+        c.post("/api/v1/gc")
+        assert before - _apparent(*dirs) == sum(r["bytes"] for r in doomed)
+
+
+def _consistent(service: Service, c: httpx.Client) -> None:
+    for env in c.get("/api/v1/namespaces/crash").json()["environments"]:
+        for v in c.get(f"/api/v1/environments/crash/{env['name']}").json()["versions"]:
+            link = service.root / "envs" / "crash" / env["name"] / str(v["number"])
+            assert v["state"] in ("ready", "deleted"), v
+            if v["state"] == "ready":
+                assert (link / "conda-meta").is_dir() and (link / "bin" / "python").exists()
+            else:
+                assert not link.exists()
+
+
+def test_gc_killed_midway_then_rerun_is_consistent(channel: Path, tmp_path: Path) -> None:
+    rng = random.Random(7)
+    svc = Service(tmp_path / "volume", channel)
+    svc.root.mkdir()
+    svc.start()
+    token = svc.token("*=admin")
+    try:
+        with api(svc, token) as c:
+            for i, p in enumerate(PKGS):
+                _build(c, f"crash/e{i % 2}", p)
+            c.put("/api/v1/retention/crash", json={"keep_last": 0, "keep_days": 0})
+
+        def collect() -> None:
+            with contextlib.suppress(httpx.TransportError):  # killed under it: the point
+                httpx.post(f"{svc.url}/api/v1/gc", timeout=60,
+                           headers={"Authorization": f"Bearer {token}"})
+
+        for _ in range(2):
+            threading.Thread(target=collect, daemon=True).start()
+            time.sleep(rng.uniform(0.05, 0.4))
+            svc.kill()
+            svc.start()  # start-up finishes what the killed GC marked
+            with api(svc, token) as c:
+                _consistent(svc, c)
+        with api(svc, token) as c:
+            c.post("/api/v1/gc")
+            _consistent(svc, c)
+            left = [r for r in c.get("/api/v1/gc/plan").json() if r["delete"]]
+            assert left == []
+    finally:
+        svc.stop()
+
+
+def test_gc_racing_builds_deletes_nothing_in_use(service: Service) -> None:
+    token = service.token("*=admin")
+    with api(service, token) as c:
+        c.put("/api/v1/retention/race", json={"keep_last": 0, "keep_days": 0})
+        stop = threading.Event()
+
+        def collect() -> None:
+            while not stop.is_set():
+                httpx.post(f"{service.url}/api/v1/gc", timeout=60,
+                           headers={"Authorization": f"Bearer {token}"})
+
+        gc_thread = threading.Thread(target=collect, daemon=True)
+        gc_thread.start()
+        try:
+            for i in range(6):
+                n = _build(c, "race/env", PKGS[i % 2])  # alternate: prefixes get reused
+                prefix = service.root / "envs" / "race" / "env" / str(n)
+                assert (prefix / "bin" / "python").exists() or \
+                    c.get(f"/api/v1/environments/race/env/versions/{n}").json()["state"] \
+                    == "deleted"
+        finally:
+            stop.set()
+            gc_thread.join(60)
+        current = service.root / "envs" / "race" / "env" / "current"
+        assert (current / "bin" / "python").exists()
+
+
+def test_usage_counts_shared_files_once_and_quota_refuses(service: Service) -> None:
+    token = service.token("*=admin")
+    with api(service, token) as c:
+        _build(c, "quota/a", "toolz")
+        _build(c, "quota/b", "pyyaml")
+        report = c.get("/api/v1/usage").json()["quota"]
+        envs = report["environments"]
+        assert report["bytes"] < envs["a"]["bytes"] + envs["b"]["bytes"]  # python shared
+        assert report["bytes"] > max(envs["a"]["bytes"], envs["b"]["bytes"])
+        c.put("/api/v1/namespaces/quota/quota", json={"bytes": report["bytes"] + 1000})
+        before = c.get("/api/v1/environments/quota/a").json()["versions"]
+        r = c.post("/api/v1/environments/quota/a/versions",
+                   content="dependencies: [python=3.11, toolz, lz4]\n")
+        assert r.status_code == 409, r.text
+        detail = r.json()["detail"]
+        assert "quota" in detail and "uses" in detail and "would free" in detail
+        assert c.get("/api/v1/environments/quota/a").json()["versions"] == before
+        assert c.get("/api/v1/usage").json()["quota"]["quota_bytes"] == report["bytes"] + 1000
+        c.put("/api/v1/namespaces/quota/quota", json={"bytes": None})
+        assert c.post("/api/v1/environments/quota/a/versions",
+                      content="dependencies: [python=3.11, toolz, lz4]\n").status_code == 202
