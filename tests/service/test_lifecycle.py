@@ -175,3 +175,46 @@ def test_usage_counts_shared_files_once_and_quota_refuses(service: Service) -> N
         c.put("/api/v1/namespaces/quota/quota", json={"bytes": None})
         assert c.post("/api/v1/environments/quota/a/versions",
                       content="dependencies: [python=3.11, toolz, lz4]\n").status_code == 202
+
+
+def test_scheduled_gc_and_cli(channel: Path, tmp_path: Path) -> None:
+    import json
+    import subprocess
+
+    from tests.servers import ENVYARD
+
+    svc = Service(tmp_path / "volume", channel, extra_env={
+        "ENVYARD_GC_INTERVAL": "0.5", "ENVYARD_KEEP_LAST": "2", "ENVYARD_KEEP_DAYS": "0"})
+    svc.root.mkdir()
+    svc.start()
+    token = svc.token("*=admin")
+
+    def cli(*args: str) -> str:
+        env = {**os.environ, "ENVYARD_SERVER": svc.url, "ENVYARD_TOKEN": token}
+        done = subprocess.run([ENVYARD, *args], env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    try:
+        with api(svc, token) as c:
+            first = _build(c, "sched/env", "toolz")
+            cli("hold", f"sched/env/{first}")
+            second = _build(c, "sched/env", "pyyaml")
+            third = _build(c, "sched/env", "tblib")
+            cli("rollback", "sched/env", str(second))
+            plan = cli("gc", "--dry-run")
+            assert f"keep   sched/env/{first} (ready): held" in plan
+            assert f"keep   sched/env/{second} (ready): current" in plan
+            assert f"keep   sched/env/{third} (ready): among the last 2 ready" in plan
+            cli("unhold", f"sched/env/{first}")
+            deadline = time.monotonic() + 30
+            while c.get(f"/api/v1/environments/sched/env/versions/{first}"
+                        ).json()["state"] != "deleted":
+                assert time.monotonic() < deadline, "the scheduled GC never ran"
+                time.sleep(0.2)
+            usage = json.loads(cli("usage", "--json"))
+            assert usage["sched"]["environments"]["env"]["prefixes"] == 2
+            assert "would delete 0 version(s)" in cli("gc", "--dry-run")
+    finally:
+        svc.stop()
