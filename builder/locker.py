@@ -59,7 +59,7 @@ def locked_package(record: Any, platform: str) -> LockedPackage:
                        sha256=record.sha256.hex() if record.sha256 else None))
 
 
-async def _query_exact(channels: list[str], platform: str, pkgs: list[LockedPackage],
+async def query_locked_records(channels: list[str], platform: str, pkgs: list[LockedPackage],
                        cache_dir: Path) -> list[Any]:
     import rattler
 
@@ -77,6 +77,14 @@ async def _query_exact(channels: list[str], platform: str, pkgs: list[LockedPack
     return list(found.values())
 
 
+def package_sizes(lock: Lockfile, platform: str, channels: list[str], cache_dir: Path
+                  ) -> dict[str, int]:
+    """Archive size of each conda package of the lock, from the channels' repodata."""
+    pkgs = lock.for_platform(platform, "conda")
+    records = asyncio.run(query_locked_records(channels, platform, pkgs, cache_dir))
+    return {str(r.file_name): int(r.size or 0) for r in records}
+
+
 def _solve_update(req: SolveRequest, previous: list[LockedPackage], update: set[str],
                   channels: list[str], cache_dir: Path) -> list[Any]:
     """Keep ``previous`` except ``update`` (and, if needed, what depends on it)."""
@@ -88,7 +96,7 @@ def _solve_update(req: SolveRequest, previous: list[LockedPackage], update: set[
     dependents = {p.name for p in previous if update & set(p.dependencies)}
     for unlocked, constraints in ((update, bump), (update | dependents, bump), (update, [])):
         keep = [p for p in previous if p.name not in unlocked]
-        req.locked = asyncio.run(_query_exact(channels, req.platform, keep, cache_dir))
+        req.locked = asyncio.run(query_locked_records(channels, req.platform, keep, cache_dir))
         req.constraints = constraints
         try:
             return solve(req)

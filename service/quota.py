@@ -1,8 +1,10 @@
-"""Refuse a build before it starts when the namespace would go over its quota.
+"""Refuse builds that would take a namespace over its quota, with usage, quota and what
+garbage collection would free in the message.
 
-The estimate for the new version is the size of the environment's current version (a new
-version of an environment is about as big as the last one); the message names the usage,
-the quota and what garbage collection would free.
+Two checks: at submission (nothing is stored if the namespace is already over, or the
+environment's current size would take it over), and in the build once the lock is known,
+before anything is installed: the estimate is the archive size, from the channel's
+repodata, of every package no live version of the namespace already has.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from builder.layout import Layout
+from builder.lock import Lockfile, parse_lock
+from builder.locker import package_sizes
 from service.errors import ServiceError
 from service.gc import make_plan
 from service.models import Environment, Namespace, Version
 from service.settings import Settings
-from service.usage import namespace_bytes
+from service.usage import HAS_FILES, namespace_bytes
 
 
 class QuotaExceeded(ServiceError):
@@ -24,6 +28,38 @@ class QuotaExceeded(ServiceError):
 
 def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
+
+
+def _refuse(session: Session, settings: Settings, namespace: str, used: int, quota: int,
+            estimate: int) -> QuotaExceeded:
+    freeable = sum(r.bytes for r in make_plan(session, settings, namespace=namespace)
+                   if r.delete)
+    return QuotaExceeded(
+        f"namespace '{namespace}' uses {_mb(used)} of its {_mb(quota)} quota and this build "
+        f"needs about {_mb(estimate)} more; garbage collection would free {_mb(freeable)} "
+        "(`envyard gc --dry-run` shows the plan)")
+
+
+def check_build_quota(session: Session, settings: Settings, namespace: str, version_id: int,
+                      lock: Lockfile, platform: str) -> None:
+    """Before installing: refuse if the packages the namespace lacks would exceed its quota."""
+    quota = session.scalar(select(Namespace.quota_bytes).where(Namespace.name == namespace))
+    if quota is None:
+        return
+    have: set[str] = set()
+    for text in session.scalars(
+            select(Version.lock_text).join(Environment).join(Namespace)
+            .where(Namespace.name == namespace, Version.id != version_id,
+                   Version.lock_text.is_not(None),
+                   Version.state.in_([s.value for s in HAS_FILES]))):
+        have |= {p.filename for p in parse_lock(text).for_platform(platform)}
+    layout = Layout(settings.root)
+    channels = settings.channels or [c.url for c in lock.metadata.channels]
+    sizes = package_sizes(lock, platform, channels, layout.cache)
+    estimate = sum(size for name, size in sizes.items() if name not in have)
+    used = namespace_bytes(session, layout, namespace)
+    if used + estimate > quota:
+        raise _refuse(session, settings, namespace, used, quota, estimate)
 
 
 def check_quota(session: Session, settings: Settings, namespace: str, name: str) -> None:
@@ -37,9 +73,4 @@ def check_quota(session: Session, settings: Settings, namespace: str, name: str)
                Version.number == Environment.current_version)) or 0
     if used + estimate <= quota and used < quota:
         return
-    freeable = sum(r.bytes for r in make_plan(session, settings, namespace=namespace)
-                   if r.delete)
-    raise QuotaExceeded(
-        f"namespace '{namespace}' uses {_mb(used)} of its {_mb(quota)} quota and this build "
-        f"needs about {_mb(estimate)} more; garbage collection would free {_mb(freeable)} "
-        "(`envyard gc --dry-run` shows the plan)")
+    raise _refuse(session, settings, namespace, used, quota, estimate)

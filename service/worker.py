@@ -28,6 +28,7 @@ from builder.spec import parse_spec
 from service.buildlog import BuildLog
 from service.db import Database
 from service.models import Artifact, Environment, Namespace, State, Version, utcnow
+from service.quota import check_build_quota
 from service.settings import Settings
 
 
@@ -163,6 +164,8 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
         lock: Lockfile = parse_lock(lock_text)
         if cancel.is_set():
             raise Cancelled
+        with ctx.db.session() as s:
+            check_build_quota(s, ctx.settings, where[0], version_id, lock, platform)
         variables = spec.variables if spec else {}
         fp = fingerprint(lock, platform, variables)
         log.stage = State.installing.value

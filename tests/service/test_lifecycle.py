@@ -172,6 +172,15 @@ def test_usage_counts_shared_files_once_and_quota_refuses(service: Service) -> N
         assert "quota" in detail and "uses" in detail and "would free" in detail
         assert c.get("/api/v1/environments/quota/a").json()["versions"] == before
         assert c.get("/api/v1/usage").json()["quota"]["quota_bytes"] == report["bytes"] + 1000
+        # room for the spec, not for what its lock adds: refused in the build, before install
+        c.put("/api/v1/namespaces/quota/quota", json={"bytes": report["bytes"] + 5_000_000})
+        prefixes_before = sorted((service.root / "prefixes").iterdir())
+        r = c.post("/api/v1/environments/quota/big/versions",
+                   content="dependencies: [python=3.11, dask, distributed, numpy, pandas]\n")
+        assert r.status_code == 202, r.text
+        v = wait_ready(c, "quota/big", r.json()["version"])
+        assert v["state"] == "failed" and "quota" in v["error"] and "would free" in v["error"]
+        assert sorted((service.root / "prefixes").iterdir()) == prefixes_before
         c.put("/api/v1/namespaces/quota/quota", json={"bytes": None})
         assert c.post("/api/v1/environments/quota/a/versions",
                       content="dependencies: [python=3.11, toolz, lz4]\n").status_code == 202
