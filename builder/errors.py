@@ -9,11 +9,13 @@
     │   └── HashMismatch    a package's bytes do not match the lock's sha256
     ├── InstallError        linking a prefix failed (nothing is left at the target)
     ├── PackError           conda-pack could not pack the prefix
-    └── ChannelError        the demo channel could not be built
+    ├── ChannelError        the demo channel could not be built
+    └── DaskMismatch        a lock differs from the Dask cluster's pins
 
 Callers (the CLI, later the service) catch ``EnvyardError`` and show ``str(err)``;
 anything else is a bug. The CLI exits with ``exit_code``: 0 success, 1 internal error,
-2 usage error, 10 spec, 11 solve, 12 lock, 13 fetch or hash, 14 install, 15 pack, 16 channel.
+2 usage error, 10 spec, 11 solve, 12 lock, 13 fetch or hash, 14 install, 15 pack, 16 channel,
+17 Dask pin mismatch.
 """
 
 from __future__ import annotations
@@ -81,3 +83,9 @@ class ChannelError(EnvyardError):
     """The demo channel could not be built."""
 
     exit_code = 16
+
+
+class DaskMismatch(EnvyardError):
+    """A required package differs from the Dask cluster's pins (the policy blocks it)."""
+
+    exit_code = 17

@@ -32,6 +32,7 @@ class LockOptions:
     pip_index: str | None = None
     previous: Lockfile | None = None
     update: Sequence[str] = ()
+    constraints: Sequence[str] = ()  # e.g. the Dask cluster's pins (builder.dask.constraints)
     progress: Callable[[str], None] | None = None
 
 
@@ -93,11 +94,12 @@ def _solve_update(req: SolveRequest, previous: list[LockedPackage], update: set[
         raise SpecError(f"--update {', '.join(sorted(unknown))}: not in the lock")
     old = {p.name: p.version for p in previous}
     bump = [f"{n} >{old[n]}" for n in sorted(update)]
+    base_constraints = list(req.constraints)
     dependents = {p.name for p in previous if update & set(p.dependencies)}
     for unlocked, constraints in ((update, bump), (update | dependents, bump), (update, [])):
         keep = [p for p in previous if p.name not in unlocked]
         req.locked = asyncio.run(query_locked_records(channels, req.platform, keep, cache_dir))
-        req.constraints = constraints
+        req.constraints = [*base_constraints, *constraints]
         try:
             return solve(req)
         except SolveError:
@@ -116,7 +118,8 @@ def lock_env(spec: EnvSpec, opts: LockOptions) -> Lockfile:
             opts.progress(f"solving {platform}")
         req = SolveRequest(specs=spec.conda_specs(platform), channels=channels,
                            platform=platform, virtual=opts.virtual, timeout=opts.timeout,
-                           cache_dir=opts.cache_dir / "repodata")
+                           cache_dir=opts.cache_dir / "repodata",
+                           constraints=list(opts.constraints))
         if opts.previous is not None and opts.update:
             prev = opts.previous.for_platform(platform, "conda")
             records = _solve_update(req, prev, set(opts.update), channels,

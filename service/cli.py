@@ -4,8 +4,8 @@ Local commands (lock, build, pack, render, demo) run the pipeline on this machin
 and token run the service; submit, push, ls, show, logs, cancel and sync talk to it.
 Results go to stdout (--json for scripts), progress to stderr. Exit codes: 0 success,
 1 internal error, 2 usage, 10 bad spec, 11 unsolvable, 12 bad lock, 13 fetch or hash
-mismatch, 14 install, 15 pack, 16 demo channel, 20 refused by the service, 21 service
-error, 22 the build failed.
+mismatch, 14 install, 15 pack, 16 demo channel, 17 Dask pin mismatch, 20 refused by the
+service, 21 service error, 22 the build failed.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from service.console import info
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from service.commands import local, remote, server
+    from service.commands import dask, local, remote, server
 
     parser = argparse.ArgumentParser(
         prog="envyard", description=__doc__,
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     local.register(sub)
     server.register(sub)
     remote.register(sub)
+    dask.register(sub)
     return parser
 
 

@@ -20,12 +20,17 @@ def cmd_lock(args: argparse.Namespace) -> None:
     policy = ChannelPolicy(tuple(args.allow_channel) if args.allow_channel else None)
     spec = read_spec(args.file, policy=policy)
     previous = read_lock(args.output) if args.update else None
+    pins: list[str] = []
+    if args.follow_pins:
+        from builder.dask import constraints, read_pins
+
+        pins = constraints(read_pins(args.follow_pins))
     with progress(not args.quiet and not args.json) as show:
         lock = lock_env(spec, LockOptions(
             channels=args.channel, platforms=args.platform,
             virtual=load_virtual_packages(args.virtual_package_spec), timeout=args.timeout,
             cache_dir=args.home / "cache", pip_index=args.pip_index, previous=previous,
-            update=args.update, progress=show.stage))
+            update=args.update, constraints=pins, progress=show.stage))
     write_lock(lock, args.output)
     counts = {p: len(lock.for_platform(p)) for p in lock.metadata.platforms}
     if args.json:
@@ -155,6 +160,8 @@ def register(sub: Any) -> None:
     p.add_argument("--virtual-package-spec", type=Path,
                    help="conda-lock style virtual-packages.yaml replacing the defaults")
     p.add_argument("--pip-index", help="package index URL for the pip: section")
+    p.add_argument("--follow-pins", type=Path, metavar="PINFILE",
+                   help="solve within the Dask cluster's pinned versions (a pin file)")
     p.add_argument("--timeout", type=float, default=300.0,
                    help="seconds one solve may take (default %(default)s)")
     common(p)

@@ -137,3 +137,36 @@ def test_demo_builds_every_env_file_through_the_service(channel: Path, tmp_path:
 def test_demo_without_env_files(tmp_path: Path) -> None:
     done = run("demo", "--envs", str(tmp_path), "--volume", str(tmp_path / "v"), "--exit")
     assert done.returncode == 10 and "no environment files" in done.stderr
+
+
+PINS = REPO / "envs" / "cluster" / "dask-pins.yml"
+
+
+def test_dask_check_and_follow_pins(channel: Path, tmp_path: Path) -> None:
+    latest = tmp_path / "latest.yml"
+    run("lock", str(REPO / "envs" / "dask-latest.yml"), "-c", str(channel), "-o", str(latest),
+        "-q", check=True)
+    done = run("dask", "check", str(latest), "--pins", str(PINS), "-p", "linux-64")
+    assert done.returncode == 17
+    assert "dask         mismatch  env 2026.1.2       cluster 2025.12.0" in done.stdout
+    assert "does not match the cluster's pins: dask, distributed" in done.stderr
+    warn = run("dask", "check", str(latest), "--pins", str(PINS), "--policy", "warn", "--json",
+               check=True)
+    assert json.loads(warn.stdout)["ok"] is False
+    followed = tmp_path / "followed.yml"
+    run("lock", str(REPO / "envs" / "dask-latest.yml"), "-c", str(channel), "-o",
+        str(followed), "--follow-pins", str(PINS), "-q", check=True)
+    ok = run("dask", "check", str(followed), "--pins", str(PINS), "--json", check=True)
+    report = json.loads(ok.stdout)
+    assert report["ok"] is True
+    assert {v["package"]: v["env"] for v in report["verdicts"]}["dask"] == "2025.12.0"
+    assert run("dask", "check", str(followed), "--pins-lock", str(latest)).returncode == 17
+
+
+def test_follow_pins_conflict_names_the_package(channel: Path, tmp_path: Path) -> None:
+    env = tmp_path / "env.yml"
+    env.write_text("dependencies: [python=3.11, dask=2026.1.2, distributed]\n")
+    done = run("lock", str(env), "-c", str(channel), "-o", str(tmp_path / "l.yml"),
+               "--follow-pins", str(PINS))
+    assert done.returncode == 11 and "dask" in done.stderr
+    assert not (tmp_path / "l.yml").exists()
