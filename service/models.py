@@ -68,6 +68,8 @@ class Namespace(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     quota_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    dask_policy: Mapped[str] = mapped_column(String(8), default="warn", server_default="warn")
+    dask_follow: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     environments: Mapped[list[Environment]] = relationship(back_populates="namespace")
@@ -82,6 +84,7 @@ class Environment(Base):
     name: Mapped[str] = mapped_column(String(64))
     current_version: Mapped[int | None] = mapped_column(default=None)
     version_counter: Mapped[int] = mapped_column(default=0)
+    dask_follow: Mapped[bool | None] = mapped_column(default=None)  # None: the namespace's
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     namespace: Mapped[Namespace] = relationship(back_populates="environments")
@@ -108,6 +111,8 @@ class Version(Base):
     packages: Mapped[list[Any] | None] = mapped_column(default=None)
     timings: Mapped[dict[str, Any]] = mapped_column(default=dict)
     held: Mapped[bool] = mapped_column(default=False, server_default=false())
+    constraints: Mapped[list[Any] | None] = mapped_column(default=None)
+    dask_report: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     state_before_gc: Mapped[str | None] = mapped_column(String(16), default=None)
     prefix_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
     pack_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
@@ -172,3 +177,14 @@ class RetentionRule(Base):
     keep_last: Mapped[int | None] = mapped_column(default=None)
     keep_days: Mapped[float | None] = mapped_column(default=None)
     failed_log_days: Mapped[float | None] = mapped_column(default=None)
+
+
+class ClusterPins(Base):
+    """The Dask cluster's pin sets; the newest row is the one in force."""
+
+    __tablename__ = "cluster_pins"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    versions: Mapped[dict[str, Any]]
+    source: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
