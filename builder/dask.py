@@ -149,7 +149,7 @@ def read_pins(path: Path) -> PinSet:
 
 
 __all__ = ["DaskMismatch", "DaskReport", "PinSet", "Verdict", "check", "constraints",
-           "env_versions", "pins_from_lock", "read_pins"]
+           "env_versions", "pins_from_constraints", "pins_from_lock", "read_pins"]
 
 
 def constraints(pins: PinSet) -> list[str]:
@@ -160,3 +160,14 @@ def constraints(pins: PinSet) -> list[str]:
         spec = f"{_compare(name, version)}.*" if name == "python" else f"=={version}"
         out.append(f"{names.get(name, name)} {spec}")
     return out
+
+
+def pins_from_constraints(lines: list[str], source: str = "") -> PinSet:
+    """The pin set back from ``constraints()`` output (a version built to move the pins is
+    checked against the pins it was built for)."""
+    versions = {}
+    for line in lines:
+        name, _, spec = line.partition(" ")
+        name = CONDA_TO_DASK.get(name, name)
+        versions[name] = spec.removeprefix("==").removesuffix(".*")
+    return PinSet(versions, source)

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from builder.errors import EnvyardError
 from builder.layout import Layout
+from service.dask import seed_pins
 from service.db import Database, migrate
 from service.errors import http_status
 from service.jobs import LocalRunner
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         migrate(db.engine)
+        seed_pins(db, settings)
         runner = LocalRunner(BuildContext(settings, db, Layout(settings.root)))
         app.state.runner = runner
         runner.recover()
@@ -62,8 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
 
-    from service.api import environments, gc, lifecycle, metrics, namespaces, versions
+    from service.api import dask, environments, gc, lifecycle, metrics, namespaces, versions
 
-    for module in (namespaces, environments, versions, lifecycle, gc, metrics):
+    for module in (namespaces, environments, versions, lifecycle, gc, dask, metrics):
         app.include_router(module.router)
     return app

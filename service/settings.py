@@ -52,6 +52,8 @@ class Settings(BaseSettings):
                                           "builds' logs this many days.")
     gc_interval: float = Field(0.0, ge=0, description="Seconds between scheduled garbage "
                                "collections; 0 turns the schedule off.")
+    dask_pins: Path | None = Field(None, description="Pin file seeding the Dask cluster's "
+                                   "pin set on first start (e.g. envs/cluster/dask-pins.yml).")
     max_spec_bytes: int = Field(1 << 20, description="Largest environment file accepted.")
     max_lock_bytes: int = Field(64 << 20, description="Largest lockfile accepted.")
     host: str = Field("127.0.0.1", description="Address `envyard serve` binds.")

@@ -18,7 +18,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from builder.errors import EnvyardError, PackError
+from builder.dask import check as dask_check
+from builder.dask import constraints as dask_constraints
+from builder.dask import pins_from_constraints
+from builder.errors import DaskMismatch, EnvyardError, PackError
 from builder.install import fingerprint, install_lock
 from builder.layout import Layout, point
 from builder.lock import Lockfile, dump_lock, parse_lock
@@ -26,6 +29,7 @@ from builder.locker import LockOptions, lock_env
 from builder.pack import pack_prefix
 from builder.spec import parse_spec
 from service.buildlog import BuildLog
+from service.dask import current_pins
 from service.db import Database
 from service.models import Artifact, Environment, Namespace, State, Version, utcnow
 from service.quota import check_build_quota
@@ -133,6 +137,12 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
         assert ns is not None
         where = (ns.name, env.name, v.number)
         kind, spec_text, lock_text = v.kind, v.spec_text, v.lock_text
+        follow = env.dask_follow if env.dask_follow is not None else ns.dask_follow
+        policy = ns.dask_policy
+        pins = current_pins(s)
+        if v.constraints:  # built to move the cluster: checked against the pins it moves to
+            pins = pins_from_constraints(list(v.constraints), "the proposed pins")
+        extra = dask_constraints(pins) if pins and (follow or v.constraints) else []
     bdir = ctx.layout.build_dir(*where)
     log = BuildLog(bdir / "build.log")
     timings: dict[str, float] = {}
@@ -150,9 +160,12 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
             log.line(f"solving for {platform}")
             start = time.perf_counter()
             channels = ctx.settings.channels or list(spec.channels)
-            key = hashlib.sha256(json.dumps([spec_text, channels, platform]).encode()).hexdigest()
+            if extra:
+                log.line(f"solving within the cluster's pins: {', '.join(extra)}")
+            key = hashlib.sha256(json.dumps([spec_text, channels, platform, extra]).encode()
+                                 ).hexdigest()
             lock_text, shared = _solve_once(ctx, key, lambda: dump_lock(lock_env(
-                spec, LockOptions(channels=channels, platforms=[platform],
+                spec, LockOptions(channels=channels, platforms=[platform], constraints=extra,
                                   timeout=ctx.settings.solve_timeout,
                                   cache_dir=ctx.layout.cache, pip_index=ctx.settings.pip_index))))
             timings["solve"] = round(time.perf_counter() - start, 3)
@@ -164,6 +177,18 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
         lock: Lockfile = parse_lock(lock_text)
         if cancel.is_set():
             raise Cancelled
+        if pins is not None:
+            report = dask_check(lock, platform, pins)
+            _set(ctx, version_id, dask_report=report.as_dict())
+            if report.applies:
+                log.line(f"dask pin check against {pins.source or 'the cluster pins'}:")
+                for row in report.lines():
+                    log.line("  " + row)
+            if report.applies and not report.ok and policy == "block":
+                bad = [v.package for v in report.blocking] + (
+                    ["dask/distributed lockstep"] if report.lockstep else [])
+                raise DaskMismatch(f"required packages differ from the Dask cluster's pins: "
+                                   f"{', '.join(bad)} (namespace policy: block)")
         with ctx.db.session() as s:
             check_build_quota(s, ctx.settings, where[0], version_id, lock, platform)
         variables = spec.variables if spec else {}

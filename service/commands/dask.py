@@ -33,6 +33,42 @@ def cmd_dask_check(args: argparse.Namespace) -> None:
                            f"{', '.join(names)}")
 
 
+def cmd_dask_pins(args: argparse.Namespace) -> None:
+    from service.commands.remote import _client
+
+    data = _client(args).get("/api/v1/dask/pins")
+    if args.json:
+        emit_json(data)
+        return
+    print(f"cluster pins ({data['source']}):")
+    for name, version in data["versions"].items():
+        print(f"  {name} {version}")
+
+
+def cmd_dask_upgrade(args: argparse.Namespace) -> None:
+    from builder.dask import read_pins
+    from service.commands.remote import _client
+
+    pins = read_pins(args.pins)
+    body = {"versions": pins.versions, "source": str(args.pins), "apply": args.apply}
+    client = _client(args)
+    client.http.timeout = 1800
+    result = client.request("POST", "/api/v1/dask/upgrade", json=body).json()
+    if args.json:
+        emit_json(result)
+        return
+    print(f"{'environment':<28} {'current':<34} {'would be':<34} result")
+    for r in result["rows"]:
+        cur = " ".join(f"{k}={v}" for k, v in r["current"].items() if k != "python")
+        new = " ".join(f"{k}={v}" for k, v in (r["would_be"] or {}).items() if k != "python")
+        status = "solvable" if r["solvable"] else f"conflict: {r['conflict'].splitlines()[0]}"
+        print(f"{r['environment']:<28} {cur:<34} {new or '-':<34} {status}")
+    for s in result.get("submitted", []):
+        print(f"submitted {s['environment']} version {s['version']}")
+    if args.apply:
+        print("the cluster pins move when every submitted version is ready")
+
+
 def register(sub: Any) -> None:
     dask = sub.add_parser("dask", help="Dask cluster pin checks").add_subparsers(
         dest="dask_command", required=True, metavar="ACTION")
@@ -53,3 +89,15 @@ def register(sub: Any) -> None:
                    help="block: exit 17 on a required mismatch; warn: report only")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_dask_check)
+    from service.commands.remote import _remote
+
+    p = dask.add_parser("pins", help="show the service's cluster pin set")
+    _remote(p)
+    p.set_defaults(func=cmd_dask_pins)
+    p = dask.add_parser("upgrade", help="what-if: re-lock every Dask environment against "
+                        "new pins (publishes nothing unless --apply)")
+    p.add_argument("--pins", type=Path, required=True, help="the proposed pin file")
+    p.add_argument("--apply", action="store_true",
+                   help="build the new versions; the pins move once all are ready")
+    _remote(p)
+    p.set_defaults(func=cmd_dask_upgrade)

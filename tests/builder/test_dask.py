@@ -117,3 +117,11 @@ def test_checks_run_over_every_corpus_lock() -> None:
             seen[(path.parent.name, platform)] = env_versions(lock, platform)["dask"]
     assert len(set(seen.values())) > 1  # dask moved over the corpus history
     assert len(seen) >= 40
+
+
+def test_constraints_round_trip() -> None:
+    from builder.dask import pins_from_constraints
+
+    pins = read_pins(REPO / "envs" / "cluster" / "dask-pins.yml")
+    back = pins_from_constraints(constraints(pins))
+    assert back.versions == pins.versions

@@ -1,0 +1,113 @@
+"""The Dask cluster's pins, namespace/environment policies, and the upgrade what-if."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+
+from builder.dask import OPTIONAL, REQUIRED, PinSet
+from service.api.deps import DbDep, PrincipalDep, RunnerDep, SettingsDep
+from service.api.params import Name
+from service.catalog import find_environment
+from service.dask import current_pins, set_pins
+from service.errors import NotFound, ServiceError
+from service.models import Namespace, Role
+from service.upgrade import apply_upgrade, what_if
+
+router = APIRouter(prefix="/api/v1", tags=["dask"])
+
+
+class PinsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    versions: dict[str, str] = Field(description="package -> version, distributed's names")
+    source: str = ""
+
+
+class UpgradeIn(PinsIn):
+    apply: bool = False
+
+
+class NamespaceDaskIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    policy: Literal["warn", "block"] | None = None
+    follow: bool | None = None
+
+
+class EnvironmentDaskIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    follow: bool | None = Field(None, description="None: follow the namespace's setting")
+
+
+def _pins(body: PinsIn) -> PinSet:
+    unknown = set(body.versions) - set(REQUIRED + OPTIONAL)
+    if unknown or not body.versions:
+        raise BadPins(f"pins must name packages distributed compares "
+                      f"({', '.join(REQUIRED + OPTIONAL)}); not: {', '.join(sorted(unknown))}")
+    return PinSet(dict(body.versions), body.source or "API")
+
+
+class BadPins(ServiceError):
+    status = 422
+
+
+@router.get("/dask/pins")
+def get_pins(db: DbDep, who: PrincipalDep) -> dict[str, Any]:
+    """The pin set in force (the versions the scheduler and workers run)."""
+    with db.session() as s:
+        pins = current_pins(s)
+    if pins is None:
+        raise NotFound("no Dask cluster pins are set (setting dask_pins, or PUT this URL)")
+    return {"versions": pins.versions, "source": pins.source}
+
+
+@router.put("/dask/pins")
+def put_pins(body: PinsIn, db: DbDep, who: PrincipalDep) -> dict[str, Any]:
+    """Replace the pin set (admin on every namespace)."""
+    who.require("*", Role.admin)
+    pins = _pins(body)
+    with db.session(write=True) as s:
+        set_pins(s, pins)
+    return {"versions": pins.versions, "source": pins.source}
+
+
+@router.put("/namespaces/{namespace}/dask")
+def namespace_dask(namespace: Name, body: NamespaceDaskIn, db: DbDep,
+                   who: PrincipalDep) -> dict[str, Any]:
+    """Block or warn on required mismatches; whether environments follow the pins."""
+    who.require(namespace, Role.admin)
+    with db.session(write=True) as s:
+        ns = s.scalar(select(Namespace).where(Namespace.name == namespace))
+        if ns is None:
+            raise NotFound(f"no namespace {namespace}")
+        if body.policy is not None:
+            ns.dask_policy = body.policy
+        if body.follow is not None:
+            ns.dask_follow = body.follow
+        return {"namespace": namespace, "policy": ns.dask_policy, "follow": ns.dask_follow}
+
+
+@router.put("/environments/{namespace}/{name}/dask")
+def environment_dask(namespace: Name, name: Name, body: EnvironmentDaskIn, db: DbDep,
+                     who: PrincipalDep) -> dict[str, Any]:
+    """Whether this environment is locked within the cluster's pins."""
+    who.require(namespace, Role.developer)
+    with db.session(write=True) as s:
+        env = find_environment(s, namespace, name)
+        env.dask_follow = body.follow
+    return {"namespace": namespace, "name": name, "follow": body.follow}
+
+
+@router.post("/dask/upgrade")
+def upgrade(body: UpgradeIn, db: DbDep, who: PrincipalDep, settings: SettingsDep,
+            runner: RunnerDep) -> dict[str, Any]:
+    """What-if: re-lock every environment with distributed against ``versions``; with
+    ``apply``, build them and move the pins once all are ready."""
+    pins = _pins(body)
+    if body.apply:
+        who.require("*", Role.admin)
+        return apply_upgrade(db, settings, pins, runner.submit)
+    return {"rows": [r for r in what_if(db, settings, pins)
+                     if who.can(r["environment"].split("/")[0], Role.viewer)]}

@@ -1,0 +1,122 @@
+"""The Dask upgrade what-if: re-lock every environment that talks to the cluster against
+proposed pins, in parallel, publishing nothing; and its application, which moves the
+cluster's pins only once every such environment has a ready version on them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from sqlalchemy import select
+
+from builder.dask import PinSet, env_versions
+from builder.dask import constraints as dask_constraints
+from builder.errors import SolveError
+from builder.layout import Layout
+from builder.lock import parse_lock
+from builder.locker import LockOptions, lock_env
+from builder.spec import parse_spec
+from service.catalog import new_version
+from service.dask import set_pins
+from service.db import Database
+from service.errors import Conflict
+from service.models import Environment, Namespace, State, Version
+from service.settings import Settings
+
+SHOWN = ("python", "dask", "distributed")
+
+
+def _followers(db: Database, platform: str) -> list[tuple[str, str, str | None, dict[str, str]]]:
+    """(namespace, name, spec text, versions) of every current version with distributed."""
+    with db.session() as s:
+        rows = s.execute(select(Namespace.name, Environment.name, Version.spec_text,
+                                Version.lock_text)
+                         .select_from(Environment)
+                         .join(Namespace, Environment.namespace_id == Namespace.id)
+                         .join(Version, (Version.environment_id == Environment.id)
+                               & (Version.number == Environment.current_version))
+                         .where(Version.state == State.ready.value)).all()
+    out = []
+    for ns, name, spec_text, lock_text in rows:
+        versions = env_versions(parse_lock(lock_text), platform) if lock_text else {}
+        if "distributed" in versions:
+            out.append((ns, name, spec_text, versions))
+    return sorted(out)
+
+
+def what_if(db: Database, settings: Settings, pins: PinSet) -> list[dict[str, Any]]:
+    """One row per environment: current and would-be versions, or the conflict."""
+    platform = settings.build_platform()
+    layout = Layout(settings.root)
+    extra = dask_constraints(pins)
+
+    def relock(item: tuple[str, str, str | None, dict[str, str]]) -> dict[str, Any]:
+        ns, name, spec_text, versions = item
+        row: dict[str, Any] = {"environment": f"{ns}/{name}",
+                               "current": {k: versions.get(k) for k in SHOWN},
+                               "would_be": None, "solvable": False, "conflict": None}
+        if spec_text is None:
+            row["conflict"] = "built from a pushed lock: re-lock it where it was made"
+            return row
+        spec = parse_spec(spec_text, source=f"{ns}/{name}.yml")
+        try:
+            lock = lock_env(spec, LockOptions(
+                channels=settings.channels or list(spec.channels), platforms=[platform],
+                constraints=extra, timeout=settings.solve_timeout, cache_dir=layout.cache,
+                pip_index=settings.pip_index))
+        except SolveError as exc:
+            row["conflict"] = str(exc).split("\n", 1)[-1].strip()[:2000]
+            return row
+        new = env_versions(lock, platform)
+        row.update(would_be={k: new.get(k) for k in SHOWN}, solvable=True)
+        return row
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        return list(pool.map(relock, _followers(db, platform)))
+
+
+def apply_upgrade(db: Database, settings: Settings, pins: PinSet,
+                  submit: Callable[[int], None]) -> dict[str, Any]:
+    """Submit a version of every follower on the new pins; move the pins when all are ready."""
+    rows = what_if(db, settings, pins)
+    blocked = [r for r in rows if not r["solvable"]]
+    if blocked:
+        raise Conflict("not applied: these environments cannot move to the new pins: " +
+                       "; ".join(f"{r['environment']}: {r['conflict']}" for r in blocked))
+    extra = dask_constraints(pins)
+    submitted: list[tuple[int, str, int]] = []
+    with db.session(write=True) as s:
+        for r in rows:
+            ns, name = r["environment"].split("/")
+            spec_text = s.scalar(select(Version.spec_text).join(Environment).join(
+                Namespace, Environment.namespace_id == Namespace.id).where(
+                Namespace.name == ns, Environment.name == name,
+                Version.number == Environment.current_version))
+            v = new_version(s, ns, name, kind="spec", spec_text=spec_text)
+            v.constraints = extra
+            submitted.append((v.id, r["environment"], v.number))
+    for version_id, _, _ in submitted:
+        submit(version_id)
+    threading.Thread(target=_move_pins_when_ready, args=(db, pins, [s[0] for s in submitted]),
+                     daemon=True, name="envyard-dask-upgrade").start()
+    return {"rows": rows, "submitted": [{"environment": e, "version": n}
+                                        for _, e, n in submitted],
+            "pins": "move when every submitted version is ready"}
+
+
+def _move_pins_when_ready(db: Database, pins: PinSet, version_ids: list[int]) -> None:
+    terminal = {s.value for s in State if s.terminal}
+    while True:
+        with db.session() as s:
+            states = list(s.scalars(select(Version.state).where(Version.id.in_(version_ids))))
+        if all(st in terminal for st in states):
+            break
+        time.sleep(0.5)
+    if all(st == State.ready.value for st in states):
+        with db.session(write=True) as s:
+            set_pins(s, pins)

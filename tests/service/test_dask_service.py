@@ -1,0 +1,81 @@
+"""The service checks every build against the cluster's pins, follows them, and plans and
+applies upgrades."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tests.conftest import REPO
+from tests.servers import Service
+from tests.service.conftest import api, wait_ready
+
+OLD = "dependencies: [python=3.11, dask=2025.12.0, distributed, toolz]\n"
+ANY = "dependencies: [python=3.11, dask, distributed, toolz]\n"
+NEW_ONLY = "dependencies: [python=3.11, dask=2026.1.2, distributed, toolz]\n"
+NEW_PINS = {"python": "3.11", "dask": "2026.1.2", "distributed": "2026.1.2",
+            "msgpack": "1.2.4", "cloudpickle": "3.1.3", "tornado": "6.6.1", "toolz": "1.2.0"}
+
+
+def test_pins_checks_policy_follow_whatif_apply(channel: Path, tmp_path: Path) -> None:
+    svc = Service(tmp_path / "volume", channel, extra_env={
+        "ENVYARD_DASK_PINS": str(REPO / "envs" / "cluster" / "dask-pins.yml")})
+    svc.root.mkdir()
+    svc.start()
+    token = svc.token("*=admin")
+    try:
+        with api(svc, token) as c:
+            pins = c.get("/api/v1/dask/pins").json()
+            assert pins["versions"]["dask"] == "2025.12.0"
+            # warn (default): a mismatch is reported, the version still publishes
+            n = c.post("/api/v1/environments/dk/new/versions", content=NEW_ONLY).json()["version"]
+            v = wait_ready(c, "dk/new", n)
+            assert v["state"] == "ready" and v["dask"]["ok"] is False
+            verdicts = {d["package"]: d for d in v["dask"]["verdicts"]}
+            assert verdicts["dask"] == {"package": "dask", "required": True, "env": "2026.1.2",
+                                        "cluster": "2025.12.0", "verdict": "mismatch"}
+            log = c.get(f"/api/v1/environments/dk/new/versions/{n}/log").text
+            assert "dask pin check" in log and "mismatch" in log
+            # block: the same mismatch fails the version, nothing published
+            c.put("/api/v1/namespaces/dk/dask", json={"policy": "block"})
+            n2 = c.post("/api/v1/environments/dk/new/versions", content=ANY).json()["version"]
+            v2 = wait_ready(c, "dk/new", n2)
+            assert v2["state"] == "failed" and "dask, distributed" in v2["error"]
+            assert c.get("/api/v1/environments/dk/new").json()["current_version"] == n
+            # follow-cluster: the same spec now solves to the pinned versions and passes
+            c.put("/api/v1/namespaces/dk/dask", json={"follow": True})
+            n3 = c.post("/api/v1/environments/dk/new/versions", content=ANY).json()["version"]
+            v3 = wait_ready(c, "dk/new", n3)
+            assert v3["state"] == "ready" and v3["dask"]["ok"] is True
+            assert {p["name"]: p["version"] for p in v3["packages"]}["dask"] == "2025.12.0"
+            # what-if: dk/new can move to the new pins, dk/old (pinned dask) cannot
+            c.put("/api/v1/namespaces/dk/dask", json={"policy": "warn", "follow": False})
+            wait_ready(c, "dk/old", c.post("/api/v1/environments/dk/old/versions",
+                                           content=OLD).json()["version"])
+            rows = {r["environment"]: r for r in c.post(
+                "/api/v1/dask/upgrade", json={"versions": NEW_PINS}).json()["rows"]}
+            assert rows["dk/new"]["solvable"] is True
+            assert rows["dk/new"]["current"]["dask"] == "2025.12.0"
+            assert rows["dk/new"]["would_be"]["dask"] == "2026.1.2"
+            assert rows["dk/old"]["solvable"] is False and "dask" in rows["dk/old"]["conflict"]
+            envs = c.get("/api/v1/namespaces/dk").json()["environments"]
+            assert {e["name"]: e["latest_version"] for e in envs} == {"new": n3, "old": 1}
+            # apply is refused while one environment cannot move, and changes nothing
+            r = c.post("/api/v1/dask/upgrade", json={"versions": NEW_PINS, "apply": True})
+            assert r.status_code == 409 and "dk/old" in r.json()["detail"]
+            assert c.get("/api/v1/dask/pins").json()["versions"]["dask"] == "2025.12.0"
+            # once dk/old can move, apply builds both and then moves the pins
+            wait_ready(c, "dk/old", c.post("/api/v1/environments/dk/old/versions",
+                                           content=ANY).json()["version"])
+            applied = c.post("/api/v1/dask/upgrade",
+                             json={"versions": NEW_PINS, "apply": True}).json()
+            assert {s["environment"] for s in applied["submitted"]} == {"dk/new", "dk/old"}
+            for s in applied["submitted"]:
+                v = wait_ready(c, s["environment"], s["version"])
+                assert v["state"] == "ready" and v["dask"]["ok"] is True
+            deadline = time.monotonic() + 30
+            while c.get("/api/v1/dask/pins").json()["versions"]["dask"] != "2026.1.2":
+                assert time.monotonic() < deadline, "pins did not move"
+                time.sleep(0.2)
+    finally:
+        svc.stop()
