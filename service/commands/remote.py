@@ -134,6 +134,15 @@ def cmd_show(args: argparse.Namespace) -> None:
     for key in ("error", "timings", "prefix_bytes", "pack_bytes", "fingerprint"):
         if data.get(key):
             print(f"  {key}: {data[key]}")
+    dask = data.get("dask")
+    if dask and dask.get("applies"):
+        print("  dask pin check: " + ("ok" if dask["ok"] else "MISMATCH"))
+        for v in dask["verdicts"]:
+            if v["verdict"] != "match":
+                print(f"    {v['package']}: {v['verdict']} (env {v['env']}, cluster "
+                      f"{v['cluster']}, {'required' if v['required'] else 'optional'})")
+        if dask.get("lockstep"):
+            print(f"    {dask['lockstep']}")
     print(f"  packages: {len(data['packages'])}")
     for p in data["packages"]:
         print(f"    {p['name']} {p['version']}" + (" (pip)" if p["manager"] == "pip" else ""))

@@ -79,3 +79,32 @@ def test_pins_checks_policy_follow_whatif_apply(channel: Path, tmp_path: Path) -
                 time.sleep(0.2)
     finally:
         svc.stop()
+
+
+def test_dask_cli(service: Service, tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    from tests.servers import ENVYARD
+
+    token = service.token("*=admin")
+    env = {**os.environ, "ENVYARD_SERVER": service.url, "ENVYARD_TOKEN": token}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([ENVYARD, *args], env=env, capture_output=True, text=True,
+                              timeout=300)
+
+    assert cli("dask", "pins").returncode == 20  # none set on this service
+    with api(service, token) as c:
+        c.put("/api/v1/dask/pins", json={"versions": {"dask": "2025.12.0",
+                                                      "distributed": "2025.12.0"}})
+        n = c.post("/api/v1/environments/dkcli/env/versions", content=NEW_ONLY).json()["version"]
+        wait_ready(c, "dkcli/env", n)
+    assert "dask 2025.12.0" in cli("dask", "pins").stdout
+    shown = cli("show", f"dkcli/env/{n}").stdout
+    assert "dask pin check: MISMATCH" in shown and "dask: mismatch (env 2026.1.2" in shown
+    pins = tmp_path / "new-pins.yml"
+    pins.write_text("dask: 2026.1.2\ndistributed: 2026.1.2\n")
+    table = cli("dask", "upgrade", "--pins", str(pins))
+    assert table.returncode == 0, table.stderr
+    assert "dkcli/env" in table.stdout and "solvable" in table.stdout
