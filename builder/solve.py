@@ -31,11 +31,10 @@ def channel_url(channel: str) -> str:
 
 
 def channel_base_url(channel: str) -> str:
-    """The URL a channel's packages live under (names resolve as conda does)."""
-    url = channel_url(channel)
-    if "://" not in url:
-        url = f"https://conda.anaconda.org/{url}"
-    return url.rstrip("/")
+    """The URL a channel's packages live under (names resolve as rattler and conda do)."""
+    import rattler
+
+    return str(rattler.Channel(channel_url(channel)).base_url).rstrip("/")
 
 
 @dataclass

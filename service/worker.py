@@ -34,6 +34,7 @@ from service.db import Database
 from service.models import Artifact, Environment, Namespace, State, Version, utcnow
 from service.quota import check_build_quota
 from service.settings import Settings
+from service.usage import inode_table
 
 
 class Cancelled(Exception):
@@ -92,18 +93,6 @@ def _solve_once(ctx: BuildContext, key: str, solve: Any) -> tuple[str, bool]:
     finally:
         with ctx.solves_lock:
             ctx.solves.pop(key, None)
-
-
-def _bytes_on_disk(path: os.PathLike[str] | str) -> int:
-    seen: set[int] = set()
-    total = 0
-    for root, _, files in os.walk(path):
-        for f in files:
-            st = os.lstat(os.path.join(root, f))
-            if st.st_ino not in seen:
-                seen.add(st.st_ino)
-                total += st.st_size
-    return total
 
 
 def _with_limit(seconds: float, what: str, work: Any) -> Any:
@@ -226,7 +215,7 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
             built.prefix, ctx.layout.env_dir(where[0], where[1])))
         packages = sorted(({"name": p.name, "version": p.version, "manager": p.manager}
                            for p in lock.for_platform(platform)), key=lambda p: p["name"])
-        prefix_bytes = _bytes_on_disk(built.prefix)
+        prefix_bytes = sum(inode_table(ctx.layout, fp).values())  # cached for usage reports
         artifacts = {"spec": (bdir / "environment.yml", None), "lock": (bdir / "conda-lock.yml",
                      None), "log": (bdir / "build.log", None),
                      "prefix": (built.prefix, prefix_bytes)}

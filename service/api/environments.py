@@ -14,6 +14,8 @@ from builder.spec import parse_spec
 from service.api.deps import DbDep, PrincipalDep, RunnerDep, SessionDep, SettingsDep, read_body
 from service.api.params import Name
 from service.catalog import check_name, find_environment, new_version, version_summary
+from service.db import Database
+from service.jobs import LocalRunner
 from service.models import Role
 from service.quota import check_quota
 from service.settings import Settings
@@ -25,7 +27,16 @@ _BODY = {"requestBody": {"required": True, "content": {
     "text/plain": {"schema": {"type": "string"}}}}}
 
 
-def _accepted(namespace: Name, name: Name, number: int) -> JSONResponse:
+def _queue(db: Database, settings: Settings, runner: LocalRunner, namespace: str, name: str,
+           kind: str, text: str) -> JSONResponse:
+    """Number a new version (after the quota check), queue its build, answer 202."""
+    with db.session() as s:
+        check_quota(s, settings, namespace, name)
+    with db.session(write=True) as s:
+        version = new_version(s, namespace, name, kind=kind,
+                              **{"spec_text" if kind == "spec" else "lock_text": text})
+    runner.submit(version.id)
+    number = version.number
     url = f"/api/v1/environments/{namespace}/{name}/versions/{number}"
     return JSONResponse({"namespace": namespace, "name": name, "version": number,
                          "state": "queued", "url": url}, status_code=202,
@@ -54,12 +65,7 @@ async def submit_spec(namespace: Name, name: Name, request: Request, db: DbDep,
     text = await read_body(request, settings.max_spec_bytes)
     parse_spec(text, source=f"{namespace}/{name}.yml", policy=settings.channel_policy(),
                max_bytes=settings.max_spec_bytes)
-    with db.session() as s:
-        check_quota(s, settings, namespace, name)
-    with db.session(write=True) as s:
-        version = new_version(s, namespace, name, kind="spec", spec_text=text)
-    runner.submit(version.id)
-    return _accepted(namespace, name, version.number)
+    return _queue(db, settings, runner, namespace, name, "spec", text)
 
 
 def check_pushed_lock(text: str, settings: Settings) -> None:
@@ -92,9 +98,4 @@ async def push_lock(namespace: Name, name: Name, request: Request, db: DbDep,
     who.require(namespace, Role.developer)
     text = await read_body(request, settings.max_lock_bytes)
     check_pushed_lock(text, settings)
-    with db.session() as s:
-        check_quota(s, settings, namespace, name)
-    with db.session(write=True) as s:
-        version = new_version(s, namespace, name, kind="lock", lock_text=text)
-    runner.submit(version.id)
-    return _accepted(namespace, name, version.number)
+    return _queue(db, settings, runner, namespace, name, "lock", text)
