@@ -9,13 +9,26 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from builder.dask import PinSet, read_pins
+from builder.dask import PinSet, pins_from_lock, read_pins
+from builder.lock import parse_lock
 from service.db import Database
-from service.models import ClusterPins
+from service.models import ClusterPins, Environment, Namespace, Version
 from service.settings import Settings
 
 
-def current_pins(session: Session) -> PinSet | None:
+def current_pins(session: Session, settings: Settings | None = None) -> PinSet | None:
+    """The pins in force: the cluster environment's current lock when the ``dask_pins_env``
+    setting names one, else the newest stored pin set."""
+    if settings is not None and settings.dask_pins_env:
+        ns, _, name = settings.dask_pins_env.partition("/")
+        lock_text = session.scalar(
+            select(Version.lock_text).join(Environment, Version.environment_id == Environment.id)
+            .join(Namespace, Environment.namespace_id == Namespace.id)
+            .where(Namespace.name == ns, Environment.name == name,
+                   Version.number == Environment.current_version))
+        if lock_text:
+            return pins_from_lock(parse_lock(lock_text), settings.build_platform(),
+                                  f"the lock of {settings.dask_pins_env}")
     row = session.scalar(select(ClusterPins).order_by(ClusterPins.id.desc()).limit(1))
     return PinSet(dict(row.versions), row.source) if row else None
 

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
                                "collections; 0 turns the schedule off.")
     dask_pins: Path | None = Field(None, description="Pin file seeding the Dask cluster's "
                                    "pin set on first start (e.g. envs/cluster/dask-pins.yml).")
+    dask_pins_env: str | None = Field(
+        None, description="NAMESPACE/NAME of the environment the cluster image is built from: "
+        "its current version's lock is the pin set (wins over the stored pins).")
     max_spec_bytes: int = Field(1 << 20, description="Largest environment file accepted.")
     max_lock_bytes: int = Field(64 << 20, description="Largest lockfile accepted.")
     host: str = Field("127.0.0.1", description="Address `envyard serve` binds.")

@@ -128,7 +128,7 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
         kind, spec_text, lock_text = v.kind, v.spec_text, v.lock_text
         follow = env.dask_follow if env.dask_follow is not None else ns.dask_follow
         policy = ns.dask_policy
-        pins = current_pins(s)
+        pins = current_pins(s, ctx.settings)
         if v.constraints:  # built to move the cluster: checked against the pins it moves to
             pins = pins_from_constraints(list(v.constraints), "the proposed pins")
         extra = dask_constraints(pins) if pins and (follow or v.constraints) else []

@@ -54,10 +54,10 @@ class BadPins(ServiceError):
 
 
 @router.get("/dask/pins")
-def get_pins(db: DbDep, who: PrincipalDep) -> dict[str, Any]:
+def get_pins(db: DbDep, who: PrincipalDep, settings: SettingsDep) -> dict[str, Any]:
     """The pin set in force (the versions the scheduler and workers run)."""
     with db.session() as s:
-        pins = current_pins(s)
+        pins = current_pins(s, settings)
     if pins is None:
         raise NotFound("no Dask cluster pins are set (setting dask_pins, or PUT this URL)")
     return {"versions": pins.versions, "source": pins.source}

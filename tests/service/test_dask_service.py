@@ -108,3 +108,25 @@ def test_dask_cli(service: Service, tmp_path: Path) -> None:
     table = cli("dask", "upgrade", "--pins", str(pins))
     assert table.returncode == 0, table.stderr
     assert "dkcli/env" in table.stdout and "solvable" in table.stdout
+
+
+def test_pins_from_the_cluster_environment(channel: Path, tmp_path: Path) -> None:
+    svc = Service(tmp_path / "volume", channel,
+                  extra_env={"ENVYARD_DASK_PINS_ENV": "cluster/image"})
+    svc.root.mkdir()
+    svc.start()
+    token = svc.token("*=admin")
+    try:
+        with api(svc, token) as c:
+            assert c.get("/api/v1/dask/pins").status_code == 404
+            wait_ready(c, "cluster/image", c.post("/api/v1/environments/cluster/image/versions",
+                                                  content=OLD).json()["version"])
+            pins = c.get("/api/v1/dask/pins").json()
+            assert pins["versions"]["dask"] == "2025.12.0"
+            assert pins["source"] == "the lock of cluster/image"
+            n = c.post("/api/v1/environments/team/nb/versions", content=NEW_ONLY
+                       ).json()["version"]
+            v = wait_ready(c, "team/nb", n)
+            assert v["dask"]["ok"] is False
+    finally:
+        svc.stop()
