@@ -8,6 +8,7 @@
 <root>/envs/<ns>/<name>/<N>           -> ../../../prefixes/<fingerprint>
 <root>/envs/<ns>/<name>/current       -> <N>
 <root>/builds/<ns>/<name>/<N>/        spec, lock and log of version N
+<root>/jupyter/<ns>/kernels/<ns>-<name>/kernel.json   the current version's kernel
 ```
 The volume must be mounted at the same path wherever prefixes are used: conda bakes the
 prefix path into files.
@@ -47,6 +48,11 @@ class Layout:
 
     def current_link(self, namespace: str, name: str) -> Path:
         return self.env_dir(namespace, name) / "current"
+
+    @property
+    def jupyter(self) -> Path:
+        """Jupyter data directories, one per namespace (``<ns>/kernels/...``)."""
+        return self.root / "jupyter"
 
     def build_dir(self, namespace: str, name: str, number: int) -> Path:
         return self.root / "builds" / namespace / name / str(number)

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from builder.layout import point
 from service.models import RUNNING, Environment, Namespace, State, Version, utcnow
-from service.worker import BuildContext, run_build
+from service.worker import BuildContext, publish_kernel, run_build
 
 
 class LocalRunner:
@@ -70,6 +70,7 @@ class LocalRunner:
             for env, ns in s.execute(select(Environment, Namespace.name).join(Namespace)
                                      .where(Environment.current_version.is_not(None))):
                 point(layout.current_link(ns, env.name), str(env.current_version))
+                publish_kernel(layout, ns, env.name, env.current_version)
         from service.gc import sweep
 
         sweep(self.ctx.db, layout)  # finish deletions a killed GC left marked

@@ -23,6 +23,7 @@ from builder.dask import constraints as dask_constraints
 from builder.dask import pins_from_constraints
 from builder.errors import DaskMismatch, EnvyardError, PackError
 from builder.install import fingerprint, install_lock
+from builder.kernels import has_ipykernel, remove_kernelspec, write_kernelspec
 from builder.layout import Layout, point
 from builder.lock import Lockfile, dump_lock, parse_lock
 from builder.locker import LockOptions, lock_env
@@ -228,6 +229,8 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
         _publish(ctx, version_id, where, artifacts, timings=timings, packages=packages,
                  prefix_bytes=prefix_bytes, pack_bytes=pack_bytes)
         log.stage = State.ready.value
+        if not has_ipykernel(built.prefix):
+            log.line("no kernel: ipykernel is not in this environment")
         log.line("ready")
     except Cancelled:
         log.stage = State.cancelled.value
@@ -267,6 +270,17 @@ def _publish(ctx: BuildContext, version_id: int, where: tuple[str, str, int],
             env.current_version = v.number
     if moved:
         point(ctx.layout.current_link(where[0], where[1]), str(where[2]))
+        publish_kernel(ctx.layout, *where)
+
+
+def publish_kernel(layout: Layout, namespace: str, name: str, number: int) -> str:
+    """Point the environment's kernelspec at version ``number``; say what happened."""
+    spec = write_kernelspec(layout.jupyter, namespace, name, number,
+                            layout.version_link(namespace, name, number))
+    if spec is None:
+        remove_kernelspec(layout.jupyter, namespace, name)
+        return "no kernel: ipykernel is not in this environment"
+    return f"kernel {namespace}/{name} (v{number}) at {spec}"
 
 
 __all__ = ["BuildContext", "run_build"]

@@ -8,6 +8,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from builder.errors import LockError
+from builder.kernels import kernel_dir
+from builder.layout import Layout
 from builder.lock import parse_lock
 from builder.solve import channel_base_url
 from builder.spec import parse_spec
@@ -45,12 +47,14 @@ def _queue(db: Database, settings: Settings, runner: LocalRunner, namespace: str
 
 @router.get("/{namespace}/{name}")
 def read_environment(namespace: Name, name: Name, session: SessionDep,
-                     who: PrincipalDep) -> dict[str, Any]:
+                     who: PrincipalDep, settings: SettingsDep) -> dict[str, Any]:
     """An environment, its current version and every version's state."""
     check_name("namespace", namespace), check_name("environment", name)
     who.require(namespace, Role.viewer)
     env = find_environment(session, namespace, name)
+    kernel = kernel_dir(Layout(settings.root).jupyter, namespace, name) / "kernel.json"
     return {"namespace": namespace, "name": name, "current_version": env.current_version,
+            "kernel": str(kernel) if kernel.exists() else None,
             "versions": [version_summary(v, namespace, name) for v in env.versions]}
 
 

@@ -14,6 +14,7 @@ from service.api.params import Name, VersionNumber
 from service.catalog import find_environment, find_version
 from service.errors import Conflict, NotFound
 from service.models import Namespace, RetentionRule, Role, State
+from service.worker import publish_kernel
 
 router = APIRouter(prefix="/api/v1", tags=["lifecycle"])
 
@@ -47,8 +48,11 @@ def rollback(namespace: Name, name: Name, body: Rollback, db: DbDep, who: Princi
             raise Conflict(f"version {body.version} is {v.state}; only a ready version can "
                            "be current")
         env.current_version = v.number
-    point(Layout(settings.root).current_link(namespace, name), str(body.version))
-    return {"namespace": namespace, "name": name, "current_version": body.version}
+    layout = Layout(settings.root)
+    point(layout.current_link(namespace, name), str(body.version))
+    kernel = publish_kernel(layout, namespace, name, body.version)
+    return {"namespace": namespace, "name": name, "current_version": body.version,
+            "kernel": kernel}
 
 
 def _hold(db: Any, who: Any, namespace: str, name: str, number: int, held: bool

@@ -1,0 +1,77 @@
+"""Kernelspecs: written for the current version when it has ipykernel, rewritten on
+rollback, absent (with the reason in the log) otherwise."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from tests.servers import Service
+from tests.service.conftest import api, wait_ready
+
+NB = "dependencies: [python=3.11, ipykernel, dask=2025.12.0, distributed]\n"
+NB2 = "dependencies: [python=3.11, ipykernel, dask=2026.1.2, distributed]\n"
+
+
+def test_kernelspec_follows_current(service: Service) -> None:
+    token = service.token("*=admin")
+    with api(service, token) as c:
+        first = wait_ready(c, "kern/nb", c.post("/api/v1/environments/kern/nb/versions",
+                                                content=NB).json()["version"])["number"]
+        second = wait_ready(c, "kern/nb", c.post("/api/v1/environments/kern/nb/versions",
+                                                 content=NB2).json()["version"])["number"]
+        env = c.get("/api/v1/environments/kern/nb").json()
+        spec_path = service.root / "jupyter" / "kern" / "kernels" / "kern-nb" / "kernel.json"
+        assert env["kernel"] == str(spec_path)
+        spec = json.loads(spec_path.read_text())
+        assert spec["display_name"] == f"kern/nb (v{second})"
+        out = subprocess.run([spec["argv"][0], "-c", "import ipykernel, dask; "
+                              "print(dask.__version__)"], capture_output=True, text=True,
+                             timeout=120)
+        assert out.stdout.strip() == "2026.1.2", out.stderr
+        assert spec["argv"][1:3] == ["-m", "ipykernel_launcher"]
+        r = c.post("/api/v1/environments/kern/nb/rollback", json={"version": first}).json()
+        assert r["kernel"].startswith("kernel kern/nb (v1)")
+        spec = json.loads(spec_path.read_text())
+        assert spec["display_name"] == f"kern/nb (v{first})"
+        out = subprocess.run([spec["argv"][0], "-c", "import dask; print(dask.__version__)"],
+                             capture_output=True, text=True, timeout=120)
+        assert out.stdout.strip() == "2025.12.0"
+        plain = wait_ready(c, "kern/plain", c.post("/api/v1/environments/kern/plain/versions",
+                                                   content="dependencies: [python=3.11]\n"
+                                                   ).json()["version"])
+        log = c.get(f"/api/v1/environments/kern/plain/versions/{plain['number']}/log").text
+        assert "no kernel: ipykernel is not in this environment" in log
+        assert c.get("/api/v1/environments/kern/plain").json()["kernel"] is None
+    assert not (Path(service.root) / "jupyter" / "kern" / "kernels" / "kern-plain").exists()
+
+
+def test_kernel_runs_code_over_jupyter_protocol(service: Service) -> None:
+    """Start the environment's kernel the way Jupyter does and execute code in it."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+
+    token = service.token("*=admin")
+    with api(service, token) as c:
+        wait_ready(c, "kern/run", c.post("/api/v1/environments/kern/run/versions",
+                                         content=NB).json()["version"])
+    ksm = KernelSpecManager(kernel_dirs=[str(service.root / "jupyter" / "kern" / "kernels")])
+    assert "kern-run" in ksm.find_kernel_specs()
+    km = KernelManager(kernel_name="kern-run", kernel_spec_manager=ksm)
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=120)
+        outputs: list[str] = []
+        kc.execute_interactive("import dask, sys; print(dask.__version__, sys.prefix)",
+                               timeout=120,
+                               output_hook=lambda msg: outputs.append(
+                                   msg["content"].get("text", "")))
+        version, prefix = "".join(outputs).split()
+        assert version == "2025.12.0"
+        assert Path(prefix).resolve().parent == (service.root / "prefixes").resolve()
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
