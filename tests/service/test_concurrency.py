@@ -42,7 +42,8 @@ def test_fifty_concurrent_submissions_number_1_to_50(service: Service, dev_token
 
 
 def test_killed_mid_build_leaves_nothing_stuck(channel: Path, tmp_path: Path) -> None:
-    svc = Service(tmp_path / "volume", channel)
+    # one build at a time, so the third submission is still queued when the kill comes
+    svc = Service(tmp_path / "volume", channel, extra_env={"ENVYARD_BUILD_CONCURRENCY": "1"})
     svc.root.mkdir()
     svc.start()
     token = svc.token("team=developer")
