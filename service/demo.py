@@ -68,7 +68,9 @@ def run_demo(envs: Path, home: Path, volume: Path, port: int, show: Progress
         raise SpecError(f"no environment files (*.yml) in {envs}")
     show.stage("preparing the demo channel (the first run downloads ~55 MB of wheels)")
     channel = demo_channel(home)
-    settings = Settings(root=volume, channels=[str(channel)], port=_free_port(port))
+    pins = envs / "cluster" / "dask-pins.yml"  # the cluster's pins, if the folder has them
+    settings = Settings(root=volume, channels=[str(channel)], port=_free_port(port),
+                        dask_pins=pins if pins.is_file() else None)
     service = DemoService(settings)
     service.start()
     show.stage(f"service running at {service.url} (SQLite, volume {volume})")
@@ -95,7 +97,10 @@ def run_demo(envs: Path, home: Path, volume: Path, port: int, show: Progress
         probe = ("import dask; print(dask.__version__)"
                  if any(p["name"] == "dask" for p in detail["packages"])
                  else "import sys; print(sys.prefix)")
+        dask = detail.get("dask") or {}
         r.update(state=detail["state"], error=detail["error"], packages=len(detail["packages"]),
+                 dask=("matches the cluster's pins" if dask.get("ok") else "differs from the "
+                       "cluster's pins (warn)") if dask.get("applies") else None,
                  prefix=str(prefix), lock=f"{service.url}{path}/lock",
                  pack=f"{service.url}{path}/pack", log=f"{service.url}{path}/log",
                  **{"try": f"{prefix}/bin/python -c '{probe}'"})

@@ -113,8 +113,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
             for r in results:
                 print(f"\ndemo/{r['name']} version {r['version']}: {r['state']}, "
                       f"{r['packages']} packages" + (f" ({r['error']})" if r["error"] else ""))
-                for key in ("prefix", "lock", "pack", "log", "try"):
-                    print(f"  {key:<7} {r[key]}")
+                for key in ("prefix", "lock", "pack", "log", "try", "dask"):
+                    if r.get(key):
+                        print(f"  {key:<7} {r[key]}")
             print(f"\nThe service is at {service.url} (API docs: {service.url}/docs).")
             print(f"  export ENVYARD_SERVER={service.url} ENVYARD_TOKEN={token}")
             print("  envyard ls demo; envyard show demo/minimal/1; "
