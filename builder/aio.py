@@ -19,15 +19,22 @@ T = TypeVar("T")
 def run_with_timeout(make: Callable[[], Coroutine[Any, Any, T]], *, timeout: float | None,
                      on_timeout: Callable[[], Exception]) -> T:
     """Run ``make()`` to completion on a fresh loop, or raise ``on_timeout()`` after ``timeout``."""
+    return call_with_timeout(lambda: asyncio.run(make()), timeout=timeout,
+                             on_timeout=on_timeout)
+
+
+def call_with_timeout(work: Callable[[], T], *, timeout: float | None,
+                      on_timeout: Callable[[], Exception]) -> T:
+    """Call ``work()`` in a daemon thread; raise ``on_timeout()`` if it overruns ``timeout``."""
     box: dict[str, Any] = {}
 
     def target() -> None:
         try:
-            box["result"] = asyncio.run(make())
+            box["result"] = work()
         except BaseException as exc:
             box["error"] = exc
 
-    thread = threading.Thread(target=target, name="envyard-rattler", daemon=True)
+    thread = threading.Thread(target=target, name="envyard-limited", daemon=True)
     thread.start()
     thread.join(timeout)
     if thread.is_alive():

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from builder.aio import run_with_timeout
 from builder.errors import EnvyardError, InstallError, LockError
@@ -193,11 +192,3 @@ def _fetch_and_link(conda: list[LockedPackage], pip: list[LockedPackage],
                          time.perf_counter() - start)
 
 
-def read_records(prefix: Path) -> list[dict[str, Any]]:
-    """The ``conda-meta/*.json`` records of an installed prefix."""
-    return [json.loads(p.read_text()) for p in sorted((prefix / "conda-meta").glob("*.json"))
-]
-
-
-__all__ = ["InstallResult", "fingerprint", "install_lock", "installed_fingerprint",
-           "read_records"]

@@ -18,6 +18,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from builder.aio import call_with_timeout
 from builder.dask import check as dask_check
 from builder.dask import constraints as dask_constraints
 from builder.dask import pins_from_constraints
@@ -94,25 +95,6 @@ def _solve_once(ctx: BuildContext, key: str, solve: Any) -> tuple[str, bool]:
     finally:
         with ctx.solves_lock:
             ctx.solves.pop(key, None)
-
-
-def _with_limit(seconds: float, what: str, work: Any) -> Any:
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = work()
-        except BaseException as exc:
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    if thread.is_alive():
-        raise PackError(f"{what} did not finish within {seconds:.0f} s")
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
 
 
 def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> None:
@@ -205,8 +187,11 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
             with archive.with_name(f".{archive.name}.lock").open("a") as guard:
                 fcntl.flock(guard, fcntl.LOCK_EX)  # one packing per fingerprint
                 if not archive.exists():
-                    _with_limit(ctx.settings.pack_timeout, "packing", lambda: pack_prefix(
-                        built.prefix, archive, progress=log.progress))
+                    seconds = ctx.settings.pack_timeout
+                    call_with_timeout(
+                        lambda: pack_prefix(built.prefix, archive, progress=log.progress),
+                        timeout=seconds, on_timeout=lambda: PackError(
+                            f"packing did not finish within {seconds:.0f} s"))
             pack_bytes = archive.stat().st_size
             timings["pack"] = round(time.perf_counter() - start, 3)
             log.line(f"packed {pack_bytes} bytes in {timings['pack']} s")
