@@ -94,7 +94,7 @@ def version_summary(v: Version, namespace: str, name: str) -> dict[str, Any]:
 
 
 def version_detail(v: Version, namespace: str, name: str) -> dict[str, Any]:
-    return {**version_summary(v, namespace, name), "stage_detail": v.stage_detail,
+    return {**version_summary(v, namespace, name),
             "started_at": v.started_at, "timings": v.timings, "fingerprint": v.fingerprint,
             "prefix_bytes": v.prefix_bytes, "pack_bytes": v.pack_bytes,
             "packages": v.packages or [], "dask": v.dask_report,

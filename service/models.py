@@ -102,7 +102,6 @@ class Version(Base):
     number: Mapped[int]
     kind: Mapped[str] = mapped_column(String(8))  # "spec" or "lock"
     state: Mapped[str] = mapped_column(String(16), default=State.queued.value)
-    stage_detail: Mapped[str] = mapped_column(String(200), default="")
     spec_text: Mapped[str | None] = mapped_column(Text, default=None)
     spec_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
     lock_text: Mapped[str | None] = mapped_column(Text, default=None)

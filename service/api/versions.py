@@ -68,7 +68,7 @@ async def _follow(db: Any, settings: Any, namespace: Name, name: Name,
     while True:
         with db.session() as s:
             v = find_version(s, namespace, name, number)
-            new_state, detail = v.state, v.stage_detail
+            new_state = v.state
         if path.exists():
             with path.open() as f:
                 f.seek(offset)
@@ -78,7 +78,7 @@ async def _follow(db: Any, settings: Any, namespace: Name, name: Name,
                 yield f"event: log\ndata: {line}\n\n"
         if new_state != state:
             state = new_state
-            yield f"event: state\ndata: {json.dumps({'state': state, 'detail': detail})}\n\n"
+            yield f"event: state\ndata: {json.dumps({'state': state})}\n\n"
         if State(state).terminal:
             return
         await asyncio.sleep(0.2)
