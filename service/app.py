@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -57,6 +58,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   "spec, lock, pack and log.")
     app.state.settings = settings
     app.state.db = db
+    app.state.hub = None
+    if settings.hub_api_url:
+        from service.hub_auth import HubIdentities
+
+        app.state.hub = HubIdentities(settings.hub_api_url, settings.hub_service_name,
+                                      dict(settings.hub_grants), settings.hub_admins)
+        app.add_middleware(ServicePrefix, prefix=f"/services/{settings.hub_service_name}")
 
     @app.exception_handler(EnvyardError)
     async def _envyard_error(request: Request, exc: EnvyardError) -> JSONResponse:
@@ -64,8 +72,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
 
-    from service.api import dask, environments, gc, lifecycle, metrics, namespaces, versions
+    from service.api import (
+        dask,
+        environments,
+        gc,
+        identity,
+        lifecycle,
+        metrics,
+        namespaces,
+        versions,
+    )
 
-    for module in (namespaces, environments, versions, lifecycle, gc, dask, metrics):
+    for module in (namespaces, environments, versions, lifecycle, gc, dask, metrics, identity):
         app.include_router(module.router)
     return app
+
+
+class ServicePrefix:
+    """Serve the app also under the hub's ``/services/<name>`` path (the proxy keeps it)."""
+
+    def __init__(self, app: Any, prefix: str) -> None:
+        self.app, self.prefix = app, prefix.rstrip("/")
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if scope["type"] in ("http", "websocket") and (
+                path == self.prefix or path.startswith(self.prefix + "/")):
+            scope = {**scope, "root_path": scope.get("root_path", "") + self.prefix}
+        await self.app(scope, receive, send)

@@ -1,7 +1,8 @@
 """A small HTTP client for the envyard API, used by the CLI's remote commands.
 
 Server URL and token come from flags, else ``ENVYARD_SERVER`` / ``ENVYARD_TOKEN``, else
-``~/.config/envyard/client.yml`` (``server:`` and ``token:``).
+``~/.config/envyard/client.yml`` (``server:`` and ``token:``); in a JupyterHub user server
+the server's ``JUPYTERHUB_API_TOKEN`` is the last resort.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ def client_config(server: str | None, token: str | None) -> tuple[str, str | Non
         file = yaml.safe_load(CONFIG.read_text()) or {}
     server = server or os.environ.get("ENVYARD_SERVER") or file.get("server") \
         or "http://127.0.0.1:8765"
-    token = token or os.environ.get("ENVYARD_TOKEN") or file.get("token")
+    # inside a hub user server the server's own hub token works too
+    token = token or os.environ.get("ENVYARD_TOKEN") or file.get("token") \
+        or os.environ.get("JUPYTERHUB_API_TOKEN")
     return server.rstrip("/"), token
 
 

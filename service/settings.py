@@ -59,6 +59,25 @@ class Settings(BaseSettings):
         "its current version's lock is the pin set (wins over the stored pins).")
     max_spec_bytes: int = Field(1 << 20, description="Largest environment file accepted.")
     max_lock_bytes: int = Field(64 << 20, description="Largest lockfile accepted.")
+    hub_api_url: str | None = Field(
+        None, description="JupyterHub API URL (…/hub/api); set, envyard accepts hub tokens "
+        "and hub OAuth logins (`envyard serve --hub` sets it).")
+    hub_public_url: str | None = Field(
+        None, description="The hub's URL as browsers see it (OAuth redirects); default: "
+        "hub_api_url without /hub/api.")
+    hub_service_name: str = Field("envyard", description="envyard's service name in the hub.")
+    hub_service_token: str | None = Field(
+        None, description="envyard's API token as a hub service (its OAuth client secret).")
+    hub_grants: dict[str, Literal["viewer", "developer", "admin"]] = Field(
+        {"{user}": "developer", "shared": "viewer"},
+        description="Roles a hub user gets, by namespace; '{user}' is the user's own name.")
+    hub_admins: Literal["viewer", "developer", "admin"] | None = Field(
+        "admin", description="Role hub admins get on every namespace; null: none.")
+    hub_port: int = Field(8000, description="Public port of the hub `serve --hub` starts.")
+    hub_proxy_command: str = Field(
+        "configurable-http-proxy", description="configurable-http-proxy executable (npm).")
+    hub_password: str | None = Field(
+        None, description="Shared password of the embedded hub's dummy login; null: any.")
     host: str = Field("127.0.0.1", description="Address `envyard serve` binds.")
     port: int = Field(8765, description="Port `envyard serve` binds.")
 

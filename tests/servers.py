@@ -79,6 +79,7 @@ class Service:
     channel: Path
     database_url: str = ""
     extra_env: dict[str, str] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
 
@@ -96,7 +97,7 @@ class Service:
 
     def start(self) -> Service:
         with (self.root.parent / f"serve-{self.port}.log").open("ab") as log:
-            self.proc = subprocess.Popen([ENVYARD, "serve"], env=self.env,
+            self.proc = subprocess.Popen([ENVYARD, "serve", *self.args], env=self.env,
                                          stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
-# Installs what the tests need on a fresh machine: PostgreSQL (server binaries), envyard
-# with its test extras, and the demo channel's pinned wheels (the only download).
+# Installs what the tests need on a fresh machine: PostgreSQL (server binaries), npm's
+# configurable-http-proxy (for the embedded JupyterHub), envyard with its test extras, and
+# the demo channel's pinned wheels.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+fi
+if ! command -v npm >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
+node_prefix="${ENVYARD_HOME:-$HOME/.envyard}/node"
+if [ ! -x "$node_prefix/node_modules/.bin/configurable-http-proxy" ]; then
+  npm install --silent --no-audit --no-fund --prefix "$node_prefix" configurable-http-proxy@5
 fi
 python -m pip install -q -e '.[test]'
 envyard demo-channel >/dev/null

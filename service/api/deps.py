@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
 
-from service.auth import Principal, authenticate
+from service.auth import PREFIX, Principal, authenticate
 from service.db import Database
 from service.errors import TooLarge
 from service.jobs import LocalRunner
@@ -28,11 +28,27 @@ def get_runner(request: Request) -> LocalRunner:
     return request.app.state.runner
 
 
+def _hub_secret(authorization: str | None, cookie: str | None) -> str | None:
+    """A token envyard did not issue (no ``ey_`` prefix), from the header or the login cookie."""
+    if authorization:
+        scheme, _, secret = authorization.partition(" ")
+        secret = secret.strip()
+        if scheme.lower() in ("bearer", "token") and secret and not secret.startswith(PREFIX):
+            return secret
+        return None
+    return cookie or None
+
+
 def get_principal(request: Request,
                   authorization: Annotated[str | None, Header()] = None) -> Principal:
-    with request.app.state.db.session() as session:
-        return authenticate(session, authorization,
-                            anonymous_read=request.app.state.settings.anonymous == "read")
+    state = request.app.state
+    anonymous_read = state.settings.anonymous == "read"
+    if state.hub is not None:
+        secret = _hub_secret(authorization, request.cookies.get("envyard-hub-token"))
+        if secret:
+            return state.hub.principal(secret, anonymous_read=anonymous_read)
+    with state.db.session() as session:
+        return authenticate(session, authorization, anonymous_read=anonymous_read)
 
 
 async def read_body(request: Request, limit: int) -> str:

@@ -20,11 +20,28 @@ def cmd_serve(args: argparse.Namespace) -> None:
         overrides["host"] = args.host
     if args.port:
         overrides["port"] = args.port
+    if args.hub_port:
+        overrides["hub_port"] = args.hub_port
     settings = Settings(**overrides)
+    hub = None
+    if args.hub:
+        from service.hub import EmbeddedHub
+
+        hub = EmbeddedHub(settings, f"http://{settings.host}:{settings.port}")
+        settings = hub.settings_for_service(settings)
+        hub.start()
     info(f"envyard serving on http://{settings.host}:{settings.port} "
          f"(API docs at /docs; volume {settings.root})")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level=args.log_level)
+    if hub:
+        info(f"JupyterHub at {hub.public_url} (log in as any user"
+             f"{'' if settings.hub_password else ', any password'}); envyard behind it at "
+             f"{hub.public_url}/services/{settings.hub_service_name}/")
+    try:
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+                    log_level=args.log_level)
+    finally:
+        if hub:
+            hub.stop()
 
 
 def _roles(pairs: list[str]) -> dict[str, Any]:
@@ -73,6 +90,11 @@ def register(sub: Any) -> None:
                        "SQLite and a volume under ~/.envyard/volume, builds in-process.")
     p.add_argument("--host", help="address to bind (setting: host)")
     p.add_argument("--port", type=int, help="port to bind (setting: port)")
+    p.add_argument("--hub", action="store_true",
+                   help="also run a JupyterHub (configurable-http-proxy from npm, local "
+                   "spawner) with envyard as its service: hub users log in to envyard and "
+                   "see the kernels of the namespaces they may read")
+    p.add_argument("--hub-port", type=int, help="the hub's public port (setting: hub_port)")
     p.add_argument("--log-level", default="warning",
                    choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=cmd_serve)

@@ -83,3 +83,39 @@ def test_dockerfile_is_sound() -> None:
     assert any(line.startswith("USER ") and "root" not in line for line in lines)
     assert any(line.startswith("HEALTHCHECK ") for line in lines)
     assert lines[-1].startswith(("CMD", "ENTRYPOINT"))
+
+
+def test_hub_config_and_service_settings_agree(monkeypatch: pytest.MonkeyPatch,
+                                               tmp_path: Path) -> None:
+    """The rendered hub config runs, gives users the kernels of the namespaces the rendered
+    envyard settings grant them, and points envyard at the hub."""
+    from types import SimpleNamespace
+
+    from traitlets.config import Config
+
+    from service.hub_auth import jupyter_path
+    from service.settings import Settings
+
+    docs = [d for text in _render({"hub": {"enabled": True, "publicUrl": "https://hub.example",
+                                           "grants": {"{user}": "developer", "geo": "viewer"}}}
+                                   ).values() for d in yaml.safe_load_all(text) if d]
+    maps = {d["metadata"]["name"]: d["data"] for d in docs if d["kind"] == "ConfigMap"}
+    monkeypatch.setenv("ENVYARD_HUB_TOKEN", "t0ken")
+    c = Config()
+    exec(compile(maps["ey-hub"]["jupyterhub_config.py"], "jupyterhub_config.py", "exec"),
+         {"c": c})
+    (service,) = c.JupyterHub.services
+    assert service["api_token"] == "t0ken"
+    assert service["oauth_redirect_uri"] == "https://hub.example/services/envyard/oauth_callback"
+    paths = c.KubeSpawner.environment["JUPYTER_PATH"](SimpleNamespace(
+        user=SimpleNamespace(name="alice")))
+    settings_file = tmp_path / "envyard.yml"
+    settings_file.write_text(maps["ey-settings"]["envyard.yml"])
+    monkeypatch.setenv("ENVYARD_CONFIG", str(settings_file))
+    settings = Settings()
+    assert settings.hub_api_url == "http://ey-hub:8081/hub/api"
+    assert settings.hub_public_url == "https://hub.example"
+    assert paths == jupyter_path(settings.root / "jupyter", "alice", settings.hub_grants)
+    # Helm merges maps: the default `shared` grant stays unless set to null
+    assert set(paths.split(":")) == {"/srv/envyard/jupyter/alice", "/srv/envyard/jupyter/geo",
+                                     "/srv/envyard/jupyter/shared"}

@@ -1,0 +1,89 @@
+"""Who am I, and logging in through the hub: JupyterHub's OAuth code flow for browsers.
+
+``/login`` sends the browser to the hub's authorize page; the hub sends it back to
+``/oauth_callback`` with a code, which envyard trades for a token bound to this service
+and keeps in an HttpOnly cookie. Requests then carry the cookie instead of a header.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse
+
+from service.api.deps import PrincipalDep, SettingsDep
+from service.errors import NotFound, ServiceError, Unauthorized
+from service.settings import Settings
+
+router = APIRouter(tags=["identity"])
+
+TOKEN_COOKIE = "envyard-hub-token"
+STATE_COOKIE = "envyard-oauth-state"
+
+
+@router.get("/api/v1/whoami")
+def whoami(principal: PrincipalDep) -> dict[str, Any]:
+    """The caller's name and roles, as envyard resolved them."""
+    return {"name": principal.name,
+            "roles": {ns: role.value for ns, role in sorted(principal.roles.items())}}
+
+
+def _hub(settings: Settings) -> tuple[str, str, str]:
+    """(public hub URL, API URL, redirect URI), or 404 when no hub is configured."""
+    if not (settings.hub_api_url and settings.hub_service_token):
+        raise NotFound("no JupyterHub is configured (hub_api_url, hub_service_token)")
+    api = settings.hub_api_url.rstrip("/")
+    public = (settings.hub_public_url or api.removesuffix("/hub/api")).rstrip("/")
+    return public, api, f"{public}/services/{settings.hub_service_name}/oauth_callback"
+
+
+def _cookie_path(request: Request) -> str:
+    return (request.scope.get("root_path") or "") + "/"
+
+
+def _safe_next(request: Request, target: str | None) -> str:
+    """Only same-site paths: an OAuth flow must not become an open redirect."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return _cookie_path(request) + "api/v1/whoami"
+
+
+@router.get("/login", include_in_schema=False)
+def login(request: Request, settings: SettingsDep, next: str | None = None) -> RedirectResponse:
+    public, _, redirect_uri = _hub(settings)
+    state = secrets.token_urlsafe(24)
+    query = urlencode({"client_id": f"service-{settings.hub_service_name}",
+                       "redirect_uri": redirect_uri, "response_type": "code", "state": state})
+    resp = RedirectResponse(f"{public}/hub/api/oauth2/authorize?{query}", status_code=302)
+    resp.set_cookie(STATE_COOKIE, f"{state}:{_safe_next(request, next)}", max_age=600,
+                    httponly=True, samesite="lax", path=_cookie_path(request))
+    return resp
+
+
+@router.get("/oauth_callback", include_in_schema=False)
+def oauth_callback(request: Request, settings: SettingsDep, code: str = "",
+                   state: str = "") -> RedirectResponse:
+    import httpx
+
+    _, api, redirect_uri = _hub(settings)
+    expected, _, target = (request.cookies.get(STATE_COOKIE) or "").partition(":")
+    if not code or not state or not expected or not secrets.compare_digest(state, expected):
+        raise Unauthorized("OAuth state mismatch: start again at /login")
+    try:
+        resp = httpx.post(f"{api}/oauth2/token", timeout=10, data={
+            "client_id": f"service-{settings.hub_service_name}",
+            "client_secret": settings.hub_service_token, "grant_type": "authorization_code",
+            "code": code, "redirect_uri": redirect_uri})
+    except httpx.TransportError as exc:
+        raise ServiceError(f"cannot reach the hub: {exc}") from None
+    if resp.status_code != 200 or "access_token" not in resp.json():
+        raise Unauthorized(f"the hub refused the OAuth code ({resp.status_code})")
+    request.app.state.hub.principal(resp.json()["access_token"], anonymous_read=False)
+    out = RedirectResponse(_safe_next(request, target), status_code=302)
+    out.set_cookie(TOKEN_COOKIE, resp.json()["access_token"], httponly=True, samesite="lax",
+                   path=_cookie_path(request))
+    out.delete_cookie(STATE_COOKIE, path=_cookie_path(request))
+    return out

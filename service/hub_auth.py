@@ -1,0 +1,96 @@
+"""JupyterHub identities: a hub token (or a hub OAuth login) becomes a principal with roles.
+
+envyard is registered in the hub as a service. A request carrying a token envyard did not
+issue is asked about at the hub (``GET /hub/api/user``); the token must grant access to
+this service. The user's roles come from ``hub_grants`` (by default developer on the
+namespace named after the user, viewer on ``shared``) and ``hub_admins``. The same rules
+choose which namespaces' kernels a user's server sees (``jupyter_path``), so what a user
+may read through the API and in the notebook is one decision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from builder.spec import NAME_RE
+from service.auth import Principal
+from service.errors import Forbidden, Unauthorized
+from service.models import Role
+
+CACHE_SECONDS = 60.0
+CACHE_ENTRIES = 4096
+
+
+def grants_for(user: str, admin: bool, grants: dict[str, str],
+               admins: str | None) -> dict[str, Role]:
+    """Roles of hub user ``user``; a template naming an invalid namespace grants nothing."""
+    roles: dict[str, Role] = {}
+    for template, role in grants.items():
+        namespace = template.replace("{user}", user)
+        if NAME_RE.match(namespace):
+            roles[namespace] = Role(role)
+    if admin and admins:
+        roles["*"] = Role(admins)
+    return roles
+
+
+def jupyter_path(jupyter_root: Path, user: str, grants: dict[str, str]) -> str:
+    """``JUPYTER_PATH`` for a user's server: the data directory of every namespace it reads."""
+    namespaces = [ns for ns in grants_for(user, False, grants, None) if ns != "*"]
+    return ":".join(str(jupyter_root / ns) for ns in namespaces)
+
+
+class HubIdentities:
+    """Resolves hub tokens to principals, remembering answers for a minute."""
+
+    def __init__(self, api_url: str, service_name: str, grants: dict[str, str],
+                 admins: str | None) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.service_name = service_name
+        self.grants = grants
+        self.admins = admins
+        self._cache: dict[str, tuple[float, Principal]] = {}
+        self._lock = threading.Lock()
+
+    def principal(self, token: str, *, anonymous_read: bool) -> Principal:
+        key = hashlib.sha256(token.encode()).hexdigest()
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit and hit[0] > now:
+            return hit[1]
+        model = self._ask_hub(token)
+        principal = Principal(f"hub user '{model['name']}'",
+                              grants_for(model["name"], bool(model.get("admin")),
+                                         self.grants, self.admins),
+                              anonymous_read=anonymous_read)
+        with self._lock:
+            if len(self._cache) >= CACHE_ENTRIES:
+                self._cache.clear()
+            self._cache[key] = (now + CACHE_SECONDS, principal)
+        return principal
+
+    def _ask_hub(self, token: str) -> dict[str, Any]:
+        import httpx
+
+        try:
+            resp = httpx.get(f"{self.api_url}/user", timeout=10,
+                             headers={"Authorization": f"token {token}"})
+        except httpx.TransportError as exc:
+            raise Unauthorized(f"cannot check the token with the hub ({exc})") from None
+        if resp.status_code in (401, 403):
+            raise Unauthorized("unknown token (neither envyard's nor the hub's)")
+        if resp.status_code != 200:
+            raise Unauthorized(f"the hub answered {resp.status_code} checking the token")
+        model = resp.json()
+        if model.get("kind", "user") != "user":
+            raise Forbidden("hub tokens of services carry no envyard roles")
+        scopes = set(model.get("scopes") or ())
+        if not scopes & {"access:services", f"access:services!service={self.service_name}"}:
+            raise Forbidden(f"this hub token does not grant access to the "
+                            f"'{self.service_name}' service")
+        return model

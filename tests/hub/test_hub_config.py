@@ -1,0 +1,49 @@
+"""Hub wiring without a hub: who gets which roles, which kernels a server sees, and a clear
+refusal when the proxy is missing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from service.hub_auth import grants_for, jupyter_path
+from service.models import Role
+from tests.servers import ENVYARD
+
+DEFAULT = {"{user}": "developer", "shared": "viewer"}
+
+
+def test_default_grants() -> None:
+    assert grants_for("alice", False, DEFAULT, "admin") == {
+        "alice": Role.developer, "shared": Role.viewer}
+    assert grants_for("root", True, DEFAULT, "admin")["*"] is Role.admin
+    assert "*" not in grants_for("root", True, DEFAULT, None)
+
+
+def test_user_names_that_are_not_namespace_names_grant_nothing_of_their_own() -> None:
+    # hub user names may be e-mail addresses; they must not be mapped onto someone else's
+    assert grants_for("a@b.org", False, DEFAULT, None) == {"shared": Role.viewer}
+    assert grants_for("../etc", False, DEFAULT, None) == {"shared": Role.viewer}
+
+
+def test_configured_grants() -> None:
+    grants = {"team-{user}": "admin", "geo": "developer"}
+    assert grants_for("bo", False, grants, None) == {"team-bo": Role.admin,
+                                                     "geo": Role.developer}
+
+
+def test_jupyter_path_lists_readable_namespaces(tmp_path: Path) -> None:
+    assert jupyter_path(tmp_path, "alice", DEFAULT).split(":") == [
+        str(tmp_path / "alice"), str(tmp_path / "shared")]
+
+
+def test_serve_hub_without_proxy_says_what_to_install(tmp_path: Path) -> None:
+    env = {**os.environ, "ENVYARD_ROOT": str(tmp_path / "v"),
+           "ENVYARD_HUB_PROXY_COMMAND": "no-such-proxy", "ENVYARD_HOME": str(tmp_path)}
+    done = subprocess.run([ENVYARD, "serve", "--hub", "--port", "1"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 20
+    assert "npm install -g configurable-http-proxy" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "v" / "hub").exists()

@@ -1,0 +1,141 @@
+"""End to end, no mocks: `envyard serve --hub` runs a real JupyterHub (configurable-http-proxy,
+local spawner); a hub user logs in, builds through envyard with the hub token, starts a
+server, sees exactly the kernels of the namespaces it may read, runs code in one over the
+kernel websocket, and sees a rollback change the kernel."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.hub.hubclient import HubUser
+from tests.servers import Service, free_port
+from tests.service.conftest import wait_ready
+
+pytestmark = pytest.mark.timeout(600)
+
+NB = "dependencies: [python=3.11, ipykernel, dask=2025.12.0, distributed]\n"
+NB2 = "dependencies: [python=3.11, ipykernel, dask=2026.1.2, distributed]\n"
+CODE = "import dask; print(dask.__version__)"
+
+
+@pytest.fixture(scope="module")
+def hub(channel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    port = free_port()
+    svc = Service(tmp_path_factory.mktemp("hub") / "volume", channel,
+                  extra_env={"ENVYARD_HUB_PORT": str(port)}, args=["--hub"])
+    svc.root.mkdir()
+    svc.start()
+    svc.hub_url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{svc.hub_url}/hub/api/", timeout=1).status_code == 200:  # type: ignore[attr-defined]
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+    else:
+        raise AssertionError("the hub did not answer in 60 s")
+    yield svc
+    svc.stop()
+
+
+def envyard_via_hub(hub: Service, token: str) -> httpx.Client:
+    """envyard's API through the hub's proxy, authenticated by a hub token."""
+    return httpx.Client(base_url=f"{hub.hub_url}/services/envyard",  # type: ignore[attr-defined]
+                        headers={"Authorization": f"token {token}"}, timeout=60)
+
+
+def submit(c: httpx.Client, env: str, text: str) -> dict:
+    resp = c.post(f"/api/v1/environments/{env}/versions", content=text)
+    assert resp.status_code == 202, resp.text
+    return wait_ready(c, env, resp.json()["version"])
+
+
+def listed_within(user: HubUser, kernel: str, display: str, timeout: float = 30) -> float:
+    """Seconds until the user's server lists ``kernel`` with ``display`` as its name."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        spec = user.kernelspecs().get(kernel)
+        if spec and spec["spec"]["display_name"] == display:
+            return time.monotonic() - start
+        time.sleep(0.05)
+    raise AssertionError(f"{kernel} never listed as {display!r}: {user.kernelspecs()}")
+
+
+def test_hub_user_kernels_follow_current(hub: Service) -> None:
+    admin = httpx.Client(base_url=hub.url, timeout=60,
+                         headers={"Authorization": f"Bearer {hub.token('*=admin')}"})
+    alice = HubUser(hub.hub_url, "alice")  # type: ignore[attr-defined]
+    with envyard_via_hub(hub, alice.token) as c:
+        assert c.get("/api/v1/whoami").json() == {
+            "name": "hub user 'alice'", "roles": {"alice": "developer", "shared": "viewer"}}
+        v1 = submit(c, "alice/geo", NB)
+        assert v1["state"] == "ready", v1.get("error")
+        submit(admin, "bob/geo", NB2)
+        submit(admin, "shared/base", NB2)
+
+        alice.start_server()
+        specs = alice.kernelspecs()
+        assert {"alice-geo", "shared-base"} <= set(specs)
+        assert "bob-geo" not in specs  # alice may not read bob's namespace
+        assert specs["alice-geo"]["spec"]["display_name"] == "alice/geo (v1)"
+        assert alice.run("alice-geo", CODE).strip() == "2025.12.0"
+
+        v2 = submit(c, "alice/geo", NB2)
+        new_current = listed_within(alice, "alice-geo", "alice/geo (v2)")
+        assert alice.run("alice-geo", CODE).strip() == "2026.1.2"
+
+        resp = c.post("/api/v1/environments/alice/geo/rollback", json={"version": 1})
+        assert resp.status_code == 200, resp.text
+        rolled_back = listed_within(alice, "alice-geo", "alice/geo (v1)")
+        assert alice.run("alice-geo", CODE).strip() == "2025.12.0"
+        assert v2["number"] == 2
+    print(f"\nkernel listed {new_current:.3f} s after a build became current, "
+          f"{rolled_back:.3f} s after a rollback")
+    alice.close()
+    admin.close()
+
+
+def test_hub_roles_decide_what_a_user_may_do(hub: Service) -> None:
+    carol = HubUser(hub.hub_url, "carol")  # type: ignore[attr-defined]
+    with envyard_via_hub(hub, carol.token) as c:
+        assert c.post("/api/v1/environments/dave/x/versions", content=NB).status_code == 403
+        refused = c.post("/api/v1/environments/shared/x/versions", content=NB)
+        assert refused.status_code == 403 and "viewer" in refused.json()["detail"]
+        assert c.get("/api/v1/namespaces/shared").status_code in (200, 404)
+        assert c.get("/api/v1/namespaces/dave").status_code == 403
+    # a hub token that does not grant access to the envyard service is refused
+    narrow = carol.api.post("/hub/api/users/carol/tokens",
+                            json={"scopes": ["read:users:name!user=carol"]}).json()["token"]
+    with envyard_via_hub(hub, narrow) as c:
+        resp = c.get("/api/v1/whoami")
+        assert resp.status_code == 403 and "envyard" in resp.json()["detail"]
+    with envyard_via_hub(hub, "not-a-real-token") as c:
+        assert c.get("/api/v1/whoami").status_code == 401
+    carol.close()
+
+
+def test_browser_login_through_hub_oauth(hub: Service) -> None:
+    erin = HubUser(hub.hub_url, "erin")  # type: ignore[attr-defined]
+    browser = erin.browser  # carries only the hub's login cookie
+    assert browser.get("/services/envyard/api/v1/whoami").status_code == 401
+    page = browser.get("/services/envyard/login",
+                       params={"next": "/services/envyard/api/v1/whoami"})
+    assert page.status_code == 200, page.text
+    assert page.json()["roles"] == {"erin": "developer", "shared": "viewer"}
+    assert str(page.url).endswith("/services/envyard/api/v1/whoami")
+    # the envyard cookie now authenticates API calls
+    assert browser.get("/services/envyard/api/v1/namespaces/erin").status_code in (200, 404)
+    # an outside `next` is not followed (no open redirect)
+    page = browser.get("/services/envyard/login", params={"next": "//evil.example/x"})
+    assert page.status_code == 200 and page.url.host == "127.0.0.1"
+    # a callback that did not start at /login is refused
+    forged = browser.get("/services/envyard/oauth_callback",
+                         params={"code": "x", "state": "y"}, follow_redirects=False)
+    assert forged.status_code == 401
+    erin.close()
