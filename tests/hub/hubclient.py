@@ -4,6 +4,7 @@ the user's server, list kernelspecs and run code in a kernel over its websocket.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import time
@@ -94,6 +95,10 @@ class HubUser:
                     return "".join(out)
         finally:
             conn.close()
+            # wait for the closing handshake, so no socket is left for the garbage collector
+            with contextlib.suppress(Exception):
+                while await asyncio.wait_for(conn.read_message(), 5) is not None:
+                    pass
 
     def close(self) -> None:
         self.api.close()

@@ -21,6 +21,10 @@ pytestmark = pytest.mark.timeout(600)
 NB = "dependencies: [python=3.11, ipykernel, dask=2025.12.0, distributed]\n"
 NB2 = "dependencies: [python=3.11, ipykernel, dask=2026.1.2, distributed]\n"
 CODE = "import dask; print(dask.__version__)"
+WHOAMI = ("import json, os, urllib.request as u\n"
+          "r = u.Request(os.environ['ENVYARD_SERVER'] + '/api/v1/whoami', headers={\n"
+          "    'Authorization': 'token ' + os.environ['JUPYTERHUB_API_TOKEN']})\n"
+          "print(json.load(u.urlopen(r))['name'])")
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +89,8 @@ def test_hub_user_kernels_follow_current(hub: Service) -> None:
         assert "bob-geo" not in specs  # alice may not read bob's namespace
         assert specs["alice-geo"]["spec"]["display_name"] == "alice/geo (v1)"
         assert alice.run("alice-geo", CODE).strip() == "2025.12.0"
+        # from a notebook, the server's own hub token reaches envyard as alice
+        assert alice.run("alice-geo", WHOAMI).strip() == "hub user 'alice'"
 
         v2 = submit(c, "alice/geo", NB2)
         new_current = listed_within(alice, "alice-geo", "alice/geo (v2)")
