@@ -10,12 +10,13 @@
     ├── InstallError        linking a prefix failed (nothing is left at the target)
     ├── PackError           conda-pack could not pack the prefix
     ├── ChannelError        the demo channel could not be built
-    └── DaskMismatch        a lock differs from the Dask cluster's pins
+    ├── DaskMismatch        a lock differs from the Dask cluster's pins
+    └── ImageError          an OCI image could not be built, pulled or pushed
 
 Callers (the CLI, later the service) catch ``EnvyardError`` and show ``str(err)``;
 anything else is a bug. The CLI exits with ``exit_code``: 0 success, 1 internal error,
 2 usage error, 10 spec, 11 solve, 12 lock, 13 fetch or hash, 14 install, 15 pack, 16 channel,
-17 Dask pin mismatch.
+17 Dask pin mismatch, 18 image.
 """
 
 from __future__ import annotations
@@ -89,3 +90,9 @@ class DaskMismatch(EnvyardError):
     """A required package differs from the Dask cluster's pins (the policy blocks it)."""
 
     exit_code = 17
+
+
+class ImageError(EnvyardError):
+    """An OCI image could not be built, pulled or pushed (the environment is unaffected)."""
+
+    exit_code = 18

@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# Installs what the tests need on a fresh machine: PostgreSQL (server binaries), npm's
-# configurable-http-proxy (for the embedded JupyterHub), envyard with its test extras, and
-# the demo channel's pinned wheels.
+# Installs what the tests need on a fresh machine: PostgreSQL (server binaries), an OCI
+# registry, skopeo and podman, npm's configurable-http-proxy (for the embedded JupyterHub),
+# envyard with its test extras, and the demo channel's pinned wheels.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+fi
+# image tests: a registry, skopeo and podman (runc: crun fails on these machines)
+missing=""
+for tool in docker-registry skopeo podman runc; do command -v "$tool" >/dev/null || missing=1; done
+if [ -n "$missing" ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    docker-registry skopeo podman runc >/dev/null
 fi
 if ! command -v npm >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null

@@ -1,0 +1,173 @@
+"""Real image tooling on 127.0.0.1 for tests and benchmarks: a `docker-registry` (CNCF
+distribution), podman with its own storage (and its Docker-compatible API), and a base
+image made locally from this machine's libraries (no registry outside is reachable)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from builder.oci import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, BlobStore, canonical
+from builder.registry import Registry
+from tests.servers import free_port
+
+
+class RegistryServer:
+    """`docker-registry serve` on a loopback port; deletes enabled; optional basic auth."""
+
+    def __init__(self, users: dict[str, str] | None = None) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="envyard-registry-"))
+        self.port = free_port()
+        self.users = users or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> RegistryServer:
+        config = {"version": 0.1, "log": {"level": "error"},
+                  "storage": {"filesystem": {"rootdirectory": str(self.dir / "data")},
+                              "delete": {"enabled": True}},
+                  "http": {"addr": self.host, "secret": "test"}}
+        if self.users:
+            import bcrypt
+
+            lines = [f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt(4)).decode()}"
+                     for u, p in self.users.items()]
+            (self.dir / "htpasswd").write_text("\n".join(lines) + "\n")
+            config["auth"] = {"htpasswd": {"realm": "envyard-test",
+                                           "path": str(self.dir / "htpasswd")}}
+        (self.dir / "config.yml").write_text(json.dumps(config))
+        with (self.dir / "log").open("wb") as log:
+            self.proc = subprocess.Popen(["docker-registry", "serve",
+                                          str(self.dir / "config.yml")],
+                                         stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"http://{self.host}/v2/", timeout=1)
+                return self
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise RuntimeError("docker-registry did not start")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _elf_deps(paths: list[Path]) -> set[str]:
+    """System libraries the ELF files need (``ldd``), resolved, outside their prefix."""
+    found: set[str] = set()
+    for path in paths:
+        out = subprocess.run(["ldd", str(path)], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            parts = line.split()
+            lib = parts[2] if "=>" in parts and len(parts) > 2 else parts[0] if parts else ""
+            if lib.startswith("/") and os.path.exists(lib):
+                found.add(lib)
+    return found
+
+
+def _is_elf(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            return f.read(4) == b"\x7fELF"
+    except OSError:
+        return False
+
+
+def make_base_image(registry: Registry, repo: str, tag: str, needs: Path) -> str:
+    """Push a minimal base (``/bin/sh``, ``/usr/bin/env`` and the system libraries every ELF
+    file in the prefix ``needs`` uses) and return its reference."""
+    elves = [p for p in needs.rglob("*") if p.is_file() and not p.is_symlink() and _is_elf(p)]
+    inside = str(needs.resolve())
+    files = {os.path.normpath(f) for f in _elf_deps([*elves, Path("/bin/dash"),
+                                                      Path("/usr/bin/env")])
+             if not os.path.realpath(f).startswith(inside)} | {"/bin/dash", "/usr/bin/env"}
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        dirs = sorted({str(Path(f).parent) for f in files} | {"/tmp", "/bin", "/usr/bin"})
+        for d in dirs:
+            for p in [*reversed(Path(d).parents), Path(d)]:
+                if str(p) != "/" and f"{p}".lstrip("/") not in tar.getnames():
+                    info = tarfile.TarInfo(str(p).lstrip("/"))
+                    info.type, info.mode = tarfile.DIRTYPE, 0o1777 if str(p) == "/tmp" else 0o755
+                    tar.addfile(info)
+        for f in sorted(files):
+            real = os.path.realpath(f)
+            info = tarfile.TarInfo(f.lstrip("/"))
+            info.size, info.mode = os.path.getsize(real), 0o755
+            with open(real, "rb") as src:
+                tar.addfile(info, src)
+        info = tarfile.TarInfo("bin/sh")
+        info.type, info.linkname = tarfile.SYMTYPE, "dash"
+        tar.addfile(info)
+    import gzip
+    import hashlib
+
+    plain = layer.getvalue()
+    packed = gzip.compress(plain, mtime=0)
+    store = BlobStore(Path(tempfile.mkdtemp(prefix="envyard-base-")))
+    layer_desc = store.put(packed, OCI_LAYER_GZIP)
+    config = {"architecture": "amd64", "os": "linux",
+              "config": {"Env": ["PATH=/usr/local/bin:/usr/bin:/bin"], "Cmd": ["/bin/sh"]},
+              "rootfs": {"type": "layers",
+                         "diff_ids": ["sha256:" + hashlib.sha256(plain).hexdigest()]},
+              "history": [{"created_by": "envyard tests: base from this machine's libraries"}]}
+    config_desc = store.put(canonical(config), OCI_CONFIG)
+    manifest = canonical({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                          "config": config_desc.to_json(), "layers": [layer_desc.to_json()]})
+    registry.push_blob(repo, layer_desc, store)
+    registry.push_blob(repo, config_desc, store)
+    registry.put_manifest(repo, tag, manifest, OCI_MANIFEST)
+    shutil.rmtree(store.root, ignore_errors=True)
+    return f"{registry.host}/{repo}:{tag}"
+
+
+class Podman:
+    """podman with private storage and the settings this machine needs (TOOLING.md)."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="envyard-podman-"))
+        (self.dir / "containers.conf").write_text(
+            '[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]\n'
+            '[engine]\nruntime = "runc"\n')
+        self.env = {**os.environ, "CONTAINERS_CONF": str(self.dir / "containers.conf")}
+        self.base = ["podman", "--root", str(self.dir / "root"), "--runroot",
+                     str(self.dir / "run"), "--storage-driver", "overlay"]
+        self.service: subprocess.Popen[bytes] | None = None
+
+    def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*self.base, *args], env=self.env, capture_output=True,
+                              text=True, timeout=timeout)
+
+    def start_service(self) -> str:
+        """The Docker-compatible API on a unix socket; returns its DOCKER_HOST."""
+        sock = self.dir / "podman.sock"
+        self.service = subprocess.Popen([*self.base, "system", "service", "--time=0",
+                                         f"unix://{sock}"], env=self.env,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not sock.exists():
+            time.sleep(0.05)
+        return f"unix://{sock}"
+
+    def stop(self) -> None:
+        if self.service and self.service.poll() is None:
+            self.service.terminate()
+            self.service.wait(10)
+        self.run("system", "reset", "--force", timeout=120)
+        shutil.rmtree(self.dir, ignore_errors=True)
