@@ -144,7 +144,7 @@ def build_image(prefix: Path, spec: ImageSpec, store: BlobStore, base_registry: 
         raise ImageError(f"base {base} has {len(base_layers)} layers; with up to "
                          f"{spec.max_layers} more the engines' limit (125) could be passed")
     layers = env_layers(prefix, spec.dest, store, max_layers=spec.max_layers,
-                        mtime=int(spec.created.timestamp()), progress=progress)
+                        built=int(spec.created.timestamp()), progress=progress)
     return compose(spec, base, base_digest, base_config, base_layers, layers, store)
 
 

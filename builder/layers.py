@@ -4,9 +4,12 @@ Each package goes to bucket ``sha256(name) % max_layers``, so a package keeps it
 from one version to the next and a version that changes one package changes one layer
 (plus the small layer of files no package owns: history, pip installs, envyard's stamp).
 conda-pack's ``Packer`` decides each file's bytes with paths rewritten to ``dest_prefix``;
-the tar is ours: sorted entries, owner 0, a fixed mtime, gzip without a timestamp, so one
-lock gives byte-identical layers. A layer whose packages (by archive sha256) and
-destination were built before is reused from the store without being written again.
+the tar is ours: sorted entries, owner 0, gzip without a timestamp, and mtimes that do not
+depend on when the prefix was built: a file keeps the mtime its package archive gave it
+(so ``.pyc`` files stay valid) unless it was written at install time (entry points, files
+with a prefix rewritten), which gets a fixed one. One lock gives byte-identical layers. A
+layer whose packages (by archive sha256) and destination were built before is reused from
+the store without being written again.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ from typing import Any
 from builder.errors import ImageError
 from builder.oci import OCI_LAYER_GZIP, BlobStore, Descriptor
 
-LAYER_FORMAT = "envyard-layer-2"
+LAYER_FORMAT = "envyard-layer-3"
+FIXED_MTIME = 315532800  # 1980-01-01, the zip epoch
+FRESH = 86400  # files this close to the build time were written by the install
 OWNERLESS = "~unowned"
 
 
@@ -81,15 +86,16 @@ class _LayerArchive:
     per-path ``sha256_in_prefix``/``size_in_prefix``, which describe the build path.
     """
 
-    def __init__(self, tar: tarfile.TarFile, arcroot: str, mtime: int, prefix: str,
+    def __init__(self, tar: tarfile.TarFile, arcroot: str, built: int, prefix: str,
                  dest: str) -> None:
-        self.tar, self.arcroot, self.mtime = tar, arcroot, mtime
+        self.tar, self.arcroot, self.floor = tar, arcroot, built - FRESH
         self.prefix, self.dest = prefix.encode(), dest.encode()
 
     def _info(self, source: str, target: str) -> tuple[tarfile.TarInfo, os.stat_result]:
         st = os.lstat(source)
         info = tarfile.TarInfo(f"{self.arcroot}/{target}")
-        info.mtime, info.uid, info.gid, info.uname, info.gname = self.mtime, 0, 0, "", ""
+        info.uid, info.gid, info.uname, info.gname = 0, 0, "", ""
+        info.mtime = int(st.st_mtime) if st.st_mtime < self.floor else FIXED_MTIME
         info.mode = stat.S_IMODE(st.st_mode)
         return info, st
 
@@ -132,7 +138,7 @@ class _LayerArchive:
 
     def directory(self, path: str) -> None:
         info = tarfile.TarInfo(path)
-        info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, self.mtime
+        info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, FIXED_MTIME
         self.tar.addfile(info)
 
 
@@ -145,7 +151,7 @@ def _parents(dest: PurePosixPath, targets: list[str]) -> list[str]:
     return sorted(d.lstrip("/") for d in dirs)
 
 
-def _write_layer(store: BlobStore, prefix: Path, dest: str, files: list[Any], mtime: int,
+def _write_layer(store: BlobStore, prefix: Path, dest: str, files: list[Any], built: int,
                  level: int) -> tuple[Descriptor, str]:
     from conda_pack.core import Packer
 
@@ -158,7 +164,7 @@ def _write_layer(store: BlobStore, prefix: Path, dest: str, files: list[Any], mt
                 plain = _Digesting(gz)
                 buffered = io.BufferedWriter(plain, buffer_size=1 << 20)
                 with tarfile.open(fileobj=buffered, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-                    archive = _LayerArchive(tar, dest.lstrip("/"), mtime, str(prefix), dest)
+                    archive = _LayerArchive(tar, dest.lstrip("/"), built, str(prefix), dest)
                     for d in _parents(PurePosixPath(dest), [f.target for f in files]):
                         archive.directory(d)
                     packer = Packer(str(prefix), archive, dest)
@@ -174,10 +180,10 @@ def _write_layer(store: BlobStore, prefix: Path, dest: str, files: list[Any], mt
 
 
 def env_layers(prefix: Path, dest: str, store: BlobStore, *, max_layers: int = 64,
-               mtime: int = 0, level: int = 1, threads: int | None = None,
+               built: int = 0, level: int = 1, threads: int | None = None,
                progress: Callable[[int, int], None] | None = None) -> list[Layer]:
     """The layers of ``prefix`` installed at ``dest``, in a stable order, written to
-    ``store`` (or found there)."""
+    ``store`` (or found there); ``built`` is when the prefix was installed (epoch s)."""
     import conda_pack
 
     prefix = prefix.resolve()  # the path the files name, not a link to it
@@ -202,7 +208,7 @@ def env_layers(prefix: Path, dest: str, store: BlobStore, *, max_layers: int = 6
         cache_key = None
         if key != OWNERLESS:  # a package's files depend only on its archive and dest
             cache_key = hashlib.sha256(json.dumps(
-                [LAYER_FORMAT, dest, mtime, level, [(p, sha[p]) for p in packages]]
+                [LAYER_FORMAT, dest, level, [(p, sha[p]) for p in packages]]
             ).encode()).hexdigest()
             known = keys_dir / cache_key
             if known.exists():
@@ -210,10 +216,11 @@ def env_layers(prefix: Path, dest: str, store: BlobStore, *, max_layers: int = 6
                 desc = Descriptor.from_json(cached["descriptor"])
                 if store.has(desc.digest):
                     return Layer(desc, cached["diff_id"], packages)
-        desc, diff_id = _write_layer(store, prefix, dest, files, mtime, level)
-        if cache_key:
-            (keys_dir / cache_key).write_text(json.dumps(
-                {"descriptor": desc.to_json(), "diff_id": diff_id}))
+        desc, diff_id = _write_layer(store, prefix, dest, files, built, level)
+        if cache_key:  # written whole or not at all: builds run side by side
+            tmp = store.temp()
+            tmp.write_text(json.dumps({"descriptor": desc.to_json(), "diff_id": diff_id}))
+            os.replace(tmp, keys_dir / cache_key)
         return Layer(desc, diff_id, packages)
 
     ordered = sorted(groups)  # buckets by number, then the ownerless layer

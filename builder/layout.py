@@ -9,6 +9,7 @@
 <root>/envs/<ns>/<name>/current       -> <N>
 <root>/builds/<ns>/<name>/<N>/        spec, lock and log of version N
 <root>/jupyter/<ns>/kernels/<ns>-<name>/kernel.json   the current version's kernel
+<root>/images/                        OCI image layout: layers, configs, manifests
 ```
 The volume must be mounted at the same path wherever prefixes are used: conda bakes the
 prefix path into files.
@@ -48,6 +49,11 @@ class Layout:
 
     def current_link(self, namespace: str, name: str) -> Path:
         return self.env_dir(namespace, name) / "current"
+
+    @property
+    def images(self) -> Path:
+        """The image blob store (an OCI image layout): layers reused across versions."""
+        return self.root / "images"
 
     @property
     def jupyter(self) -> Path:

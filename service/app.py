@@ -77,13 +77,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         environments,
         gc,
         identity,
+        images,
         lifecycle,
         metrics,
         namespaces,
         versions,
     )
 
-    for module in (namespaces, environments, versions, lifecycle, gc, dask, metrics, identity):
+    for module in (namespaces, environments, versions, lifecycle, gc, dask, metrics, identity,
+                   images):
         app.include_router(module.router)
     return app
 

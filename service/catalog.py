@@ -97,7 +97,7 @@ def version_detail(v: Version, namespace: str, name: str) -> dict[str, Any]:
     return {**version_summary(v, namespace, name),
             "started_at": v.started_at, "timings": v.timings, "fingerprint": v.fingerprint,
             "prefix_bytes": v.prefix_bytes, "pack_bytes": v.pack_bytes,
-            "packages": v.packages or [], "dask": v.dask_report,
+            "packages": v.packages or [], "dask": v.dask_report, "image": v.image,
             "artifacts": {a.kind: {"path": a.path, "bytes": a.bytes} for a in v.artifacts}}
 
 

@@ -28,6 +28,7 @@ from builder.layout import Layout
 from builder.lock import parse_lock
 from builder.retention import Decision, Rules, VersionFacts, plan
 from service.db import Database
+from service.images import delete_images
 from service.models import Environment, Namespace, RetentionRule, State, Version, utcnow
 from service.settings import Settings
 from service.usage import inode_table
@@ -164,19 +165,27 @@ def apply_plan(db: Database, settings: Settings, *, now: dt.datetime | None = No
                                          State.cancelled.value]))):
             if (ns, env, v.number) in doomed and not v.held:
                 v.state_before_gc, v.state = v.state, State.deleting.value
-    swept = sweep(db, layout)
+    swept = sweep(db, layout, settings)
     pruned = prune_package_cache(db, layout)
     return {"deleted": swept, "pruned_cache_entries": pruned,
             "planned": [r.as_dict() for r in rows if r.delete]}
 
 
-def sweep(db: Database, layout: Layout) -> list[str]:
+def sweep(db: Database, layout: Layout, settings: Settings | None = None) -> list[str]:
     """Finish every version marked ``deleting`` (including a killed GC's)."""
     with db.session() as s:
         marked = s.execute(select(Version.id, Version.number, Version.fingerprint,
                                   Version.state_before_gc, Environment.name, Namespace.name)
                            .select_from(Version).join(*_ENV).join(*_NS)
                            .where(Version.state == State.deleting.value)).all()
+        doomed_images = [i for (i,) in s.execute(select(Version.image).where(
+            Version.state == State.deleting.value, Version.image.is_not(None)))]
+        live_images = {(i["repository"], i.get("digest", "")) for (i,) in s.execute(
+            select(Version.image).where(Version.state.not_in(
+                [State.deleting.value, State.deleted.value]), Version.image.is_not(None)))}
+    if settings is not None and doomed_images:
+        for problem in delete_images(settings, doomed_images, live_images):
+            print(f"envyard: gc could not delete image {problem}", flush=True)
     done = []
     for version_id, number, fp, before, name, ns in marked:
         link = layout.version_link(ns, name, number)

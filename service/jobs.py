@@ -73,7 +73,7 @@ class LocalRunner:
                 publish_kernel(layout, ns, env.name, env.current_version)
         from service.gc import sweep
 
-        sweep(self.ctx.db, layout)  # finish deletions a killed GC left marked
+        sweep(self.ctx.db, layout, self.ctx.settings)  # finish a killed GC's deletions
         for version_id in queued:
             self.submit(version_id)
 

@@ -70,6 +70,7 @@ class Namespace(Base):
     quota_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
     dask_policy: Mapped[str] = mapped_column(String(8), default="warn", server_default="warn")
     dask_follow: Mapped[bool] = mapped_column(default=False, server_default=false())
+    images: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     environments: Mapped[list[Environment]] = relationship(back_populates="namespace")
@@ -85,6 +86,7 @@ class Environment(Base):
     current_version: Mapped[int | None] = mapped_column(default=None)
     version_counter: Mapped[int] = mapped_column(default=0)
     dask_follow: Mapped[bool | None] = mapped_column(default=None)  # None: the namespace's
+    images: Mapped[bool | None] = mapped_column(default=None)  # None: the namespace's
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     namespace: Mapped[Namespace] = relationship(back_populates="environments")
@@ -112,6 +114,7 @@ class Version(Base):
     held: Mapped[bool] = mapped_column(default=False, server_default=false())
     constraints: Mapped[list[Any] | None] = mapped_column(default=None)
     dask_report: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    image: Mapped[dict[str, Any] | None] = mapped_column(default=None)  # state, ref, digest…
     state_before_gc: Mapped[str | None] = mapped_column(String(16), default=None)
     prefix_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
     pack_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)

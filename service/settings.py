@@ -59,6 +59,24 @@ class Settings(BaseSettings):
         "its current version's lock is the pin set (wins over the stored pins).")
     max_spec_bytes: int = Field(1 << 20, description="Largest environment file accepted.")
     max_lock_bytes: int = Field(64 << 20, description="Largest lockfile accepted.")
+    image_registry: str | None = Field(
+        None, description="Registry images are pushed to (host:port or https://host); "
+        "unset, no images are built.")
+    image_repository_prefix: str = Field(
+        "", description="Prefix of image repositories: <prefix><ns>-<name>:v<N>.")
+    image_base: str = Field("", description="Base image reference, e.g. "
+                            "registry.example.org/debian:bookworm-slim.")
+    image_registry_username: str | None = Field(None, description="Registry user name.")
+    image_registry_password: str | None = Field(None, description="Registry password.")
+    image_registry_insecure: bool = Field(
+        False, description="Allow plain HTTP to a registry that is not on loopback.")
+    image_layers: int = Field(64, ge=1, le=120, description="Most layers an environment "
+                              "gets (packages are grouped into them).")
+    image_root: str = Field("/opt/envyard/envs", description="Where environments live in "
+                            "images: <image_root>/<ns>/<name>.")
+    image_docker_host: str | None = Field(
+        None, description="A Docker-compatible engine (DOCKER_HOST form) that also receives "
+        "each image, e.g. unix:///run/podman/podman.sock.")
     hub_api_url: str | None = Field(
         None, description="JupyterHub API URL (…/hub/api); set, envyard accepts hub tokens "
         "and hub OAuth logins (`envyard serve --hub` sets it).")

@@ -30,6 +30,7 @@ from builder.lock import Lockfile, dump_lock, parse_lock
 from builder.locker import LockOptions, lock_env
 from builder.pack import pack_prefix
 from builder.spec import parse_spec
+from service import images
 from service.buildlog import BuildLog
 from service.dask import current_pins
 from service.db import Database
@@ -115,6 +116,7 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
         if v.constraints:  # built to move the cluster: checked against the pins it moves to
             pins = pins_from_constraints(list(v.constraints), "the proposed pins")
         extra = dask_constraints(pins) if pins and (follow or v.constraints) else []
+        image = images.wanted(ctx.settings, env, ns)
     bdir = ctx.layout.build_dir(*where)
     log = BuildLog(bdir / "build.log")
     timings: dict[str, float] = {}
@@ -217,6 +219,9 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
         if not has_ipykernel(built.prefix):
             log.line("no kernel: ipykernel is not in this environment")
         log.line("ready")
+        if image:
+            images.build_stage(ctx.db, ctx.settings, ctx.layout, version_id, where,
+                               built.prefix, lock_text, log)
     except Cancelled:
         log.stage = State.cancelled.value
         log.line("cancelled")

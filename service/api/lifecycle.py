@@ -13,6 +13,7 @@ from service.api.deps import DbDep, PrincipalDep, SettingsDep
 from service.api.params import Name, VersionNumber
 from service.catalog import find_environment, find_version
 from service.errors import Conflict, NotFound
+from service.images import retag_current
 from service.models import Namespace, RetentionRule, Role, State
 from service.worker import publish_kernel
 
@@ -48,11 +49,12 @@ def rollback(namespace: Name, name: Name, body: Rollback, db: DbDep, who: Princi
             raise Conflict(f"version {body.version} is {v.state}; only a ready version can "
                            "be current")
         env.current_version = v.number
+        image = v.image
     layout = Layout(settings.root)
     point(layout.current_link(namespace, name), str(body.version))
     kernel = publish_kernel(layout, namespace, name, body.version)
     return {"namespace": namespace, "name": name, "current_version": body.version,
-            "kernel": kernel}
+            "kernel": kernel, "image": retag_current(settings, layout, image)}
 
 
 def _hold(db: Any, who: Any, namespace: str, name: str, number: int, held: bool

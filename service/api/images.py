@@ -1,0 +1,88 @@
+"""Image opt-in per namespace and environment, and (re)building a version's image."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import select
+
+from builder.layout import Layout
+from service import images
+from service.api.deps import DbDep, PrincipalDep, SettingsDep
+from service.api.params import Name, VersionNumber
+from service.buildlog import BuildLog
+from service.catalog import find_environment, find_version
+from service.errors import Conflict, NotFound
+from service.models import Namespace, Role, State
+
+router = APIRouter(prefix="/api/v1", tags=["images"])
+
+
+class NamespaceImagesIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool
+
+
+class EnvironmentImagesIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool | None  # None: follow the namespace
+
+
+def _needs_registry(settings: Any) -> None:
+    if not settings.image_registry:
+        raise Conflict("images are not available: the service has no registry "
+                       "(setting image_registry)")
+
+
+@router.put("/namespaces/{namespace}/images")
+def namespace_images(namespace: Name, body: NamespaceImagesIn, db: DbDep, who: PrincipalDep,
+                     settings: SettingsDep) -> dict[str, Any]:
+    """Build an image for every new version in the namespace (or stop doing so)."""
+    who.require(namespace, Role.admin)
+    if body.enabled:
+        _needs_registry(settings)
+    with db.session(write=True) as s:
+        ns = s.scalar(select(Namespace).where(Namespace.name == namespace))
+        if ns is None:
+            raise NotFound(f"no namespace {namespace}")
+        ns.images = body.enabled
+    return {"namespace": namespace, "images": body.enabled}
+
+
+@router.put("/environments/{namespace}/{name}/images")
+def environment_images(namespace: Name, name: Name, body: EnvironmentImagesIn, db: DbDep,
+                       who: PrincipalDep, settings: SettingsDep) -> dict[str, Any]:
+    """Images for this environment on, off, or (null) as its namespace says."""
+    who.require(namespace, Role.developer)
+    if body.enabled:
+        _needs_registry(settings)
+    with db.session(write=True) as s:
+        env = find_environment(s, namespace, name)
+        env.images = body.enabled
+    return {"namespace": namespace, "name": name, "images": body.enabled}
+
+
+@router.post("/environments/{namespace}/{name}/versions/{number}/image", status_code=202)
+def build_version_image(namespace: Name, name: Name, number: VersionNumber, db: DbDep,
+                        who: PrincipalDep, settings: SettingsDep) -> dict[str, Any]:
+    """Build (or rebuild after a failure) the image of a ready version, in the background."""
+    who.require(namespace, Role.developer)
+    _needs_registry(settings)
+    with db.session(write=True) as s:
+        v = find_version(s, namespace, name, number)
+        if v.state != State.ready.value or not v.fingerprint or not v.lock_text:
+            raise Conflict(f"version {number} is {v.state}; only a ready version gets an image")
+        if (v.image or {}).get("state") == "building":
+            raise Conflict(f"the image of version {number} is being built")
+        v.image = {"state": "building", "repository": images.repository(settings, namespace,
+                                                                         name)}
+        version_id, fp, lock_text = v.id, v.fingerprint, v.lock_text
+    layout = Layout(settings.root)
+    log = BuildLog(layout.build_dir(namespace, name, number) / "build.log")
+    threading.Thread(target=images.build_stage, daemon=True, name="envyard-image", args=(
+        db, settings, layout, version_id, (namespace, name, number), layout.prefix(fp),
+        lock_text, log)).start()
+    return {"namespace": namespace, "name": name, "version": number, "image": "building"}

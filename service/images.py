@@ -1,0 +1,153 @@
+"""Images of versions: built after a version is ready, tagged ``v<N>`` and ``current``.
+
+Opt-in per namespace (``Namespace.images``) or environment (``Environment.images``, None
+inherits). The image stage runs in the build, after publishing: a failure fails only the
+image (``Version.image`` says why), the environment stays ready and usable. Rollback moves
+the ``current`` tag; GC deletes a collected version's manifest unless a live version of
+the same repository has the same digest (one lock, one digest).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from builder.errors import EnvyardError, ImageError
+from builder.image import ImageSpec, build_image, push_image
+from builder.install import STAMP
+from builder.layout import Layout
+from builder.oci import OCI_MANIFEST, BlobStore, ImageRef
+from builder.registry import Registry
+from service.buildlog import BuildLog
+from service.db import Database
+from service.models import Environment, Namespace, Version
+from service.settings import Settings
+
+
+def wanted(settings: Settings, env: Environment, ns: Namespace) -> bool:
+    enabled = env.images if env.images is not None else ns.images
+    return bool(enabled and settings.image_registry)
+
+
+def repository(settings: Settings, namespace: str, name: str) -> str:
+    """``<prefix><ns>-<name>``, lower-cased into the registry's name grammar."""
+    raw = f"{namespace}-{name}".lower()
+    return settings.image_repository_prefix + re.sub(r"[._-]{2,}", "-", raw)
+
+
+def target_registry(settings: Settings) -> Registry:
+    if not settings.image_registry:
+        raise ImageError("no registry is configured (image_registry)")
+    return Registry(settings.image_registry, username=settings.image_registry_username,
+                    password=settings.image_registry_password,
+                    insecure=settings.image_registry_insecure)
+
+
+def _base_registry(settings: Settings, target: Registry) -> Registry:
+    host = ImageRef.parse(settings.image_base).registry
+    if host == target.host:
+        return target
+    return Registry(host, insecure=settings.image_registry_insecure)
+
+
+def _set_image(db: Database, version_id: int, info: dict[str, Any]) -> None:
+    with db.session(write=True) as s:
+        v = s.get(Version, version_id)
+        if v is not None:
+            v.image = info
+
+
+def _is_current(db: Database, version_id: int) -> bool:
+    with db.session() as s:
+        v = s.get(Version, version_id)
+        env = s.get(Environment, v.environment_id) if v is not None else None
+        return bool(v and env and env.current_version == v.number)
+
+
+def build_stage(db: Database, settings: Settings, layout: Layout, version_id: int,
+                where: tuple[str, str, int], prefix: Path, lock_text: str,
+                log: BuildLog) -> None:
+    """Build and push the version's image; record the outcome. Never raises."""
+    ns, name, number = where
+    repo = repository(settings, ns, name)
+    _set_image(db, version_id, {"state": "building", "repository": repo})
+    log.line(f"image: building {repo}:v{number} on {settings.image_base or '(no base)'}")
+    start = time.perf_counter()
+    try:
+        if not settings.image_base:
+            raise ImageError("no base image is configured (image_base)")
+        created = dt.datetime.fromtimestamp((prefix / STAMP).stat().st_mtime, dt.UTC)
+        spec = ImageSpec(base=settings.image_base, dest=f"{settings.image_root}/{ns}/{name}",
+                         title=f"{ns}/{name}", created=created,
+                         lock_sha256=hashlib.sha256(lock_text.encode()).hexdigest(),
+                         max_layers=settings.image_layers)
+        store = BlobStore(layout.images)
+        with target_registry(settings) as target:
+            base = _base_registry(settings, target)
+            try:
+                image = build_image(prefix, spec, store, base,
+                                    progress=lambda i, n: log.progress("image", i, n))
+                tags = [f"v{number}", *(["current"] if _is_current(db, version_id) else [])]
+                sent = push_image(image, store, target, repo, tags, base)
+                store.tag(f"{repo}:v{number}", image.manifest)
+                if settings.image_docker_host:
+                    from builder.docker_engine import load_into_engine
+
+                    load_into_engine(image, store, base, [f"{target.host}/{repo}:{t}"
+                                                          for t in tags],
+                                     settings.image_docker_host)
+                    log.line(f"image: loaded into the engine at {settings.image_docker_host}")
+            finally:
+                if base is not target:
+                    base.close()
+        seconds = round(time.perf_counter() - start, 3)
+        _set_image(db, version_id, {
+            "state": "ready", "repository": repo, "reference": f"{target.host}/{repo}:v{number}",
+            "digest": image.manifest.digest, "tags": tags, "bytes_pushed": sent,
+            "layers": len(image.layers) + len(image.base_layers), "seconds": seconds})
+        log.line(f"image: pushed {target.host}/{repo}:v{number} ({image.manifest.digest[:19]}, "
+                 f"{sent} bytes sent, {len(image.layers)} environment layers) in {seconds} s")
+    except EnvyardError as exc:
+        _set_image(db, version_id, {"state": "failed", "repository": repo, "error": str(exc)})
+        log.line(f"image: failed (the environment is ready regardless): {exc}")
+    except Exception as exc:  # a bug: the environment stays usable, say what happened
+        error = f"internal error: {type(exc).__name__}: {exc}"
+        _set_image(db, version_id, {"state": "failed", "repository": repo, "error": error})
+        log.line(f"image: failed (the environment is ready regardless): {error}")
+
+
+def retag_current(settings: Settings, layout: Layout, image: dict[str, Any] | None) -> str:
+    """Point the ``current`` tag at this version's image; say what happened."""
+    if not image or image.get("state") != "ready" or not settings.image_registry:
+        return "no image"
+    try:
+        manifest = BlobStore(layout.images).read(image["digest"])
+        with target_registry(settings) as target:
+            target.put_manifest(image["repository"], "current", manifest, OCI_MANIFEST)
+    except (EnvyardError, OSError) as exc:
+        return f"image tag current not moved: {exc}"
+    return f"image {image['repository']}:current -> {image['digest'][:19]}"
+
+
+def delete_images(settings: Settings, doomed: list[dict[str, Any]],
+                  live_digests: set[tuple[str, str]]) -> list[str]:
+    """Delete the manifests of collected versions no live version shares; what failed."""
+    problems: list[str] = []
+    targets = {(i["repository"], i["digest"]) for i in doomed
+               if i.get("state") == "ready" and i.get("digest")} - live_digests
+    if not targets or not settings.image_registry:
+        return problems
+    try:
+        with target_registry(settings) as registry:
+            for repo, digest in sorted(targets):
+                try:
+                    registry.delete_manifest(repo, digest)
+                except ImageError as exc:
+                    problems.append(f"{repo}@{digest[:19]}: {exc}")
+    except ImageError as exc:
+        problems.append(str(exc))
+    return problems

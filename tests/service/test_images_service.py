@@ -1,0 +1,144 @@
+"""Images through the service: opt-in, v<N> and current tags, rollback moves current, a
+one-package change pushes little, a failing image leaves the environment ready, GC deletes
+a collected version's manifest unless a live version shares it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from builder.install import install_lock
+from builder.locker import LockOptions, lock_env
+from builder.registry import Registry
+from builder.spec import parse_spec
+from tests.images import RegistryServer, make_base_image
+from tests.servers import Service
+from tests.service.conftest import api, wait_ready
+
+pytestmark = pytest.mark.timeout(900)
+
+A = "dependencies: [python 3.11.*, dask=2025.12.0, distributed=2025.12.0]\n"
+B = "dependencies: [python 3.11.*, dask=2025.12.0, distributed=2025.12.0, lz4]\n"
+
+
+@pytest.fixture(scope="module")
+def registry(channel: Path, cache_dir: Path, pkgs_dir: Path,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RegistryServer, str]]:
+    server = RegistryServer().start()
+    prefix = tmp_path_factory.mktemp("baselibs") / "env"
+    install_lock(lock_env(parse_spec(B), LockOptions(channels=[str(channel)],
+                                                     platforms=["linux-64"],
+                                                     cache_dir=cache_dir)),
+                 prefix=prefix, platform="linux-64", pkgs_dir=pkgs_dir)
+    with Registry(server.host) as client:
+        base = make_base_image(client, "base", "1", prefix)
+    yield server, base
+    server.stop()
+
+
+def _service(root: Path, channel: Path, registry: str, base: str) -> Service:
+    svc = Service(root, channel, extra_env={"ENVYARD_IMAGE_REGISTRY": registry,
+                                            "ENVYARD_IMAGE_BASE": base})
+    svc.root.mkdir(parents=True)
+    return svc.start()
+
+
+@pytest.fixture(scope="module")
+def imaging(registry: tuple[RegistryServer, str], channel: Path,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    svc = _service(tmp_path_factory.mktemp("img") / "volume", channel, registry[0].host,
+                   registry[1])
+    yield svc
+    svc.stop()
+
+
+def image_done(c: httpx.Client, env: str, number: int, timeout: float = 300
+               ) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        image = c.get(f"/api/v1/environments/{env}/versions/{number}").json()["image"]
+        if image and image["state"] in ("ready", "failed"):
+            return image
+        time.sleep(0.1)
+    raise AssertionError(f"the image of {env} v{number} did not finish")
+
+
+def build(c: httpx.Client, env: str, text: str) -> tuple[int, dict[str, Any]]:
+    resp = c.post(f"/api/v1/environments/{env}/versions", content=text)
+    assert resp.status_code == 202, resp.text
+    v = wait_ready(c, env, resp.json()["version"])
+    assert v["state"] == "ready", v["error"]
+    return v["number"], image_done(c, env, v["number"])
+
+
+def test_images_follow_versions_current_and_gc(imaging: Service,
+                                                registry: tuple[RegistryServer, str]) -> None:
+    host = registry[0].host
+    with api(imaging, imaging.token("*=admin")) as c, Registry(host) as reg:
+        # off by default: a version gets no image
+        c.post("/api/v1/environments/team/geo/versions", content=A)
+        assert wait_ready(c, "team/geo", 1)["state"] == "ready"
+        assert c.get("/api/v1/environments/team/geo/versions/1").json()["image"] is None
+        assert c.put("/api/v1/namespaces/team/images", json={"enabled": True}).json() == {
+            "namespace": "team", "images": True}
+        # an earlier ready version can get its image afterwards
+        assert c.post("/api/v1/environments/team/geo/versions/1/image").status_code == 202
+        first = image_done(c, "team/geo", 1)
+        assert first["state"] == "ready", first
+        assert first["reference"] == f"{host}/team-geo:v1"
+        assert reg.manifest_digest("team-geo", "v1") == first["digest"]
+
+        two, second = build(c, "team/geo", B)
+        assert second["state"] == "ready", second
+        assert reg.manifest_digest("team-geo", "current") == second["digest"]
+        assert second["bytes_pushed"] < 0.15 * first["bytes_pushed"]
+        log = c.get(f"/api/v1/environments/team/geo/versions/{two}/log").text
+        assert "image: pushed" in log
+
+        back = c.post("/api/v1/environments/team/geo/rollback", json={"version": 1}).json()
+        assert back["image"].startswith("image team-geo:current")
+        assert reg.manifest_digest("team-geo", "current") == first["digest"]
+
+        three, third = build(c, "team/geo", A)  # the same lock as v1: the same image
+        assert third["digest"] == first["digest"]
+        assert c.put("/api/v1/retention/team/geo", json={"keep_last": 1, "keep_days": 0}
+                     ).status_code == 200
+        result = c.post("/api/v1/gc").json()
+        assert sorted(result["deleted"]) == ["team/geo/1", "team/geo/2"]
+        assert reg.manifest_digest("team-geo", "v2") is None  # collected, deleted
+        assert reg.manifest_digest("team-geo", f"v{three}") == first["digest"]  # shared: kept
+        assert reg.manifest_digest("team-geo", "current") == first["digest"]
+
+
+def test_failed_image_leaves_environment_ready(registry: tuple[RegistryServer, str],
+                                               channel: Path, tmp_path: Path) -> None:
+    svc = _service(tmp_path / "volume", channel, registry[0].host,
+                   f"{registry[0].host}/no-such-base:1")
+    try:
+        with api(svc, svc.token("*=admin")) as c:
+            c.post("/api/v1/environments/team/x/versions", content=A)
+            assert wait_ready(c, "team/x", 1)["state"] == "ready"
+            assert c.put("/api/v1/environments/team/x/images",
+                         json={"enabled": True}).status_code == 200
+            c.post("/api/v1/environments/team/x/versions/1/image")
+            image = image_done(c, "team/x", 1)
+            assert image["state"] == "failed" and "no-such-base" in image["error"]
+            v = c.get("/api/v1/environments/team/x/versions/1").json()
+            assert v["state"] == "ready"
+            assert (svc.root / "envs" / "team" / "x" / "current" / "bin" / "python").exists()
+    finally:
+        svc.stop()
+
+
+def test_images_need_a_registry(service: Service) -> None:
+    with api(service, service.token("*=admin")) as c:
+        c.post("/api/v1/environments/noreg/x/versions", content="dependencies: [python]\n")
+        resp = c.put("/api/v1/namespaces/noreg/images", json={"enabled": True})
+        assert resp.status_code == 409 and "image_registry" in resp.json()["detail"]
+        resp = c.put("/api/v1/namespaces/noreg/images", json={"enabled": "yes please"})
+        assert resp.status_code == 422
