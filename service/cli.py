@@ -20,7 +20,7 @@ from service.console import info
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from service.commands import dask, local, remote, server
+    from service.commands import dask, images, local, remote, server
 
     parser = argparse.ArgumentParser(
         prog="envyard", description=__doc__,
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     server.register(sub)
     remote.register(sub)
     dask.register(sub)
+    images.register(sub)
     return parser
 
 

@@ -143,6 +143,11 @@ def cmd_show(args: argparse.Namespace) -> None:
                       f"{v['cluster']}, {'required' if v['required'] else 'optional'})")
         if dask.get("lockstep"):
             print(f"    {dask['lockstep']}")
+    image = data.get("image")
+    if image:
+        print(f"  image: {image['state']}" + (f" {image['reference']} {image['digest']}"
+                                              if image["state"] == "ready" else "")
+              + (f" ({image['error']})" if image.get("error") else ""))
     print(f"  packages: {len(data['packages'])}")
     for p in data["packages"]:
         print(f"    {p['name']} {p['version']}" + (" (pip)" if p["manager"] == "pip" else ""))

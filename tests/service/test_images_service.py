@@ -142,3 +142,40 @@ def test_images_need_a_registry(service: Service) -> None:
         assert resp.status_code == 409 and "image_registry" in resp.json()["detail"]
         resp = c.put("/api/v1/namespaces/noreg/images", json={"enabled": "yes please"})
         assert resp.status_code == 422
+
+
+def test_image_cli(imaging: Service, registry: tuple[RegistryServer, str],
+                   tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+
+    from tests.servers import ENVYARD
+
+    env = {**os.environ, "ENVYARD_SERVER": imaging.url,
+           "ENVYARD_TOKEN": imaging.token("*=admin"), "ENVYARD_HOME": str(tmp_path)}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([ENVYARD, *args], env=env, capture_output=True, text=True,
+                              timeout=600)
+
+    with api(imaging, env["ENVYARD_TOKEN"]) as c:
+        c.post("/api/v1/environments/cli/x/versions", content=A)
+        assert wait_ready(c, "cli/x", 1)["state"] == "ready"
+    done = run("image", "enable", "cli/x")
+    assert done.returncode == 0 and "enabled" in done.stdout, done.stderr
+    done = run("image", "build", "cli/x/1", "--wait", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["state"] == "ready"
+    assert "image: ready" in run("show", "cli/x/1").stdout
+
+    prefix = imaging.root / "envs" / "cli" / "x" / "1"
+    to = f"{registry[0].host}/laptop:1"
+    first = run("image", "push", str(prefix), "--base", registry[1], "--to", to, "--json")
+    assert first.returncode == 0, first.stderr
+    again = run("image", "push", str(prefix), "--base", registry[1], "--to", to, "--json")
+    a, b = json.loads(first.stdout), json.loads(again.stdout)
+    assert a["digest"] == b["digest"] and b["bytes_sent"] == 0 < a["bytes_sent"]
+    bad = run("image", "push", str(tmp_path / "nothing"), "--base", registry[1], "--to", to)
+    assert bad.returncode == 18 and "not a conda environment" in bad.stderr
+    assert "Traceback" not in bad.stderr
