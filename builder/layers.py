@@ -14,7 +14,6 @@ the store without being written again.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import json
@@ -24,8 +23,11 @@ import tarfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
+
+import msgspec
+from isal import igzip  # ISA-L deflate: gzip bytes, ~4x zlib's speed at level 1
 
 from builder.errors import ImageError
 from builder.oci import OCI_LAYER_GZIP, BlobStore, Descriptor
@@ -132,7 +134,7 @@ class _LayerArchive:
                     entry.pop("size_in_bytes", None)
                     if "entry_point" in entry.get("path_type", ""):
                         entry.pop("sha256", None)
-            data = json.dumps(record, indent=True, sort_keys=True).encode()
+            data = msgspec.json.format(msgspec.json.encode(record, order="sorted"), indent=1)
         info.size = len(data)
         self.tar.addfile(info, io.BytesIO(data))
 
@@ -142,12 +144,15 @@ class _LayerArchive:
         self.tar.addfile(info)
 
 
-def _parents(dest: PurePosixPath, targets: list[str]) -> list[str]:
-    dirs = {str(p) for p in dest.parents if str(p) not in ("/", ".")} | {str(dest)}
-    for t in targets:
-        for p in PurePosixPath(t).parents:
-            if str(p) != ".":
-                dirs.add(str(dest / p))
+def _parents(dest: str, targets: list[str]) -> list[str]:
+    """Every directory above the layer's entries, ``dest`` and its own parents included."""
+    dirs: set[str] = set()
+    for path in [dest, *(f"{dest}/{t}" for t in targets)]:
+        path = os.path.dirname(path)
+        while path not in ("/", "") and path not in dirs:
+            dirs.add(path)
+            path = os.path.dirname(path)
+    dirs.add(dest)
     return sorted(d.lstrip("/") for d in dirs)
 
 
@@ -159,13 +164,13 @@ def _write_layer(store: BlobStore, prefix: Path, dest: str, files: list[Any], bu
     try:
         with tmp.open("wb") as raw:
             compressed = _Digesting(raw)
-            with gzip.GzipFile(filename="", mode="wb", fileobj=compressed,  # type: ignore[arg-type]
-                               compresslevel=level, mtime=0) as gz:
+            with igzip.IGzipFile(filename="", mode="wb", fileobj=compressed,
+                                 compresslevel=level, mtime=0) as gz:
                 plain = _Digesting(gz)
                 buffered = io.BufferedWriter(plain, buffer_size=1 << 20)
                 with tarfile.open(fileobj=buffered, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                     archive = _LayerArchive(tar, dest.lstrip("/"), built, str(prefix), dest)
-                    for d in _parents(PurePosixPath(dest), [f.target for f in files]):
+                    for d in _parents(dest.rstrip("/"), [f.target for f in files]):
                         archive.directory(d)
                     packer = Packer(str(prefix), archive, dest)
                     for f in files:
@@ -224,12 +229,12 @@ def env_layers(prefix: Path, dest: str, store: BlobStore, *, max_layers: int = 6
         return Layer(desc, diff_id, packages)
 
     ordered = sorted(groups)  # buckets by number, then the ownerless layer
-    done = 0
+    workers = threads or os.cpu_count() or 2
     layers: dict[str, Layer] = {}
-    with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 2) as pool:
-        for key, layer in zip(ordered, pool.map(build, ordered), strict=True):
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = pool.map(build, ordered) if workers > 1 else map(build, ordered)
+        for done, (key, layer) in enumerate(zip(ordered, results, strict=True), 1):
             layers[key] = layer
-            done += 1
             if progress:
                 progress(done, len(ordered))
     return [layers[k] for k in ordered]

@@ -52,21 +52,24 @@ def registry() -> Iterator[RegistryServer]:
     server.stop()
 
 
+@pytest.fixture
+def client(registry: RegistryServer) -> Iterator[Registry]:
+    with Registry(registry.host) as c:
+        yield c
+
+
 @pytest.fixture(scope="module")
 def base(registry: RegistryServer, envs: dict[str, Path]) -> str:
-    client = Registry(registry.host)
-    ref = make_base_image(client, "base", "1", envs["b"])
-    client.close()
-    return ref
+    with Registry(registry.host) as c:
+        return make_base_image(c, "base", "1", envs["b"])
 
 
 def spec(base: str, lock: str = "0" * 64) -> ImageSpec:
     return ImageSpec(base=base, dest=DEST, title="demo/nb", lock_sha256=lock, created=CREATED)
 
 
-def test_push_inspect_and_run(registry: RegistryServer, base: str, envs: dict[str, Path],
-                              tmp_path: Path) -> None:
-    client = Registry(registry.host)
+def test_push_inspect_and_run(registry: RegistryServer, client: Registry, base: str,
+                              envs: dict[str, Path], tmp_path: Path) -> None:
     store = BlobStore(tmp_path / "store")
     image = build_image(envs["a"], spec(base, "ab" * 32), store, client)
     push_image(image, store, client, "demo-nb", ["v1", "current"])
@@ -92,25 +95,21 @@ def test_push_inspect_and_run(registry: RegistryServer, base: str, envs: dict[st
         assert done.stdout.split() == ["2025.12.0", DEST]
     finally:
         podman.stop()
-    client.close()
 
 
-def test_same_lock_same_digest(registry: RegistryServer, base: str, envs: dict[str, Path],
+def test_same_lock_same_digest(client: Registry, base: str, envs: dict[str, Path],
                                tmp_path: Path) -> None:
-    client = Registry(registry.host)
     first = build_image(envs["a"], spec(base), BlobStore(tmp_path / "s1"), client)
     again = build_image(envs["a"], spec(base), BlobStore(tmp_path / "s2"), client)
     # the same lock installed at another path: every path is rewritten to DEST
     moved = build_image(envs["a2"], spec(base), BlobStore(tmp_path / "s3"), client)
     assert first.manifest.digest == again.manifest.digest == moved.manifest.digest
     assert len(first.layers) <= 64
-    client.close()
 
 
-def test_one_package_change_uploads_only_changed_layers(registry: RegistryServer, base: str,
+def test_one_package_change_uploads_only_changed_layers(client: Registry, base: str,
                                                          envs: dict[str, Path],
                                                          tmp_path: Path) -> None:
-    client = Registry(registry.host)
     store = BlobStore(tmp_path / "store")
     a = build_image(envs["a"], spec(base), store, client)
     first = push_image(a, store, client, "onechange", ["v1"])
@@ -123,7 +122,6 @@ def test_one_package_change_uploads_only_changed_layers(registry: RegistryServer
     assert any("lz4" in layer.packages for layer in changed_layers)
     assert len(changed_layers) <= 2  # pyyaml's bucket and the layer of unowned files
     assert second < 0.15 * first
-    client.close()
 
 
 def test_basic_auth(base: str, envs: dict[str, Path], tmp_path: Path) -> None:
@@ -144,9 +142,8 @@ def test_basic_auth(base: str, envs: dict[str, Path], tmp_path: Path) -> None:
         private.stop()
 
 
-def test_gc_deletes_manifest(registry: RegistryServer, base: str, envs: dict[str, Path],
+def test_gc_deletes_manifest(client: Registry, base: str, envs: dict[str, Path],
                              tmp_path: Path) -> None:
-    client = Registry(registry.host)
     store = BlobStore(tmp_path / "store")
     image = build_image(envs["a"], spec(base), store, client)
     push_image(image, store, client, "gone", ["v1"])
@@ -165,22 +162,19 @@ def test_bad_references(ref: str, message: str) -> None:
         ImageRef.parse(ref)
 
 
-def test_missing_base_and_plain_http(registry: RegistryServer, envs: dict[str, Path],
-                                     tmp_path: Path) -> None:
-    client = Registry(registry.host)
+def test_missing_base_and_plain_http(registry: RegistryServer, client: Registry,
+                                     envs: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(ImageError, match="404"):
         build_image(envs["a"], spec(f"{registry.host}/nothing:here"),
                     BlobStore(tmp_path / "s"), client)
     with pytest.raises(ImageError, match="only used for loopback"):
         Registry("http://registry.example.org")
-    client.close()
 
 
-def test_docker_sdk_path(registry: RegistryServer, base: str, envs: dict[str, Path],
+def test_docker_sdk_path(client: Registry, base: str, envs: dict[str, Path],
                          tmp_path: Path) -> None:
     from builder.docker_engine import load_into_engine
 
-    client = Registry(registry.host)
     store = BlobStore(tmp_path / "store")
     image = build_image(envs["a"], spec(base), store, client)
     podman = Podman()
@@ -194,4 +188,3 @@ def test_docker_sdk_path(registry: RegistryServer, base: str, envs: dict[str, Pa
         assert done.stdout.strip() == "2025.12.0"
     finally:
         podman.stop()
-    client.close()
