@@ -4,6 +4,8 @@ image made locally from this machine's libraries (no registry outside is reachab
 
 from __future__ import annotations
 
+import base64
+import datetime
 import io
 import json
 import os
@@ -13,6 +15,7 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -21,13 +24,99 @@ from builder.registry import Registry
 from tests.servers import free_port
 
 
-class RegistryServer:
-    """`docker-registry serve` on a loopback port; deletes enabled; optional basic auth."""
+class TokenServer:
+    """A registry token service (Docker's token auth): checks a user name and password, then
+    signs a JWT (RS256, certificate in ``x5c``) granting the requested repository scope."""
 
-    def __init__(self, users: dict[str, str] | None = None) -> None:
+    def __init__(self, users: dict[str, str], workdir: Path) -> None:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.x509.oid import NameOID
+
+        self.users, self.port = users, free_port()
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "envyard test tokens")])
+        now = datetime.datetime.now(datetime.UTC)
+        self.cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                     .public_key(self.key.public_key()).serial_number(1)
+                     .not_valid_before(now - datetime.timedelta(days=1))
+                     .not_valid_after(now + datetime.timedelta(days=1))
+                     .sign(self.key, hashes.SHA256()))
+        self.bundle = workdir / "token.crt"
+        self.bundle.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+        self.issued = 0
+        self._server = self._serve()
+
+    @property
+    def realm(self) -> str:
+        return f"http://127.0.0.1:{self.port}/token"
+
+    def _jwt(self, subject: str, scope: str) -> str:
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        def b64(data: bytes) -> str:
+            return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+        der = self.cert.public_bytes(serialization.Encoding.DER)
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [base64.b64encode(der).decode()]}
+        now = int(time.time())
+        access = []
+        if scope.startswith("repository:"):
+            _, repo, actions = scope.split(":")
+            access = [{"type": "repository", "name": repo, "actions": actions.split(",")}]
+        claims = {"iss": "envyard-test", "sub": subject, "aud": "envyard-registry",
+                  "exp": now + 300, "nbf": now - 10, "iat": now, "jti": str(now) + subject,
+                  "access": access}
+        signing = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
+        signature = self.key.sign(signing.encode(), padding.PKCS1v15(), hashes.SHA256())
+        return f"{signing}.{b64(signature)}"
+
+    def _serve(self) -> Any:
+        import http.server
+        import threading
+        from urllib.parse import parse_qs, urlparse
+
+        tokens = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                query = parse_qs(urlparse(self.path).query)
+                user, _, password = base64.b64decode(self.headers.get(
+                    "Authorization", "Basic ").split(" ", 1)[1] or b"").decode().partition(":")
+                if tokens.users.get(user) != password or not user:
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                tokens.issued += 1
+                body = json.dumps({"token": tokens._jwt(user, query.get("scope", [""])[0])})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class RegistryServer:
+    """`docker-registry serve` on a loopback port; deletes enabled; optional basic auth
+    (``users``) or token auth (``tokens=True``: a `TokenServer` with those users)."""
+
+    def __init__(self, users: dict[str, str] | None = None, tokens: bool = False) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="envyard-registry-"))
         self.port = free_port()
         self.users = users or {}
+        self.tokens = TokenServer(self.users, self.dir) if tokens else None
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -39,7 +128,12 @@ class RegistryServer:
                   "storage": {"filesystem": {"rootdirectory": str(self.dir / "data")},
                               "delete": {"enabled": True}},
                   "http": {"addr": self.host, "secret": "test"}}
-        if self.users:
+        if self.tokens:
+            config["auth"] = {"token": {"realm": self.tokens.realm,
+                                        "service": "envyard-registry",
+                                        "issuer": "envyard-test",
+                                        "rootcertbundle": str(self.tokens.bundle)}}
+        elif self.users:
             import bcrypt
 
             lines = [f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt(4)).decode()}"
@@ -65,6 +159,8 @@ class RegistryServer:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
+        if self.tokens:
+            self.tokens.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -142,6 +142,24 @@ def test_basic_auth(base: str, envs: dict[str, Path], tmp_path: Path) -> None:
         private.stop()
 
 
+def test_token_auth(base: str, envs: dict[str, Path], tmp_path: Path) -> None:
+    """Docker's token auth: the registry sends us to its token service with the scope."""
+    private = RegistryServer(users={"ci": "s3cret"}, tokens=True).start()
+    try:
+        store = BlobStore(tmp_path / "store")
+        with Registry(base.split("/")[0]) as public, \
+                Registry(private.host, username="ci", password="nope") as wrong, \
+                Registry(private.host, username="ci", password="s3cret") as good:
+            image = build_image(envs["a"], spec(base), store, public)
+            with pytest.raises(ImageError, match="token service refused"):
+                push_image(image, store, wrong, "x", ["v1"], public)
+            assert push_image(image, store, good, "x", ["v1"], public) > 0
+            assert good.manifest_digest("x", "v1") == image.manifest.digest
+            assert private.tokens is not None and private.tokens.issued >= 1
+    finally:
+        private.stop()
+
+
 def test_gc_deletes_manifest(client: Registry, base: str, envs: dict[str, Path],
                              tmp_path: Path) -> None:
     store = BlobStore(tmp_path / "store")
