@@ -18,6 +18,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "defaults": {},
     "external-postgresql": {"database": {"existingSecret": "envyard-db"}, "replicas": 3},
     "gcs-artifacts": {"artifacts": {"backend": "gcs", "bucket": "team-envs"}},
+    "images": {"images": {"registry": "registry.example.org", "base": "registry.example.org/"
+                          "base:bookworm", "username": "ci", "existingSecret": "registry"}},
     "hub-disabled": {"hub": {"enabled": False}, "volume": {"existingClaim": "shared-nfs",
                                                            "mountPath": "/home/conda",
                                                            "size": "1Ti"}},
@@ -41,8 +43,13 @@ def test_renders_and_validates(case: str, tmp_path: Path) -> None:
     assert ("PersistentVolumeClaim" in kinds) == (case != "hub-disabled")
     hub = any(d["metadata"]["name"] == "ey-hub" for d in docs)
     assert hub == (case != "hub-disabled")
-    for d in docs:
-        assert "password" not in yaml.safe_dump(d).lower()  # secrets come by reference
+    for d in docs:  # secrets come by reference: never a value in a manifest
+        if d["kind"] == "ConfigMap":
+            assert "password" not in yaml.safe_dump(d["data"]).lower()
+        for c in d.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+            for e in c.get("env", []):
+                if any(w in e["name"] for w in ("PASSWORD", "TOKEN", "SECRET")):
+                    assert "value" not in e and "secretKeyRef" in e["valueFrom"], e
     files = []
     for i, d in enumerate(docs):
         f = tmp_path / f"{i}.yaml"
