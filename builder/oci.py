@@ -7,11 +7,14 @@ content always has the same digest.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import re
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,6 +100,14 @@ class BlobStore:
             raise ImageError(f"unsupported digest {digest!r}")
         return self.root / "blobs" / "sha256" / hexdigest
 
+    @contextlib.contextmanager
+    def lock(self, *, shared: bool) -> Iterator[None]:
+        """Builds hold the store shared from first layer to last push; pruning holds it
+        exclusive, so no blob a build will push disappears under it."""
+        with (self.root / ".envyard-store-lock").open("a") as f:
+            fcntl.flock(f, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            yield
+
     def has(self, digest: str) -> bool:
         return self.path(digest).exists()
 
@@ -126,6 +137,17 @@ class BlobStore:
         index["manifests"] = [m for m in index["manifests"]
                               if m.get("annotations", {}).get(key) != name]
         index["manifests"].append({**manifest.to_json(), "annotations": {key: name}})
+        tmp = self.temp()
+        tmp.write_bytes(canonical(index))
+        os.replace(tmp, index_path)
+
+    def forget(self, unwanted: Callable[[str], bool]) -> None:
+        """Drop names from ``index.json`` whose manifest digest ``unwanted`` picks."""
+        index_path = self.root / "index.json"
+        if not index_path.exists():
+            return
+        index = json.loads(index_path.read_text())
+        index["manifests"] = [m for m in index["manifests"] if not unwanted(m["digest"])]
         tmp = self.temp()
         tmp.write_bytes(canonical(index))
         os.replace(tmp, index_path)

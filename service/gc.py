@@ -28,7 +28,7 @@ from builder.layout import Layout
 from builder.lock import parse_lock
 from builder.retention import Decision, Rules, VersionFacts, plan
 from service.db import Database
-from service.images import delete_images
+from service.images import delete_images, prune_store
 from service.models import Environment, Namespace, RetentionRule, State, Version, utcnow
 from service.settings import Settings
 from service.usage import inode_table
@@ -167,7 +167,8 @@ def apply_plan(db: Database, settings: Settings, *, now: dt.datetime | None = No
                 v.state_before_gc, v.state = v.state, State.deleting.value
     swept = sweep(db, layout, settings)
     pruned = prune_package_cache(db, layout)
-    return {"deleted": swept, "pruned_cache_entries": pruned,
+    blobs = prune_store(db, layout)
+    return {"deleted": swept, "pruned_cache_entries": pruned, "pruned_image_blobs": blobs,
             "planned": [r.as_dict() for r in rows if r.delete]}
 
 

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import re
 import time
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import select
 
 from builder.errors import EnvyardError, ImageError
 from builder.image import ImageSpec, build_image, push_image
@@ -24,7 +27,7 @@ from builder.oci import OCI_MANIFEST, BlobStore, ImageRef
 from builder.registry import Registry
 from service.buildlog import BuildLog
 from service.db import Database
-from service.models import Environment, Namespace, Version
+from service.models import Environment, Namespace, State, Version
 from service.settings import Settings
 
 
@@ -86,7 +89,7 @@ def build_stage(db: Database, settings: Settings, layout: Layout, version_id: in
                          lock_sha256=hashlib.sha256(lock_text.encode()).hexdigest(),
                          max_layers=settings.image_layers)
         store = BlobStore(layout.images)
-        with target_registry(settings) as target:
+        with target_registry(settings) as target, store.lock(shared=True):
             base = _base_registry(settings, target)
             try:
                 image = build_image(prefix, spec, store, base,
@@ -151,3 +154,35 @@ def delete_images(settings: Settings, doomed: list[dict[str, Any]],
     except ImageError as exc:
         problems.append(str(exc))
     return problems
+
+
+def prune_store(db: Database, layout: Layout) -> int:
+    """Remove blobs (and layer keys) no live version's image uses; returns blobs removed."""
+    if not (layout.images / "blobs").is_dir():
+        return 0
+    store = BlobStore(layout.images)
+    with store.lock(shared=False):
+        with db.session() as s:
+            live = [i for (i,) in s.execute(select(Version.image).where(
+                Version.state.not_in([State.deleting.value, State.deleted.value]),
+                Version.image.is_not(None)))]
+        keep: set[str] = set()
+        for image in live:
+            digest = image.get("digest")
+            if digest and store.has(digest):
+                manifest = json.loads(store.read(digest))
+                keep |= {digest, manifest["config"]["digest"],
+                         *(layer["digest"] for layer in manifest["layers"])}
+        removed = 0
+        for blob in (layout.images / "blobs" / "sha256").iterdir():
+            if f"sha256:{blob.name}" not in keep:
+                blob.unlink(missing_ok=True)
+                removed += 1
+        for leftover in (layout.images / "blobs").glob(".tmp-*"):  # from killed builds
+            leftover.unlink(missing_ok=True)
+        keys = layout.images / "layer-keys"
+        for key in keys.iterdir() if keys.is_dir() else ():
+            if json.loads(key.read_text())["descriptor"]["digest"] not in keep:
+                key.unlink(missing_ok=True)
+        store.forget(lambda digest: digest not in keep)
+        return removed

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ def inode_table(layout: Layout, fingerprint: str) -> dict[int, int]:
             table[st.st_ino] = st.st_size
     if prefix.is_dir():  # cache only what a complete prefix gave
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp")
+        tmp = cache.with_suffix(f".{uuid.uuid4().hex}.tmp")  # builds of one prefix race here
         tmp.write_text(json.dumps(table))
         tmp.replace(cache)
     return table

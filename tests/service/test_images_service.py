@@ -57,6 +57,15 @@ def imaging(registry: tuple[RegistryServer, str], channel: Path,
     svc.stop()
 
 
+def _blobs_of(blobs: Path, digest: str) -> set[str]:
+    """The store's file names of a manifest, its config and its layers."""
+    import json
+
+    manifest = json.loads((blobs / digest.split(":")[1]).read_text())
+    return {d.split(":")[1] for d in (digest, manifest["config"]["digest"],
+                                      *(layer["digest"] for layer in manifest["layers"]))}
+
+
 def image_done(c: httpx.Client, env: str, number: int, timeout: float = 300
                ) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
@@ -108,7 +117,13 @@ def test_images_follow_versions_current_and_gc(imaging: Service,
         assert third["digest"] == first["digest"]
         assert c.put("/api/v1/retention/team/geo", json={"keep_last": 1, "keep_days": 0}
                      ).status_code == 200
+        blobs = imaging.root / "images" / "blobs" / "sha256"
+        before = {f.name for f in blobs.iterdir()}
+        used = _blobs_of(blobs, third["digest"]) & before  # base layers were only mounted
+        assert before - used  # lz4's layer, v2's config and manifest, the base's config
         result = c.post("/api/v1/gc").json()
+        assert result["pruned_image_blobs"] == len(before - used)
+        assert {f.name for f in blobs.iterdir()} == used
         assert sorted(result["deleted"]) == ["team/geo/1", "team/geo/2"]
         assert reg.manifest_digest("team-geo", "v2") is None  # collected, deleted
         assert reg.manifest_digest("team-geo", f"v{three}") == first["digest"]  # shared: kept
