@@ -185,17 +185,41 @@ def _is_elf(path: Path) -> bool:
         return False
 
 
-def make_base_image(registry: Registry, repo: str, tag: str, needs: Path) -> str:
-    """Push a minimal base (``/bin/sh``, ``/usr/bin/env`` and the system libraries every ELF
-    file in the prefix ``needs`` uses) and return its reference."""
-    elves = [p for p in needs.rglob("*") if p.is_file() and not p.is_symlink() and _is_elf(p)]
-    inside = str(needs.resolve())
+SKIP_IN_TREE = {"test", "tests", "__pycache__", "idlelib", "tkinter", "turtledemo", "ensurepip"}
+
+
+def _tree_entries(tree: Path) -> list[Path]:
+    """Everything under ``tree`` but test suites, caches and site-packages beyond pip and
+    setuptools (a Python installation as a base needs no more)."""
+    out: list[Path] = []
+    for root, dirs, files in os.walk(tree):
+        here = Path(root)
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_IN_TREE and not (
+            here.name == "site-packages" and not d.startswith(("pip", "setuptools"))))
+        out.append(here)
+        out += [here / f for f in sorted(files)]
+        out += [here / d for d in dirs if (here / d).is_symlink()]
+    return out
+
+
+def make_base_image(registry: Registry, repo: str, tag: str, needs: Path,
+                    tree: Path | None = None) -> str:
+    """Push a minimal base (``/bin/sh``, ``/usr/bin/env``, the system libraries every ELF
+    file in the prefix ``needs`` uses, and optionally a whole directory ``tree`` at its own
+    path, e.g. this machine's Python) and return its reference."""
+    from isal import igzip
+
+    entries = _tree_entries(tree) if tree else []
+    elves = [p for p in [*needs.rglob("*"), *entries]
+             if p.is_file() and not p.is_symlink() and _is_elf(p)]
+    inside = tuple(str(t.resolve()) for t in (needs, tree) if t)
     files = {os.path.normpath(f) for f in _elf_deps([*elves, Path("/bin/dash"),
                                                       Path("/usr/bin/env")])
              if not os.path.realpath(f).startswith(inside)} | {"/bin/dash", "/usr/bin/env"}
     layer = io.BytesIO()
     with tarfile.open(fileobj=layer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        dirs = sorted({str(Path(f).parent) for f in files} | {"/tmp", "/bin", "/usr/bin"})
+        dirs = sorted({str(Path(f).parent) for f in files} | {"/tmp", "/bin", "/usr/bin"}
+                      | ({str(tree.parent)} if tree else set()))
         for d in dirs:
             for p in [*reversed(Path(d).parents), Path(d)]:
                 if str(p) != "/" and f"{p}".lstrip("/") not in tar.getnames():
@@ -208,18 +232,20 @@ def make_base_image(registry: Registry, repo: str, tag: str, needs: Path) -> str
             info.size, info.mode = os.path.getsize(real), 0o755
             with open(real, "rb") as src:
                 tar.addfile(info, src)
+        for entry in entries:
+            tar.add(entry, str(entry).lstrip("/"), recursive=False)
         info = tarfile.TarInfo("bin/sh")
         info.type, info.linkname = tarfile.SYMTYPE, "dash"
         tar.addfile(info)
-    import gzip
     import hashlib
 
     plain = layer.getvalue()
-    packed = gzip.compress(plain, mtime=0)
+    packed = igzip.compress(plain, compresslevel=1, mtime=0)
     store = BlobStore(Path(tempfile.mkdtemp(prefix="envyard-base-")))
     layer_desc = store.put(packed, OCI_LAYER_GZIP)
+    path = f"{tree}/bin:" if tree else ""
     config = {"architecture": "amd64", "os": "linux",
-              "config": {"Env": ["PATH=/usr/local/bin:/usr/bin:/bin"], "Cmd": ["/bin/sh"]},
+              "config": {"Env": [f"PATH={path}/usr/local/bin:/usr/bin:/bin"], "Cmd": ["/bin/sh"]},
               "rootfs": {"type": "layers",
                          "diff_ids": ["sha256:" + hashlib.sha256(plain).hexdigest()]},
               "history": [{"created_by": "envyard tests: base from this machine's libraries"}]}

@@ -22,4 +22,7 @@ if [ ! -x "$node_prefix/node_modules/.bin/configurable-http-proxy" ]; then
   npm install --silent --no-audit --no-fund --prefix "$node_prefix" configurable-http-proxy@5
 fi
 python -m pip install -q -e '.[test]'
+# the Dockerfile build test installs offline from this wheelhouse
+wheelhouse="${ENVYARD_HOME:-$HOME/.envyard}/wheelhouse"
+python -m pip wheel -q -w "$wheelhouse" '.[postgresql]' 'setuptools>=68' wheel
 envyard demo-channel >/dev/null
