@@ -5,7 +5,8 @@ registry when it has them, else uploaded in chunks (``POST``, ``PATCH`` with
 ``Content-Range``, ``PUT ?digest=``). Authentication answers the registry's challenge:
 ``Basic`` with the configured credentials, or ``Bearer`` with a token fetched from the
 challenge's realm (credentials, if any, sent there). Plain HTTP only for loopback
-registries unless explicitly allowed. ``bytes_sent`` counts blob bytes uploaded.
+registries unless explicitly allowed; TLS is verified against the system's CAs or a given
+bundle. ``bytes_sent`` counts blob bytes uploaded.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,7 +38,8 @@ class Registry:
     """One registry (``https://host[:port]`` or loopback ``http://…``)."""
 
     def __init__(self, url: str, *, username: str | None = None, password: str | None = None,
-                 insecure: bool = False, timeout: float = 120.0) -> None:
+                 insecure: bool = False, ca_bundle: str | None = None,
+                 timeout: float = 120.0) -> None:
         if "://" not in url:
             url = ("http://" if _loopback(url.split(":")[0]) else "https://") + url
         parsed = urlparse(url)
@@ -46,7 +49,8 @@ class Registry:
         self.base = f"{parsed.scheme}://{parsed.netloc}"
         self.host = parsed.netloc
         self.auth = (username, password) if username else None
-        self.http = httpx.Client(timeout=timeout, follow_redirects=True)
+        verify = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
+        self.http = httpx.Client(timeout=timeout, follow_redirects=True, verify=verify)
         self._tokens: dict[str, str] = {}
         self.bytes_sent = 0
 

@@ -47,14 +47,16 @@ def target_registry(settings: Settings) -> Registry:
         raise ImageError("no registry is configured (image_registry)")
     return Registry(settings.image_registry, username=settings.image_registry_username,
                     password=settings.image_registry_password,
-                    insecure=settings.image_registry_insecure)
+                    insecure=settings.image_registry_insecure,
+                    ca_bundle=settings.image_registry_ca_bundle)
 
 
 def _base_registry(settings: Settings, target: Registry) -> Registry:
     host = ImageRef.parse(settings.image_base).registry
     if host == target.host:
         return target
-    return Registry(host, insecure=settings.image_registry_insecure)
+    return Registry(host, insecure=settings.image_registry_insecure,
+                    ca_bundle=settings.image_registry_ca_bundle)
 
 
 def _set_image(db: Database, version_id: int, info: dict[str, Any]) -> None:

@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     image_registry_password: str | None = Field(None, description="Registry password.")
     image_registry_insecure: bool = Field(
         False, description="Allow plain HTTP to a registry that is not on loopback.")
+    image_registry_ca_bundle: str | None = Field(
+        None, description="CA bundle (PEM) for a registry with a private certificate.")
     image_layers: int = Field(64, ge=1, le=120, description="Most layers an environment "
                               "gets (packages are grouped into them).")
     image_root: str = Field("/opt/envyard/envs", description="Where environments live in "

@@ -10,6 +10,7 @@ import io
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import tarfile
 import tempfile
@@ -112,11 +113,39 @@ class RegistryServer:
     """`docker-registry serve` on a loopback port; deletes enabled; optional basic auth
     (``users``) or token auth (``tokens=True``: a `TokenServer` with those users)."""
 
-    def __init__(self, users: dict[str, str] | None = None, tokens: bool = False) -> None:
+    def __init__(self, users: dict[str, str] | None = None, tokens: bool = False,
+                 tls: bool = False) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="envyard-registry-"))
         self.port = free_port()
         self.users = users or {}
         self.tokens = TokenServer(self.users, self.dir) if tokens else None
+        self.ca: Path | None = self._certificate() if tls else None
+
+    def _certificate(self) -> Path:
+        """A self-signed certificate for 127.0.0.1; the PEM doubles as the CA bundle."""
+        import ipaddress
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                .public_key(key.public_key()).serial_number(2)
+                .not_valid_before(now - datetime.timedelta(days=1))
+                .not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.SubjectAlternativeName(
+                    [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                .sign(key, hashes.SHA256()))
+        (self.dir / "tls.key").write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+        (self.dir / "tls.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        return self.dir / "tls.crt"
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -128,6 +157,9 @@ class RegistryServer:
                   "storage": {"filesystem": {"rootdirectory": str(self.dir / "data")},
                               "delete": {"enabled": True}},
                   "http": {"addr": self.host, "secret": "test"}}
+        if self.ca:
+            config["http"]["tls"] = {"certificate": str(self.ca),
+                                     "key": str(self.dir / "tls.key")}
         if self.tokens:
             config["auth"] = {"token": {"realm": self.tokens.realm,
                                         "service": "envyard-registry",
@@ -149,7 +181,8 @@ class RegistryServer:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                httpx.get(f"http://{self.host}/v2/", timeout=1)
+                httpx.get(f"{'https' if self.ca else 'http'}://{self.host}/v2/", timeout=1,
+                          verify=ssl.create_default_context(cafile=self.ca) if self.ca else True)
                 return self
             except httpx.TransportError:
                 time.sleep(0.05)

@@ -160,6 +160,24 @@ def test_token_auth(base: str, envs: dict[str, Path], tmp_path: Path) -> None:
         private.stop()
 
 
+def test_tls_registry(base: str, envs: dict[str, Path], tmp_path: Path) -> None:
+    """HTTPS, verified against a CA bundle; without it the certificate is refused."""
+    secure = RegistryServer(tls=True).start()
+    try:
+        assert secure.ca is not None
+        store = BlobStore(tmp_path / "store")
+        url = f"https://{secure.host}"
+        with Registry(base.split("/")[0]) as public, Registry(url) as unverified, \
+                Registry(url, ca_bundle=str(secure.ca)) as verified:
+            image = build_image(envs["a"], spec(base), store, public)
+            with pytest.raises(ImageError, match="cannot reach"):
+                push_image(image, store, unverified, "x", ["v1"], public)
+            assert push_image(image, store, verified, "x", ["v1"], public) > 0
+            assert verified.manifest_digest("x", "v1") == image.manifest.digest
+    finally:
+        secure.stop()
+
+
 def test_gc_deletes_manifest(client: Registry, base: str, envs: dict[str, Path],
                              tmp_path: Path) -> None:
     store = BlobStore(tmp_path / "store")
