@@ -153,8 +153,17 @@ def _sweep_shared(db: Database, layout: Layout, fingerprint: str) -> None:
 
 def apply_plan(db: Database, settings: Settings, *, now: dt.datetime | None = None
                ) -> dict[str, Any]:
-    """Mark what the plan deletes, sweep every marked version, prune the package cache."""
+    """Mark what the plan deletes, sweep every marked version, prune the package cache.
+    One GC at a time across every service process on the volume (a file lock)."""
     layout = Layout(settings.root)
+    settings.root.mkdir(parents=True, exist_ok=True)
+    with (settings.root / ".envyard-gc-lock").open("a") as gc_lock:
+        fcntl.flock(gc_lock, fcntl.LOCK_EX)
+        return _apply(db, settings, layout, now)
+
+
+def _apply(db: Database, settings: Settings, layout: Layout, now: dt.datetime | None
+           ) -> dict[str, Any]:
     with db.session(write=True) as s:
         rows = make_plan(s, settings, now)
         doomed = {(r.namespace, r.name, r.number) for r in rows if r.delete}

@@ -1,9 +1,13 @@
 """The build queue. The embedded runner builds in this process on a thread pool.
 
-On start it settles what a previous process left: builds that were running are marked
-failed (their staging directories are removed by the next install of the same prefix, or
-here), queued ones are queued again, and every ``current`` link is re-pointed from the
-database, so a crash between the two leaves nothing inconsistent.
+The queue is the database: a queued version is built by the runner that claims it
+(``service.runners``), so several service processes on one database and volume share the
+work and never build a version twice. The process that takes a submission claims it at
+once; every runner also polls for unclaimed versions (``POLL`` seconds) and settles what
+dead runners left. On start it settles what a previous process left: builds that were
+running are marked failed, claimed ones are queued again, staging directories of no live
+build are removed, and every ``current`` link is re-pointed from the database, so a crash
+between the two leaves nothing inconsistent.
 """
 
 from __future__ import annotations
@@ -15,8 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import select
 
 from builder.layout import point
-from service.models import RUNNING, Environment, Namespace, State, Version, utcnow
+from service.models import Environment, Namespace
+from service.runners import RunnerLock, claim, settle, unclaimed
 from service.worker import BuildContext, publish_kernel, run_build
+
+POLL = 1.0  # seconds between looks for unclaimed versions and dead runners
 
 
 class LocalRunner:
@@ -28,12 +35,42 @@ class LocalRunner:
                                         thread_name_prefix="envyard-build")
         self._cancels: dict[int, threading.Event] = {}
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self.runner = RunnerLock(ctx.layout.root)
+
+    @property
+    def id(self) -> str:
+        return self.runner.id
 
     def submit(self, version_id: int) -> None:
+        """Build ``version_id`` here if a slot is free and no other runner claimed it; else
+        it waits in the database for the first runner with a free slot."""
+        if self.pending < self.ctx.settings.build_concurrency and \
+                claim(self.ctx.db, version_id, self.runner.id):
+            self._start(version_id)
+
+    def _start(self, version_id: int) -> None:
         event = threading.Event()
         with self._lock:
             self._cancels[version_id] = event
         self._pool.submit(self._run, version_id, event)
+
+    def _poll(self) -> None:
+        """Claim what no runner took (up to the free slots); settle dead runners."""
+        while not self._stop.is_set():
+            self._wake.wait(POLL)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                settle(self.ctx.db, self.runner.dead_runners())
+                free = self.ctx.settings.build_concurrency - self.pending
+                for version_id in unclaimed(self.ctx.db, free) if free > 0 else ():
+                    self.submit(version_id)
+            except Exception as exc:  # the database may be briefly away; try again
+                print(f"envyard: runner poll failed: {type(exc).__name__}: {exc}",
+                      flush=True)
 
     def _run(self, version_id: int, event: threading.Event) -> None:
         try:
@@ -41,6 +78,7 @@ class LocalRunner:
         finally:
             with self._lock:
                 self._cancels.pop(version_id, None)
+            self._wake.set()  # a slot is free: look for queued work now
 
     def cancel(self, version_id: int) -> None:
         with self._lock:
@@ -54,19 +92,16 @@ class LocalRunner:
             return len(self._cancels)
 
     def recover(self) -> None:
-        """Settle the previous process's builds, then queue what was waiting."""
+        """Settle what dead runners (a previous process) left, then start polling."""
         layout = self.ctx.layout
+        dead = self.runner.dead_runners()
+        alone = not [p for p in self.runner.dir.glob("*.lock") if p.stem != self.runner.id]
+        settle(self.ctx.db, dead, orphans=alone)
         prefixes = layout.root / "prefixes"
-        if prefixes.is_dir():
+        if alone and prefixes.is_dir():  # no other runner may be staging a prefix
             for stale in prefixes.glob(".*.envyard-staging-*"):
                 shutil.rmtree(stale, ignore_errors=True)
-        with self.ctx.db.session(write=True) as s:
-            for v in s.scalars(select(Version).where(
-                    Version.state.in_([st.value for st in RUNNING]))):
-                v.state, v.finished_at = State.failed.value, utcnow()
-                v.error = "interrupted: the service stopped during this build; submit again"
-            queued = list(s.scalars(select(Version.id).where(
-                Version.state == State.queued.value).order_by(Version.id)))
+        with self.ctx.db.session() as s:
             for env, ns in s.execute(select(Environment, Namespace.name).join(Namespace)
                                      .where(Environment.current_version.is_not(None))):
                 point(layout.current_link(ns, env.name), str(env.current_version))
@@ -74,9 +109,16 @@ class LocalRunner:
         from service.gc import sweep
 
         sweep(self.ctx.db, layout, self.ctx.settings)  # finish a killed GC's deletions
-        for version_id in queued:
+        free = self.ctx.settings.build_concurrency
+        for version_id in unclaimed(self.ctx.db, free):
             self.submit(version_id)
+        threading.Thread(target=self._poll, daemon=True, name="envyard-runner").start()
 
     def shutdown(self) -> None:
-        """Stop taking work; queued builds stay queued for the next start."""
+        """Stop taking work: what this runner claimed goes back to the queue, what it was
+        building is marked interrupted."""
+        self._stop.set()
+        self._wake.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        settle(self.ctx.db, [self.runner.id])
+        self.runner.release()

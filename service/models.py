@@ -115,6 +115,7 @@ class Version(Base):
     constraints: Mapped[list[Any] | None] = mapped_column(default=None)
     dask_report: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     image: Mapped[dict[str, Any] | None] = mapped_column(default=None)  # state, ref, digest…
+    claimed_by: Mapped[str | None] = mapped_column(String(32), default=None)  # runner id
     state_before_gc: Mapped[str | None] = mapped_column(String(16), default=None)
     prefix_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
     pack_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)

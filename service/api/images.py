@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from builder.layout import Layout
 from service import images
-from service.api.deps import DbDep, PrincipalDep, SettingsDep
+from service.api.deps import DbDep, PrincipalDep, RunnerDep, SettingsDep
 from service.api.params import Name, VersionNumber
 from service.buildlog import BuildLog
 from service.catalog import find_environment, find_version
@@ -67,7 +67,8 @@ def environment_images(namespace: Name, name: Name, body: EnvironmentImagesIn, d
 
 @router.post("/environments/{namespace}/{name}/versions/{number}/image", status_code=202)
 def build_version_image(namespace: Name, name: Name, number: VersionNumber, db: DbDep,
-                        who: PrincipalDep, settings: SettingsDep) -> dict[str, Any]:
+                        who: PrincipalDep, settings: SettingsDep,
+                        runner: RunnerDep) -> dict[str, Any]:
     """Build (or rebuild after a failure) the image of a ready version, in the background."""
     who.require(namespace, Role.developer)
     _needs_registry(settings)
@@ -79,6 +80,7 @@ def build_version_image(namespace: Name, name: Name, number: VersionNumber, db: 
             raise Conflict(f"the image of version {number} is being built")
         v.image = {"state": "building", "repository": images.repository(settings, namespace,
                                                                          name)}
+        v.claimed_by = runner.id  # if this process dies, another runner settles the image
         version_id, fp, lock_text = v.id, v.fingerprint, v.lock_text
     layout = Layout(settings.root)
     log = BuildLog(layout.build_dir(namespace, name, number) / "build.log")

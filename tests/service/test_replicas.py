@@ -1,0 +1,96 @@
+"""Two service processes on one PostgreSQL and one volume: submissions to either are
+numbered once and built once; a replica killed mid-build is settled by the other."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.servers import Postgres, Service
+from tests.service.conftest import TERMINAL, wait_ready
+
+pytestmark = pytest.mark.timeout(900)
+SMALL = "dependencies: [python=3.11, toolz]\n"
+
+
+@pytest.fixture
+def replicas(postgres: Postgres, channel: Path, tmp_path: Path) -> Iterator[list[Service]]:
+    url = postgres.new_database()
+    root = tmp_path / "volume"
+    root.mkdir()
+    pair = [Service(root, channel, url) for _ in range(2)]
+    for svc in pair:
+        svc.start()
+    yield pair
+    for svc in pair:
+        svc.stop()
+
+
+def _rows(url: str, query: str) -> list[tuple]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(query))]
+    finally:
+        engine.dispose()
+
+
+def test_hundred_submissions_across_two_replicas(replicas: list[Service]) -> None:
+    token = replicas[0].token("team=developer")
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def submit(i: int) -> int:
+        with httpx.Client(base_url=replicas[i % 2].url, headers=headers, timeout=120) as c:
+            r = c.post("/api/v1/environments/team/busy/versions", content=SMALL)
+            assert r.status_code == 202, r.text
+            return r.json()["version"]
+
+    with ThreadPoolExecutor(20) as pool:
+        numbers = list(pool.map(submit, range(100)))
+    assert sorted(numbers) == list(range(1, 101))
+    with httpx.Client(base_url=replicas[1].url, headers=headers, timeout=60) as c:
+        states = [wait_ready(c, "team/busy", n, timeout=600)["state"] for n in range(1, 101)]
+        logs = [c.get(f"/api/v1/environments/team/busy/versions/{n}/log").text
+                for n in range(1, 101)]
+    assert states == ["ready"] * 100
+    assert all(log.count("solving for") == 1 for log in logs)  # built once each
+    claims = _rows(replicas[0].database_url, "SELECT claimed_by, count(*) FROM versions "
+                   "GROUP BY claimed_by")
+    assert len(claims) == 2 and all(runner for runner, _ in claims)  # both replicas built
+    assert sum(n for _, n in claims) == 100
+
+
+def test_killed_replica_is_settled_by_the_other(replicas: list[Service]) -> None:
+    token = replicas[0].token("team=developer")
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=replicas[0].url, headers=headers, timeout=60) as c:
+        for _ in range(8):
+            assert c.post("/api/v1/environments/team/kill/versions",
+                          content=SMALL).status_code == 202
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not _rows(
+                replicas[0].database_url, "SELECT id FROM versions WHERE state IN "
+                "('solving','installing','packing')"):
+            time.sleep(0.02)
+    replicas[0].kill()
+    with httpx.Client(base_url=replicas[1].url, headers=headers, timeout=60) as c:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            versions = [c.get(f"/api/v1/environments/team/kill/versions/{n}").json()
+                        for n in range(1, 9)]
+            if all(v["state"] in TERMINAL for v in versions):
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"not settled: {[v['state'] for v in versions]}")
+    assert {v["state"] for v in versions} <= {"ready", "failed"}
+    # what the killed replica was building failed; the rest was built by the other
+    assert any(v["state"] == "failed" for v in versions)
+    assert any(v["state"] == "ready" for v in versions)
+    assert all("interrupted" in v["error"] for v in versions if v["state"] == "failed")
