@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +20,10 @@ import yaml
 from builder.errors import LockError
 from builder.yamlfile import load_yaml, plain
 
+#: msgspec 0.22 crashed (SIGSEGV in _core) when builds in several threads converted locks at
+#: once (seen in CI, reproduced ~1 run in 40); its calls here take milliseconds, so they
+#: run one at a time.
+MSGSPEC_LOCK = threading.Lock()
 MAX_LOCK_BYTES = 64 << 20
 
 _HEADER = """\
@@ -113,14 +118,17 @@ class Lockfile(_Strict, kw_only=True):
 
     def sorted(self) -> Lockfile:
         """Packages ordered as conda-lock writes them: by manager, name, platform."""
-        pkgs = [msgspec.structs.replace(p, dependencies=dict(sorted(p.dependencies.items())))
-                for p in self.package if not (p.manager == "conda" and p.name.startswith("__"))]
-        pkgs.sort(key=lambda p: (p.manager, p.name, p.platform))
-        return msgspec.structs.replace(self, package=pkgs)
+        with MSGSPEC_LOCK:
+            pkgs = [msgspec.structs.replace(p, dependencies=dict(sorted(p.dependencies.items())))
+                    for p in self.package
+                    if not (p.manager == "conda" and p.name.startswith("__"))]
+            pkgs.sort(key=lambda p: (p.manager, p.name, p.platform))
+            return msgspec.structs.replace(self, package=pkgs)
 
     def copy(self) -> Lockfile:
         """A deep copy, to change without touching the original."""
-        return msgspec.convert(msgspec.to_builtins(self), Lockfile)
+        with MSGSPEC_LOCK:
+            return msgspec.convert(msgspec.to_builtins(self), Lockfile)
 
 
 def _without_none(value: Any) -> Any:
@@ -181,7 +189,8 @@ def parse_lock(text: str | bytes, *, source: str = "conda-lock.yml") -> Lockfile
         raise LockError(f"{source}: unsupported lock version {data.get('version')!r}; "
                         "envyard reads conda-lock's unified format version 1")
     try:
-        return msgspec.convert(data, Lockfile)
+        with MSGSPEC_LOCK:
+            return msgspec.convert(data, Lockfile)
     except msgspec.ValidationError as exc:
         raise LockError(f"{source}: invalid lock: {exc}") from None
 
