@@ -12,6 +12,7 @@ unstarted ones go back to the queue, an image it was building is marked failed.
 from __future__ import annotations
 
 import fcntl
+import os
 import uuid
 from pathlib import Path
 from typing import IO
@@ -31,8 +32,10 @@ class RunnerLock:
         self.dir = root / "runners"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.id = uuid.uuid4().hex
-        self._file: IO[bytes] = (self.dir / f"{self.id}.lock").open("wb")
+        # locked before it is visible under its name: no one sees a live runner unlocked
+        self._file: IO[bytes] = (self.dir / f"{self.id}.starting").open("wb")
         fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.replace(self.dir / f"{self.id}.starting", self.dir / f"{self.id}.lock")
 
     def release(self) -> None:
         (self.dir / f"{self.id}.lock").unlink(missing_ok=True)
