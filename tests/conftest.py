@@ -35,6 +35,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
     if "rattler" in sys.modules:
+        # os._exit skips pytest's atexit removal of the base temp dir's lock; without it
+        # the next runs keep every old (multi-GB) base temp dir instead of the last three
+        factory = getattr(config, "_tmp_path_factory", None)
+        basetemp = getattr(factory, "_basetemp", None)
+        if basetemp is not None:
+            (Path(basetemp) / ".lock").unlink(missing_ok=True)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(getattr(config, "_envyard_status", 1))
