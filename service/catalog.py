@@ -71,6 +71,13 @@ def new_version(session: Session, namespace: str, name: str, *, kind: str,
     return version
 
 
+def find_namespace(session: Session, namespace: str) -> Namespace:
+    ns = session.scalar(select(Namespace).where(Namespace.name == namespace))
+    if ns is None:
+        raise NotFound(f"no namespace {namespace}")
+    return ns
+
+
 def find_environment(session: Session, namespace: str, name: str) -> Environment:
     env = session.scalar(select(Environment).join(Namespace).where(
         Namespace.name == namespace, Environment.name == name))

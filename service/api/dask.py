@@ -6,15 +6,14 @@ from typing import Any, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 
 from builder.dask import OPTIONAL, REQUIRED, PinSet
 from service.api.deps import DbDep, PrincipalDep, RunnerDep, SettingsDep
 from service.api.params import Name
-from service.catalog import find_environment
+from service.catalog import find_environment, find_namespace
 from service.dask import current_pins, set_pins
 from service.errors import NotFound, ServiceError
-from service.models import Namespace, Role
+from service.models import Role
 from service.upgrade import apply_upgrade, what_if
 
 router = APIRouter(prefix="/api/v1", tags=["dask"])
@@ -79,9 +78,7 @@ def namespace_dask(namespace: Name, body: NamespaceDaskIn, db: DbDep,
     """Block or warn on required mismatches; whether environments follow the pins."""
     who.require(namespace, Role.admin)
     with db.session(write=True) as s:
-        ns = s.scalar(select(Namespace).where(Namespace.name == namespace))
-        if ns is None:
-            raise NotFound(f"no namespace {namespace}")
+        ns = find_namespace(s, namespace)
         if body.policy is not None:
             ns.dask_policy = body.policy
         if body.follow is not None:

@@ -7,16 +7,15 @@ from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import select
 
 from builder.layout import Layout
 from service import images
 from service.api.deps import DbDep, PrincipalDep, RunnerDep, SettingsDep
 from service.api.params import Name, VersionNumber
 from service.buildlog import BuildLog
-from service.catalog import find_environment, find_version
-from service.errors import Conflict, NotFound
-from service.models import Namespace, Role, State
+from service.catalog import find_environment, find_namespace, find_version
+from service.errors import Conflict
+from service.models import Role, State
 
 router = APIRouter(prefix="/api/v1", tags=["images"])
 
@@ -45,9 +44,7 @@ def namespace_images(namespace: Name, body: NamespaceImagesIn, db: DbDep, who: P
     if body.enabled:
         _needs_registry(settings)
     with db.session(write=True) as s:
-        ns = s.scalar(select(Namespace).where(Namespace.name == namespace))
-        if ns is None:
-            raise NotFound(f"no namespace {namespace}")
+        ns = find_namespace(s, namespace)
         ns.images = body.enabled
     return {"namespace": namespace, "images": body.enabled}
 

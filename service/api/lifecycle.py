@@ -11,10 +11,10 @@ from sqlalchemy import select
 from builder.layout import Layout, point
 from service.api.deps import DbDep, PrincipalDep, SettingsDep
 from service.api.params import Name, VersionNumber
-from service.catalog import find_environment, find_version
-from service.errors import Conflict, NotFound
+from service.catalog import find_environment, find_namespace, find_version
+from service.errors import Conflict
 from service.images import retag_current
-from service.models import Namespace, RetentionRule, Role, State
+from service.models import RetentionRule, Role, State
 from service.worker import publish_kernel
 
 router = APIRouter(prefix="/api/v1", tags=["lifecycle"])
@@ -116,8 +116,6 @@ def set_quota(namespace: Name, body: QuotaIn, db: DbDep, who: PrincipalDep) -> d
     """Set (or with null remove) the namespace's storage quota in bytes."""
     who.require(namespace, Role.admin)
     with db.session(write=True) as s:
-        ns = s.scalar(select(Namespace).where(Namespace.name == namespace))
-        if ns is None:
-            raise NotFound(f"no namespace {namespace}")
+        ns = find_namespace(s, namespace)
         ns.quota_bytes = body.bytes
     return {"namespace": namespace, "quota_bytes": body.bytes}
