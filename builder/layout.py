@@ -10,6 +10,7 @@
 <root>/builds/<ns>/<name>/<N>/        spec, lock and log of version N
 <root>/jupyter/<ns>/kernels/<ns>-<name>/kernel.json   the current version's kernel
 <root>/images/                        OCI image layout: layers, configs, manifests
+<root>/runners/<id>.lock              held by each live service process (see service.runners)
 ```
 The volume must be mounted at the same path wherever prefixes are used: conda bakes the
 prefix path into files.
