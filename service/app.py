@@ -17,6 +17,7 @@ from service.db import Database, migrate
 from service.errors import http_status
 from service.jobs import LocalRunner
 from service.settings import Settings
+from service.storage import open_store
 from service.worker import BuildContext
 
 
@@ -35,12 +36,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     settings.root.mkdir(parents=True, exist_ok=True)
     db = Database(settings.db_url)
+    store = open_store(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         migrate(db.engine)
         seed_pins(db, settings)
-        runner = LocalRunner(BuildContext(settings, db, Layout(settings.root)))
+        runner = LocalRunner(BuildContext(settings, db, Layout(settings.root), store=store))
         app.state.runner = runner
         runner.recover()
         stop = threading.Event()
@@ -58,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   "spec, lock, pack and log.")
     app.state.settings = settings
     app.state.db = db
+    app.state.store = store
     app.state.hub = None
     if settings.hub_api_url:
         from service.hub_auth import HubIdentities

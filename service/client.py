@@ -45,7 +45,8 @@ class Client:
         import httpx
 
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.Client(base_url=server, headers=headers, timeout=timeout)
+        self.http = httpx.Client(base_url=server, headers=headers, timeout=timeout,
+                                  follow_redirects=True)  # downloads from object storage
         self.server = server
 
     def _check(self, resp: Any) -> Any:

@@ -31,6 +31,7 @@ from service.db import Database
 from service.images import delete_images, prune_store
 from service.models import Environment, Namespace, RetentionRule, State, Version, utcnow
 from service.settings import Settings
+from service.storage import ArtifactStore, build_key, open_store, pack_key
 from service.usage import inode_table
 
 _ENV = (Environment, Version.environment_id == Environment.id)
@@ -119,7 +120,7 @@ def _freed_bytes(layout: Layout, decided: list[tuple[Any, Decision]]
         seen |= mine
         pack = layout.pack(fp)
         freed[(v[0], v[1])] = sum(table[i] for i in mine) + (
-            pack.stat().st_size if pack.exists() else 0)
+            pack.stat().st_size if pack.exists() else v[7] or 0)  # v[7]: in object storage
     return freed
 
 
@@ -137,7 +138,8 @@ def _fingerprint_in_use(session: Session, fingerprint: str) -> bool:
         Version.state.in_([s.value for s in KEEP_FILES])).limit(1)) is not None
 
 
-def _sweep_shared(db: Database, layout: Layout, fingerprint: str) -> None:
+def _sweep_shared(db: Database, layout: Layout, fingerprint: str,
+                  store: ArtifactStore | None) -> None:
     """Delete a prefix and pack nobody uses any more, under their build locks."""
     prefix = layout.prefix(fingerprint)
     prefix.parent.mkdir(parents=True, exist_ok=True)
@@ -149,6 +151,8 @@ def _sweep_shared(db: Database, layout: Layout, fingerprint: str) -> None:
         _remove_tree(prefix)
         pack = layout.pack(fingerprint)
         pack.unlink(missing_ok=True)
+        if store is not None:
+            store.delete(pack_key(fingerprint))
 
 
 def apply_plan(db: Database, settings: Settings, *, now: dt.datetime | None = None
@@ -196,6 +200,8 @@ def sweep(db: Database, layout: Layout, settings: Settings | None = None) -> lis
     if settings is not None and doomed_images:
         for problem in delete_images(settings, doomed_images, live_images):
             print(f"envyard: gc could not delete image {problem}", flush=True)
+    store = open_store(settings) if settings is not None and settings.storage != "local" \
+        else None
     done = []
     for version_id, number, fp, before, name, ns in marked:
         link = layout.version_link(ns, name, number)
@@ -204,13 +210,15 @@ def sweep(db: Database, layout: Layout, settings: Settings | None = None) -> lis
         if before in (State.failed.value, State.cancelled.value):
             log = layout.build_dir(ns, name, number) / "build.log"
             log.unlink(missing_ok=True)
+            if store is not None:
+                store.delete(build_key(ns, name, number, "build.log"))
         with db.session(write=True) as s:
             v = s.get(Version, version_id)
             if v is not None and v.state == State.deleting.value:
                 v.state = State.deleted.value
                 v.finished_at = v.finished_at or utcnow()
         if fp:
-            _sweep_shared(db, layout, fp)
+            _sweep_shared(db, layout, fp, store)
         done.append(f"{ns}/{name}/{number}")
     return done
 

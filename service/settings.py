@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -98,8 +98,30 @@ class Settings(BaseSettings):
         "configurable-http-proxy", description="configurable-http-proxy executable (npm).")
     hub_password: str | None = Field(
         None, description="Shared password of the embedded hub's dummy login; null: any.")
+    storage: Literal["local", "gcs", "s3"] = Field(
+        "local", description="Where packs, locks, specs and logs are kept: the volume, Google "
+        "Cloud Storage or S3.")
+    storage_bucket: str = Field("", description="Bucket of the gcs or s3 store.")
+    storage_prefix: str = Field("", description="Prefix of every object name in the bucket.")
+    storage_endpoint: str | None = Field(
+        None, description="API endpoint of an S3-compatible store or a GCS emulator.")
+    storage_region: str | None = Field(None, description="S3 region.")
+    storage_project: str | None = Field(None, description="GCS project.")
+    storage_credentials: Path | None = Field(
+        None, description="GCS service-account key file; it also signs download URLs.")
+    storage_access_key_id: str | None = Field(None, description="S3 access key id; unset: "
+                                              "boto3's own lookup (env, instance role).")
+    storage_secret_access_key: str | None = Field(None, description="S3 secret key.")
+    storage_url_seconds: int = Field(900, ge=1, le=604800, description="Lifetime of signed "
+                                     "download URLs.")
     host: str = Field("127.0.0.1", description="Address `envyard serve` binds.")
     port: int = Field(8765, description="Port `envyard serve` binds.")
+
+    @model_validator(mode="after")
+    def _storage_needs_bucket(self) -> Settings:
+        if self.storage != "local" and not self.storage_bucket:
+            raise ValueError(f"storage {self.storage!r} needs storage_bucket")
+        return self
 
     @property
     def db_url(self) -> str:

@@ -37,6 +37,7 @@ from service.db import Database
 from service.models import Artifact, Environment, Namespace, State, Version, utcnow
 from service.quota import check_build_quota
 from service.settings import Settings
+from service.storage import ArtifactStore, build_key, open_store, pack_key
 from service.usage import inode_table
 
 
@@ -54,6 +55,16 @@ class BuildContext:
     solves: dict[str, Future[str]] = field(default_factory=dict)
     solves_lock: threading.Lock = field(default_factory=threading.Lock)
     solved: dict[str, tuple[float, str]] = field(default_factory=dict)
+    store: ArtifactStore | None = None  # None: opened from the settings
+
+    def __post_init__(self) -> None:
+        if self.store is None:
+            self.store = open_store(self.settings)
+
+    @property
+    def artifacts(self) -> ArtifactStore:
+        assert self.store is not None
+        return self.store
 
 #: How long a finished solve answers identical submissions (the channel may change later).
 SOLVE_REUSE_SECONDS = 60.0
@@ -184,17 +195,7 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
             log.stage = State.packing.value
             _set(ctx, version_id, state=State.packing.value)
             start = time.perf_counter()
-            archive = ctx.layout.pack(fp)
-            archive.parent.mkdir(parents=True, exist_ok=True)
-            with archive.with_name(f".{archive.name}.lock").open("a") as guard:
-                fcntl.flock(guard, fcntl.LOCK_EX)  # one packing per fingerprint
-                if not archive.exists():
-                    seconds = ctx.settings.pack_timeout
-                    call_with_timeout(
-                        lambda: pack_prefix(built.prefix, archive, progress=log.progress),
-                        timeout=seconds, on_timeout=lambda: PackError(
-                            f"packing did not finish within {seconds:.0f} s"))
-            pack_bytes = archive.stat().st_size
+            pack_bytes = _pack(ctx, fp, built.prefix, log)
             timings["pack"] = round(time.perf_counter() - start, 3)
             log.line(f"packed {pack_bytes} bytes in {timings['pack']} s")
         if cancel.is_set():
@@ -204,15 +205,12 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
         packages = sorted(({"name": p.name, "version": p.version, "manager": p.manager}
                            for p in lock.for_platform(platform)), key=lambda p: p["name"])
         prefix_bytes = sum(inode_table(ctx.layout, fp).values())  # cached for usage reports
-        artifacts = {"spec": (bdir / "environment.yml", None), "lock": (bdir / "conda-lock.yml",
-                     None), "log": (bdir / "build.log", None),
-                     "prefix": (built.prefix, prefix_bytes)}
         if spec_text is not None:
             (bdir / "environment.yml").write_text(spec_text)
-        else:
-            del artifacts["spec"]
+        artifacts = _store_files(ctx, where, bdir, has_spec=spec_text is not None)
+        artifacts["prefix"] = (str(built.prefix), prefix_bytes)
         if pack_bytes is not None:
-            artifacts["pack"] = (ctx.layout.pack(fp), pack_bytes)
+            artifacts["pack"] = (ctx.artifacts.uri(pack_key(fp)), pack_bytes)
         _publish(ctx, version_id, where, artifacts, timings=timings, packages=packages,
                  prefix_bytes=prefix_bytes, pack_bytes=pack_bytes)
         log.stage = State.ready.value
@@ -233,6 +231,53 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
     except Exception as exc:  # a bug: record it, keep serving
         log.line(f"internal error: {type(exc).__name__}: {exc}")
         _fail(ctx, version_id, f"internal error: {type(exc).__name__}: {exc}", timings)
+    finally:
+        if not ctx.artifacts.local and log.path.exists():
+            try:  # the log's last word goes to the store; only this build writes it
+                ctx.artifacts.put(build_key(*where, "build.log"), log.path, overwrite=True)
+            except EnvyardError as exc:
+                print(f"envyard: could not store the log of {where}: {exc}", flush=True)
+
+
+def _pack(ctx: BuildContext, fp: str, prefix: Any, log: BuildLog) -> int:
+    """The prefix's conda-pack archive, once per fingerprint (a file lock); with a remote
+    store it is uploaded and the volume's copy removed. Returns its size."""
+    store, key = ctx.artifacts, pack_key(fp)
+    archive = ctx.layout.pack(fp)
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with archive.with_name(f".{archive.name}.lock").open("a") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)  # one packing per fingerprint
+        there = None if store.local else store.stat(key)
+        if there is None and not archive.exists():
+            seconds = ctx.settings.pack_timeout
+            call_with_timeout(
+                lambda: pack_prefix(prefix, archive, progress=log.progress),
+                timeout=seconds, on_timeout=lambda: PackError(
+                    f"packing did not finish within {seconds:.0f} s"))
+        if store.local:
+            return archive.stat().st_size
+        if there is None:
+            log.line(f"uploading the pack to {store.uri(key)}")
+            there = store.put(key, archive)
+        archive.unlink(missing_ok=True)
+        return there.size
+
+
+def _store_files(ctx: BuildContext, where: tuple[str, str, int], bdir: Any,
+                 has_spec: bool) -> dict[str, tuple[str, int | None]]:
+    """Spec and lock into the store (the volume keeps its copies for the log's
+    neighbours); the artifact rows name where each one is."""
+    names = {"lock": "conda-lock.yml", "log": "build.log"}
+    if has_spec:
+        names["spec"] = "environment.yml"
+    rows: dict[str, tuple[str, int | None]] = {}
+    for kind, filename in names.items():
+        key = build_key(*where, filename)
+        if ctx.artifacts.local or kind == "log":  # the log is stored when the build ends
+            rows[kind] = (ctx.artifacts.uri(key), (bdir / filename).stat().st_size)
+        else:
+            rows[kind] = (ctx.artifacts.uri(key), ctx.artifacts.put(key, bdir / filename).size)
+    return rows
 
 
 def _fail(ctx: BuildContext, version_id: int, error: str, timings: dict[str, float]) -> None:
@@ -241,14 +286,14 @@ def _fail(ctx: BuildContext, version_id: int, error: str, timings: dict[str, flo
 
 
 def _publish(ctx: BuildContext, version_id: int, where: tuple[str, str, int],
-             artifacts: dict[str, tuple[Any, int | None]], **fields: Any) -> None:
+             artifacts: dict[str, tuple[str, int | None]], **fields: Any) -> None:
     """Mark ready, record the artifacts and move ``current`` forward, in one transaction;
     then swap the link."""
     with ctx.db.session(write=True) as s:
         v = s.get(Version, version_id)
         assert v is not None
         for kind, (path, size) in artifacts.items():
-            s.add(Artifact(version_id=v.id, kind=kind, path=str(path),
+            s.add(Artifact(version_id=v.id, kind=kind, path=path,
                            bytes=size if size is not None else os.path.getsize(path)))
         env = s.get(Environment, v.environment_id, with_for_update=True)
         assert env is not None

@@ -13,6 +13,7 @@ from service.db import Database
 from service.errors import TooLarge
 from service.jobs import LocalRunner
 from service.settings import Settings
+from service.storage import ArtifactStore
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -22,6 +23,10 @@ def get_session(request: Request) -> Iterator[Session]:
 
 def get_settings(request: Request) -> Settings:
     return request.app.state.settings
+
+
+def get_store(request: Request) -> ArtifactStore:
+    return request.app.state.store
 
 
 def get_runner(request: Request) -> LocalRunner:
@@ -78,4 +83,5 @@ SessionDep = Annotated[Session, Depends(get_session)]
 DbDep = Annotated[Database, Depends(get_db)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RunnerDep = Annotated[LocalRunner, Depends(get_runner)]
+StoreDep = Annotated[ArtifactStore, Depends(get_store)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -8,11 +8,17 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import (
+    FileResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from sqlalchemy import select
 
 from builder.layout import Layout
-from service.api.deps import DbDep, PrincipalDep, RunnerDep, SessionDep, SettingsDep
+from service.api.deps import DbDep, PrincipalDep, RunnerDep, SessionDep, SettingsDep, StoreDep
 from service.api.params import Name, VersionNumber
 from service.catalog import (
     check_name,
@@ -23,6 +29,7 @@ from service.catalog import (
 )
 from service.errors import Conflict, NotFound
 from service.models import Role, State, Version, utcnow
+from service.storage import ArtifactStore, build_key, pack_key
 
 router = APIRouter(prefix="/api/v1/environments/{namespace}/{name}/versions",
                    tags=["versions"])
@@ -57,6 +64,19 @@ def read_version(namespace: Name, name: Name, number: VersionNumber, session: Se
     return {**detail, "current": env.current_version == number}
 
 
+def _from_store(store: ArtifactStore, settings: Any, key: str, filename: str,
+                media_type: str) -> Response | None:
+    """A remote artifact: a redirect to a signed URL if the backend signs, else its bytes
+    streamed through here; None when the store does not have it."""
+    url = store.signed_url(key, filename, settings.storage_url_seconds)
+    if url is not None:
+        return RedirectResponse(url, status_code=307)
+    if store.stat(key) is None:
+        return None
+    return StreamingResponse(store.iter_bytes(key), media_type=media_type, headers={
+        "Content-Disposition": f'attachment; filename="{filename}"'})
+
+
 def _log_path(settings: Any, namespace: Name, name: Name, number: int) -> Any:
     return Layout(settings.root).build_dir(namespace, name, number) / "build.log"
 
@@ -87,52 +107,75 @@ async def _follow(db: Any, settings: Any, namespace: Name, name: Name,
 @router.get("/{number}/log", responses={200: {"content": {"text/plain": {},
                                                            "text/event-stream": {}}}})
 def read_log(namespace: Name, name: Name, number: VersionNumber, db: DbDep, who: PrincipalDep,
-             settings: SettingsDep, follow: bool = False) -> Response:
+             settings: SettingsDep, store: StoreDep, follow: bool = False) -> Response:
     """The build log; with ``follow=true`` a server-sent event stream until the build ends."""
     _check(namespace, name, who)
     with db.session() as s:  # not held while streaming
-        find_version(s, namespace, name, number)
+        state = State(find_version(s, namespace, name, number).state)
     if follow:
         return StreamingResponse(_follow(db, settings, namespace, name, number),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
+    if state.terminal and not store.local:  # its last word is in the store
+        stored = _from_store(store, settings, build_key(namespace, name, number, "build.log"),
+                             f"{namespace}-{name}-{number}.log", "text/plain")
+        if stored is not None:
+            return stored
     path = _log_path(settings, namespace, name, number)
     return PlainTextResponse(path.read_text() if path.exists() else "")
 
 
 @router.get("/{number}/spec", response_class=PlainTextResponse)
 def download_spec(namespace: Name, name: Name, number: VersionNumber, session: SessionDep,
-                  who: PrincipalDep) -> PlainTextResponse:
+                  who: PrincipalDep, settings: SettingsDep, store: StoreDep) -> Response:
     """The environment.yml this version was built from."""
     _check(namespace, name, who)
     v = find_version(session, namespace, name, number)
     if v.spec_text is None:
         raise NotFound(f"version {number} was pushed as a lock; it has no spec")
-    return PlainTextResponse(v.spec_text, media_type="text/yaml")
+    return _text((namespace, name), v, store, settings, "environment.yml", v.spec_text)
+
+
+def _text(where: tuple[str, str], v: Version, store: ArtifactStore, settings: Any,
+          filename: str, text: str) -> Response:
+    """Spec and lock: from the store once published there (signed URL), else the
+    database's copy."""
+    if not store.local and v.state == State.ready.value:
+        stored = _from_store(store, settings, build_key(*where, v.number, filename),
+                             filename, "text/yaml")
+        if stored is not None:
+            return stored
+    return PlainTextResponse(text, media_type="text/yaml")
 
 
 @router.get("/{number}/lock", response_class=PlainTextResponse)
 def download_lock(namespace: Name, name: Name, number: VersionNumber, session: SessionDep,
-                  who: PrincipalDep) -> PlainTextResponse:
+                  who: PrincipalDep, settings: SettingsDep, store: StoreDep) -> Response:
     """The conda-lock.yml of this version."""
     _check(namespace, name, who)
     v = find_version(session, namespace, name, number)
     if v.lock_text is None:
         raise NotFound(f"version {number} has no lock yet (state {v.state})")
-    return PlainTextResponse(v.lock_text, media_type="text/yaml")
+    return _text((namespace, name), v, store, settings, "conda-lock.yml", v.lock_text)
 
 
 @router.get("/{number}/pack", response_class=FileResponse)
 def download_pack(namespace: Name, name: Name, number: VersionNumber, session: SessionDep,
-                  who: PrincipalDep, settings: SettingsDep) -> FileResponse:
-    """The conda-pack archive: unpack it anywhere, then run bin/conda-unpack."""
+                  who: PrincipalDep, settings: SettingsDep, store: StoreDep) -> Response:
+    """The conda-pack archive: unpack it anywhere, then run bin/conda-unpack. From object
+    storage: a redirect to a signed URL."""
     _check(namespace, name, who)
     v = find_version(session, namespace, name, number)
-    path = Layout(settings.root).pack(v.fingerprint) if v.fingerprint else None
-    if v.state != State.ready.value or path is None or not path.exists():
-        raise NotFound(f"version {number} has no pack (state {v.state})")
-    return FileResponse(path, media_type="application/zstd",
-                        filename=f"{namespace}-{name}-{number}.tar.zst")
+    filename = f"{namespace}-{name}-{number}.tar.zst"
+    if v.state == State.ready.value and v.fingerprint and v.pack_bytes is not None:
+        if not store.local:
+            found = _from_store(store, settings, pack_key(v.fingerprint), filename,
+                                "application/zstd")
+            if found is not None:
+                return found
+        elif (path := Layout(settings.root).pack(v.fingerprint)).exists():
+            return FileResponse(path, media_type="application/zstd", filename=filename)
+    raise NotFound(f"version {number} has no pack (state {v.state})")
 
 
 @router.post("/{number}/cancel")
