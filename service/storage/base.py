@@ -76,7 +76,7 @@ class ArtifactStore(ABC):
         """Remove the object; False if there was none."""
 
     @abstractmethod
-    def keys(self, prefix: str = "") -> Iterator[str]: ...
+    def list_keys(self, prefix: str = "") -> Iterator[str]: ...
 
     def signed_url(self, key: str, filename: str, seconds: int) -> str | None:
         """A time-limited URL that reads the object without envyard; None if unsupported."""

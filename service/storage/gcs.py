@@ -141,7 +141,7 @@ class GCSStore(ArtifactStore):
         except exceptions.NotFound:
             return False
 
-    def keys(self, prefix: str = "") -> Iterator[str]:
+    def list_keys(self, prefix: str = "") -> Iterator[str]:
         for blob in self.client.list_blobs(self.bucket.name, prefix=self.prefix + prefix):
             yield blob.name[len(self.prefix):]
 

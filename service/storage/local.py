@@ -66,7 +66,7 @@ class LocalStore(ArtifactStore):
         except FileNotFoundError:
             return False
 
-    def keys(self, prefix: str = "") -> Iterator[str]:
+    def list_keys(self, prefix: str = "") -> Iterator[str]:
         base = self.root / prefix if prefix else self.root
         if base.is_file():
             yield prefix

@@ -118,7 +118,7 @@ class S3Store(ArtifactStore):
         self.client.delete_object(Bucket=self.bucket, Key=self._name(key))
         return True
 
-    def keys(self, prefix: str = "") -> Iterator[str]:
+    def list_keys(self, prefix: str = "") -> Iterator[str]:
         pages = self.client.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=self.prefix + prefix)
         for page in pages:

@@ -54,7 +54,7 @@ def test_put_stat_read_delete(store: ArtifactStore, tmp_path: Path) -> None:
     if not store.local:  # the sha256 travels with the object
         assert there.sha256 == hashlib.sha256(src.read_bytes()).hexdigest()
     assert b"".join(store.iter_bytes("builds/ns/env/1/conda-lock.yml")) == src.read_bytes()
-    assert "builds/ns/env/1/conda-lock.yml" in list(store.keys("builds/ns/"))
+    assert "builds/ns/env/1/conda-lock.yml" in list(store.list_keys("builds/ns/"))
     assert store.delete("builds/ns/env/1/conda-lock.yml")
     assert store.stat("builds/ns/env/1/conda-lock.yml") is None
     assert not store.delete("builds/ns/env/1/conda-lock.yml")
@@ -66,7 +66,7 @@ def test_large_upload_round_trips_and_verifies(store: ArtifactStore, tmp_path: P
     out = tmp_path / "out.tar.zst"
     store.download("packs/big.tar.zst", out)
     assert out.read_bytes() == src.read_bytes()
-    assert not [k for k in store.keys() if ".uploads/" in k]  # no parts left behind
+    assert not [k for k in store.list_keys() if ".uploads/" in k]  # no parts left behind
     store.delete("packs/big.tar.zst")
 
 
