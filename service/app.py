@@ -16,6 +16,7 @@ from service.dask import seed_pins
 from service.db import Database, migrate
 from service.errors import http_status
 from service.jobs import LocalRunner
+from service.runners import Runner
 from service.settings import Settings
 from service.storage import open_store
 from service.worker import BuildContext
@@ -32,6 +33,14 @@ def _scheduled_gc(db: Database, settings: Settings, stop: threading.Event) -> No
             print(f"envyard: scheduled gc failed: {type(exc).__name__}: {exc}", flush=True)
 
 
+def make_runner(ctx: BuildContext) -> Runner:
+    if ctx.settings.runner == "kubernetes":
+        from service.kube_runner import KubernetesRunner
+
+        return KubernetesRunner(ctx)
+    return LocalRunner(ctx)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     settings.root.mkdir(parents=True, exist_ok=True)
@@ -42,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         migrate(db.engine)
         seed_pins(db, settings)
-        runner = LocalRunner(BuildContext(settings, db, Layout(settings.root), store=store))
+        runner = make_runner(BuildContext(settings, db, Layout(settings.root), store=store))
         app.state.runner = runner
         runner.recover()
         stop = threading.Event()

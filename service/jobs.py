@@ -26,6 +26,19 @@ from service.worker import BuildContext, publish_kernel, run_build
 POLL = 1.0  # seconds between looks for unclaimed versions and dead runners
 
 
+def restore_volume(ctx: BuildContext) -> None:
+    """At start: ``current`` links and kernels from the database (a crash may have come
+    between the two), and a killed GC's deletions finished."""
+    from service.gc import sweep
+
+    with ctx.db.session() as s:
+        for env, ns in s.execute(select(Environment, Namespace.name).join(Namespace)
+                                 .where(Environment.current_version.is_not(None))):
+            point(ctx.layout.current_link(ns, env.name), str(env.current_version))
+            publish_kernel(ctx.layout, ns, env.name, env.current_version)
+    sweep(ctx.db, ctx.layout, ctx.settings)
+
+
 class LocalRunner:
     """Runs builds on ``concurrency`` threads of this process."""
 
@@ -101,14 +114,7 @@ class LocalRunner:
         if alone and prefixes.is_dir():  # no other runner may be staging a prefix
             for stale in prefixes.glob(".*.envyard-staging-*"):
                 shutil.rmtree(stale, ignore_errors=True)
-        with self.ctx.db.session() as s:
-            for env, ns in s.execute(select(Environment, Namespace.name).join(Namespace)
-                                     .where(Environment.current_version.is_not(None))):
-                point(layout.current_link(ns, env.name), str(env.current_version))
-                publish_kernel(layout, ns, env.name, env.current_version)
-        from service.gc import sweep
-
-        sweep(self.ctx.db, layout, self.ctx.settings)  # finish a killed GC's deletions
+        restore_volume(self.ctx)
         free = self.ctx.settings.build_concurrency
         for version_id in unclaimed(self.ctx.db, free):
             self.submit(version_id)

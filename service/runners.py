@@ -15,7 +15,7 @@ import fcntl
 import os
 import uuid
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 from sqlalchemy import or_, select, update
 
@@ -55,6 +55,24 @@ class RunnerLock:
             except OSError:
                 continue  # held: alive
         return dead
+
+
+class Runner(Protocol):
+    """What the API needs of a runner: the local one or the Kubernetes one."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def pending(self) -> int: ...
+
+    def submit(self, version_id: int) -> None: ...
+
+    def cancel(self, version_id: int) -> None: ...
+
+    def recover(self) -> None: ...
+
+    def shutdown(self) -> None: ...
 
 
 def claim(db: Database, version_id: int, runner: str) -> bool:

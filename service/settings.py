@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -24,10 +24,49 @@ from builder.spec import ChannelPolicy
 DEFAULT_ROOT = Path(os.environ.get("ENVYARD_HOME") or Path.home() / ".envyard") / "volume"
 
 
+class JobProfile(BaseModel):
+    """Where and how big a namespace's build Jobs are (Kubernetes field names)."""
+
+    model_config = ConfigDict(extra="forbid")
+    resources: dict[str, dict[str, str]] = Field(
+        {}, description="requests/limits, e.g. {requests: {cpu: '2', memory: 8Gi}}.")
+    node_selector: dict[str, str] = Field({}, description="Node labels the pod must match.")
+    tolerations: list[dict[str, Any]] = Field([], description="Taints the pod tolerates.")
+
+
+class KubernetesSettings(BaseModel):
+    """The Kubernetes runner: each build is a Job running ``envyard worker`` in the service
+    image, with the shared volume mounted at ``root``."""
+
+    model_config = ConfigDict(extra="forbid")
+    api_url: str | None = Field(None, description="API server URL; unset: in-cluster config.")
+    namespace: str = Field("default", description="Kubernetes namespace of build Jobs.")
+    image: str = Field("", description="Image of build pods (the service's own image).")
+    volume_claim: str = Field("", description="PersistentVolumeClaim of the shared volume.")
+    config_map: str | None = Field(None, description="ConfigMap with the settings file; "
+                                   "mounted at /etc/envyard as in the service.")
+    config_file: str = Field("envyard.yml", description="Its key: ENVYARD_CONFIG of builds.")
+    env: list[dict[str, Any]] = Field(
+        [], description="Extra env entries of build pods (secretKeyRef for the database URL "
+        "and storage keys).")
+    service_account: str | None = Field(None, description="Service account of build pods.")
+    max_jobs: int = Field(20, ge=1, description="Build Jobs envyard keeps running at once.")
+    retries: int = Field(2, ge=0, le=10, description="Pod retries after an infrastructure "
+                         "failure (evicted, lost, out of memory); build errors never retry.")
+    deadline_margin: int = Field(600, ge=0, description="Seconds added to the stage limits "
+                                 "for a Job's activeDeadlineSeconds.")
+    ttl_seconds: int = Field(3600, ge=0, description="Finished Jobs are kept this long.")
+    poll_seconds: float = Field(2.0, gt=0, description="Seconds between looks at the Jobs.")
+    profiles: dict[str, JobProfile] = Field(
+        {}, description="Per namespace ('*': every other one): resources, node selector, "
+        "tolerations.")
+
+
 class Settings(BaseSettings):
     """Typed settings, read once at start-up."""
 
-    model_config = SettingsConfigDict(env_prefix="ENVYARD_", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix="ENVYARD_", extra="forbid",
+                                      env_nested_delimiter="__")
 
     root: Path = Field(DEFAULT_ROOT, description="The shared volume: prefixes, packs, logs.")
     database_url: str = Field("", description="SQLAlchemy URL; empty: SQLite under root.")
@@ -114,13 +153,20 @@ class Settings(BaseSettings):
     storage_secret_access_key: str | None = Field(None, description="S3 secret key.")
     storage_url_seconds: int = Field(900, ge=1, le=604800, description="Lifetime of signed "
                                      "download URLs.")
+    runner: Literal["local", "kubernetes"] = Field(
+        "local", description="Where builds run: threads of this process, or Kubernetes Jobs.")
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     host: str = Field("127.0.0.1", description="Address `envyard serve` binds.")
     port: int = Field(8765, description="Port `envyard serve` binds.")
 
     @model_validator(mode="after")
-    def _storage_needs_bucket(self) -> Settings:
+    def _backends_complete(self) -> Settings:
         if self.storage != "local" and not self.storage_bucket:
             raise ValueError(f"storage {self.storage!r} needs storage_bucket")
+        if self.runner == "kubernetes" and not (self.kubernetes.image and
+                                                self.kubernetes.volume_claim):
+            raise ValueError("runner 'kubernetes' needs kubernetes.image and "
+                             "kubernetes.volume_claim")
         return self
 
     @property

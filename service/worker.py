@@ -34,11 +34,14 @@ from service import images
 from service.buildlog import BuildLog
 from service.dask import current_pins
 from service.db import Database
-from service.models import Artifact, Environment, Namespace, State, Version, utcnow
+from service.kube_jobs import BUILD_FAILED
+from service.models import RUNNING, Artifact, Environment, Namespace, State, Version, utcnow
 from service.quota import check_build_quota
 from service.settings import Settings
 from service.storage import ArtifactStore, build_key, open_store, pack_key
 from service.usage import inode_table
+
+RUNNING_STATES = {st.value for st in RUNNING}
 
 
 class Cancelled(Exception):
@@ -280,6 +283,44 @@ def _store_files(ctx: BuildContext, where: tuple[str, str, int], bdir: Any,
     return rows
 
 
+def run_claimed(ctx: BuildContext, version_id: int, claim: str) -> int:
+    """A build pod's entry point (``envyard worker``): take the version for ``claim``, build
+    it with ``run_build`` (as the local runner does), and answer an exit code: 0 when
+    there is nothing left to do, ``BUILD_FAILED`` when the build failed (retrying cannot
+    help). A cancel is seen in the database between stages even before the pod is killed."""
+    with ctx.db.session(write=True) as s:
+        v = s.get(Version, version_id, with_for_update=True)
+        if v is None or State(v.state).terminal or v.claimed_by not in (None, claim):
+            return 0  # deleted, finished, cancelled, or not ours: nothing to do
+        if v.state != State.queued.value:  # an earlier pod of this Job was lost mid-build
+            v.state = State.queued.value
+            retried = True
+        else:
+            retried = False
+        v.claimed_by = claim
+        where = (v.environment.namespace.name, v.environment.name, v.number)
+    if retried:
+        BuildLog(ctx.layout.build_dir(*where) / "build.log").line(
+            "retrying: the previous pod of this build was lost")
+    cancel, done = threading.Event(), threading.Event()
+
+    def watch() -> None:
+        while not done.wait(2.0):
+            with ctx.db.session() as s:
+                if s.get(Version, version_id).state == State.cancelled.value:  # type: ignore[union-attr]
+                    cancel.set()
+                    return
+
+    threading.Thread(target=watch, daemon=True, name="envyard-cancel-watch").start()
+    try:
+        run_build(ctx, version_id, cancel)
+    finally:
+        done.set()
+    with ctx.db.session() as s:
+        state = s.get(Version, version_id).state  # type: ignore[union-attr]
+    return BUILD_FAILED if state == State.failed.value else 0
+
+
 def _fail(ctx: BuildContext, version_id: int, error: str, timings: dict[str, float]) -> None:
     _set(ctx, version_id, state=State.failed.value, error=error, finished_at=utcnow(),
          timings=timings)
@@ -290,8 +331,10 @@ def _publish(ctx: BuildContext, version_id: int, where: tuple[str, str, int],
     """Mark ready, record the artifacts and move ``current`` forward, in one transaction;
     then swap the link."""
     with ctx.db.session(write=True) as s:
-        v = s.get(Version, version_id)
+        v = s.get(Version, version_id, with_for_update=True)
         assert v is not None
+        if v.state not in RUNNING_STATES:  # cancelled meanwhile (e.g. its Job deleted)
+            raise Cancelled
         for kind, (path, size) in artifacts.items():
             s.add(Artifact(version_id=v.id, kind=kind, path=path,
                            bytes=size if size is not None else os.path.getsize(path)))
@@ -318,4 +361,4 @@ def publish_kernel(layout: Layout, namespace: str, name: str, number: int) -> st
     return f"kernel {namespace}/{name} (v{number}) at {spec}"
 
 
-__all__ = ["BuildContext", "run_build"]
+__all__ = ["BuildContext", "run_build", "run_claimed"]

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from service.auth import PREFIX, Principal, authenticate
 from service.db import Database
 from service.errors import TooLarge
-from service.jobs import LocalRunner
+from service.runners import Runner
 from service.settings import Settings
 from service.storage import ArtifactStore
 
@@ -29,7 +29,7 @@ def get_store(request: Request) -> ArtifactStore:
     return request.app.state.store
 
 
-def get_runner(request: Request) -> LocalRunner:
+def get_runner(request: Request) -> Runner:
     return request.app.state.runner
 
 
@@ -82,6 +82,6 @@ def get_db(request: Request) -> Database:
 SessionDep = Annotated[Session, Depends(get_session)]
 DbDep = Annotated[Database, Depends(get_db)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-RunnerDep = Annotated[LocalRunner, Depends(get_runner)]
+RunnerDep = Annotated[Runner, Depends(get_runner)]
 StoreDep = Annotated[ArtifactStore, Depends(get_store)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -191,5 +191,7 @@ def cancel_version(namespace: Name, name: Name, number: VersionNumber, db: DbDep
             v.state, v.error, v.finished_at = State.cancelled.value, "cancelled", utcnow()
         version_id, state = v.id, v.state
     runner.cancel(version_id)
+    with db.session() as s:
+        state = find_version(s, namespace, name, number).state
     return {"namespace": namespace, "name": name, "number": number,
-            "state": state if state == State.cancelled.value else "cancelling"}
+            "state": state if State(state).terminal else "cancelling"}

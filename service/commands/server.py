@@ -1,4 +1,4 @@
-"""Commands that run or administer the service itself: serve, token create."""
+"""Commands that run or administer the service itself: serve, worker, token create."""
 
 from __future__ import annotations
 
@@ -83,6 +83,21 @@ def cmd_token_create(args: argparse.Namespace) -> None:
         info("shown once; store it now (ENVYARD_TOKEN or ~/.config/envyard/client.yml)")
 
 
+def cmd_worker(args: argparse.Namespace) -> None:
+    from builder.layout import Layout
+    from service.db import Database
+    from service.kube_jobs import claim_of
+    from service.settings import Settings
+    from service.worker import BuildContext, run_claimed
+
+    settings = Settings()
+    ctx = BuildContext(settings, Database(settings.db_url), Layout(settings.root))
+    claim = f"job/{args.job}" if args.job else claim_of(args.version_id)
+    code = run_claimed(ctx, args.version_id, claim)
+    if code:
+        raise SystemExit(code)
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("serve", help="run the envyard service (HTTP API and builds)",
                        description="Run the service with the settings from ENVYARD_* "
@@ -98,6 +113,16 @@ def register(sub: Any) -> None:
     p.add_argument("--log-level", default="warning",
                    choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("worker", help="build one queued version (what a build Job runs)",
+                       description="Build version VERSION_ID of the service's database "
+                       "(same settings as `envyard serve`) in this process, then exit: 0 "
+                       "when nothing is left to do, 3 when the build failed (its error is "
+                       "recorded; retrying cannot help), another code when the pod should "
+                       "be retried. The Kubernetes runner's Jobs run this.")
+    p.add_argument("version_id", type=int, metavar="VERSION_ID")
+    p.add_argument("--job", help="the Job's name: the claim this worker builds under")
+    p.set_defaults(func=cmd_worker)
 
     token = sub.add_parser("token", help="manage API tokens").add_subparsers(
         dest="token_command", required=True, metavar="ACTION")
