@@ -56,6 +56,9 @@ def job_manifest(settings: Settings, version_id: int, namespace: str, name: str,
         env.append({"name": "ENVYARD_CONFIG", "value": f"{CONFIG_DIR}/{k.config_file}"})
         mounts.append({"name": "settings", "mountPath": CONFIG_DIR, "readOnly": True})
         volumes.append({"name": "settings", "configMap": {"name": k.config_map}})
+    for i, (secret, directory) in enumerate(sorted(k.secret_mounts.items())):
+        mounts.append({"name": f"secret-{i}", "mountPath": directory, "readOnly": True})
+        volumes.append({"name": f"secret-{i}", "secret": {"secretName": secret}})
     container: dict[str, Any] = {
         "name": "build", "image": k.image,
         "command": ["envyard", "worker", str(version_id), "--job", job_name(version_id)],

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -30,7 +30,9 @@ class JobProfile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     resources: dict[str, dict[str, str]] = Field(
         {}, description="requests/limits, e.g. {requests: {cpu: '2', memory: 8Gi}}.")
-    node_selector: dict[str, str] = Field({}, description="Node labels the pod must match.")
+    node_selector: dict[str, str] = Field(
+        {}, description="Node labels the pod must match.",
+        validation_alias=AliasChoices("node_selector", "nodeSelector"))
     tolerations: list[dict[str, Any]] = Field([], description="Taints the pod tolerates.")
 
 
@@ -49,6 +51,8 @@ class KubernetesSettings(BaseModel):
     env: list[dict[str, Any]] = Field(
         [], description="Extra env entries of build pods (secretKeyRef for the database URL "
         "and storage keys).")
+    secret_mounts: dict[str, str] = Field(
+        {}, description="Secrets mounted into build pods: name -> directory (e.g. a GCS key).")
     service_account: str | None = Field(None, description="Service account of build pods.")
     max_jobs: int = Field(20, ge=1, description="Build Jobs envyard keeps running at once.")
     retries: int = Field(2, ge=0, le=10, description="Pod retries after an infrastructure "

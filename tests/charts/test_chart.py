@@ -17,7 +17,13 @@ CHART = REPO / "charts" / "envyard"
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "defaults": {},
     "external-postgresql": {"database": {"existingSecret": "envyard-db"}, "replicas": 3},
-    "gcs-artifacts": {"artifacts": {"backend": "gcs", "bucket": "team-envs"}},
+    "kubernetes-gcs": {"runner": "kubernetes", "database": {"existingSecret": "envyard-db"},
+                       "replicas": 2, "storage": {"backend": "gcs", "bucket": "team-envs",
+                                                  "existingSecret": "gcs-key"},
+                       "builds": {"profiles": {"gpu": {"nodeSelector": {"pool": "gpu"}}}}},
+    "s3-storage": {"storage": {"backend": "s3", "bucket": "team-envs", "region": "eu-west-1",
+                               "endpoint": "https://minio.example.org",
+                               "existingSecret": "s3-keys"}},
     "images": {"images": {"registry": "registry.example.org", "base": "registry.example.org/"
                           "base:bookworm", "username": "ci", "existingSecret": "registry"}},
     "hub-disabled": {"hub": {"enabled": False}, "volume": {"existingClaim": "shared-nfs",
@@ -44,8 +50,9 @@ def test_renders_and_validates(case: str, tmp_path: Path) -> None:
     hub = any(d["metadata"]["name"] == "ey-hub" for d in docs)
     assert hub == (case != "hub-disabled")
     for d in docs:  # secrets come by reference: never a value in a manifest
-        if d["kind"] == "ConfigMap":
-            assert "password" not in yaml.safe_dump(d["data"]).lower()
+        if d["kind"] == "ConfigMap":  # env entries for build Jobs: references only
+            text = yaml.safe_dump(d["data"]).lower()
+            assert "password:" not in text and "secret_access_key:" not in text
         for c in d.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
             for e in c.get("env", []):
                 if any(w in e["name"] for w in ("PASSWORD", "TOKEN", "SECRET")):
@@ -71,9 +78,11 @@ def test_lints_clean() -> None:
 
 @pytest.mark.parametrize("values", [
     {"replicas": 0}, {"volume": {"mountPath": "relative", "size": "1Gi"}},
-    {"artifacts": {"backend": "ftp"}}, {"hub": {"enabled": "yes"}}, {"typo": 1},
-    {"settings": {"build_concurrency": 0}},
-], ids=["replicas", "mount-path", "backend", "hub-enabled", "unknown-key", "concurrency"])
+    {"storage": {"backend": "ftp"}}, {"hub": {"enabled": "yes"}}, {"typo": 1},
+    {"settings": {"build_concurrency": 0}}, {"runner": "nomad"},
+    {"storage": {"backend": "s3"}}, {"replicas": 3}, {"runner": "kubernetes"},
+], ids=["replicas", "mount-path", "backend", "hub-enabled", "unknown-key", "concurrency",
+        "runner", "no-bucket", "replicas-on-sqlite", "kubernetes-on-sqlite"])
 def test_bad_values_are_refused(values: dict[str, Any]) -> None:
     from helm_python import HelmError
 
@@ -126,3 +135,43 @@ def test_hub_config_and_service_settings_agree(monkeypatch: pytest.MonkeyPatch,
     # Helm merges maps: the default `shared` grant stays unless set to null
     assert set(paths.split(":")) == {"/srv/envyard/jupyter/alice", "/srv/envyard/jupyter/geo",
                                      "/srv/envyard/jupyter/shared"}
+
+
+def test_kubernetes_runner_settings_from_the_chart(monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:
+    """The rendered settings start the Kubernetes runner with PostgreSQL and GCS, and the
+    Jobs it would create pass strict validation and get the same secrets as the service."""
+    from service.kube_jobs import job_manifest
+    from service.settings import Settings
+
+    docs = [d for text in _render(VALUE_SETS["kubernetes-gcs"]).values()
+            for d in yaml.safe_load_all(text) if d]
+    maps = {d["metadata"]["name"]: d["data"] for d in docs if d["kind"] == "ConfigMap"}
+    settings_file = tmp_path / "envyard.yml"
+    settings_file.write_text(maps["ey-settings"]["envyard.yml"])
+    monkeypatch.setenv("ENVYARD_CONFIG", str(settings_file))
+    settings = Settings()
+    assert settings.runner == "kubernetes" and settings.storage == "gcs"
+    assert settings.kubernetes.namespace == "hub"
+    assert settings.kubernetes.volume_claim == "ey-volume"
+    assert settings.kubernetes.profiles["gpu"].node_selector == {"pool": "gpu"}
+    deployment = next(d for d in docs if d["kind"] == "Deployment"
+                      and d["metadata"]["name"] == "ey")
+    service_env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    job = job_manifest(settings, 7, "gpu", "torch", 1)
+    pod = job["spec"]["template"]["spec"]
+    job_env = pod["containers"][0]["env"]
+    assert [e for e in service_env if "valueFrom" in e and "HUB" not in e["name"]] == \
+        [e for e in job_env if "valueFrom" in e]  # database URL: the same Secret
+    assert pod["containers"][0]["image"] == deployment["spec"]["template"]["spec"][
+        "containers"][0]["image"]
+    assert {"name": "secret-0", "secret": {"secretName": "gcs-key"}} in pod["volumes"]
+    assert settings.storage_credentials is not None and \
+        str(settings.storage_credentials).startswith(
+            pod["containers"][0]["volumeMounts"][-1]["mountPath"])
+    f = tmp_path / "job.yaml"
+    f.write_text(yaml.safe_dump(job))
+    cli = str(Path(sys.executable).with_name("kubernetes-validate"))
+    done = subprocess.run([cli, "-k", "1.33.0", "--strict", str(f)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
