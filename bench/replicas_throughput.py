@@ -21,7 +21,7 @@ from common import channel, exit_now
 from tests.servers import Postgres, Service
 
 SPEC = "dependencies: [python=3.11, toolz]\n"
-N = int(sys.argv[1]) if len(sys.argv) > 1 else 300
+N = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
 
 
 def run(pg: Postgres, replicas: int, work: Path) -> float:

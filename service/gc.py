@@ -12,15 +12,17 @@ link.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from builder.fetch import package_cache_lock
@@ -158,12 +160,34 @@ def _sweep_shared(db: Database, layout: Layout, fingerprint: str,
 def apply_plan(db: Database, settings: Settings, *, now: dt.datetime | None = None
                ) -> dict[str, Any]:
     """Mark what the plan deletes, sweep every marked version, prune the package cache.
-    One GC at a time across every service process on the volume (a file lock)."""
+    One GC at a time across every service process: a PostgreSQL advisory lock (replicas
+    on several nodes), and a file lock on the volume (processes sharing SQLite)."""
     layout = Layout(settings.root)
     settings.root.mkdir(parents=True, exist_ok=True)
-    with (settings.root / ".envyard-gc-lock").open("a") as gc_lock:
+    with _advisory_lock(db), (settings.root / ".envyard-gc-lock").open("a") as gc_lock:
         fcntl.flock(gc_lock, fcntl.LOCK_EX)
         return _apply(db, settings, layout, now)
+
+
+#: The key of GC's advisory lock: any constant no other user of the database takes.
+GC_LOCK_KEY = 0x656E7679617264  # "envyard"
+
+
+@contextlib.contextmanager
+def _advisory_lock(db: Database) -> Iterator[None]:
+    """Hold ``pg_advisory_lock`` on a connection of its own for the whole collection (it
+    is released if this process dies, unlike a row flag)."""
+    if db.engine.dialect.name != "postgresql":
+        yield
+        return
+    with db.engine.connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": GC_LOCK_KEY})
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": GC_LOCK_KEY})
+            conn.commit()
 
 
 def _apply(db: Database, settings: Settings, layout: Layout, now: dt.datetime | None

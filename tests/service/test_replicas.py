@@ -3,6 +3,7 @@ numbered once and built once; a replica killed mid-build is settled by the other
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -94,3 +95,30 @@ def test_killed_replica_is_settled_by_the_other(replicas: list[Service]) -> None
     assert any(v["state"] == "failed" for v in versions)
     assert any(v["state"] == "ready" for v in versions)
     assert all("interrupted" in v["error"] for v in versions if v["state"] == "failed")
+
+
+def test_gc_waits_for_another_replicas_advisory_lock(postgres: Postgres,
+                                                     tmp_path: Path) -> None:
+    """Replicas on different nodes share no file lock: GC serialises on PostgreSQL."""
+    import psycopg
+
+    from service.db import Database, migrate
+    from service.gc import GC_LOCK_KEY, apply_plan
+    from service.settings import Settings
+
+    url = postgres.new_database()
+    db = Database(url)
+    migrate(db.engine)
+    results: list[dict] = []
+    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"),
+                         autocommit=True) as other:  # another replica collecting
+        other.execute("SELECT pg_advisory_lock(%s)", (GC_LOCK_KEY,))
+        gc = threading.Thread(target=lambda: results.append(
+            apply_plan(db, Settings(root=tmp_path / "node-b", database_url=url))))
+        gc.start()
+        gc.join(1.5)
+        assert gc.is_alive() and not results  # waits for the other collection
+        other.execute("SELECT pg_advisory_unlock(%s)", (GC_LOCK_KEY,))
+        gc.join(30)
+    assert not gc.is_alive() and results[0]["deleted"] == []
+    db.engine.dispose()
