@@ -24,5 +24,5 @@ fi
 python -m pip install -q -e '.[test]'
 # the Dockerfile build test installs offline from this wheelhouse
 wheelhouse="${ENVYARD_HOME:-$HOME/.envyard}/wheelhouse"
-python -m pip wheel -q -w "$wheelhouse" '.[postgresql]' 'setuptools>=68' wheel
+python -m pip wheel -q -w "$wheelhouse" '.[postgresql,kubernetes,gcs,s3]' 'setuptools>=68' wheel
 envyard demo-channel >/dev/null

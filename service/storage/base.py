@@ -114,12 +114,13 @@ class ArtifactStore(ABC):
         if there is None:
             raise StorageError(f"{self.uri(key)} does not exist")
         tmp = dest.with_name(f".{dest.name}.download")
-        digest = hashlib.sha256()
+        digest = hashlib.sha256() if there.sha256 is not None else None
         with tmp.open("wb") as f:
             for chunk in self.iter_bytes(key):
-                digest.update(chunk)
+                if digest is not None:
+                    digest.update(chunk)
                 f.write(chunk)
-        if there.sha256 is not None and digest.hexdigest() != there.sha256:
+        if digest is not None and digest.hexdigest() != there.sha256:
             tmp.unlink()
             raise StorageError(f"{self.uri(key)} does not match its sha256 (corrupted)")
         tmp.replace(dest)

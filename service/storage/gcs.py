@@ -23,7 +23,7 @@ from service.storage.base import CHUNK, ArtifactStore, StorageError, StoredObjec
 
 SIMPLE_MAX = 8 << 20  # the client's own limit for one-request uploads
 MAX_COMPONENTS = 32  # compose takes at most 32 sources
-PART_MIN = 16 << 20
+PART_MIN = 8 << 20  # one request each while 32 parts cover the file
 THREADS = 4
 
 

@@ -70,5 +70,11 @@ def test_dockerfile_builds_and_serves(podman: Podman, tmp_path: Path) -> None:
         whoami = podman.run("exec", container, "python", "-c",
                             "import os; print(os.getuid())")
         assert whoami.stdout.strip() == "1000"
+        # what build Jobs run, with the Kubernetes and object-storage clients it may need
+        worker = podman.run("exec", container, "envyard", "worker", "--help")
+        assert worker.returncode == 0 and "VERSION_ID" in worker.stdout
+        clients = podman.run("exec", container, "python", "-c",
+                             "import kubernetes, boto3, google.cloud.storage")
+        assert clients.returncode == 0, clients.stderr
     finally:
         podman.run("rm", "-f", container)
