@@ -8,6 +8,7 @@ whose version did not finish fails it with the Job's reason (deadline, retries s
 running Job of a cancelled or deleted version is deleted; a claimed version whose Job is
 gone is queued again (if it never started) or failed as interrupted. Logs need nothing:
 the pod writes them on the shared volume, where the API reads them while it runs.
+A Job still running after its worker recorded ready or failed is left to finish.
 Stopping a replica leaves its Jobs running.
 """
 
@@ -36,6 +37,7 @@ from service.worker import BuildContext
 
 ACTIVE = [State.queued.value, *(s.value for s in RUNNING)]
 SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED.items())
+STOPPED = {State.cancelled.value, State.deleting.value, State.deleted.value}
 GONE = "interrupted: its Kubernetes Job disappeared; submit again"
 
 
@@ -129,9 +131,11 @@ class KubernetesRunner:
             state, owner = rows.get(vid, (None, None))
             reason = failure_reason(self.ctx.settings, job)
             finished = reason is not None or succeeded(job)
-            if state is None or State(state).terminal:
+            if state is None or state in STOPPED:
                 if not finished:
                     self._delete(vid)  # cancelled or collected while it ran
+            elif State(state).terminal:
+                pass  # the worker recorded its result; its pod is exiting
             elif finished:
                 self._fail(vid, reason or "its Kubernetes Job ended without a result")
             elif owner is None:

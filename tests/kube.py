@@ -16,6 +16,7 @@ import signal
 import subprocess
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from tests.servers import ENVYARD
@@ -69,9 +70,11 @@ class KubeAPI:
 class Kubelet:
     """Runs each new Job's pod as a local process and reports like the Job controller."""
 
-    def __init__(self, api: Any, namespace: str, base_env: dict[str, str]) -> None:
-        self.api, self.namespace, self.base_env = api, namespace, base_env
+    def __init__(self, api: Any, namespace: str, base_env: dict[str, str], logs: Path
+                 ) -> None:
+        self.api, self.namespace, self.base_env, self.logs = api, namespace, base_env, logs
         self.runs: dict[str, int] = {}  # pods started per Job
+        self.codes: dict[str, list[int]] = {}  # their exit codes
         self.seen: set[str] = set()
         self.paused = False
         #: called with (job name, process) while a pod runs; may kill it (a lost pod)
@@ -125,11 +128,13 @@ class Kubelet:
             self.runs[name] = self.runs.get(name, 0) + 1
             self._status(name, {"active": 1})
             cmd = [ENVYARD if c == "envyard" else c for c in container.command]
-            proc = subprocess.Popen(cmd, env=self._pod_env(container),
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            with open(self.logs / f"{name}.log", "ab") as log:
+                proc = subprocess.Popen(cmd, env=self._pod_env(container),
+                                        stdout=log, stderr=log)
             if self.during is not None:
                 self.during(name, proc)
             code = proc.wait()
+            self.codes.setdefault(name, []).append(code)
             if code == 0:
                 self._status(name, {"active": 0, "succeeded": 1, "conditions": [
                     {"type": "Complete", "status": "True"}]})

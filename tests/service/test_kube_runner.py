@@ -56,7 +56,7 @@ def cluster(kube: KubeAPI, channel: Path, tmp_path: Path
     svc = Service(tmp_path / "volume", channel, "", _kube_env(kube.url))
     svc.root.mkdir()
     batch = kube.batch()
-    kubelet = Kubelet(batch, NS, svc.env).start()
+    kubelet = Kubelet(batch, NS, svc.env, tmp_path).start()
     svc.start()
     try:
         yield svc, kubelet, batch
@@ -96,6 +96,18 @@ def _job(batch: Any, name: str, timeout: float = 30) -> Any:
         except ApiException:
             time.sleep(0.05)
     raise AssertionError(f"Job {name} was not created")
+
+
+def _finished(batch: Any, name: str, timeout: float = 60) -> Any:
+    """The Job's status once the pod has exited (the version may be ready a moment
+    before its worker process ends)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = batch.read_namespaced_job(name, NS).status
+        if status and (status.succeeded or status.failed):
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"Job {name} did not finish")
 
 
 def _gone(batch: Any, name: str, timeout: float = 30) -> bool:
@@ -158,12 +170,11 @@ def test_build_runs_as_a_job(cluster: tuple[Service, Kubelet, Any]) -> None:
                                                                      str(vid)]
         v = wait_ready(c, "gpu/nb", number)
         assert v["state"] == "ready", v["error"]
-        assert kubelet.runs[f"envyard-build-{vid}"] == 1
         assert (svc.root / "envs" / "gpu" / "nb" / "current").is_symlink()
         log = c.get(f"/api/v1/environments/gpu/nb/versions/{number}/log").text
         assert "solving for" in log and "ready" in log  # the pod's log, read by the API
-        status = batch.read_namespaced_job(f"envyard-build-{vid}", NS).status
-        assert status.succeeded == 1
+        assert _finished(batch, f"envyard-build-{vid}").succeeded == 1
+        assert kubelet.codes[f"envyard-build-{vid}"] == [0]
 
 
 def test_a_failed_build_fails_its_job_once(cluster: tuple[Service, Kubelet, Any]) -> None:
@@ -173,10 +184,9 @@ def test_a_failed_build_fails_its_job_once(cluster: tuple[Service, Kubelet, Any]
         v = wait_ready(c, "team/bad", number)
         vid = _version_id(svc, "team/bad", number)
         assert v["state"] == "failed" and "no-such-package" in v["error"]
-        assert kubelet.runs[f"envyard-build-{vid}"] == 1  # solver errors are not retried
-        time.sleep(0.5)
-        cond = batch.read_namespaced_job(f"envyard-build-{vid}", NS).status.conditions[0]
+        cond = _finished(batch, f"envyard-build-{vid}").conditions[0]
         assert (cond.type, cond.reason) == ("Failed", "PodFailurePolicy")
+        assert kubelet.codes[f"envyard-build-{vid}"] == [BUILD_FAILED]  # not retried
         assert "no-such-package" in c.get(f"/api/v1/environments/team/bad/versions/"
                                           f"{number}").json()["error"]  # not overwritten
 
@@ -237,7 +247,7 @@ def test_start_reconciles_jobs_and_versions(cluster: tuple[Service, Kubelet, Any
     kubelet.paused = True
     token = svc.token("team=developer")
     with api(svc, token) as c:
-        numbers = [_submit(c, f"team/r{i}", "toolz") for i in range(3)]
+        numbers = [_submit(c, f"team/r{i}", "toolz") for i in range(4)]
     ids = [_version_id(svc, f"team/r{i}", n) for i, n in enumerate(numbers)]
     for vid in ids:
         _job(batch, f"envyard-build-{vid}")
@@ -248,12 +258,15 @@ def test_start_reconciles_jobs_and_versions(cluster: tuple[Service, Kubelet, Any
     batch.delete_namespaced_job(f"envyard-build-{ids[1]}", NS)  # r1's Job vanishes
     with sqlite3.connect(svc.root / "envyard.db") as db:  # r2 is collected by an admin
         db.execute("UPDATE versions SET state = 'cancelled' WHERE id = ?", (ids[2],))
+        # r3's worker has recorded its result; its pod is still exiting
+        db.execute("UPDATE versions SET state = 'failed' WHERE id = ?", (ids[3],))
     svc.start()
     with api(svc, token) as c:
         r0 = wait_ready(c, "team/r0", numbers[0], 30)
         assert r0["state"] == "failed" and "ended without a result" in r0["error"]
     assert _job(batch, f"envyard-build-{ids[1]}")  # r1 was queued: a new Job
     assert _gone(batch, f"envyard-build-{ids[2]}")  # r2's running Job is deleted
+    assert _job(batch, f"envyard-build-{ids[3]}")  # r3's is left to finish
     kubelet.paused = False
     with api(svc, token) as c:
         assert wait_ready(c, "team/r1", numbers[1])["state"] == "ready"
