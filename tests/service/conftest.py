@@ -54,3 +54,13 @@ def wait_ready(client: httpx.Client, env: str, number: int, timeout: float = 180
             return v
         time.sleep(0.1)
     raise AssertionError(f"{env} version {number} did not finish in {timeout} s")
+
+
+def build(client: httpx.Client, env: str, deps: str) -> dict[str, Any]:
+    """Submit ``dependencies: [python=3.11, <deps>]`` and return the version, ready."""
+    r = client.post(f"/api/v1/environments/{env}/versions",
+                    content=f"dependencies: [python=3.11, {deps}]\n")
+    assert r.status_code == 202, r.text
+    v = wait_ready(client, env, r.json()["version"])
+    assert v["state"] == "ready", v["error"]
+    return v

@@ -12,18 +12,13 @@ from pathlib import Path
 import httpx
 
 from tests.servers import Service
-from tests.service.conftest import api, wait_ready
+from tests.service.conftest import api, build, wait_ready
 
 PKGS = ["toolz", "msgpack-python", "pyyaml", "markupsafe", "tblib", "zict", "locket", "lz4"]
 
 
 def _build(c: httpx.Client, env: str, extra: str) -> int:
-    r = c.post(f"/api/v1/environments/{env}/versions",
-               content=f"dependencies: [python=3.11, {extra}]\n")
-    assert r.status_code == 202, r.text
-    v = wait_ready(c, env, r.json()["version"])
-    assert v["state"] == "ready", v["error"]
-    return v["number"]
+    return build(c, env, extra)["number"]
 
 
 def _apparent(*dirs: Path) -> int:

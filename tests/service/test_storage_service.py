@@ -18,7 +18,7 @@ from service.settings import Settings
 from service.storage import open_store
 from tests import objectstores
 from tests.servers import ENVYARD, Service
-from tests.service.conftest import api, wait_ready
+from tests.service.conftest import api, build, wait_ready
 
 
 @pytest.fixture(scope="module", params=["gcs", "s3"])
@@ -37,20 +37,11 @@ def stored(request: pytest.FixtureRequest, channel: Path,
         server.stop()
 
 
-def _build(c: httpx.Client, env: str, deps: str) -> dict:
-    r = c.post(f"/api/v1/environments/{env}/versions",
-               content=f"dependencies: [python=3.11, {deps}]\n")
-    assert r.status_code == 202, r.text
-    v = wait_ready(c, env, r.json()["version"])
-    assert v["state"] == "ready", v["error"]
-    return v
-
-
 def test_artifacts_live_in_the_bucket(stored: tuple[Service, Settings]) -> None:
     svc, settings = stored
     store = open_store(settings)
     with api(svc, svc.token("obj=admin")) as c:
-        v = _build(c, "obj/nb", "toolz")
+        v = build(c, "obj/nb", "toolz")
         keys = set(store.list_keys())
         base = f"builds/obj/nb/{v['number']}/"
         assert {base + "environment.yml", base + "conda-lock.yml", base + "build.log",
@@ -83,7 +74,7 @@ def test_cli_download_follows_the_redirect(stored: tuple[Service, Settings],
     svc, _ = stored
     token = svc.token("cli=admin")
     with api(svc, token) as c:
-        v = _build(c, "cli/nb", "pyyaml")
+        v = build(c, "cli/nb", "pyyaml")
     done = subprocess.run([ENVYARD, "show", "cli/nb", "--server", svc.url, "--token", token],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -98,13 +89,13 @@ def test_gc_deletes_from_the_bucket(stored: tuple[Service, Settings]) -> None:
     svc, settings = stored
     store = open_store(settings)
     with api(svc, svc.token("gc=admin", "*=admin")) as c:
-        old = _build(c, "gc/nb", "msgpack-python")
+        old = build(c, "gc/nb", "msgpack-python")
         failed = c.post("/api/v1/environments/gc/nb/versions",
                         content="dependencies: [python=3.11, no-such-package]\n").json()
         assert wait_ready(c, "gc/nb", failed["version"])["state"] == "failed"
         failed_log = f"builds/gc/nb/{failed['version']}/build.log"
         assert store.stat(failed_log) is not None  # a failed build's log is stored too
-        new = _build(c, "gc/nb", "markupsafe")
+        new = build(c, "gc/nb", "markupsafe")
         old_pack = f"packs/{old['fingerprint']}.tar.zst"
         assert store.stat(old_pack) is not None
         c.put("/api/v1/retention/gc/nb", json={"keep_last": 1, "keep_days": 0,
