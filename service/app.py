@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         migrate(db.engine)
         seed_pins(db, settings)
-        runner = make_runner(BuildContext(settings, db, Layout(settings.root), store=store))
+        runner = make_runner(BuildContext(settings, db, Layout(settings.root), store))
         app.state.runner = runner
         runner.recover()
         stop = threading.Event()

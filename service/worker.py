@@ -38,7 +38,7 @@ from service.kube_jobs import BUILD_FAILED
 from service.models import RUNNING, Artifact, Environment, Namespace, State, Version, utcnow
 from service.quota import check_build_quota
 from service.settings import Settings
-from service.storage import ArtifactStore, build_key, open_store, pack_key
+from service.storage import ArtifactStore, build_key, pack_key
 from service.usage import inode_table
 
 RUNNING_STATES = {st.value for st in RUNNING}
@@ -55,19 +55,10 @@ class BuildContext:
     settings: Settings
     db: Database
     layout: Layout
+    store: ArtifactStore  # where packs, specs, locks and logs are published
     solves: dict[str, Future[str]] = field(default_factory=dict)
     solves_lock: threading.Lock = field(default_factory=threading.Lock)
     solved: dict[str, tuple[float, str]] = field(default_factory=dict)
-    store: ArtifactStore | None = None  # None: opened from the settings
-
-    def __post_init__(self) -> None:
-        if self.store is None:
-            self.store = open_store(self.settings)
-
-    @property
-    def artifacts(self) -> ArtifactStore:
-        assert self.store is not None
-        return self.store
 
 #: How long a finished solve answers identical submissions (the channel may change later).
 SOLVE_REUSE_SECONDS = 60.0
@@ -213,7 +204,7 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
         artifacts = _store_files(ctx, where, bdir, has_spec=spec_text is not None)
         artifacts["prefix"] = (str(built.prefix), prefix_bytes)
         if pack_bytes is not None:
-            artifacts["pack"] = (ctx.artifacts.uri(pack_key(fp)), pack_bytes)
+            artifacts["pack"] = (ctx.store.uri(pack_key(fp)), pack_bytes)
         _publish(ctx, version_id, where, artifacts, timings=timings, packages=packages,
                  prefix_bytes=prefix_bytes, pack_bytes=pack_bytes)
         log.stage = State.ready.value
@@ -235,9 +226,9 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
         log.line(f"internal error: {type(exc).__name__}: {exc}")
         _fail(ctx, version_id, f"internal error: {type(exc).__name__}: {exc}", timings)
     finally:
-        if not ctx.artifacts.local and log.path.exists():
+        if not ctx.store.local and log.path.exists():
             try:  # the log's last word goes to the store; only this build writes it
-                ctx.artifacts.put(build_key(*where, "build.log"), log.path, overwrite=True)
+                ctx.store.put(build_key(*where, "build.log"), log.path, overwrite=True)
             except EnvyardError as exc:
                 print(f"envyard: could not store the log of {where}: {exc}", flush=True)
 
@@ -245,7 +236,7 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
 def _pack(ctx: BuildContext, fp: str, prefix: Any, log: BuildLog) -> int:
     """The prefix's conda-pack archive, once per fingerprint (a file lock); with a remote
     store it is uploaded and the volume's copy removed. Returns its size."""
-    store, key = ctx.artifacts, pack_key(fp)
+    store, key = ctx.store, pack_key(fp)
     archive = ctx.layout.pack(fp)
     archive.parent.mkdir(parents=True, exist_ok=True)
     with archive.with_name(f".{archive.name}.lock").open("a") as guard:
@@ -268,18 +259,18 @@ def _pack(ctx: BuildContext, fp: str, prefix: Any, log: BuildLog) -> int:
 
 def _store_files(ctx: BuildContext, where: tuple[str, str, int], bdir: Any,
                  has_spec: bool) -> dict[str, tuple[str, int | None]]:
-    """Spec and lock into the store (the volume keeps its copies for the log's
-    neighbours); the artifact rows name where each one is."""
+    """Spec and lock into a remote store (the volume keeps its own copies beside the
+    log); returns the artifact rows: where each one is and its size."""
     names = {"lock": "conda-lock.yml", "log": "build.log"}
     if has_spec:
         names["spec"] = "environment.yml"
     rows: dict[str, tuple[str, int | None]] = {}
     for kind, filename in names.items():
         key = build_key(*where, filename)
-        if ctx.artifacts.local or kind == "log":  # the log is stored when the build ends
-            rows[kind] = (ctx.artifacts.uri(key), (bdir / filename).stat().st_size)
+        if ctx.store.local or kind == "log":  # the log is stored when the build ends
+            rows[kind] = (ctx.store.uri(key), (bdir / filename).stat().st_size)
         else:
-            rows[kind] = (ctx.artifacts.uri(key), ctx.artifacts.put(key, bdir / filename).size)
+            rows[kind] = (ctx.store.uri(key), ctx.store.put(key, bdir / filename).size)
     return rows
 
 

@@ -88,10 +88,12 @@ def cmd_worker(args: argparse.Namespace) -> None:
     from service.db import Database
     from service.kube_jobs import claim_of
     from service.settings import Settings
+    from service.storage import open_store
     from service.worker import BuildContext, run_claimed
 
     settings = Settings()
-    ctx = BuildContext(settings, Database(settings.db_url), Layout(settings.root))
+    ctx = BuildContext(settings, Database(settings.db_url), Layout(settings.root),
+                       open_store(settings))
     claim = f"job/{args.job}" if args.job else claim_of(args.version_id)
     code = run_claimed(ctx, args.version_id, claim)
     if code:
