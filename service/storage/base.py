@@ -8,6 +8,7 @@ writers never replace each other's artifact with different bytes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -34,6 +35,17 @@ class StoredObject:
     key: str
     size: int
     sha256: str | None  # None when the backend does not know it (local files are not hashed)
+
+
+@contextlib.contextmanager
+def backend_errors(uri: str, action: str, errors: tuple[type[BaseException], ...]
+                   ) -> Iterator[None]:
+    """The client library's failures (unreachable endpoint, no bucket, denied) as one
+    clear ``StorageError`` naming what was being done where."""
+    try:
+        yield
+    except errors as exc:
+        raise StorageError(f"cannot {action} {uri}: {type(exc).__name__}: {exc}") from exc
 
 
 def file_sha256(path: Path) -> str:

@@ -19,12 +19,28 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from service.storage.base import CHUNK, ArtifactStore, StorageError, StoredObject, check_key
+from service.storage.base import (
+    CHUNK,
+    ArtifactStore,
+    StorageError,
+    StoredObject,
+    backend_errors,
+    check_key,
+)
 
 SIMPLE_MAX = 8 << 20  # the client's own limit for one-request uploads
 MAX_COMPONENTS = 32  # compose takes at most 32 sources
 PART_MIN = 8 << 20  # one request each while 32 parts cover the file
 THREADS = 4
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    """What the Google client raises when the service fails or cannot be reached."""
+    import requests
+    from google.api_core import exceptions
+    from google.auth import exceptions as auth
+
+    return (exceptions.GoogleAPIError, auth.GoogleAuthError, requests.RequestException)
 
 
 class _Window(io.RawIOBase):
@@ -97,8 +113,9 @@ class GCSStore(ArtifactStore):
                 self._composite(blob, path, size, condition)
         except exceptions.PreconditionFailed:
             return False
-        except exceptions.GoogleAPIError as exc:
-            raise StorageError(f"upload to {self.uri(key)} failed: {exc}") from exc
+        except _errors() as exc:
+            raise StorageError(f"cannot upload to {self.uri(key)}: {type(exc).__name__}: "
+                               f"{exc}") from exc
         return True
 
     def _composite(self, blob: Any, path: Path, size: int, condition: int | None) -> None:
@@ -122,28 +139,34 @@ class GCSStore(ArtifactStore):
                     p.delete()
 
     def stat(self, key: str) -> StoredObject | None:
-        blob = self.bucket.get_blob(self._name(key))
+        with backend_errors(self.uri(key), "read", _errors()):
+            blob = self.bucket.get_blob(self._name(key))
         if blob is None:
             return None
         return StoredObject(key, int(blob.size or 0), (blob.metadata or {}).get("sha256"))
 
     def iter_bytes(self, key: str) -> Iterator[bytes]:
-        with self.bucket.blob(self._name(key)).open("rb", chunk_size=CHUNK * 8) as f:
+        with backend_errors(self.uri(key), "read", _errors()), \
+                self.bucket.blob(self._name(key)).open("rb", chunk_size=CHUNK * 8) as f:
             while chunk := f.read(CHUNK):
                 yield chunk
 
     def delete(self, key: str) -> bool:
         from google.api_core import exceptions
 
-        try:
-            self.bucket.blob(self._name(key)).delete()
-            return True
-        except exceptions.NotFound:
-            return False
+        with backend_errors(self.uri(key), "delete", _errors()):
+            try:
+                self.bucket.blob(self._name(key)).delete()
+            except exceptions.NotFound:
+                return False
+        return True
 
     def list_keys(self, prefix: str = "") -> Iterator[str]:
-        for blob in self.client.list_blobs(self.bucket.name, prefix=self.prefix + prefix):
-            yield blob.name[len(self.prefix):]
+        with backend_errors(f"gs://{self.bucket.name}/{self.prefix}{prefix}", "list",
+                            _errors()):
+            for blob in self.client.list_blobs(self.bucket.name,
+                                               prefix=self.prefix + prefix):
+                yield blob.name[len(self.prefix):]
 
     def signed_url(self, key: str, filename: str, seconds: int) -> str | None:
         if self.signer is None:

@@ -9,6 +9,7 @@ Downloads are presigned GET URLs.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import math
 from collections.abc import Iterator
@@ -16,13 +17,27 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from service.storage.base import CHUNK, ArtifactStore, StorageError, StoredObject, check_key
+from service.storage.base import (
+    CHUNK,
+    ArtifactStore,
+    StorageError,
+    StoredObject,
+    backend_errors,
+    check_key,
+)
 
 SINGLE_MAX = 32 << 20
 PART_MIN = 16 << 20
 MAX_PARTS = 10_000
 THREADS = 4
 TAKEN = {"PreconditionFailed", "ConditionalRequestConflict"}
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    """What boto3 raises when S3 fails, refuses or cannot be reached."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return (BotoCoreError, ClientError)
 
 
 def _b64sha(data: bytes) -> str:
@@ -66,9 +81,9 @@ class S3Store(ArtifactStore):
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in TAKEN:
                 return False
-            raise StorageError(f"upload to {self.uri(key)} failed: {exc}") from exc
+            raise StorageError(f"cannot upload to {self.uri(key)}: {exc}") from exc
         except BotoCoreError as exc:
-            raise StorageError(f"upload to {self.uri(key)} failed: {exc}") from exc
+            raise StorageError(f"cannot upload to {self.uri(key)}: {exc}") from exc
         return True
 
     def _multipart(self, name: str, path: Path, size: int, sha256: str,
@@ -94,36 +109,42 @@ class S3Store(ArtifactStore):
                 Bucket=self.bucket, Key=name, UploadId=upload,
                 MultipartUpload={"Parts": parts}, **cond)
         except BaseException:
-            self.client.abort_multipart_upload(Bucket=self.bucket, Key=name, UploadId=upload)
+            with contextlib.suppress(Exception):  # the original failure is what matters
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=name,
+                                                   UploadId=upload)
             raise
 
     def stat(self, key: str) -> StoredObject | None:
         from botocore.exceptions import ClientError
 
-        try:
-            head = self.client.head_object(Bucket=self.bucket, Key=self._name(key))
-        except ClientError as exc:
-            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
-                return None
-            raise StorageError(f"cannot read {self.uri(key)}: {exc}") from exc
+        with backend_errors(self.uri(key), "read", _errors()):
+            try:
+                head = self.client.head_object(Bucket=self.bucket, Key=self._name(key))
+            except ClientError as exc:
+                if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                    return None
+                raise
         return StoredObject(key, int(head["ContentLength"]), head["Metadata"].get("sha256"))
 
     def iter_bytes(self, key: str) -> Iterator[bytes]:
-        body = self.client.get_object(Bucket=self.bucket, Key=self._name(key))["Body"]
-        yield from body.iter_chunks(CHUNK)
+        with backend_errors(self.uri(key), "read", _errors()):
+            body = self.client.get_object(Bucket=self.bucket, Key=self._name(key))["Body"]
+            yield from body.iter_chunks(CHUNK)
 
     def delete(self, key: str) -> bool:
         if self.stat(key) is None:
             return False
-        self.client.delete_object(Bucket=self.bucket, Key=self._name(key))
+        with backend_errors(self.uri(key), "delete", _errors()):
+            self.client.delete_object(Bucket=self.bucket, Key=self._name(key))
         return True
 
     def list_keys(self, prefix: str = "") -> Iterator[str]:
-        pages = self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=self.prefix + prefix)
-        for page in pages:
-            for item in page.get("Contents", []):
-                yield item["Key"][len(self.prefix):]
+        with backend_errors(f"s3://{self.bucket}/{self.prefix}{prefix}", "list", _errors()):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.prefix + prefix)
+            for page in pages:
+                for item in page.get("Contents", []):
+                    yield item["Key"][len(self.prefix):]
 
     def signed_url(self, key: str, filename: str, seconds: int) -> str | None:
         return self.client.generate_presigned_url(
