@@ -137,3 +137,21 @@ class ArtifactStore(ABC):
             raise StorageError(f"{self.uri(key)} does not match its sha256 (corrupted)")
         tmp.replace(dest)
         return there
+
+
+class BucketStore(ArtifactStore):
+    """A remote store: objects named ``<prefix><key>`` in one bucket."""
+
+    scheme = ""
+
+    def __init__(self, bucket: str, prefix: str) -> None:
+        self.bucket_name, self.prefix = bucket, prefix
+
+    def _name(self, key: str) -> str:
+        return self.prefix + check_key(key)
+
+    def _url(self, name: str) -> str:
+        return f"{self.scheme}://{self.bucket_name}/{name}"
+
+    def uri(self, key: str) -> str:
+        return self._url(self._name(key))

@@ -21,11 +21,10 @@ from typing import Any, BinaryIO
 
 from service.storage.base import (
     CHUNK,
-    ArtifactStore,
+    BucketStore,
     StorageError,
     StoredObject,
     backend_errors,
-    check_key,
 )
 
 SIMPLE_MAX = 8 << 20  # the client's own limit for one-request uploads
@@ -75,11 +74,15 @@ class _Window(io.RawIOBase):
         return len(data)
 
 
-class GCSStore(ArtifactStore):
+class GCSStore(BucketStore):
+    scheme = "gs"
+
     def __init__(self, bucket: str, prefix: str = "", *, project: str | None = None,
                  endpoint: str | None = None, credentials: Path | None = None) -> None:
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import storage
+
+        super().__init__(bucket, prefix)
         from google.oauth2 import service_account
 
         self.signer = (service_account.Credentials.from_service_account_file(str(credentials))
@@ -90,13 +93,6 @@ class GCSStore(ArtifactStore):
         self.client = storage.Client(project=project or "envyard", credentials=creds,
                                      client_options=options)
         self.bucket = self.client.bucket(bucket)
-        self.prefix = prefix
-
-    def _name(self, key: str) -> str:
-        return self.prefix + check_key(key)
-
-    def uri(self, key: str) -> str:
-        return f"gs://{self.bucket.name}/{self._name(key)}"
 
     def _create(self, key: str, path: Path, sha256: str, overwrite: bool) -> bool:
         from google.api_core import exceptions
@@ -162,9 +158,9 @@ class GCSStore(ArtifactStore):
         return True
 
     def list_keys(self, prefix: str = "") -> Iterator[str]:
-        with backend_errors(f"gs://{self.bucket.name}/{self.prefix}{prefix}", "list",
+        with backend_errors(self._url(self.prefix + prefix), "list",
                             _errors()):
-            for blob in self.client.list_blobs(self.bucket.name,
+            for blob in self.client.list_blobs(self.bucket_name,
                                                prefix=self.prefix + prefix):
                 yield blob.name[len(self.prefix):]
 

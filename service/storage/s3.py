@@ -19,11 +19,10 @@ from typing import Any
 
 from service.storage.base import (
     CHUNK,
-    ArtifactStore,
+    BucketStore,
     StorageError,
     StoredObject,
     backend_errors,
-    check_key,
 )
 
 SINGLE_MAX = 32 << 20
@@ -44,26 +43,21 @@ def _b64sha(data: bytes) -> str:
     return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
-class S3Store(ArtifactStore):
+class S3Store(BucketStore):
+    scheme = "s3"
+
     def __init__(self, bucket: str, prefix: str = "", *, endpoint: str | None = None,
                  region: str | None = None, access_key_id: str | None = None,
                  secret_access_key: str | None = None) -> None:
         import boto3
         from botocore.config import Config
 
+        super().__init__(bucket, prefix)
         self.client = boto3.client(
             "s3", endpoint_url=endpoint, region_name=region,
             aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key,
             config=Config(signature_version="s3v4", max_pool_connections=THREADS * 2,
                           retries={"max_attempts": 3}))
-        self.bucket = bucket
-        self.prefix = prefix
-
-    def _name(self, key: str) -> str:
-        return self.prefix + check_key(key)
-
-    def uri(self, key: str) -> str:
-        return f"s3://{self.bucket}/{self._name(key)}"
 
     def _create(self, key: str, path: Path, sha256: str, overwrite: bool) -> bool:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -73,7 +67,7 @@ class S3Store(ArtifactStore):
         try:
             if size <= SINGLE_MAX:
                 data = path.read_bytes()
-                self.client.put_object(Bucket=self.bucket, Key=self._name(key), Body=data,
+                self.client.put_object(Bucket=self.bucket_name, Key=self._name(key), Body=data,
                                        ChecksumSHA256=_b64sha(data),
                                        Metadata={"sha256": sha256}, **cond)
             else:
@@ -90,7 +84,7 @@ class S3Store(ArtifactStore):
                    cond: dict[str, str]) -> None:
         part = max(PART_MIN, math.ceil(size / MAX_PARTS))
         upload = self.client.create_multipart_upload(
-            Bucket=self.bucket, Key=name, ChecksumAlgorithm="SHA256",
+            Bucket=self.bucket_name, Key=name, ChecksumAlgorithm="SHA256",
             Metadata={"sha256": sha256})["UploadId"]
 
         def send(i: int) -> dict[str, Any]:
@@ -98,7 +92,7 @@ class S3Store(ArtifactStore):
                 f.seek(i * part)
                 data = f.read(part)
             digest = _b64sha(data)
-            r = self.client.upload_part(Bucket=self.bucket, Key=name, UploadId=upload,
+            r = self.client.upload_part(Bucket=self.bucket_name, Key=name, UploadId=upload,
                                         PartNumber=i + 1, Body=data, ChecksumSHA256=digest)
             return {"PartNumber": i + 1, "ETag": r["ETag"], "ChecksumSHA256": digest}
 
@@ -106,11 +100,11 @@ class S3Store(ArtifactStore):
             with ThreadPoolExecutor(THREADS) as pool:
                 parts = list(pool.map(send, range(math.ceil(size / part))))
             self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=name, UploadId=upload,
+                Bucket=self.bucket_name, Key=name, UploadId=upload,
                 MultipartUpload={"Parts": parts}, **cond)
         except BaseException:
             with contextlib.suppress(Exception):  # the original failure is what matters
-                self.client.abort_multipart_upload(Bucket=self.bucket, Key=name,
+                self.client.abort_multipart_upload(Bucket=self.bucket_name, Key=name,
                                                    UploadId=upload)
             raise
 
@@ -119,7 +113,7 @@ class S3Store(ArtifactStore):
 
         with backend_errors(self.uri(key), "read", _errors()):
             try:
-                head = self.client.head_object(Bucket=self.bucket, Key=self._name(key))
+                head = self.client.head_object(Bucket=self.bucket_name, Key=self._name(key))
             except ClientError as exc:
                 if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
                     return None
@@ -128,20 +122,20 @@ class S3Store(ArtifactStore):
 
     def iter_bytes(self, key: str) -> Iterator[bytes]:
         with backend_errors(self.uri(key), "read", _errors()):
-            body = self.client.get_object(Bucket=self.bucket, Key=self._name(key))["Body"]
+            body = self.client.get_object(Bucket=self.bucket_name, Key=self._name(key))["Body"]
             yield from body.iter_chunks(CHUNK)
 
     def delete(self, key: str) -> bool:
         if self.stat(key) is None:
             return False
         with backend_errors(self.uri(key), "delete", _errors()):
-            self.client.delete_object(Bucket=self.bucket, Key=self._name(key))
+            self.client.delete_object(Bucket=self.bucket_name, Key=self._name(key))
         return True
 
     def list_keys(self, prefix: str = "") -> Iterator[str]:
-        with backend_errors(f"s3://{self.bucket}/{self.prefix}{prefix}", "list", _errors()):
+        with backend_errors(self._url(self.prefix + prefix), "list", _errors()):
             pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=self.prefix + prefix)
+                Bucket=self.bucket_name, Prefix=self.prefix + prefix)
             for page in pages:
                 for item in page.get("Contents", []):
                     yield item["Key"][len(self.prefix):]
@@ -149,5 +143,5 @@ class S3Store(ArtifactStore):
     def signed_url(self, key: str, filename: str, seconds: int) -> str | None:
         return self.client.generate_presigned_url(
             "get_object", ExpiresIn=seconds, Params={
-                "Bucket": self.bucket, "Key": self._name(key),
+                "Bucket": self.bucket_name, "Key": self._name(key),
                 "ResponseContentDisposition": f'attachment; filename="{filename}"'})
