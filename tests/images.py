@@ -22,7 +22,7 @@ import httpx
 
 from builder.oci import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, BlobStore, canonical
 from builder.registry import Registry
-from tests.servers import free_port
+from tests.servers import free_port, stop_process
 
 
 class TokenServer:
@@ -189,9 +189,7 @@ class RegistryServer:
         raise RuntimeError("docker-registry did not start")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
+        stop_process(self.proc)
         if self.tokens:
             self.tokens.stop()
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.servers import free_port
+from tests.servers import free_port, stop_process
 
 BUCKET = "envyard-test"
 
@@ -43,12 +43,7 @@ class _Emulator:
         raise RuntimeError(f"{cmd[0]} did not answer in 30 s")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc)
 
 
 class FakeGCS(_Emulator):
