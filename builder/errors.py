@@ -6,7 +6,8 @@
     │   └── SolveTimeout
     ├── LockError           a lockfile is malformed, lacks a platform, or is foreign
     ├── FetchError          a package could not be fetched
-    │   └── HashMismatch    a package's bytes do not match the lock's sha256
+    │   ├── HashMismatch    a package's bytes do not match the lock's sha256
+    │   └── UnsafeURL       a URL escapes its channel, or is not one envyard opens
     ├── InstallError        linking a prefix failed (nothing is left at the target)
     ├── PackError           conda-pack could not pack the prefix
     ├── ChannelError        the demo channel could not be built
@@ -66,6 +67,11 @@ class FetchError(EnvyardError):
 
 class HashMismatch(FetchError):
     """A package's bytes do not match the sha256 recorded in the lock."""
+
+
+class UnsafeURL(FetchError):
+    """A URL has dot segments, encoded separators, a foreign scheme, or lies outside the
+    channels allowed; it is refused before anything is opened."""
 
 
 class InstallError(EnvyardError):

@@ -2,7 +2,11 @@
 
 A package enters ``pkgs/`` only after its bytes hash to what the lock says; a sidecar file
 remembers the verification (size, mtime, sha256) so a warm cache is not re-hashed on every
-build. A tampered lock or a swapped file is refused with both hashes named.
+build. The URL is hostile until checked, here, whoever calls: it is parsed part by part
+(``builder.urls``), must lie under one of the ``Sources`` when they are given, and a local
+file is opened only from the path rebuilt from its checked segments, after its real path
+(symlinks resolved) is found under its channel and outside every forbidden root. Errors
+name the package, never a local path or the hash of a file nobody asked for.
 """
 
 from __future__ import annotations
@@ -11,15 +15,18 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
+import stat
 import tempfile
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
-from builder.errors import FetchError, HashMismatch
+from builder.errors import FetchError, HashMismatch, UnsafeURL
+from builder.urls import URLParts, contained, parse_url
 
 _TIMEOUT = 120
 
@@ -42,6 +49,25 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+#: What a package file in a channel or index is called: never hidden, never a path.
+FILENAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+!-]*\.(conda|tar\.bz2|whl)$")
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where packages may come from (channel and index base URLs; none: any checked URL),
+    and local directories that are never read, whatever a URL says (the volume)."""
+
+    bases: tuple[URLParts, ...] = ()
+    forbidden: tuple[Path, ...] = ()
+
+    @classmethod
+    def of(cls, bases: Sequence[str], forbidden: Sequence[Path] = ()) -> Sources:
+        """From channel URLs (or paths) and directories as settings name them."""
+        return cls(tuple(parse_url(b, what="a channel URL") for b in bases),
+                   tuple(Path(os.path.realpath(f)) for f in forbidden))
+
+
 def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".verified")
 
@@ -55,31 +81,62 @@ def _verified(path: Path, sha256: str) -> bool:
     return mark == {"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def _copy_from(url: str, dest: Path) -> None:
-    parsed = urlparse(url)
-    if parsed.scheme in ("", "file"):
-        src = Path(unquote(parsed.path))
-        if not src.is_file():
-            raise FetchError(f"{url}: no such file")
-        shutil.copyfile(src, dest)
+def _under(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def check_url(url: str, package: str, sources: Sources | None) -> URLParts:
+    """The checked URL of ``package``, or ``UnsafeURL``; for a local file also where it
+    really is (symlinks resolved): under its channel and under no forbidden root."""
+    what = f"{package}: its URL"
+    parts = contained(url, list(sources.bases), what=what) if sources and sources.bases \
+        else parse_url(url, what=what)
+    if not FILENAME_RE.match(parts.segments[-1] if parts.segments else ""):
+        raise UnsafeURL(f"{what} does not end in a package file name (.conda, .tar.bz2, .whl)")
+    if parts.scheme == "file":
+        real = Path(os.path.realpath(parts.path))
+        if sources and sources.bases and not any(
+                b.scheme == "file" and _under(real, Path(os.path.realpath(b.path)))
+                for b in sources.bases):
+            raise UnsafeURL(f"{what} leads out of its channel")
+        if sources and any(_under(real, root) for root in sources.forbidden):
+            raise UnsafeURL(f"{what} points into the service's volume")
+    return parts
+
+
+def _copy_from(parts: URLParts, package: str, dest: Path) -> None:
+    if parts.scheme == "file":
+        try:  # non-blocking: a FIFO or a device must not hang the build
+            fd = os.open(parts.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise FetchError(f"{package}: not found in its channel") from None
+        except OSError as exc:
+            raise FetchError(f"{package}: cannot read it from its channel "
+                             f"({exc.strerror})") from None
+        with open(fd, "rb") as src:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise FetchError(f"{package}: its URL does not name a package file")
+            os.set_blocking(fd, True)
+            with dest.open("wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
         return
-    if parsed.scheme not in ("http", "https"):
-        raise FetchError(f"{url}: unsupported URL scheme '{parsed.scheme}'")
     try:
-        with urllib.request.urlopen(url, timeout=_TIMEOUT) as resp, dest.open("wb") as out:
+        with urllib.request.urlopen(str(parts), timeout=_TIMEOUT) as resp, \
+                dest.open("wb") as out:
             shutil.copyfileobj(resp, out, 1 << 20)
     except OSError as exc:
-        raise FetchError(f"{url}: download failed: {exc}") from exc
+        raise FetchError(f"{package}: download from {parts.host} failed: {exc}") from exc
 
 
-def fetch(url: str, sha256: str | None, pkgs_dir: Path, *, filename: str | None = None) -> Path:
+def fetch(url: str, sha256: str | None, pkgs_dir: Path, *, package: str = "",
+          sources: Sources | None = None) -> Path:
     """Return the verified local copy of ``url`` in ``pkgs_dir``, fetching it if needed."""
+    package = package or "a package"
+    parts = check_url(url, package, sources)
     if not sha256:
-        raise HashMismatch(f"{url}: the lock records no sha256; envyard installs only "
+        raise HashMismatch(f"{package}: the lock records no sha256; envyard installs only "
                            "packages it can verify")
-    name = filename or unquote(urlparse(url).path.rsplit("/", 1)[-1])
-    if not name or name in (".", "..") or "/" in name:
-        raise FetchError(f"{url}: no usable file name")
+    name = parts.segments[-1]
     pkgs_dir.mkdir(parents=True, exist_ok=True)
     target = pkgs_dir / name
     if _verified(target, sha256):
@@ -88,11 +145,10 @@ def fetch(url: str, sha256: str | None, pkgs_dir: Path, *, filename: str | None 
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        _copy_from(url, tmp)
-        got = sha256_file(tmp)
-        if got != sha256:
-            raise HashMismatch(f"{name}: sha256 mismatch: the lock says {sha256}, "
-                               f"the file from {url} has {got}; refusing to install it")
+        _copy_from(parts, package, tmp)
+        if sha256_file(tmp) != sha256:
+            raise HashMismatch(f"{package}: sha256 mismatch: the file at the lock's URL is "
+                               "not the one the lock names; refusing to install it")
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

@@ -12,6 +12,7 @@ import fcntl
 import hashlib
 import itertools
 import json
+import re
 import shutil
 import time
 import uuid
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from builder.aio import run_with_timeout
 from builder.errors import EnvyardError, InstallError, LockError
-from builder.fetch import fetch, package_cache_lock
+from builder.fetch import Sources, check_url, fetch, package_cache_lock
 from builder.lock import LockedPackage, Lockfile
 from builder.pip_install import install_wheel
 
@@ -57,6 +58,33 @@ def installed_fingerprint(prefix: Path) -> str | None:
 
 Progress = Callable[[str, int, int], None]
 
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_installable(lock: Lockfile, platform: str, sources: Sources | None = None) -> None:
+    """Refuse, before anything is fetched, a lock that cannot give a verified environment
+    for ``platform``: no packages for it, a package twice, a sha256 that is missing or not
+    one, a URL outside ``sources`` (``check_url``), a package listed twice with different
+    files. The service runs this at push time and
+    every install runs it again."""
+    if platform not in lock.metadata.platforms:
+        raise LockError(f"the lock has no packages for {platform} (it has: "
+                        f"{', '.join(lock.metadata.platforms)}); re-lock with -p {platform}")
+    packages = lock.for_platform(platform)
+    if not any(p.manager == "conda" for p in packages):
+        raise LockError(f"the lock lists {platform} but no conda packages for it")
+    seen: dict[tuple[str, str], tuple[str, str | None]] = {}
+    for p in packages:  # conda-lock repeats a package once per category: same file
+        if seen.setdefault((p.manager, p.name), (p.url, p.hash.sha256)) != (p.url,
+                                                                            p.hash.sha256):
+            raise LockError(f"{p.name}: listed twice for {platform} with different files")
+        if not p.hash.sha256:
+            raise LockError(f"{p.name}: the lock records no sha256; envyard installs only "
+                            "packages it can verify")
+        if not _SHA256_RE.match(p.hash.sha256):
+            raise LockError(f"{p.name}: its sha256 is not 64 lower-case hex digits")
+        check_url(p.url, p.name, sources)
+
 
 async def _link(archives: list[Path], staging: Path, final: Path, cache: Path,
                 progress: Progress | None) -> None:
@@ -76,6 +104,11 @@ async def _link(archives: list[Path], staging: Path, final: Path, cache: Path,
     await rattler.install(records, target_prefix=staging, cache_dir=cache,
                           alternative_target_prefix=final, execute_link_scripts=False,
                           reporter=Reporter())
+
+
+def _unique(packages: list[LockedPackage]) -> list[LockedPackage]:
+    """One entry per package (conda-lock lists a package once per category)."""
+    return list({p.name: p for p in packages}.values())
 
 
 def _python_version(conda: list[LockedPackage]) -> str | None:
@@ -99,11 +132,13 @@ def _publish(staging: Path, prefix: Path) -> None:
 def install_lock(lock: Lockfile, *, prefix: Path, platform: str, pkgs_dir: Path,
                  force: bool = False, timeout: float = DEFAULT_TIMEOUT,
                  variables: dict[str, str] | None = None,
-                 progress: Progress | None = None) -> InstallResult:
+                 progress: Progress | None = None,
+                 sources: Sources | None = None) -> InstallResult:
     """Build ``prefix`` from the ``platform`` part of ``lock``; reuse it if already built.
 
-    Builds of one prefix are serialised by a lock file beside it; the holder removes
-    staging directories that a killed build left behind.
+    Every package URL is checked (``builder.fetch.check_url``) against ``sources`` before
+    anything is fetched. Builds of one prefix are serialised by a lock file beside it; the
+    holder removes staging directories that a killed build left behind.
     """
     prefix = prefix.expanduser().absolute()
     prefix.parent.mkdir(parents=True, exist_ok=True)
@@ -112,22 +147,16 @@ def install_lock(lock: Lockfile, *, prefix: Path, platform: str, pkgs_dir: Path,
         for stale in prefix.parent.glob(f".{prefix.name}.envyard-staging-*"):
             shutil.rmtree(stale, ignore_errors=True)
         return _install(lock, prefix, platform, pkgs_dir, force, timeout, variables or {},
-                        progress)
+                        progress, sources)
 
 
 def _install(lock: Lockfile, prefix: Path, platform: str, pkgs_dir: Path, force: bool,
              timeout: float, variables: dict[str, str],
-             progress: Progress | None) -> InstallResult:
+             progress: Progress | None, sources: Sources | None) -> InstallResult:
     start = time.perf_counter()
-    if platform not in lock.metadata.platforms:
-        raise LockError(f"the lock has no packages for {platform} (it has: "
-                        f"{', '.join(lock.metadata.platforms)}); re-lock with -p {platform}")
-    conda = lock.for_platform(platform, "conda")
-    pip = lock.for_platform(platform, "pip")
-    missing = [p.name for p in conda + pip if not p.hash.sha256]
-    if missing:
-        raise LockError(f"no sha256 in the lock for: {', '.join(missing[:10])}; "
-                        "envyard installs only packages it can verify")
+    check_installable(lock, platform, sources)
+    conda = _unique(lock.for_platform(platform, "conda"))
+    pip = _unique(lock.for_platform(platform, "pip"))
     fp = fingerprint(lock, platform, variables)
     if installed_fingerprint(prefix) == fp:
         return InstallResult(prefix, platform, fp, True, len(conda), len(pip),
@@ -142,7 +171,7 @@ def _install(lock: Lockfile, prefix: Path, platform: str, pkgs_dir: Path, force:
     done = itertools.count(1)
 
     def fetched(p: LockedPackage) -> Path:
-        path = fetch(p.url, p.hash.sha256, pkgs_dir)
+        path = fetch(p.url, p.hash.sha256, pkgs_dir, package=p.name, sources=sources)
         if progress:
             progress("fetch", next(done), total)  # count() is atomic under the GIL
         return path

@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from builder.errors import SpecError
+from builder.errors import SpecError, UnsafeURL
+from builder.urls import is_url, parse_url
 from builder.yamlfile import MAX_BYTES, Located, load_yaml
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -30,16 +31,49 @@ _KEYS = {"name", "channels", "dependencies", "platforms", "variables", "prefix",
          "pip-repositories", "allow-pypi-requests"}
 
 
+def canonical_channel(channel: str) -> str:
+    """A channel as it is compared and as it is used: a name as written; a URL (or an
+    absolute path) as its checked canonical URL, so ``file:///ok/%2e%2e/evil`` is refused
+    rather than matched as if it lay under ``file:///ok``. Raises ``UnsafeURL``."""
+    channel = channel.strip()
+    if is_url(channel):
+        return str(parse_url(channel, what=f"channel '{channel}'"))
+    return channel.rstrip("/")
+
+
+def _canonical_pattern(pattern: str) -> str:
+    """An allow-list pattern in the channels' canonical form (scheme and host lower-case,
+    paths as file:// URLs); wildcards are kept."""
+    pattern = pattern.strip().rstrip("/")
+    if pattern.startswith("/"):
+        pattern = "file://" + pattern
+    scheme, sep, rest = pattern.partition("://")
+    if not sep:
+        return pattern
+    host, slash, path = rest.partition("/")
+    return f"{scheme.lower()}://{host.lower()}{slash}{path}"
+
+
 @dataclass(frozen=True)
 class ChannelPolicy:
-    """Which channels a spec may name: ``None`` allows any; otherwise fnmatch patterns."""
+    """Which channels a spec may name: ``None`` allows any; otherwise fnmatch patterns,
+    matched against the channel's canonical form (``canonical_channel``)."""
 
     allowed: tuple[str, ...] | None = None
 
+    @classmethod
+    def of(cls, patterns: list[str] | tuple[str, ...] | None) -> ChannelPolicy:
+        return cls(None if patterns is None else tuple(_canonical_pattern(p) for p in patterns))
+
     def check(self, channel: str) -> bool:
+        """Whether ``channel`` may be used; a channel that is not a safe URL never may."""
         if self.allowed is None:
             return True
-        return any(fnmatch.fnmatchcase(channel, pat) for pat in self.allowed)
+        try:
+            canonical = canonical_channel(channel)
+        except UnsafeURL:
+            return False
+        return any(fnmatch.fnmatchcase(canonical, pat) for pat in self.allowed)
 
 
 @dataclass(frozen=True)
@@ -144,9 +178,13 @@ def _channels(item: Located, source: str, policy: ChannelPolicy) -> tuple[list[s
         if name == "nodefaults":
             nodefaults = True
             continue
-        if ".." in name.split("/") or not (
-                _CHANNEL_NAME_RE.match(name) or name.startswith(("https://", "http://", "file://"))):
+        if not (_CHANNEL_NAME_RE.match(name) or name.startswith(("https://", "http://",
+                                                                  "file://"))):
             raise _fail(f"'{name}' is not a channel name or URL", source, c)
+        try:
+            name = canonical_channel(name)
+        except UnsafeURL as exc:
+            raise _fail(str(exc), source, c) from None
         if not policy.check(name):
             raise _fail(f"channel '{name}' is not allowed here (allowed: "
                         f"{', '.join(policy.allowed or ())})", source, c)

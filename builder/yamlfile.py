@@ -16,6 +16,7 @@ from builder.errors import SpecError
 
 MAX_BYTES = 1 << 20
 MAX_NODES = 20_000
+MAX_DEPTH = 32  # an environment file is 3 levels deep; the walk below recurses per level
 
 try:
     _Loader: Any = yaml.CSafeLoader
@@ -36,30 +37,132 @@ class _Walker:
         self.source, self.max_nodes, self.count = source, max_nodes, 0
         self.loader = yaml.SafeLoader("")
 
-    def walk(self, node: yaml.Node) -> Located:
+    def walk(self, node: yaml.Node, depth: int = 0) -> Located:
         self.count += 1
         line = node.start_mark.line + 1
         if self.count > self.max_nodes:
             raise SpecError(f"more than {self.max_nodes} YAML nodes (alias expansion?)",
                             source=self.source, line=line)
+        if depth > MAX_DEPTH:
+            raise SpecError(f"nested more than {MAX_DEPTH} levels deep", source=self.source,
+                            line=line)
         if isinstance(node, yaml.ScalarNode):
             try:
                 return Located(self.loader.construct_object(node, deep=True), line)
             except yaml.YAMLError as exc:
                 raise SpecError(f"bad value: {exc}", source=self.source, line=line) from exc
         if isinstance(node, yaml.SequenceNode):
-            return Located([self.walk(n) for n in node.value], line)
+            return Located([self.walk(n, depth + 1) for n in node.value], line)
         items: dict[Any, Located] = {}
         for key_node, value_node in node.value:
-            key = self.walk(key_node).value
+            key = self.walk(key_node, depth + 1).value
             if not isinstance(key, str | int | float | bool) and key is not None:
                 raise SpecError("a mapping key must be a plain value", source=self.source,
                                 line=key_node.start_mark.line + 1)
             if key in items:
                 raise SpecError(f"duplicate key {key!r}", source=self.source,
                                 line=key_node.start_mark.line + 1)
-            items[key] = self.walk(value_node)
+            items[key] = self.walk(value_node, depth + 1)
         return Located(items, line)
+
+
+def scan(text: str | bytes, *, source: str = "", max_nodes: int = MAX_NODES,
+         max_depth: int = MAX_DEPTH, aliases: bool = True) -> None:
+    """Walk the YAML events of ``text`` (streamed: nothing is built) and stop past
+    ``max_depth`` levels, past ``max_nodes`` nodes, or, unless ``aliases``, at the first
+    anchor or alias. Run before composing: PyYAML's composer recurses once per level in C,
+    and a few hundred kilobytes of ``[`` overflow the stack and kill the process."""
+    nodes = depth = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        if not aliases and (isinstance(event, yaml.AliasEvent)
+                            or getattr(event, "anchor", None) is not None):
+            raise SpecError("YAML anchors and aliases are not allowed here", source=source,
+                            line=event.start_mark.line + 1)
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > max_depth:
+                raise SpecError(f"nested more than {max_depth} levels deep", source=source,
+                                line=event.start_mark.line + 1)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+        if isinstance(event, yaml.NodeEvent):
+            nodes += 1
+            if nodes > max_nodes:
+                raise SpecError(f"more than {max_nodes} YAML nodes", source=source,
+                                line=event.start_mark.line + 1)
+
+
+_STR = "tag:yaml.org,2002:str"
+_NO_KEY = object()
+
+
+def _scalar(event: yaml.ScalarEvent, resolver: yaml.resolver.BaseResolver,
+            constructor: yaml.constructor.SafeConstructor) -> Any:
+    """A scalar's value, typed as PyYAML's safe loader types it (int, float, bool, null,
+    timestamp); an unknown tag is an error, as there."""
+    tag = event.tag
+    if tag is None or tag == "!":
+        if not event.implicit[0]:
+            return event.value  # quoted: a string
+        tag = resolver.resolve(yaml.ScalarNode, event.value, (True, False))
+    if tag == _STR:
+        return event.value
+    make = constructor.yaml_constructors.get(tag)
+    if make is None or tag.endswith((":seq", ":map", ":omap", ":pairs", ":set")):
+        raise SpecError(f"unknown tag {tag}", line=event.start_mark.line + 1)
+    return make(constructor, yaml.ScalarNode(tag, event.value, event.start_mark))
+
+
+def load_plain(text: str | bytes, *, max_nodes: int, max_depth: int = MAX_DEPTH) -> Any:
+    """Plain Python values (what ``yaml.safe_load`` gives) built straight from the event
+    stream in one pass, with the budgets of ``scan``, and no anchors or aliases. Twice as
+    fast as ``yaml.load`` (no node graph), and it never recurses, so depth is only a limit."""
+    resolver, constructor = yaml.resolver.Resolver(), yaml.constructor.SafeConstructor()
+    stack: list[list[Any]] = []  # [container, pending key] per open collection
+    root: Any = None
+    nodes = 0
+
+    def add(value: Any) -> None:
+        nonlocal root
+        if not stack:
+            root = value
+            return
+        top = stack[-1]
+        if type(top[0]) is list:
+            top[0].append(value)
+        elif top[1] is _NO_KEY:
+            if isinstance(value, list | dict):
+                raise SpecError("a mapping key must be a plain value",
+                                line=event.start_mark.line + 1)
+            top[1] = value
+        else:
+            top[0][top[1]] = value
+            top[1] = _NO_KEY
+
+    for event in yaml.parse(text, Loader=_Loader):
+        kind = type(event)
+        if kind is yaml.AliasEvent or getattr(event, "anchor", None) is not None:
+            raise SpecError("YAML anchors and aliases are not allowed here",
+                            line=event.start_mark.line + 1)
+        if kind is yaml.ScalarEvent:
+            add(_scalar(event, resolver, constructor))
+        elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+            container: Any = {} if kind is yaml.MappingStartEvent else []
+            add(container)
+            stack.append([container, _NO_KEY])
+            if len(stack) > max_depth:
+                raise SpecError(f"nested more than {max_depth} levels deep",
+                                line=event.start_mark.line + 1)
+        elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+            stack.pop()
+            continue
+        else:
+            continue
+        nodes += 1
+        if nodes > max_nodes:
+            raise SpecError(f"more than {max_nodes} YAML nodes",
+                            line=event.start_mark.line + 1)
+    return root
 
 
 def load_yaml(text: str | bytes, *, source: str = "", max_bytes: int = MAX_BYTES,
@@ -75,6 +178,7 @@ def load_yaml(text: str | bytes, *, source: str = "", max_bytes: int = MAX_BYTES
             raise SpecError(f"not UTF-8 text ({exc.reason} at byte {exc.start})",
                             source=source) from exc
     try:
+        scan(text, source=source, max_nodes=max_nodes)
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import (
@@ -19,6 +20,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from builder.fetch import Sources
 from builder.spec import ChannelPolicy
 
 DEFAULT_ROOT = Path(os.environ.get("ENVYARD_HOME") or Path.home() / ".envyard") / "volume"
@@ -191,8 +193,18 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     def channel_policy(self) -> ChannelPolicy:
-        allowed = self.allowed_channels
-        return ChannelPolicy(tuple(allowed) if allowed is not None else None)
+        return ChannelPolicy.of(self.allowed_channels)
+
+    def package_sources(self) -> Sources:
+        """Where builds may fetch packages from: the channels and the pip index, and never
+        a file on the volume (its database, its keys, other namespaces' files)."""
+        from builder.solve import channel_base_url
+
+        bases = [channel_base_url(c) for c in self.channels]
+        if self.pip_index:
+            split = urlsplit(self.pip_index)
+            bases.append(f"{split.scheme}://{split.netloc}/")
+        return Sources.of(bases, [self.root])
 
     def build_platform(self) -> str:
         from builder.locker import host_platform

@@ -177,7 +177,8 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
         start = time.perf_counter()
         built = install_lock(lock, prefix=ctx.layout.prefix(fp), platform=platform,
                              pkgs_dir=ctx.layout.pkgs, force=True, variables=variables,
-                             timeout=ctx.settings.install_timeout, progress=log.progress)
+                             timeout=ctx.settings.install_timeout, progress=log.progress,
+                             sources=ctx.settings.package_sources())
         timings["install"] = round(time.perf_counter() - start, 3)
         log.line(("reused the prefix" if built.reused else "installed") +
                  f" {built.conda_packages} conda + {built.pip_packages} pip packages "

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from builder.errors import LockError
+from builder.install import check_installable
 from builder.kernels import kernel_dir
 from builder.layout import Layout
 from builder.lock import parse_lock
-from builder.solve import channel_base_url
 from builder.spec import parse_spec
 from service.api.deps import DbDep, PrincipalDep, RunnerDep, SessionDep, SettingsDep, read_body
 from service.api.params import Name
@@ -73,23 +73,16 @@ async def submit_spec(namespace: Name, name: Name, request: Request, db: DbDep,
 
 
 def check_pushed_lock(text: str, settings: Settings) -> None:
-    """A pushed lock must cover the service's platform, name a sha256 for every package,
-    and fetch only from the service's channels or package index."""
-    lock = parse_lock(text, source="the pushed lock")
-    platform = settings.build_platform()
-    if platform not in lock.metadata.platforms:
-        raise LockError(f"the lock has no packages for {platform}, the platform this service "
-                        f"builds (it has: {', '.join(lock.metadata.platforms)})")
-    allowed = [channel_base_url(c) + "/" for c in settings.channels]
-    if settings.pip_index:
-        allowed.append(settings.pip_index.rsplit("/simple", 1)[0].rstrip("/") + "/")
-    for p in lock.for_platform(platform):
-        if not p.hash.sha256:
-            raise LockError(f"{p.name}: the lock records no sha256; envyard builds only "
-                            "packages it can verify")
-        if not any(p.url.startswith(a) for a in allowed):
-            raise LockError(f"{p.name}: {p.url} is not from a channel this service builds "
-                            f"from ({', '.join(settings.channels) or 'none configured'})")
+    """A pushed lock must give a verified environment for the service's platform from the
+    service's own channels or package index (``check_installable``), and name only
+    channels the allow-list admits."""
+    lock = parse_lock(text, source="the pushed lock", max_bytes=settings.max_lock_bytes)
+    policy = settings.channel_policy()
+    for channel in lock.metadata.channels:
+        if not policy.check(channel.url):
+            raise LockError(f"the lock names channel '{channel.url}', which is not allowed "
+                            "here")
+    check_installable(lock, settings.build_platform(), settings.package_sources())
 
 
 @router.post("/{namespace}/{name}/locks", status_code=202, openapi_extra=_BODY,

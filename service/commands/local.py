@@ -17,7 +17,7 @@ def cmd_lock(args: argparse.Namespace) -> None:
     from builder.spec import ChannelPolicy, read_spec
     from builder.virtual import load_virtual_packages
 
-    policy = ChannelPolicy(tuple(args.allow_channel) if args.allow_channel else None)
+    policy = ChannelPolicy.of(args.allow_channel or None)
     spec = read_spec(args.file, policy=policy)
     previous = read_lock(args.output) if args.update else None
     pins: list[str] = []

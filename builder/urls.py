@@ -1,0 +1,113 @@
+"""URLs from users, made safe to compare and to open: parsed once, decoded, checked by part.
+
+A lock names every package by URL and a spec names channels by URL, and both come from
+users. String prefixes are not containment: ``file:///chan/linux-64/../../etc/passwd`` and
+``file:///chan/%2e%2e/evil`` start with ``file:///chan/``. So a URL is split into scheme,
+host, port and path segments, each segment percent-decoded *once*, and refused if any
+segment is a dot segment, is empty inside the path, or decodes to a separator, a NUL or
+another ``%`` (double encoding). Containment is then a comparison of parts, and a local
+path is rebuilt from the checked segments, never from the raw text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
+
+from builder.errors import UnsafeURL
+
+SCHEMES = ("file", "http", "https")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_BAD_IN_SEGMENT = re.compile(r"[/\\\x00-\x1f\x7f%]")
+
+
+@dataclass(frozen=True)
+class URLParts:
+    """A checked URL: lower-case scheme and host, explicit port, decoded path segments."""
+
+    scheme: str
+    host: str
+    port: int | None
+    segments: tuple[str, ...]
+
+    @property
+    def path(self) -> Path:
+        """The local file a ``file:`` URL names, built from the checked segments."""
+        return Path("/" + "/".join(self.segments))
+
+    def contains(self, other: URLParts) -> bool:
+        """True when ``other`` is this URL or lies below it, compared part by part."""
+        return (self.scheme, self.host, self.port) == (other.scheme, other.host, other.port) \
+            and other.segments[:len(self.segments)] == self.segments
+
+    def __str__(self) -> str:
+        """The canonical text: what is compared and what is opened, never the raw input."""
+        path = "/" + "/".join(quote(s, safe="@:+!=,;~") for s in self.segments)
+        if self.scheme == "file":
+            return f"file://{path}"
+        port = "" if self.port in (None, _DEFAULT_PORTS.get(self.scheme)) else f":{self.port}"
+        return f"{self.scheme}://{self.host}{port}{path}"
+
+
+def parse_url(url: str, *, what: str = "URL") -> URLParts:
+    """Split and check ``url`` (a bare absolute path counts as ``file:``), or raise
+    ``UnsafeURL`` saying which part is wrong. Credentials, query and fragment are not part
+    of a URL's identity and are dropped."""
+    if any(ord(ch) < 0x20 or ch in "\\\x7f" for ch in url):
+        raise UnsafeURL(f"{what} contains a control character or a backslash")
+    if url.startswith("/"):
+        url = "file://" + url
+    try:
+        split = urlsplit(url)
+        port = split.port
+    except ValueError as exc:
+        raise UnsafeURL(f"{what} is not a valid URL ({exc})") from None
+    scheme = split.scheme.lower()
+    if scheme not in SCHEMES:
+        raise UnsafeURL(f"{what} has scheme '{scheme or 'none'}'; only "
+                        f"{', '.join(SCHEMES)} are allowed")
+    host = (split.hostname or "").lower()
+    if scheme == "file" and host not in ("", "localhost"):
+        raise UnsafeURL(f"{what} names a file on another host")
+    if scheme != "file" and not host:
+        raise UnsafeURL(f"{what} has no host")
+    raw = split.path.split("/")
+    if raw[0] != "":
+        raise UnsafeURL(f"{what} has a relative path")
+    raw = raw[1:]
+    if raw and raw[-1] == "":
+        raw = raw[:-1]  # a trailing slash names the same directory
+    segments = []
+    for segment in raw:
+        try:
+            decoded = unquote(segment, errors="strict")
+        except UnicodeDecodeError:
+            raise UnsafeURL(f"{what} has a path that is not UTF-8") from None
+        if decoded in ("", ".", ".."):
+            raise UnsafeURL(f"{what} has an empty or dot segment in its path")
+        if _BAD_IN_SEGMENT.search(decoded):
+            raise UnsafeURL(f"{what} has an encoded separator, control character or '%' "
+                            "in its path")
+        segments.append(decoded)
+    return URLParts(scheme, "" if scheme == "file" else host,
+                    None if scheme == "file" else (port or _DEFAULT_PORTS[scheme]),
+                    tuple(segments))
+
+
+def is_url(text: str) -> bool:
+    """Whether ``text`` is written as a URL or an absolute path (not a channel name)."""
+    return "://" in text or text.startswith("/")
+
+
+def contained(url: str, bases: list[URLParts], *, what: str = "URL") -> URLParts:
+    """``url`` checked and found under one of ``bases``; else ``UnsafeURL``."""
+    parts = parse_url(url, what=what)
+    if not any(base.contains(parts) and len(parts.segments) > len(base.segments)
+               for base in bases):
+        raise UnsafeURL(f"{what} is not under a channel this service builds from")
+    return parts
+
+
+__all__ = ["URLParts", "contained", "is_url", "parse_url"]
