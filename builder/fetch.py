@@ -72,13 +72,28 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".verified")
 
 
+def _mark(st: os.stat_result, sha256: str) -> dict[str, object]:
+    """What a verification remembers: ctime too, which no one can set back, so a file
+    rewritten in place with its size and mtime restored is hashed again."""
+    return {"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+            "ctime_ns": st.st_ctime_ns}
+
+
 def _verified(path: Path, sha256: str) -> bool:
     try:
         st = path.stat()
         mark = json.loads(_sidecar(path).read_text())
     except (OSError, ValueError):
         return False
-    return mark == {"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return bool(mark == _mark(st, sha256))
+
+
+def reverify(path: Path, sha256: str) -> bool:
+    """Hash ``path`` again, whatever its sidecar says (after a failed extract or link)."""
+    try:
+        return sha256_file(path) == sha256
+    except OSError:
+        return False
 
 
 def _under(path: Path, root: Path) -> bool:
@@ -152,7 +167,5 @@ def fetch(url: str, sha256: str | None, pkgs_dir: Path, *, package: str = "",
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
-    st = target.stat()
-    _sidecar(target).write_text(json.dumps({"sha256": sha256, "size": st.st_size,
-                                            "mtime_ns": st.st_mtime_ns}))
+    _sidecar(target).write_text(json.dumps(_mark(target.stat(), sha256)))
     return target

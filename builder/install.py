@@ -15,7 +15,6 @@ import json
 import re
 import shutil
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,9 +22,11 @@ from pathlib import Path
 
 from builder.aio import run_with_timeout
 from builder.errors import EnvyardError, InstallError, LockError
-from builder.fetch import Sources, check_url, fetch, package_cache_lock
+from builder.fetch import Sources, check_url, fetch, package_cache_lock, reverify
+from builder.layout import guard_of, temp_beside, temps_of
 from builder.lock import LockedPackage, Lockfile
 from builder.pip_install import install_wheel
+from builder.pkgcache import check_extracted, forget, restamp
 
 STAMP = "conda-meta/envyard/lock.json"
 DEFAULT_TIMEOUT = 1800.0
@@ -121,7 +122,7 @@ def _python_version(conda: list[LockedPackage]) -> str | None:
 def _publish(staging: Path, prefix: Path) -> None:
     """Rename ``staging`` to ``prefix``, swapping out an old prefix if there is one."""
     if prefix.exists() or prefix.is_symlink():
-        old = prefix.with_name(f".{prefix.name}.envyard-old-{uuid.uuid4().hex[:8]}")
+        old = temp_beside(prefix, "old")
         prefix.rename(old)
         staging.rename(prefix)
         shutil.rmtree(old, ignore_errors=True)
@@ -142,10 +143,11 @@ def install_lock(lock: Lockfile, *, prefix: Path, platform: str, pkgs_dir: Path,
     """
     prefix = prefix.expanduser().absolute()
     prefix.parent.mkdir(parents=True, exist_ok=True)
-    with (prefix.parent / f".{prefix.name}.envyard-lock").open("a") as guard:
+    with guard_of(prefix).open("a") as guard:
         fcntl.flock(guard, fcntl.LOCK_EX)
-        for stale in prefix.parent.glob(f".{prefix.name}.envyard-staging-*"):
-            shutil.rmtree(stale, ignore_errors=True)
+        for kind in ("staging", "old"):
+            for stale in temps_of(prefix, kind):
+                shutil.rmtree(stale, ignore_errors=True)
         return _install(lock, prefix, platform, pkgs_dir, force, timeout, variables or {},
                         progress, sources)
 
@@ -176,10 +178,32 @@ def _install(lock: Lockfile, prefix: Path, platform: str, pkgs_dir: Path, force:
             progress("fetch", next(done), total)  # count() is atomic under the GIL
         return path
 
-    staging = prefix.with_name(f".{prefix.name}.envyard-staging-{uuid.uuid4().hex[:8]}")
+    staging = temp_beside(prefix, "staging")
     with package_cache_lock(pkgs_dir, shared=True):
         return _fetch_and_link(conda, pip, fetched, staging, prefix, platform, pkgs_dir, fp,
                                timeout, variables, progress, start)
+
+
+class _LinkFailed(Exception):
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _link_verified(archives: list[Path], staging: Path, prefix: Path, pkgs_dir: Path,
+                   timeout: float, progress: Progress | None) -> None:
+    """Link ``archives`` into ``staging`` from extracted packages checked against their
+    ``paths.json`` (``builder.pkgcache``); raises ``_LinkFailed`` when rattler fails."""
+    check_extracted(archives)
+    try:
+        run_with_timeout(lambda: _link(archives, staging, prefix, pkgs_dir / "extracted",
+                                       progress),
+                         timeout=timeout, on_timeout=lambda: InstallError(
+                             f"linking did not finish within {timeout:.0f} s"))
+    except InstallError:
+        raise
+    except Exception as exc:
+        raise _LinkFailed(exc) from exc
+    restamp(archives)
 
 
 def _fetch_and_link(conda: list[LockedPackage], pip: list[LockedPackage],
@@ -191,10 +215,21 @@ def _fetch_and_link(conda: list[LockedPackage], pip: list[LockedPackage],
         conda_files = list(pool.map(fetched, conda))
         wheel_files = list(pool.map(fetched, pip))
     try:
-        run_with_timeout(lambda: _link(conda_files, staging, prefix, pkgs_dir / "extracted",
-                                       progress),
-                         timeout=timeout, on_timeout=lambda: InstallError(
-                             f"linking did not finish within {timeout:.0f} s"))
+        try:
+            _link_verified(conda_files, staging, prefix, pkgs_dir, timeout, progress)
+        except _LinkFailed as failed:
+            # an archive may have changed under its sidecar: hash them all, fetch again
+            # what does not match, and try once more; else the failure stands
+            bad = [(p, f) for p, f in zip(conda, conda_files, strict=True)
+                   if not reverify(f, p.hash.sha256 or "")]
+            if not bad:
+                raise failed.error from None
+            for _, f in bad:
+                forget(f)
+            conda_files = [fetched(p) if (p, f) in bad else f
+                           for p, f in zip(conda, conda_files, strict=True)]
+            shutil.rmtree(staging, ignore_errors=True)
+            _link_verified(conda_files, staging, prefix, pkgs_dir, timeout, progress)
         if wheel_files:
             python = _python_version(conda)
             if python is None:

@@ -11,6 +11,8 @@
 <root>/jupyter/<ns>/kernels/<ns>-<name>/kernel.json   the current version's kernel
 <root>/images/                        OCI image layout: layers, configs, manifests
 <root>/runners/<id>.lock              held by each live service process (see service.runners)
+<dir>/.<name>.envyard-lock            serialises builds and GC of <dir>/<name> (prefix, pack)
+<dir>/.<name>.envyard-<kind>-<id>     work in progress on <name>: staging, old, gc, part
 ```
 The volume must be mounted at the same path wherever prefixes are used: conda bakes the
 prefix path into files.
@@ -63,6 +65,34 @@ class Layout:
 
     def build_dir(self, namespace: str, name: str, number: int) -> Path:
         return self.root / "builds" / namespace / name / str(number)
+
+
+#: Kinds of temporary siblings: a prefix being built, an old prefix being swapped out,
+#: a tree GC renamed away before deleting it, an archive being written.
+TEMP_KINDS = ("staging", "old", "gc", "part")
+
+
+def guard_of(path: Path) -> Path:
+    """The lock file that serialises whoever builds, replaces or deletes ``path``: the
+    holder may also clear ``path``'s temporary siblings (a killed build's)."""
+    return path.parent / f".{path.name}.envyard-lock"
+
+
+def temp_beside(path: Path, kind: str) -> Path:
+    """A new temporary sibling of ``path`` (``kind`` in ``TEMP_KINDS``), on the same
+    file system so that one rename publishes it."""
+    assert kind in TEMP_KINDS
+    return path.with_name(f".{path.name}.envyard-{kind}-{uuid.uuid4().hex[:8]}")
+
+
+def temps_of(path: Path, kind: str) -> list[Path]:
+    return list(path.parent.glob(f".{glob_escape(path.name)}.envyard-{kind}-*"))
+
+
+def glob_escape(name: str) -> str:
+    import glob
+
+    return glob.escape(name)
 
 
 def point(link: Path, target: Path | str) -> None:

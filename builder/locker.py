@@ -135,7 +135,8 @@ def lock_env(spec: EnvSpec, opts: LockOptions) -> Lockfile:
             if opts.progress:
                 opts.progress(f"resolving pip packages for {platform}")
             packages += lock_pip(pip_specs, conda=conda, platform=platform,
-                                 index_url=opts.pip_index, timeout=opts.timeout)
+                                 index_url=opts.pip_index,
+                                 extra_index_urls=spec.pip_repositories, timeout=opts.timeout)
     hashes = {p: content_hash(spec, p, channels=channels, virtual=opts.virtual)
               for p in platforms}
     meta = LockMeta(content_hash=hashes, channels=[LockChannel(url=c) for c in channels],

@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import PackError
+from builder.layout import temp_beside
 
 FORMATS = {".tar.zst": "tar.zst", ".tzst": "tar.zst", ".tar.gz": "tar.gz", ".tgz": "tar.gz",
            ".tar.bz2": "tar.bz2", ".zip": "zip", ".tar": "tar"}
@@ -112,7 +112,7 @@ def pack_prefix(prefix: Path, output: Path, *, threads: int = -1, level: int | N
     if not (prefix / "conda-meta").is_dir():
         raise PackError(f"{prefix} is not a conda environment (no conda-meta/)")
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.{uuid.uuid4().hex[:8]}.part")
+    tmp = temp_beside(output, "part")
     try:
         env = conda_pack.CondaEnv.from_prefix(str(prefix))
         if fmt == "tar.zst":

@@ -65,8 +65,10 @@ def _marker_env(python: str, platform: str) -> dict[str, str]:
 
 
 def lock_pip(requirements: Sequence[str], *, conda: Sequence[LockedPackage], platform: str,
-             index_url: str | None, timeout: float = 300) -> list[LockedPackage]:
-    """Resolve ``requirements`` and return the pip packages conda does not provide."""
+             index_url: str | None, extra_index_urls: Sequence[str] = (),
+             timeout: float = 300) -> list[LockedPackage]:
+    """Resolve ``requirements`` and return the pip packages conda does not provide;
+    ``extra_index_urls`` are the spec's ``pip-repositories``."""
     python = _python_version(conda)
     provided = {pypi_name(p.name) for p in conda}
     with tempfile.TemporaryDirectory(prefix="envyard-pip-") as tmp:
@@ -86,6 +88,8 @@ def lock_pip(requirements: Sequence[str], *, conda: Sequence[LockedPackage], pla
             env["PIP_CONFIG_FILE"] = os.devnull
             for var in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS"):
                 env.pop(var, None)
+        for extra in extra_index_urls:
+            cmd += ["--extra-index-url", extra]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
         except subprocess.TimeoutExpired:

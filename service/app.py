@@ -1,25 +1,38 @@
-"""The FastAPI application: settings in, database migrated, runner started, routers mounted."""
+"""The FastAPI application: settings in, database migrated, runner started, routers mounted.
+
+Every error becomes a JSON answer in one place (``_errors``): envyard's own errors by
+their status, an exhausted or locked database as 503 with ``Retry-After``, a full disk
+as 507, anything else as a logged 500. Every answer carries the security headers.
+"""
 
 from __future__ import annotations
 
+import errno
+import logging
 import threading
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from builder.errors import EnvyardError
 from builder.layout import Layout
+from service import csrf
+from service.admission import Admission
 from service.dask import seed_pins
 from service.db import Database, migrate
-from service.errors import http_status
+from service.errors import InsufficientStorage, Unavailable, http_status
 from service.jobs import LocalRunner
 from service.runners import Runner
 from service.settings import Settings
 from service.storage import open_store
 from service.worker import BuildContext
+
+logger = logging.getLogger("envyard")
 
 
 def _scheduled_gc(db: Database, settings: Settings, stop: threading.Event) -> None:
@@ -30,7 +43,7 @@ def _scheduled_gc(db: Database, settings: Settings, stop: threading.Event) -> No
         try:
             apply_plan(db, settings)
         except Exception as exc:  # keep the schedule alive; the next run retries
-            print(f"envyard: scheduled gc failed: {type(exc).__name__}: {exc}", flush=True)
+            logger.warning("scheduled gc failed: %s: %s", type(exc).__name__, exc)
 
 
 def make_runner(ctx: BuildContext) -> Runner:
@@ -44,11 +57,19 @@ def make_runner(ctx: BuildContext) -> Runner:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     settings.root.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.db_url)
+    db = Database(settings.db_url, settings.db_pool_size)
     store = open_store(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        import anyio.to_thread
+
+        from service.follow import LogFollowers
+
+        # the pool is sized from this: requests never wait on each other for connections
+        anyio.to_thread.current_default_thread_limiter().total_tokens = \
+            settings.request_threads
+        app.state.followers = LogFollowers(db)
         migrate(db.engine)
         seed_pins(db, settings)
         runner = make_runner(BuildContext(settings, db, Layout(settings.root), store))
@@ -60,10 +81,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                              name="envyard-gc").start()
         yield
         stop.set()
-        runner.shutdown()
+        app.state.followers.close()
+        runner.shutdown(settings.shutdown_grace)
         db.engine.dispose()
 
     app = FastAPI(title="envyard", version="0.1.0", lifespan=lifespan,
+                  docs_url=None, redoc_url=None,  # served from the package: service.api.docs
                   description="Conda environments as immutable numbered versions: submit an "
                   "environment.yml or push a conda-lock.yml; follow the build; download the "
                   "spec, lock, pack and log.")
@@ -71,6 +94,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.db = db
     app.state.store = store
     app.state.hub = None
+    app.state.csrf_key = csrf.key_from(settings.hub_service_token)
+    _errors(app)
+    app.add_middleware(Admission, max_requests=settings.max_requests,
+                       max_followers=settings.max_log_followers)
+    app.add_middleware(SecurityHeaders, hub_url=settings.hub_public_url)
     if settings.hub_api_url:
         from service.hub_auth import HubIdentities
 
@@ -78,14 +106,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                       dict(settings.hub_grants), settings.hub_admins)
         app.add_middleware(ServicePrefix, prefix=f"/services/{settings.hub_service_name}")
 
-    @app.exception_handler(EnvyardError)
-    async def _envyard_error(request: Request, exc: EnvyardError) -> JSONResponse:
-        status = http_status(exc)
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
-
     from service.api import (
         dask,
+        docs,
         environments,
         gc,
         identity,
@@ -97,9 +120,99 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
 
     for module in (namespaces, environments, versions, lifecycle, gc, dask, metrics, identity,
-                   images):
+                   images, docs):
         app.include_router(module.router)
     return app
+
+
+def _json_error(status: int, detail: str, headers: dict[str, str] | None = None
+                ) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def _errors(app: FastAPI) -> None:
+    """Every error a request can meet, answered as JSON with the status it deserves."""
+
+    @app.exception_handler(EnvyardError)
+    async def _envyard_error(request: Request, exc: EnvyardError) -> JSONResponse:
+        status = http_status(exc)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        if isinstance(exc, Unavailable):
+            headers = {"Retry-After": str(exc.retry_after)}
+        return _json_error(status, str(exc), headers)
+
+    @app.exception_handler(sqlalchemy.exc.TimeoutError)
+    async def _pool_exhausted(request: Request, exc: Exception) -> JSONResponse:
+        logger.warning("no database connection free for %s %s", request.method,
+                       request.url.path)
+        return _json_error(503, "the service is busy (no database connection free); retry "
+                           "shortly", {"Retry-After": "2"})
+
+    @app.exception_handler(sqlalchemy.exc.OperationalError)
+    async def _database_away(request: Request, exc: Exception) -> JSONResponse:
+        text = str(exc)
+        if "disk is full" in text or "No space left" in text:
+            return _disk_full(request, exc)
+        logger.warning("database unavailable for %s %s: %s", request.method,
+                       request.url.path, text.splitlines()[0])
+        return _json_error(503, "the database is unavailable or busy; retry shortly",
+                           {"Retry-After": "5"})
+
+    @app.exception_handler(OSError)
+    async def _os_error(request: Request, exc: OSError) -> JSONResponse:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return _disk_full(request, exc)
+        return await _bug(request, exc)
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        ref = uuid.uuid4().hex[:12]
+        logger.error("internal error %s in %s %s", ref, request.method, request.url.path,
+                     exc_info=exc)
+        return _json_error(500, f"internal error (logged as {ref}); please report it")
+
+    def _disk_full(request: Request, exc: Exception) -> JSONResponse:
+        logger.error("the volume %s is full: %s", app.state.settings.root, exc)
+        err = InsufficientStorage("the service's shared volume is full; an operator must "
+                                  "free space (`envyard gc`) before it accepts more")
+        return _json_error(err.status, str(err))
+
+
+class SecurityHeaders:
+    """ASGI middleware: no MIME sniffing, no framing except by the hub, no caching of API
+    answers (they carry private data), no referrer leaving the origin."""
+
+    def __init__(self, app: Any, hub_url: str | None) -> None:
+        self.app = app
+        ancestors = "'self'"
+        if hub_url:
+            from urllib.parse import urlsplit
+
+            split = urlsplit(hub_url)
+            ancestors += f" {split.scheme}://{split.netloc}"
+        self.common = [(b"x-content-type-options", b"nosniff"),
+                       (b"referrer-policy", b"same-origin"),
+                       (b"content-security-policy", f"frame-ancestors {ancestors}".encode()),
+                       (b"x-frame-options", b"SAMEORIGIN")]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        api = "/api/" in scope.get("path", "")
+
+        async def with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                names = {k.lower() for k, _ in message.get("headers", [])}
+                headers = list(message.get("headers", []))
+                headers += [h for h in self.common if h[0] not in names]
+                if api:
+                    headers = [h for h in headers if h[0].lower() != b"cache-control"]
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 class ServicePrefix:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from service.errors import Forbidden, Unauthorized
+from service.errors import Forbidden, Invalid, Unauthorized
 from service.models import Role, Token, TokenRole, utcnow
 
 PREFIX = "ey_"
@@ -32,9 +32,16 @@ class Principal:
     name: str
     roles: dict[str, Role]
     anonymous_read: bool = False
+    csrf_token: str | None = None  # set when a browser's cookie authenticated the request
 
     def role_on(self, namespace: str) -> Role | None:
         return self.roles.get(namespace) or self.roles.get("*")
+
+    def readable(self) -> set[str] | None:
+        """The namespaces this principal may read; None: every one."""
+        if "*" in self.roles or self.anonymous_read:
+            return None
+        return set(self.roles)
 
     def can(self, namespace: str, needed: Role) -> bool:
         role = self.role_on(namespace)
@@ -49,9 +56,17 @@ class Principal:
                             f"'{namespace}' (it has {have.value if have else 'no role'} there)")
 
 
+MAX_LIFETIME = dt.timedelta(days=3650)
+
+
 def create_token(session: Session, *, name: str, roles: dict[str, Role],
                  expires_in: dt.timedelta | None = None) -> str:
-    """Store a new token and return its secret (the only time it is visible)."""
+    """Store a new token and return its secret (the only time it is visible). A lifetime,
+    when given, is positive and at most ``MAX_LIFETIME``: zero is not "never"."""
+    if expires_in is not None and not dt.timedelta(0) < expires_in <= MAX_LIFETIME:
+        raise Invalid(f"a token's lifetime must be more than 0 and at most "
+                      f"{MAX_LIFETIME.days} days (leave it out for a token that never "
+                      "expires)")
     secret = PREFIX + secrets.token_urlsafe(32)
     token = Token(name=name, token_hash=hash_token(secret),
                   expires_at=utcnow() + expires_in if expires_in else None,

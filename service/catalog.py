@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from builder.spec import NAME_RE
-from service.errors import NotFound, ServiceError
+from service.errors import Conflict, NotFound, ServiceError
 from service.models import Environment, Namespace, State, Version
 
 
@@ -58,17 +58,31 @@ def get_or_create_environment(session: Session, namespace: str, name: str) -> En
 
 
 def new_version(session: Session, namespace: str, name: str, *, kind: str,
-                spec_text: str | None = None, lock_text: str | None = None) -> Version:
-    """Add version N+1 of ``namespace/name`` in state queued."""
+                spec_text: str | None = None, lock_text: str | None = None,
+                idempotency_key: str | None = None) -> tuple[Version, bool]:
+    """Add version N+1 of ``namespace/name`` in state queued; returns it and True. With an
+    ``idempotency_key`` that an earlier request of this environment used, returns that
+    request's version and False instead (under the environment row's lock, so two racing
+    retries make one version); the same key with another body is a conflict."""
     env = get_or_create_environment(session, namespace, name)
+    key = sha256_text(idempotency_key) if idempotency_key else None
+    if key is not None:
+        earlier = session.scalar(select(Version).where(Version.environment_id == env.id,
+                                                       Version.idempotency_key == key))
+        if earlier is not None:
+            if (earlier.kind, earlier.spec_text, earlier.lock_text if kind == "lock" else None
+                ) != (kind, spec_text, lock_text):
+                raise Conflict("this Idempotency-Key was used for a different request; "
+                               "send a new key for a new submission")
+            return earlier, False
     env.version_counter += 1
     version = Version(environment_id=env.id, number=env.version_counter, kind=kind,
                       state=State.queued.value, spec_text=spec_text, lock_text=lock_text,
                       spec_sha256=sha256_text(spec_text) if spec_text is not None else None,
-                      timings={})
+                      idempotency_key=key, timings={})
     session.add(version)
     session.flush()
-    return version
+    return version, True
 
 
 def find_namespace(session: Session, namespace: str) -> Namespace:

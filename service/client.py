@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from service.console import info
 from service.errors import Conflict, Forbidden, NotFound, ServiceError, TooLarge, Unauthorized
 
 CONFIG = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "envyard" / \
@@ -63,13 +65,27 @@ class Client:
             raise err
         return resp
 
-    def request(self, method: str, path: str, **kw: Any) -> Any:
+    def request(self, method: str, path: str, *, retries: int = 0, **kw: Any) -> Any:
+        """One request; with ``retries``, a timeout, a lost connection or a 503 is tried
+        again (after the server's ``Retry-After``). Only for requests that are safe to
+        repeat: reads, and submissions that carry an ``Idempotency-Key``."""
         import httpx
 
-        try:
-            return self._check(self.http.request(method, path, **kw))
-        except httpx.TransportError as exc:
-            raise RemoteError(f"cannot reach {self.server}: {exc}") from None
+        for attempt in range(retries + 1):
+            try:
+                resp = self.http.request(method, path, **kw)
+            except httpx.TransportError as exc:
+                if attempt == retries:
+                    raise RemoteError(f"cannot reach {self.server}: {exc}") from None
+                delay = min(2.0 ** attempt, 10.0)
+            else:
+                if resp.status_code != 503 or attempt == retries:
+                    return self._check(resp)
+                hint = resp.headers.get("retry-after", "")
+                delay = min(float(hint), 30.0) if hint.isdigit() else min(2.0 ** attempt, 10.0)
+            info(f"{self.server} is busy or unreachable; retrying in {delay:.0f} s")
+            time.sleep(delay)
+        raise AssertionError("unreachable")
 
     def get(self, path: str, **kw: Any) -> Any:
         return self.request("GET", path, **kw).json()

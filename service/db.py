@@ -12,9 +12,17 @@ from sqlalchemy.orm import Session, sessionmaker
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-def make_engine(url: str) -> Engine:
+#: Seconds a request waits for a pooled connection before it is answered 503.
+POOL_TIMEOUT = 10
+
+
+def make_engine(url: str, pool_size: int = 5) -> Engine:
+    """An engine whose pool holds ``pool_size`` connections (no overflow: the size is
+    computed from the process's concurrency, ``Settings.db_pool_size``)."""
+    pool = {"pool_size": pool_size, "max_overflow": 0, "pool_timeout": POOL_TIMEOUT}
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                               **pool)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(conn, _record) -> None:  # type: ignore[no-untyped-def]
@@ -33,7 +41,7 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, **pool)
 
 
 def migrate(engine: Engine) -> None:
@@ -51,8 +59,8 @@ def migrate(engine: Engine) -> None:
 class Database:
     """Sessions bound to one engine."""
 
-    def __init__(self, url: str) -> None:
-        self.engine = make_engine(url)
+    def __init__(self, url: str, pool_size: int = 5) -> None:
+        self.engine = make_engine(url, pool_size)
         self._reads = sessionmaker(self.engine, expire_on_commit=False)
         self._writes = sessionmaker(self.engine.execution_options(envyard_write=True),
                                     expire_on_commit=False)

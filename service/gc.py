@@ -16,8 +16,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import shutil
-import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,9 +25,10 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from builder.fetch import package_cache_lock
-from builder.layout import Layout
+from builder.layout import Layout, guard_of, temp_beside
 from builder.lock import parse_lock
 from builder.retention import Decision, Rules, VersionFacts, plan
+from service import leftovers
 from service.db import Database
 from service.images import delete_images, prune_store
 from service.models import Environment, Namespace, RetentionRule, State, Version, utcnow
@@ -70,8 +70,10 @@ def _aware(t: dt.datetime) -> dt.datetime:
 
 
 def make_plan(session: Session, settings: Settings, now: dt.datetime | None = None,
-              namespace: str | None = None) -> list[PlanRow]:
-    """One row per version that still has files, with the rule that keeps or deletes it."""
+              namespaces: Collection[str] | None = None) -> list[PlanRow]:
+    """One row per version that still has files, with the rule that keeps or deletes it;
+    only of ``namespaces`` when given (the others are then neither read nor planned, and
+    every prefix they use counts as kept, so the bytes freed are never overstated)."""
     now = now or utcnow()
     overrides = {(r.namespace, r.environment): r for r in session.scalars(select(RetentionRule))}
     query = (select(Version.environment_id, Version.number, Version.state, Version.created_at,
@@ -81,6 +83,14 @@ def make_plan(session: Session, settings: Settings, now: dt.datetime | None = No
              .join(Environment, Version.environment_id == Environment.id)
              .join(Namespace, Environment.namespace_id == Namespace.id)
              .where(Version.state != State.deleted.value))
+    elsewhere: set[str] = set()
+    if namespaces is not None:
+        query = query.where(Namespace.name.in_(list(namespaces)))
+        elsewhere = set(session.scalars(
+            select(Version.fingerprint).join(Environment).join(Namespace)
+            .where(Namespace.name.not_in(list(namespaces)),
+                   Version.state != State.deleted.value, Version.fingerprint.is_not(None))
+            .distinct()))
     by_env: dict[int, list[Any]] = {}
     for row in session.execute(query):
         by_env.setdefault(row[0], []).append(row)
@@ -93,19 +103,19 @@ def make_plan(session: Session, settings: Settings, now: dt.datetime | None = No
             facts, rules_for(settings, overrides, ns, name), now)}
         decided += [(v, decisions[v[1]]) for v in versions]
     rows = []
-    freed = _freed_bytes(Layout(settings.root), decided)
+    freed = _freed_bytes(Layout(settings.root), decided, elsewhere)
     for v, d in decided:
         rows.append(PlanRow(v[10], v[9], v[1], v[2], d.delete, d.reason,
                             freed.get((v[0], v[1]), 0)))
     rows.sort(key=lambda r: (r.namespace, r.name, r.number))
-    return [r for r in rows if namespace is None or r.namespace == namespace]
+    return rows
 
 
-def _freed_bytes(layout: Layout, decided: list[tuple[Any, Decision]]
-                 ) -> dict[tuple[int, int], int]:
+def _freed_bytes(layout: Layout, decided: list[tuple[Any, Decision]],
+                 kept_elsewhere: set[str]) -> dict[tuple[int, int], int]:
     """Bytes each deletion really frees: a prefix only when no kept version shares it, and
     of its files only those no kept prefix hardlinks too; each file counted once."""
-    kept_fps = {v[5] for v, d in decided if not d.delete and v[5]}
+    kept_fps = {v[5] for v, d in decided if not d.delete and v[5]} | kept_elsewhere
     kept_inodes: set[int] = set()
     for fp in kept_fps:
         kept_inodes |= inode_table(layout, fp).keys()
@@ -129,7 +139,7 @@ def _freed_bytes(layout: Layout, decided: list[tuple[Any, Decision]]
 def _remove_tree(path: Path) -> None:
     """Rename away, then delete: the path disappears at once even if deletion is cut short."""
     if path.exists() or path.is_symlink():
-        trash = path.with_name(f".{path.name}.gc-{uuid.uuid4().hex[:8]}")
+        trash = temp_beside(path, "gc")
         path.rename(trash)
         shutil.rmtree(trash, ignore_errors=True)
 
@@ -145,7 +155,7 @@ def _sweep_shared(db: Database, layout: Layout, fingerprint: str,
     """Delete a prefix and pack nobody uses any more, under their build locks."""
     prefix = layout.prefix(fingerprint)
     prefix.parent.mkdir(parents=True, exist_ok=True)
-    with (prefix.parent / f".{prefix.name}.envyard-lock").open("a") as guard:
+    with guard_of(prefix).open("a") as guard:
         fcntl.flock(guard, fcntl.LOCK_EX)
         with db.session() as s:
             if _fingerprint_in_use(s, fingerprint):
@@ -205,7 +215,9 @@ def _apply(db: Database, settings: Settings, layout: Layout, now: dt.datetime | 
     swept = sweep(db, layout, settings)
     pruned = prune_package_cache(db, layout)
     blobs = prune_store(db, layout)
+    left = leftovers.sweep(layout, held=frozenset({settings.root / ".envyard-gc-lock"}))
     return {"deleted": swept, "pruned_cache_entries": pruned, "pruned_image_blobs": blobs,
+            "removed_leftovers": [r.as_dict(layout) for r in left],
             "planned": [r.as_dict() for r in rows if r.delete]}
 
 

@@ -79,7 +79,8 @@ class EmbeddedHub:
         """The service's settings, pointed at this hub."""
         return settings.model_copy(update={
             "hub_api_url": f"http://127.0.0.1:{self.values['hub_port']}/hub/api",
-            "hub_public_url": self.public_url, "hub_service_token": self.token})
+            "hub_public_url": self.public_url, "hub_service_token": self.token,
+            "trusted_proxies": ["127.0.0.1"]})  # the hub's proxy says who the client is
 
     def start(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -8,27 +8,45 @@ dead runners left. On start it settles what a previous process left: builds that
 running are marked failed, claimed ones are queued again, staging directories of no live
 build are removed, and every ``current`` link is re-pointed from the database, so a crash
 between the two leaves nothing inconsistent.
+
+Nothing stays stuck: each poll also settles this runner's orphans (versions it claims but
+no thread builds, because a build's last write was lost to a database outage) and runs
+the watchdog (``runners.fail_overdue``). Stopping hands unfinished builds back to the
+queue: running ones at their next stage boundary, within ``shutdown_grace`` seconds.
 """
 
 from __future__ import annotations
 
-import shutil
+import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import replace
 
 from sqlalchemy import select
 
 from builder.layout import point
 from service.models import Environment, Namespace
-from service.runners import RunnerLock, claim, settle, unclaimed
+from service.runners import (
+    RunnerLock,
+    build_limit,
+    claim,
+    fail_overdue,
+    hand_back,
+    settle,
+    settle_orphans,
+    unclaimed,
+)
 from service.worker import BuildContext, publish_kernel, run_build
 
 POLL = 1.0  # seconds between looks for unclaimed versions and dead runners
+logger = logging.getLogger("envyard")
 
 
 def restore_volume(ctx: BuildContext) -> None:
     """At start: ``current`` links and kernels from the database (a crash may have come
-    between the two), and a killed GC's deletions finished."""
+    between the two), a killed GC's deletions finished, killed processes' leftovers
+    removed (those no live process owns)."""
+    from service import leftovers
     from service.gc import sweep
 
     with ctx.db.session() as s:
@@ -37,20 +55,22 @@ def restore_volume(ctx: BuildContext) -> None:
             point(ctx.layout.current_link(ns, env.name), str(env.current_version))
             publish_kernel(ctx.layout, ns, env.name, env.current_version)
     sweep(ctx.db, ctx.layout, ctx.settings)
+    leftovers.sweep(ctx.layout)
 
 
 class LocalRunner:
     """Runs builds on ``concurrency`` threads of this process."""
 
     def __init__(self, ctx: BuildContext) -> None:
-        self.ctx = ctx
+        self.runner = RunnerLock(ctx.layout.root)
+        self.ctx = replace(ctx, claim=self.runner.id)
         self._pool = ThreadPoolExecutor(ctx.settings.build_concurrency,
                                         thread_name_prefix="envyard-build")
-        self._cancels: dict[int, threading.Event] = {}
+        self._cancels: dict[int, threading.Event] = {}  # what this runner builds (or claims)
+        self._futures: set[Future[None]] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self.runner = RunnerLock(ctx.layout.root)
 
     @property
     def id(self) -> str:
@@ -58,19 +78,32 @@ class LocalRunner:
 
     def submit(self, version_id: int) -> None:
         """Build ``version_id`` here if a slot is free and no other runner claimed it; else
-        it waits in the database for the first runner with a free slot."""
-        if self.pending < self.ctx.settings.build_concurrency and \
-                claim(self.ctx.db, version_id, self.runner.id):
-            self._start(version_id)
-
-    def _start(self, version_id: int) -> None:
+        it waits in the database for the first runner with a free slot. Never raises: a
+        version the database would not let us claim is found again by a poll."""
         event = threading.Event()
-        with self._lock:
+        with self._lock:  # the slot is reserved before the claim: no poll sees an orphan
+            if self._stop.is_set() or version_id in self._cancels or \
+                    len(self._cancels) >= self.ctx.settings.build_concurrency:
+                return
             self._cancels[version_id] = event
-        self._pool.submit(self._run, version_id, event)
+        try:
+            claimed = claim(self.ctx.db, version_id, self.runner.id)
+        except Exception as exc:
+            logger.warning("could not claim version %s (a poll will): %s", version_id, exc)
+            claimed = False
+        if not claimed:
+            with self._lock:
+                self._cancels.pop(version_id, None)
+            return
+        future = self._pool.submit(self._run, version_id, event)
+        with self._lock:
+            self._futures.add(future)
+        future.add_done_callback(self._futures.discard)
 
     def _poll(self) -> None:
-        """Claim what no runner took (up to the free slots); settle dead runners."""
+        """Claim what no runner took (up to the free slots); settle dead runners, this
+        runner's orphans and overdue builds."""
+        limit = build_limit(self.ctx.settings)
         while not self._stop.is_set():
             self._wake.wait(POLL)
             self._wake.clear()
@@ -78,16 +111,20 @@ class LocalRunner:
                 return
             try:
                 settle(self.ctx.db, self.runner.dead_runners())
+                settle_orphans(self.ctx.db, self.runner.id, self._building)
+                for version_id in fail_overdue(self.ctx.db, limit):
+                    self.cancel(version_id)
                 free = self.ctx.settings.build_concurrency - self.pending
                 for version_id in unclaimed(self.ctx.db, free) if free > 0 else ():
                     self.submit(version_id)
             except Exception as exc:  # the database may be briefly away; try again
-                print(f"envyard: runner poll failed: {type(exc).__name__}: {exc}",
-                      flush=True)
+                logger.warning("runner poll failed: %s: %s", type(exc).__name__, exc)
 
     def _run(self, version_id: int, event: threading.Event) -> None:
         try:
             run_build(self.ctx, version_id, event)
+        except Exception:  # its state is settled by the next poll (an orphan)
+            logger.exception("build of version %s ended without its last write", version_id)
         finally:
             with self._lock:
                 self._cancels.pop(version_id, None)
@@ -99,6 +136,10 @@ class LocalRunner:
         if event is not None:
             event.set()
 
+    def _building(self) -> set[int]:
+        with self._lock:
+            return set(self._cancels)
+
     @property
     def pending(self) -> int:
         with self._lock:
@@ -106,25 +147,31 @@ class LocalRunner:
 
     def recover(self) -> None:
         """Settle what dead runners (a previous process) left, then start polling."""
-        layout = self.ctx.layout
         dead = self.runner.dead_runners()
         alone = not [p for p in self.runner.dir.glob("*.lock") if p.stem != self.runner.id]
         settle(self.ctx.db, dead, orphans=alone)
-        prefixes = layout.root / "prefixes"
-        if alone and prefixes.is_dir():  # no other runner may be staging a prefix
-            for stale in prefixes.glob(".*.envyard-staging-*"):
-                shutil.rmtree(stale, ignore_errors=True)
-        restore_volume(self.ctx)
+        restore_volume(self.ctx)  # also clears staging no live build owns
         free = self.ctx.settings.build_concurrency
         for version_id in unclaimed(self.ctx.db, free):
             self.submit(version_id)
         threading.Thread(target=self._poll, daemon=True, name="envyard-runner").start()
 
-    def shutdown(self) -> None:
-        """Stop taking work: what this runner claimed goes back to the queue, what it was
-        building is marked interrupted."""
+    def shutdown(self, grace: float = 0.0) -> None:
+        """Stop taking work; give running builds ``grace`` seconds to reach a stage
+        boundary, where they hand themselves back to the queue; hand back the rest (a
+        build stuck inside a stage is built again from the start by the next runner)."""
         self._stop.set()
         self._wake.set()
+        self.ctx.stopping.set()
+        with self._lock:
+            running = set(self._futures)
+        if running and grace > 0:
+            logger.info("waiting up to %.0f s for %d build(s) to reach a stage boundary",
+                        grace, len(running))
+            wait(running, timeout=grace)
         self._pool.shutdown(wait=False, cancel_futures=True)
-        settle(self.ctx.db, [self.runner.id])
+        try:
+            hand_back(self.ctx.db, self.runner.id)
+        except Exception as exc:  # the next start settles them as a dead runner's
+            logger.warning("could not hand builds back to the queue: %s", exc)
         self.runner.release()

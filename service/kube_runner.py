@@ -206,7 +206,7 @@ class KubernetesRunner:
                   f"{exc}", flush=True)
         threading.Thread(target=self._poll, daemon=True, name="envyard-kube-runner").start()
 
-    def shutdown(self) -> None:
+    def shutdown(self, grace: float = 0.0) -> None:
         """Stop following; the Jobs keep running and the next replica follows them."""
         self._stop.set()
         self._wake.set()

@@ -97,7 +97,9 @@ class Environment(Base):
 class Version(Base):
     __tablename__ = "versions"
     __table_args__ = (UniqueConstraint("environment_id", "number"),
-                      Index("ix_versions_state", "state"))
+                      Index("ix_versions_state", "state"),
+                      Index("ix_versions_idempotency", "environment_id", "idempotency_key",
+                            unique=True))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id"))
@@ -116,6 +118,8 @@ class Version(Base):
     dask_report: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     image: Mapped[dict[str, Any] | None] = mapped_column(default=None)  # state, ref, digest…
     claimed_by: Mapped[str | None] = mapped_column(String(32), default=None)  # runner id
+    #: sha256 of the client's Idempotency-Key: a retried submission finds this version
+    idempotency_key: Mapped[str | None] = mapped_column(String(64), default=None)
     state_before_gc: Mapped[str | None] = mapped_column(String(16), default=None)
     prefix_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
     pack_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)

@@ -32,7 +32,7 @@ def _mb(n: int) -> str:
 
 def _refuse(session: Session, settings: Settings, namespace: str, used: int, quota: int,
             estimate: int) -> QuotaExceeded:
-    freeable = sum(r.bytes for r in make_plan(session, settings, namespace=namespace)
+    freeable = sum(r.bytes for r in make_plan(session, settings, namespaces=[namespace])
                    if r.delete)
     return QuotaExceeded(
         f"namespace '{namespace}' uses {_mb(used)} of its {_mb(quota)} quota and this build "

@@ -11,9 +11,11 @@ unstarted ones go back to the queue, an image it was building is marked failed.
 
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -21,8 +23,12 @@ from sqlalchemy import or_, select, update
 
 from service.db import Database
 from service.models import RUNNING, State, Version, utcnow
+from service.settings import Settings
 
 INTERRUPTED = "interrupted: the service stopped during this build; submit again"
+ORPHANED = "interrupted: this build's last state could not be recorded; submit again"
+#: Seconds a build may run past the sum of its stage limits before the watchdog fails it.
+WATCHDOG_MARGIN = 600.0
 
 
 class RunnerLock:
@@ -72,7 +78,7 @@ class Runner(Protocol):
 
     def recover(self) -> None: ...
 
-    def shutdown(self) -> None: ...
+    def shutdown(self, grace: float = 0.0) -> None: ...
 
 
 def claim(db: Database, version_id: int, runner: str) -> bool:
@@ -89,6 +95,58 @@ def unclaimed(db: Database, limit: int) -> list[int]:
         return list(s.scalars(select(Version.id).where(
             Version.state == State.queued.value, Version.claimed_by.is_(None))
             .order_by(Version.id).limit(limit)))
+
+
+def build_limit(settings: Settings) -> float:
+    """The longest a build may take: every stage's limit, plus a margin."""
+    return (settings.solve_timeout + settings.install_timeout + settings.pack_timeout
+            + WATCHDOG_MARGIN)
+
+
+def fail_overdue(db: Database, limit: float) -> list[int]:
+    """The watchdog: fail every running build that started more than ``limit`` seconds
+    ago (its thread or pod is stuck beyond every stage's own limit). Any runner may run
+    it; the build's own later writes then find it no longer theirs."""
+    cutoff = utcnow() - dt.timedelta(seconds=limit)
+    with db.session(write=True) as s:
+        ids = list(s.scalars(select(Version.id).where(
+            Version.state.in_([st.value for st in RUNNING]), Version.started_at < cutoff)))
+        if ids:
+            s.execute(update(Version).where(Version.id.in_(ids)).values(
+                state=State.failed.value, finished_at=utcnow(),
+                error=f"did not finish within {limit:.0f} s (the sum of the stage limits); "
+                "stopped by the watchdog"))
+    return ids
+
+
+def settle_orphans(db: Database, runner: str, building: Callable[[], set[int]]) -> int:
+    """Versions ``runner`` claims but no thread of it builds (their last write was lost
+    to a database outage): queued ones go back to the queue, running ones fail.
+    ``building()`` is asked *after* the claimed versions are read: a version is reserved
+    before it is claimed, so one claimed by then is in it unless it is not being built."""
+    live = [State.queued.value, *(st.value for st in RUNNING)]
+    with db.session(write=True) as s:
+        claimed = set(s.scalars(select(Version.id).where(Version.claimed_by == runner,
+                                                         Version.state.in_(live))))
+        orphans = claimed - building()
+        if not orphans:
+            return 0
+        mine = (Version.id.in_(orphans), Version.claimed_by == runner)
+        s.execute(update(Version).where(*mine, Version.state == State.queued.value)
+                  .values(claimed_by=None))
+        s.execute(update(Version).where(*mine, Version.state.in_(live[1:])).values(
+            state=State.failed.value, finished_at=utcnow(), error=ORPHANED))
+    return len(orphans)
+
+
+def hand_back(db: Database, runner: str) -> int:
+    """A stopping runner's unfinished versions go back to the queue, unclaimed, to be
+    built from the start by the next runner (stages are idempotent)."""
+    with db.session(write=True) as s:
+        return s.execute(update(Version).where(  # type: ignore[attr-defined,no-any-return]
+            Version.claimed_by == runner,
+            Version.state.in_([State.queued.value, *(st.value for st in RUNNING)]))
+            .values(state=State.queued.value, claimed_by=None, started_at=None)).rowcount
 
 
 def settle(db: Database, runners: list[str], *, orphans: bool = False) -> int:

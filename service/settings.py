@@ -164,6 +164,23 @@ class Settings(BaseSettings):
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     host: str = Field("127.0.0.1", description="Address `envyard serve` binds.")
     port: int = Field(8765, description="Port `envyard serve` binds.")
+    trusted_proxies: list[str] = Field(
+        [], description="Addresses of reverse proxies whose X-Forwarded-For/-Proto are "
+        "believed (the hub's proxy: 127.0.0.1); empty: none, the peer is the client.")
+    request_threads: int = Field(16, ge=1, le=256, description="Threads serving requests; "
+                                 "the database pool is sized from them and the builds.")
+    max_requests: int = Field(256, ge=1, description="Requests in flight before new ones "
+                              "are answered 503 with Retry-After.")
+    max_log_followers: int = Field(512, ge=1, description="Log streams (?follow=true) open "
+                                   "at once before new ones are answered 503.")
+    min_free_bytes: int = Field(64 << 20, ge=0, description="Free space the volume must "
+                                "have to accept a submission; less answers 507.")
+    metrics: Literal["anonymous", "token", "off"] = Field(
+        "token", description="/metrics: open to anyone, for tokens with a role on '*' "
+        "(e.g. `--role '*=viewer'` for Prometheus), or not served.")
+    shutdown_grace: float = Field(10.0, ge=0, description="Seconds a stopping service "
+                                  "(SIGTERM, SIGINT) gives running builds to reach a stage "
+                                  "boundary before it hands them back to the queue.")
 
     @model_validator(mode="after")
     def _backends_complete(self) -> Settings:
@@ -174,6 +191,12 @@ class Settings(BaseSettings):
             raise ValueError("runner 'kubernetes' needs kubernetes.image and "
                              "kubernetes.volume_claim")
         return self
+
+    @property
+    def db_pool_size(self) -> int:
+        """Connections one process may need at once: two per request thread (the caller's
+        lookup and the route's session), two per build, and the background loops."""
+        return 2 * self.request_threads + 2 * self.build_concurrency + 8
 
     @property
     def db_url(self) -> str:

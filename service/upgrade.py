@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -31,16 +31,20 @@ from service.settings import Settings
 SHOWN = ("python", "dask", "distributed")
 
 
-def _followers(db: Database, platform: str) -> list[tuple[str, str, str | None, dict[str, str]]]:
-    """(namespace, name, spec text, versions) of every current version with distributed."""
+def _followers(db: Database, platform: str, namespaces: Collection[str] | None
+               ) -> list[tuple[str, str, str | None, dict[str, str]]]:
+    """(namespace, name, spec text, versions) of every current version with distributed,
+    in ``namespaces`` (None: all)."""
+    query = (select(Namespace.name, Environment.name, Version.spec_text, Version.lock_text)
+             .select_from(Environment)
+             .join(Namespace, Environment.namespace_id == Namespace.id)
+             .join(Version, (Version.environment_id == Environment.id)
+                   & (Version.number == Environment.current_version))
+             .where(Version.state == State.ready.value))
+    if namespaces is not None:
+        query = query.where(Namespace.name.in_(list(namespaces)))
     with db.session() as s:
-        rows = s.execute(select(Namespace.name, Environment.name, Version.spec_text,
-                                Version.lock_text)
-                         .select_from(Environment)
-                         .join(Namespace, Environment.namespace_id == Namespace.id)
-                         .join(Version, (Version.environment_id == Environment.id)
-                               & (Version.number == Environment.current_version))
-                         .where(Version.state == State.ready.value)).all()
+        rows = s.execute(query).all()
     out = []
     for ns, name, spec_text, lock_text in rows:
         versions = env_versions(parse_lock(lock_text), platform) if lock_text else {}
@@ -49,8 +53,10 @@ def _followers(db: Database, platform: str) -> list[tuple[str, str, str | None, 
     return sorted(out)
 
 
-def what_if(db: Database, settings: Settings, pins: PinSet) -> list[dict[str, Any]]:
-    """One row per environment: current and would-be versions, or the conflict."""
+def what_if(db: Database, settings: Settings, pins: PinSet,
+            namespaces: Collection[str] | None = None) -> list[dict[str, Any]]:
+    """One row per environment (of ``namespaces``; None: all): current and would-be
+    versions, or the conflict. Only those environments are re-solved."""
     platform = settings.build_platform()
     layout = Layout(settings.root)
     extra = dask_constraints(pins)
@@ -77,7 +83,7 @@ def what_if(db: Database, settings: Settings, pins: PinSet) -> list[dict[str, An
         return row
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        return list(pool.map(relock, _followers(db, platform)))
+        return list(pool.map(relock, _followers(db, platform, namespaces)))
 
 
 def apply_upgrade(db: Database, settings: Settings, pins: PinSet,
@@ -97,7 +103,7 @@ def apply_upgrade(db: Database, settings: Settings, pins: PinSet,
                 Namespace, Environment.namespace_id == Namespace.id).where(
                 Namespace.name == ns, Environment.name == name,
                 Version.number == Environment.current_version))
-            v = new_version(s, ns, name, kind="spec", spec_text=spec_text)
+            v, _ = new_version(s, ns, name, kind="spec", spec_text=spec_text)
             v.constraints = extra
             submitted.append((v.id, r["environment"], v.number))
     for version_id, _, _ in submitted:

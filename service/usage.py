@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -49,16 +50,18 @@ def _size(path: Path) -> int:
         return 0
 
 
-def usage_report(session: Session, layout: Layout, namespace: str | None = None
-                 ) -> dict[str, Any]:
-    """Per namespace: total bytes (shared files once) and per environment."""
+def usage_report(session: Session, layout: Layout,
+                 namespaces: str | Collection[str] | None = None) -> dict[str, Any]:
+    """Per namespace (all, or only ``namespaces``): total bytes (shared files once) and
+    per environment."""
     query = (select(Namespace.name, Environment.name, Version.fingerprint)
              .join(Environment, Environment.namespace_id == Namespace.id)
              .join(Version, Version.environment_id == Environment.id)
              .where(Version.state.in_([s.value for s in HAS_FILES]),
                     Version.fingerprint.is_not(None)).distinct())
-    if namespace is not None:
-        query = query.where(Namespace.name == namespace)
+    if namespaces is not None:
+        query = query.where(Namespace.name.in_(
+            [namespaces] if isinstance(namespaces, str) else list(namespaces)))
     per_ns: dict[str, dict[str, set[str]]] = {}
     for ns, env, fp in session.execute(query):
         per_ns.setdefault(ns, {}).setdefault(env, set()).add(fp)

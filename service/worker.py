@@ -8,15 +8,22 @@ version, and only forward.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+import sqlalchemy.exc
+from sqlalchemy import update
 
 from builder.aio import call_with_timeout
 from builder.dask import check as dask_check
@@ -25,7 +32,7 @@ from builder.dask import pins_from_constraints
 from builder.errors import DaskMismatch, EnvyardError, PackError
 from builder.install import fingerprint, install_lock
 from builder.kernels import has_ipykernel, remove_kernelspec, write_kernelspec
-from builder.layout import Layout, point
+from builder.layout import Layout, guard_of, point
 from builder.lock import Lockfile, dump_lock, parse_lock
 from builder.locker import LockOptions, lock_env
 from builder.pack import pack_prefix
@@ -42,10 +49,25 @@ from service.storage import ArtifactStore, build_key, pack_key
 from service.usage import inode_table
 
 RUNNING_STATES = {st.value for st in RUNNING}
+T = TypeVar("T")
+logger = logging.getLogger("envyard")
 
 
 class Cancelled(Exception):
     """The build was cancelled between stages."""
+
+
+class HandedBack(Exception):
+    """The service is stopping: the build goes back to the queue at a stage boundary."""
+
+
+class Lost(Exception):
+    """The version is no longer this build's (cancelled, handed back, failed by the
+    watchdog or by whoever settled a dead runner): nothing more is written."""
+
+
+#: States a build may still write from; a version in any other state is someone else's.
+LIVE_STATES = [State.queued.value, *RUNNING_STATES]
 
 
 @dataclass
@@ -56,6 +78,8 @@ class BuildContext:
     db: Database
     layout: Layout
     store: ArtifactStore  # where packs, specs, locks and logs are published
+    claim: str | None = None  # the claimed_by of this runner's builds; writes require it
+    stopping: threading.Event = field(default_factory=threading.Event)  # hand builds back
     solves: dict[str, Future[str]] = field(default_factory=dict)
     solves_lock: threading.Lock = field(default_factory=threading.Lock)
     solved: dict[str, tuple[float, str]] = field(default_factory=dict)
@@ -64,13 +88,49 @@ class BuildContext:
 SOLVE_REUSE_SECONDS = 60.0
 
 
-def _set(ctx: BuildContext, version_id: int, **changes: Any) -> Version:
-    with ctx.db.session(write=True) as s:
-        v = s.get(Version, version_id)
-        assert v is not None
-        for k, val in changes.items():
-            setattr(v, k, val)
-        return v
+#: A build's writes are retried this long when the database is away or its pool is dry.
+WRITE_RETRY_SECONDS = 60.0
+
+
+def retrying(write: Callable[[], T], *, seconds: float = WRITE_RETRY_SECONDS) -> T:
+    """``write()``, retried with backoff while the database is unavailable (pool
+    exhausted, SQLite locked, connection lost), for up to ``seconds``. A build's state
+    must not be lost to one failed write: the failure path itself writes."""
+    deadline, delay = time.monotonic() + seconds, 0.2
+    while True:
+        try:
+            return write()
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.TimeoutError,
+                sqlalchemy.exc.InterfaceError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            logger.warning("database write failed, retrying in %.1f s: %s", delay,
+                           str(exc).splitlines()[0])
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def _set(ctx: BuildContext, version_id: int, **changes: Any) -> None:
+    """Write ``changes`` if the version is still this build's (live, and claimed by this
+    runner); else raise ``Lost``: a cancel, a hand-back or a watchdog got there first."""
+    where = [Version.id == version_id, Version.state.in_(LIVE_STATES)]
+    if ctx.claim is not None:
+        where.append(Version.claimed_by == ctx.claim)
+
+    def write() -> int:
+        with ctx.db.session(write=True) as s:
+            return s.execute(update(Version).where(*where).values(**changes)).rowcount  # type: ignore[attr-defined,no-any-return]
+
+    if retrying(write) != 1:
+        raise Lost
+
+
+def _boundary(ctx: BuildContext, cancel: threading.Event) -> None:
+    """Between stages: stop here if the build was cancelled or the service is stopping."""
+    if cancel.is_set():
+        raise Cancelled
+    if ctx.stopping.is_set():
+        raise HandedBack
 
 
 def _solve_once(ctx: BuildContext, key: str, solve: Any) -> tuple[str, bool]:
@@ -126,8 +186,7 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
     log = BuildLog(bdir / "build.log")
     timings: dict[str, float] = {}
     try:
-        if cancel.is_set():
-            raise Cancelled
+        _boundary(ctx, cancel)
         _set(ctx, version_id, started_at=utcnow())
         platform = ctx.settings.build_platform()
         spec = parse_spec(spec_text, source=f"{where[0]}/{where[1]}.yml",
@@ -154,8 +213,7 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
         assert lock_text is not None
         (bdir / "conda-lock.yml").write_text(lock_text)
         lock: Lockfile = parse_lock(lock_text)
-        if cancel.is_set():
-            raise Cancelled
+        _boundary(ctx, cancel)
         if pins is not None:
             report = dask_check(lock, platform, pins)
             _set(ctx, version_id, dask_report=report.as_dict())
@@ -185,16 +243,14 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
                  f"in {timings['install']} s")
         pack_bytes = None
         if ctx.settings.pack:
-            if cancel.is_set():
-                raise Cancelled
+            _boundary(ctx, cancel)
             log.stage = State.packing.value
             _set(ctx, version_id, state=State.packing.value)
             start = time.perf_counter()
             pack_bytes = _pack(ctx, fp, built.prefix, log)
             timings["pack"] = round(time.perf_counter() - start, 3)
             log.line(f"packed {pack_bytes} bytes in {timings['pack']} s")
-        if cancel.is_set():
-            raise Cancelled
+        _boundary(ctx, cancel)
         point(ctx.layout.version_link(*where), os.path.relpath(
             built.prefix, ctx.layout.env_dir(where[0], where[1])))
         packages = sorted(({"name": p.name, "version": p.version, "manager": p.manager}
@@ -215,11 +271,16 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
         if image:
             images.build_stage(ctx.db, ctx.settings, ctx.layout, version_id, where,
                                built.prefix, lock_text, log)
+    except Lost:
+        log.line("stopped: this build was cancelled, handed back or failed meanwhile")
+    except HandedBack:
+        log.line("the service is stopping: back to the queue, to be built again")
+        _quietly(ctx, version_id, state=State.queued.value, claimed_by=None, started_at=None)
     except Cancelled:
         log.stage = State.cancelled.value
         log.line("cancelled")
-        _set(ctx, version_id, state=State.cancelled.value, finished_at=utcnow(),
-             timings=timings, error="cancelled")
+        _quietly(ctx, version_id, state=State.cancelled.value, finished_at=utcnow(),
+                 timings=timings, error="cancelled")
     except EnvyardError as exc:
         log.line(f"error: {exc}")
         _fail(ctx, version_id, str(exc), timings)
@@ -231,7 +292,7 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
             try:  # the log's last word goes to the store; only this build writes it
                 ctx.store.put(build_key(*where, "build.log"), log.path, overwrite=True)
             except EnvyardError as exc:
-                print(f"envyard: could not store the log of {where}: {exc}", flush=True)
+                logger.warning("could not store the log of %s: %s", where, exc)
 
 
 def _pack(ctx: BuildContext, fp: str, prefix: Any, log: BuildLog) -> int:
@@ -240,7 +301,7 @@ def _pack(ctx: BuildContext, fp: str, prefix: Any, log: BuildLog) -> int:
     store, key = ctx.store, pack_key(fp)
     archive = ctx.layout.pack(fp)
     archive.parent.mkdir(parents=True, exist_ok=True)
-    with archive.with_name(f".{archive.name}.lock").open("a") as guard:
+    with guard_of(archive).open("a") as guard:
         fcntl.flock(guard, fcntl.LOCK_EX)  # one packing per fingerprint
         there = None if store.local else store.stat(key)
         if there is None and not archive.exists():
@@ -294,6 +355,7 @@ def run_claimed(ctx: BuildContext, version_id: int, claim: str) -> int:
     if retried:
         BuildLog(ctx.layout.build_dir(*where) / "build.log").line(
             "retrying: the previous pod of this build was lost")
+    ctx = dataclasses.replace(ctx, claim=claim)
     cancel, done = threading.Event(), threading.Event()
 
     def watch() -> None:
@@ -314,8 +376,16 @@ def run_claimed(ctx: BuildContext, version_id: int, claim: str) -> int:
 
 
 def _fail(ctx: BuildContext, version_id: int, error: str, timings: dict[str, float]) -> None:
-    _set(ctx, version_id, state=State.failed.value, error=error, finished_at=utcnow(),
-         timings=timings)
+    _quietly(ctx, version_id, state=State.failed.value, error=error, finished_at=utcnow(),
+             timings=timings)
+
+
+def _quietly(ctx: BuildContext, version_id: int, **changes: Any) -> None:
+    """A build's last write: ``Lost`` means someone else already settled the version. If
+    the database stays away past the retries, the runner's poll loop settles it later
+    (``jobs.LocalRunner``: a version it claims that no thread builds)."""
+    with contextlib.suppress(Lost):
+        _set(ctx, version_id, **changes)
 
 
 def _publish(ctx: BuildContext, version_id: int, where: tuple[str, str, int],
@@ -325,8 +395,9 @@ def _publish(ctx: BuildContext, version_id: int, where: tuple[str, str, int],
     with ctx.db.session(write=True) as s:
         v = s.get(Version, version_id, with_for_update=True)
         assert v is not None
-        if v.state not in RUNNING_STATES:  # cancelled meanwhile (e.g. its Job deleted)
-            raise Cancelled
+        if v.state not in RUNNING_STATES or (ctx.claim is not None
+                                             and v.claimed_by != ctx.claim):
+            raise Lost  # cancelled, handed back or failed meanwhile (e.g. its Job deleted)
         for kind, (path, size) in artifacts.items():
             s.add(Artifact(version_id=v.id, kind=kind, path=path,
                            bytes=size if size is not None else os.path.getsize(path)))

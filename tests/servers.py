@@ -106,8 +106,13 @@ class Service:
         env.pop("ENVYARD_CONFIG", None)
         return env
 
+    @property
+    def log(self) -> Path:
+        """What the service wrote to stderr."""
+        return self.root.parent / f"serve-{self.port}.log"
+
     def start(self) -> Service:
-        with (self.root.parent / f"serve-{self.port}.log").open("ab") as log:
+        with self.log.open("ab") as log:
             self.proc = subprocess.Popen([ENVYARD, "serve", *self.args], env=self.env,
                                          stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.monotonic() + 60

@@ -12,7 +12,7 @@ from service.api.deps import DbDep, PrincipalDep, RunnerDep, SettingsDep
 from service.api.params import Name
 from service.catalog import find_environment, find_namespace
 from service.dask import current_pins, set_pins
-from service.errors import NotFound, ServiceError
+from service.errors import Forbidden, NotFound, ServiceError
 from service.models import Role
 from service.upgrade import apply_upgrade, what_if
 
@@ -106,5 +106,7 @@ def upgrade(body: UpgradeIn, db: DbDep, who: PrincipalDep, settings: SettingsDep
     if body.apply:
         who.require("*", Role.admin)
         return apply_upgrade(db, settings, pins, runner.submit)
-    return {"rows": [r for r in what_if(db, settings, pins)
-                     if who.can(r["environment"].split("/")[0], Role.viewer)]}
+    if not who.roles:  # re-solving is work: anonymous readers and role-less tokens may not
+        raise Forbidden(f"{who.name} has no role on any namespace; the what-if re-solves "
+                        "the environments of the namespaces it may read")
+    return {"rows": what_if(db, settings, pins, who.readable())}

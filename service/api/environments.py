@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 
-from builder.errors import LockError
-from builder.install import check_installable
 from builder.kernels import kernel_dir
 from builder.layout import Layout
-from builder.lock import parse_lock
-from builder.spec import parse_spec
-from service.api.deps import DbDep, PrincipalDep, RunnerDep, SessionDep, SettingsDep, read_body
+from service.admission import check_space, heavy
+from service.api.deps import (
+    DbDep,
+    PrincipalDep,
+    RunnerDep,
+    SessionDep,
+    SettingsDep,
+    read_body,
+    shown_path,
+)
 from service.api.params import Name
+from service.auth import Principal
+from service.buildlog import BuildLog
 from service.catalog import check_name, find_environment, new_version, version_summary
 from service.db import Database
-from service.jobs import LocalRunner
+from service.errors import Invalid
+from service.inputs import checked_lock, checked_spec
 from service.models import Role
 from service.quota import check_quota
+from service.runners import Runner
 from service.settings import Settings
 
 router = APIRouter(prefix="/api/v1/environments", tags=["environments"])
@@ -28,21 +37,50 @@ _BODY = {"requestBody": {"required": True, "content": {
     "text/yaml": {"schema": {"type": "string"}},
     "text/plain": {"schema": {"type": "string"}}}}}
 
+IdempotencyKey = Annotated[str | None, Header(
+    max_length=128, description="Any unique string; a retry with the same key (after a "
+    "timeout) gets the version the first attempt made instead of a second one.")]
 
-def _queue(db: Database, settings: Settings, runner: LocalRunner, namespace: str, name: str,
-           kind: str, text: str) -> JSONResponse:
-    """Number a new version (after the quota check), queue its build, answer 202."""
+
+def _accept(db: Database, settings: Settings, runner: Runner, who: Principal, client: str,
+            where: tuple[str, str], kind: str, text: str, key: str | None) -> JSONResponse:
+    """Check the input, number a new version (after the quota check), queue its build,
+    answer 202. Runs in a worker thread: parsing a large lock takes a while."""
+    namespace, name = where
+    check_space(settings)
+    source = f"{namespace}/{name}.yml" if kind == "spec" else "the pushed lock"
+    if kind == "spec":
+        checked_spec(text, settings, source=source)
+    else:
+        checked_lock(text, settings, source=source)
     with db.session() as s:
         check_quota(s, settings, namespace, name)
     with db.session(write=True) as s:
-        version = new_version(s, namespace, name, kind=kind,
-                              **{"spec_text" if kind == "spec" else "lock_text": text})
-    runner.submit(version.id)
-    number = version.number
+        version, created = new_version(
+            s, namespace, name, kind=kind, idempotency_key=key,
+            **{"spec_text" if kind == "spec" else "lock_text": text})
+        version_id, number = version.id, version.number
+    if created:
+        BuildLog(Layout(settings.root).build_dir(namespace, name, number) / "build.log").line(
+            f"{'submitted' if kind == 'spec' else 'pushed'} by {who.name} from {client}")
+    runner.submit(version_id)
     url = f"/api/v1/environments/{namespace}/{name}/versions/{number}"
     return JSONResponse({"namespace": namespace, "name": name, "version": number,
                          "state": "queued", "url": url}, status_code=202,
                         headers={"Location": url})
+
+
+async def _submit(request: Request, settings: Settings, runner: Runner, who: Principal,
+                  where: tuple[str, str], kind: str, key: str | None) -> JSONResponse:
+    check_name("namespace", where[0]), check_name("environment", where[1])
+    who.require(where[0], Role.developer)
+    if key is not None and not key.isprintable():
+        raise Invalid("Idempotency-Key must be printable text")
+    limit = settings.max_spec_bytes if kind == "spec" else settings.max_lock_bytes
+    text = await read_body(request, limit)
+    client = request.client.host if request.client else "unknown"
+    return await heavy(_accept, request.app.state.db, settings, runner, who, client, where,
+                       kind, text, key)
 
 
 @router.get("/{namespace}/{name}")
@@ -54,45 +92,25 @@ def read_environment(namespace: Name, name: Name, session: SessionDep,
     env = find_environment(session, namespace, name)
     kernel = kernel_dir(Layout(settings.root).jupyter, namespace, name) / "kernel.json"
     return {"namespace": namespace, "name": name, "current_version": env.current_version,
-            "kernel": str(kernel) if kernel.exists() else None,
+            "kernel": shown_path(kernel, settings, who, namespace) if kernel.exists() else None,
             "versions": [version_summary(v, namespace, name) for v in env.versions]}
 
 
 @router.post("/{namespace}/{name}/versions", status_code=202, openapi_extra=_BODY,
              responses={202: {"description": "queued"}})
 async def submit_spec(namespace: Name, name: Name, request: Request, db: DbDep,
-                      who: PrincipalDep, settings: SettingsDep, runner: RunnerDep
-                      ) -> JSONResponse:
+                      who: PrincipalDep, settings: SettingsDep, runner: RunnerDep,
+                      idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Submit an environment.yml (the body) as the next version; it is solved and built."""
-    check_name("namespace", namespace), check_name("environment", name)
-    who.require(namespace, Role.developer)
-    text = await read_body(request, settings.max_spec_bytes)
-    parse_spec(text, source=f"{namespace}/{name}.yml", policy=settings.channel_policy(),
-               max_bytes=settings.max_spec_bytes)
-    return _queue(db, settings, runner, namespace, name, "spec", text)
-
-
-def check_pushed_lock(text: str, settings: Settings) -> None:
-    """A pushed lock must give a verified environment for the service's platform from the
-    service's own channels or package index (``check_installable``), and name only
-    channels the allow-list admits."""
-    lock = parse_lock(text, source="the pushed lock", max_bytes=settings.max_lock_bytes)
-    policy = settings.channel_policy()
-    for channel in lock.metadata.channels:
-        if not policy.check(channel.url):
-            raise LockError(f"the lock names channel '{channel.url}', which is not allowed "
-                            "here")
-    check_installable(lock, settings.build_platform(), settings.package_sources())
+    return await _submit(request, settings, runner, who, (namespace, name), "spec",
+                         idempotency_key)
 
 
 @router.post("/{namespace}/{name}/locks", status_code=202, openapi_extra=_BODY,
              responses={202: {"description": "queued"}})
 async def push_lock(namespace: Name, name: Name, request: Request, db: DbDep,
-                    who: PrincipalDep, settings: SettingsDep, runner: RunnerDep
-                    ) -> JSONResponse:
+                    who: PrincipalDep, settings: SettingsDep, runner: RunnerDep,
+                    idempotency_key: IdempotencyKey = None) -> JSONResponse:
     """Push a conda-lock.yml (the body): the next version is built from exactly it."""
-    check_name("namespace", namespace), check_name("environment", name)
-    who.require(namespace, Role.developer)
-    text = await read_body(request, settings.max_lock_bytes)
-    check_pushed_lock(text, settings)
-    return _queue(db, settings, runner, namespace, name, "lock", text)
+    return await _submit(request, settings, runner, who, (namespace, name), "lock",
+                         idempotency_key)

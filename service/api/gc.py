@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from builder.layout import Layout
+from service import leftovers
 from service.api.deps import DbDep, PrincipalDep, SettingsDep
 from service.gc import apply_plan, make_plan
 from service.models import Namespace, Role
@@ -19,10 +20,17 @@ router = APIRouter(prefix="/api/v1", tags=["gc"])
 @router.get("/gc/plan")
 def gc_plan(db: DbDep, who: PrincipalDep, settings: SettingsDep,
             namespace: str | None = Query(None, max_length=64)) -> list[dict[str, Any]]:
-    """One row per version: kept or deleted, by which rule, and the bytes it would free."""
+    """One row per version of the namespaces the caller may read: kept or deleted, by
+    which rule, and the bytes it would free."""
+    namespaces = who.readable()
+    if namespace is not None:
+        who.require(namespace, Role.viewer)
+        namespaces = {namespace}
+    if namespaces == set():
+        return []
     with db.session() as s:
-        rows = make_plan(s, settings, namespace=namespace)
-    return [r.as_dict() for r in rows if who.can(r.namespace, Role.viewer)]
+        rows = make_plan(s, settings, namespaces=namespaces)
+    return [r.as_dict() for r in rows]
 
 
 @router.post("/gc")
@@ -32,11 +40,25 @@ def gc_apply(db: DbDep, who: PrincipalDep, settings: SettingsDep) -> dict[str, A
     return apply_plan(db, settings)
 
 
+@router.get("/usage/leftovers")
+def usage_leftovers(who: PrincipalDep, settings: SettingsDep) -> dict[str, Any]:
+    """Files killed processes left on the volume (staging, old prefixes, GC trash, partial
+    packs and downloads), each removed by the next GC or start once no one owns it.
+    Needs a role on '*': these are the volume's, not a namespace's."""
+    who.require("*", Role.viewer)
+    layout = Layout(settings.root)
+    found = leftovers.find(layout)
+    return {"bytes": sum(f.bytes for f in found), "files": [f.as_dict(layout) for f in found]}
+
+
 @router.get("/usage")
 def usage(db: DbDep, who: PrincipalDep, settings: SettingsDep) -> dict[str, Any]:
-    """Bytes per namespace and environment (a file shared by prefixes counts once)."""
+    """Bytes per namespace the caller may read and per environment (a file shared by
+    prefixes counts once)."""
+    namespaces = who.readable()
+    if namespaces == set():
+        return {}
     with db.session() as s:
-        report = usage_report(s, Layout(settings.root))
+        report = usage_report(s, Layout(settings.root), namespaces)
         quotas = dict(s.execute(select(Namespace.name, Namespace.quota_bytes)).all())
-    return {ns: {**row, "quota_bytes": quotas.get(ns)} for ns, row in report.items()
-            if who.can(ns, Role.viewer)}
+    return {ns: {**row, "quota_bytes": quotas.get(ns)} for ns, row in report.items()}

@@ -14,21 +14,25 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse
 
-from service.api.deps import PrincipalDep, SettingsDep
+from service import csrf
+from service.api.deps import TOKEN_COOKIE, PrincipalDep, SettingsDep
 from service.errors import NotFound, ServiceError, Unauthorized
 from service.settings import Settings
 
 router = APIRouter(tags=["identity"])
 
-TOKEN_COOKIE = "envyard-hub-token"
 STATE_COOKIE = "envyard-oauth-state"
 
 
 @router.get("/api/v1/whoami")
 def whoami(principal: PrincipalDep) -> dict[str, Any]:
-    """The caller's name and roles, as envyard resolved them."""
-    return {"name": principal.name,
-            "roles": {ns: role.value for ns, role in sorted(principal.roles.items())}}
+    """The caller's name and roles, as envyard resolved them; for a browser logged in by
+    cookie also the CSRF token its writes must send (header X-CSRF-Token)."""
+    roles = {ns: role.value for ns, role in sorted(principal.roles.items())}
+    out: dict[str, Any] = {"name": principal.name, "roles": roles}
+    if principal.csrf_token:
+        out["csrf_token"] = principal.csrf_token
+    return out
 
 
 def _hub(settings: Settings) -> tuple[str, str, str]:
@@ -83,7 +87,11 @@ def oauth_callback(request: Request, settings: SettingsDep, code: str = "",
         raise Unauthorized(f"the hub refused the OAuth code ({resp.status_code})")
     request.app.state.hub.principal(resp.json()["access_token"], anonymous_read=False)
     out = RedirectResponse(_safe_next(request, target), status_code=302)
-    out.set_cookie(TOKEN_COOKIE, resp.json()["access_token"], httponly=True, samesite="lax",
+    token = resp.json()["access_token"]
+    out.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="lax",
                    path=_cookie_path(request))
+    # readable by envyard's own pages (same path), sent back as the X-CSRF-Token header
+    out.set_cookie(csrf.COOKIE, csrf.token_for(request.app.state.csrf_key, token),
+                   samesite="strict", path=_cookie_path(request))
     out.delete_cookie(STATE_COOKIE, path=_cookie_path(request))
     return out

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 from sqlalchemy import func, select
 
-from service.api.deps import RunnerDep, SessionDep
-from service.models import State, Version
+from service.api.deps import RunnerDep, SessionDep, get_principal
+from service.errors import NotFound
+from service.models import Role, State, Version
 
 router = APIRouter(tags=["metrics"])
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-def metrics(session: SessionDep, runner: RunnerDep) -> str:
-    """Builds by state, build durations, queue length and bytes stored."""
+def metrics(request: Request, session: SessionDep, runner: RunnerDep) -> str:
+    """Builds by state, build durations, queue length and bytes stored. Who may read them
+    is the ``metrics`` setting: anyone, a token with a role on '*', or nobody."""
+    access = request.app.state.settings.metrics
+    if access == "off":
+        raise NotFound("metrics are not served here (setting metrics: off)")
+    if access == "token":
+        get_principal(request, request.headers.get("authorization")).require("*", Role.viewer)
     counts = dict(session.execute(select(Version.state, func.count()).group_by(Version.state))
                   .all())
     lines = ["# HELP envyard_versions Versions by state.", "# TYPE envyard_versions gauge"]

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import (
     FileResponse,
     PlainTextResponse,
@@ -18,7 +15,15 @@ from fastapi.responses import (
 from sqlalchemy import select
 
 from builder.layout import Layout
-from service.api.deps import DbDep, PrincipalDep, RunnerDep, SessionDep, SettingsDep, StoreDep
+from service.api.deps import (
+    DbDep,
+    PrincipalDep,
+    RunnerDep,
+    SessionDep,
+    SettingsDep,
+    StoreDep,
+    shown_path,
+)
 from service.api.params import Name, VersionNumber
 from service.catalog import (
     check_name,
@@ -56,11 +61,13 @@ def list_versions(namespace: Name, name: Name, session: SessionDep, who: Princip
 
 @router.get("/{number}")
 def read_version(namespace: Name, name: Name, number: VersionNumber, session: SessionDep,
-                 who: PrincipalDep) -> dict[str, Any]:
+                 who: PrincipalDep, settings: SettingsDep) -> dict[str, Any]:
     """State, timings, sizes and package list of one version."""
     _check(namespace, name, who)
     env = find_environment(session, namespace, name)
     detail = version_detail(find_version(session, namespace, name, number), namespace, name)
+    for artifact in detail["artifacts"].values():
+        artifact["path"] = shown_path(artifact["path"], settings, who, namespace)
     return {**detail, "current": env.current_version == number}
 
 
@@ -81,41 +88,21 @@ def _log_path(settings: Any, namespace: Name, name: Name, number: int) -> Any:
     return Layout(settings.root).build_dir(namespace, name, number) / "build.log"
 
 
-async def _follow(db: Any, settings: Any, namespace: Name, name: Name,
-                  number: int) -> AsyncIterator[str]:
-    path = _log_path(settings, namespace, name, number)
-    offset, state = 0, ""
-    while True:
-        with db.session() as s:
-            v = find_version(s, namespace, name, number)
-            new_state = v.state
-        if path.exists():
-            with path.open() as f:
-                f.seek(offset)
-                chunk = f.read()
-                offset = f.tell()
-            for line in chunk.splitlines():
-                yield f"event: log\ndata: {line}\n\n"
-        if new_state != state:
-            state = new_state
-            yield f"event: state\ndata: {json.dumps({'state': state})}\n\n"
-        if State(state).terminal:
-            return
-        await asyncio.sleep(0.2)
-
-
 @router.get("/{number}/log", responses={200: {"content": {"text/plain": {},
                                                            "text/event-stream": {}}}})
 def read_log(namespace: Name, name: Name, number: VersionNumber, db: DbDep, who: PrincipalDep,
-             settings: SettingsDep, store: StoreDep, follow: bool = False) -> Response:
+             settings: SettingsDep, store: StoreDep, request: Request,
+             follow: bool = False) -> Response:
     """The build log; with ``follow=true`` a server-sent event stream until the build ends."""
     _check(namespace, name, who)
     with db.session() as s:  # not held while streaming
-        state = State(find_version(s, namespace, name, number).state)
+        v = find_version(s, namespace, name, number)
+        state, version_id = State(v.state), v.id
     if follow:
-        return StreamingResponse(_follow(db, settings, namespace, name, number),
-                                 media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
+        followers = request.app.state.followers
+        return StreamingResponse(
+            followers.follow(version_id, _log_path(settings, namespace, name, number)),
+            media_type="text/event-stream", headers={"Cache-Control": "no-store"})
     if state.terminal and not store.local:  # its last word is in the store
         stored = _from_store(store, settings, build_key(namespace, name, number, "build.log"),
                              f"{namespace}-{name}-{number}.log", "text/plain")

@@ -68,12 +68,24 @@ def _submitted(args: argparse.Namespace, client: Client, result: dict[str, Any])
         emit_json(result)
 
 
+#: A submission is retried this many times after a timeout or a 503: its Idempotency-Key
+#: makes the server answer a retry with the version the first attempt made.
+SUBMIT_RETRIES = 5
+
+
+def _submission_headers() -> dict[str, str]:
+    import uuid
+
+    return {"Content-Type": "text/yaml", "Idempotency-Key": uuid.uuid4().hex}
+
+
 def cmd_submit(args: argparse.Namespace) -> None:
     ns, name = _env(args.env)
     client = _client(args)
     body = _read(args.file)
     result = client.request("POST", f"/api/v1/environments/{ns}/{name}/versions",
-                            content=body, headers={"Content-Type": "text/yaml"}).json()
+                            content=body, headers=_submission_headers(),
+                            retries=SUBMIT_RETRIES).json()
     _submitted(args, client, result)
 
 
@@ -81,8 +93,8 @@ def cmd_push(args: argparse.Namespace) -> None:
     ns, name = _env(args.env)
     client = _client(args)
     result = client.request("POST", f"/api/v1/environments/{ns}/{name}/locks",
-                            content=_read(args.lockfile),
-                            headers={"Content-Type": "text/yaml"}).json()
+                            content=_read(args.lockfile), headers=_submission_headers(),
+                            retries=SUBMIT_RETRIES).json()
     _submitted(args, client, result)
 
 
@@ -206,7 +218,8 @@ def cmd_sync(args: argparse.Namespace) -> None:
                             "version": row["latest_version"]})
             continue
         r = client.request("POST", f"/api/v1/environments/{args.namespace}/{name}/versions",
-                           content=body, headers={"Content-Type": "text/yaml"}).json()
+                           content=body, headers=_submission_headers(),
+                           retries=SUBMIT_RETRIES).json()
         results.append({"name": name, "action": "submitted", "version": r["version"]})
         submitted.append((name, r["version"]))
     failed = []
@@ -279,15 +292,23 @@ def cmd_gc(args: argparse.Namespace) -> None:
 
 
 def cmd_usage(args: argparse.Namespace) -> None:
-    report = _client(args).get("/api/v1/usage")
+    client = _client(args)
+    report = client.get("/api/v1/usage")
+    try:  # the volume's own leftovers, for tokens with a role on '*'
+        left = client.get("/api/v1/usage/leftovers")
+    except RemoteError:
+        left = None
     if args.json:
-        emit_json(report)
+        emit_json(report if left is None else {**report, "(leftovers)": left})
         return
     for ns, row in report.items():
         quota = f" of {row['quota_bytes'] / 1e6:.1f} MB" if row["quota_bytes"] else ""
         print(f"{ns}: {row['bytes'] / 1e6:.1f} MB{quota}")
         for env, e in row["environments"].items():
             print(f"  {env}: {e['bytes'] / 1e6:.1f} MB in {e['prefixes']} prefix(es)")
+    if left and left["files"]:
+        print(f"leftovers of killed processes: {left['bytes'] / 1e6:.1f} MB in "
+              f"{len(left['files'])} file(s), removed by the next gc once unowned")
 
 
 def _remote(p: argparse.ArgumentParser) -> None:

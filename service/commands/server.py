@@ -36,12 +36,55 @@ def cmd_serve(args: argparse.Namespace) -> None:
         info(f"JupyterHub at {hub.public_url} (log in as any user"
              f"{'' if settings.hub_password else ', any password'}); envyard behind it at "
              f"{hub.public_url}/services/{settings.hub_service_name}/")
+    config = uvicorn.Config(
+        create_app(settings), host=settings.host, port=settings.port,
+        log_level=args.log_level, proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
+        timeout_graceful_shutdown=REQUEST_GRACE)
     try:
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                    log_level=args.log_level)
+        _server(config).run()
     finally:
         if hub:
             hub.stop()
+    info("envyard stopped")
+
+
+#: Seconds in-flight requests (log streams included) get when the service stops.
+REQUEST_GRACE = 5
+
+
+def _server(config: Any) -> Any:
+    """uvicorn's server, except that the stop signal (SIGTERM from Kubernetes, systemd or
+    `docker stop`; SIGINT) is not re-raised once the server has shut down: uvicorn does
+    that, which killed the process before the hub it runs was stopped (exit 143)."""
+    import contextlib
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):  # type: ignore[no-untyped-def]
+            with super().capture_signals():
+                try:
+                    yield
+                finally:
+                    self._captured_signals.clear()  # shut down cleanly: exit normally
+
+    return Server(config)
+
+
+def _days(value: str) -> float:
+    """``--expires-in-days``: a finite number of days in (0, 3650]."""
+    import math
+
+    try:
+        days = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of days") from None
+    if not math.isfinite(days) or not 0 < days <= 3650:
+        raise argparse.ArgumentTypeError(f"{value!r}: must be more than 0 and at most 3650 "
+                                         "days (leave the option out: never expires)")
+    return days
 
 
 def _roles(pairs: list[str]) -> dict[str, Any]:
@@ -72,7 +115,8 @@ def cmd_token_create(args: argparse.Namespace) -> None:
     settings.root.mkdir(parents=True, exist_ok=True)
     db = Database(settings.db_url)
     migrate(db.engine)
-    expires = dt.timedelta(days=args.expires_in_days) if args.expires_in_days else None
+    expires = dt.timedelta(days=args.expires_in_days) if args.expires_in_days is not None \
+        else None
     with db.session(write=True) as s:
         secret = create_token(s, name=args.name, roles=roles, expires_in=expires)
     if args.json:
@@ -134,6 +178,8 @@ def register(sub: Any) -> None:
     p.add_argument("--name", required=True, help="who or what the token is for")
     p.add_argument("--role", action="append", required=True, metavar="NAMESPACE=ROLE",
                    help="e.g. team=developer, or '*=admin' for every namespace; repeatable")
-    p.add_argument("--expires-in-days", type=float, help="default: never expires")
+    p.add_argument("--expires-in-days", type=_days, metavar="DAYS",
+                   help="lifetime in days, more than 0 and at most 3650 (fractions work: "
+                   "0.5 is 12 hours); default: never expires")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_token_create)

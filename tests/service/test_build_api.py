@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import zstandard
 
@@ -99,12 +100,16 @@ def test_log_stream_follows_the_stages(service: Service, dev_token: str) -> None
 
 
 def test_metrics(service: Service, dev_token: str) -> None:
-    text = httpx_get(service, "/metrics")
+    """By default (setting metrics: token) only a token with a role on '*' reads them."""
+    assert httpx_get(service, "/metrics").status_code == 401
+    assert httpx_get(service, "/metrics", dev_token).status_code == 403
+    text = httpx_get(service, "/metrics", service.token("*=viewer")).text
     assert 'envyard_versions{state="ready"}' in text
     assert "envyard_queue_length" in text and 'envyard_bytes_stored{part="prefixes"}' in text
 
 
-def httpx_get(service: Service, path: str) -> str:
+def httpx_get(service: Service, path: str, token: str | None = None) -> Any:
     import httpx
 
-    return httpx.get(service.url + path, timeout=30).text
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.get(service.url + path, timeout=30, headers=headers)

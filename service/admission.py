@@ -1,0 +1,101 @@
+"""Taking on work only when it can be done: overload is a quick 503, never a hang or a 500.
+
+Three bounds, each answered with ``503`` and ``Retry-After`` when reached, and the
+volume's free space (``min_free_bytes``), answered with ``507``:
+- requests in flight (``max_requests``; ``/healthz`` is always answered, so an
+  orchestrator does not kill a replica for being busy), and log followers apart
+  (``max_log_followers``), since a follow lasts as long as its build;
+- heavy parsing (a pushed lock of tens of megabytes): ``HEAVY_SLOTS`` at a time, off the
+  event loop, each with its budget (``builder.lock.parse_lock``);
+- the database: a request that cannot get a connection within the pool's timeout, or
+  finds SQLite locked, is answered 503 by the app's error handler.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import anyio
+from starlette.concurrency import run_in_threadpool
+
+from service.errors import InsufficientStorage, Unavailable
+from service.settings import Settings
+
+logger = logging.getLogger("envyard")
+
+T = TypeVar("T")
+
+HEAVY_SLOTS = 2
+HEAVY_WAIT = 5.0  # seconds a request waits for a heavy slot before 503
+
+
+def _is_follow(scope: dict[str, Any]) -> bool:
+    return scope["path"].endswith("/log") and b"follow=true" in scope.get("query_string", b"")
+
+
+class Admission:
+    """ASGI middleware: counts requests in flight and turns the excess away at once."""
+
+    def __init__(self, app: Any, *, max_requests: int, max_followers: int) -> None:
+        self.app = app
+        self.limits = {"requests": max_requests, "followers": max_followers}
+        self.in_flight = {"requests": 0, "followers": 0}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"].endswith("/healthz"):
+            await self.app(scope, receive, send)
+            return
+        kind = "followers" if _is_follow(scope) else "requests"
+        if self.in_flight[kind] >= self.limits[kind]:
+            await _refuse(send, f"the service is busy ({self.in_flight[kind]} {kind} in "
+                          "flight); retry shortly", retry_after=1)
+            return
+        self.in_flight[kind] += 1  # one event loop: no lock needed
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight[kind] -= 1
+
+
+async def _refuse(send: Any, detail: str, *, retry_after: int) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": 503, "headers": [
+        (b"content-type", b"application/json"), (b"retry-after", str(retry_after).encode()),
+        (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def check_space(settings: Settings) -> None:
+    """Refuse new work while the volume has less than ``min_free_bytes`` free."""
+    try:
+        free = shutil.disk_usage(settings.root).free
+    except OSError:
+        return  # not mounted yet, say: the write itself will tell
+    if free < settings.min_free_bytes:
+        logger.error("the volume %s has %d bytes free (min_free_bytes: %d)", settings.root,
+                     free, settings.min_free_bytes)
+        raise InsufficientStorage(f"the service's shared volume is full ({free >> 20} MB "
+                                  "free); an operator must free space (`envyard gc`) before "
+                                  "it accepts more")
+
+
+_heavy = anyio.CapacityLimiter(HEAVY_SLOTS)
+
+
+async def heavy(fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn(*args)`` in a worker thread, at most ``HEAVY_SLOTS`` at once; a request
+    that waits longer than ``HEAVY_WAIT`` for a slot is answered 503."""
+    try:
+        with anyio.fail_after(HEAVY_WAIT):
+            await _heavy.acquire()
+    except TimeoutError:
+        raise Unavailable("busy checking other large uploads; retry shortly",
+                          retry_after=5) from None
+    try:
+        return await run_in_threadpool(fn, *args)
+    finally:
+        _heavy.release()

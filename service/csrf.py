@@ -1,0 +1,51 @@
+"""CSRF protection for writes a browser authenticates with a cookie.
+
+A browser sends envyard's login cookie with every request to the service's path, also
+from pages of other sites and of other users' servers on the hub's origin. So a write
+authenticated by the cookie (not by an ``Authorization`` header, which no other page can
+set) must carry ``X-CSRF-Token``: an HMAC of the session's secret, handed out in the
+``envyard-csrf`` cookie (readable by envyard's own pages) and by ``/api/v1/whoami``. A
+request the browser marks ``Sec-Fetch-Site: cross-site`` or ``same-site`` is refused
+outright. On a hub without subdomains, user servers share the hub's origin and can read
+what any same-origin page can: the hub's ``subdomain_host`` is the isolation that holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from starlette.requests import Request
+
+from service.errors import Forbidden
+
+COOKIE = "envyard-csrf"
+HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def key_from(secret: str | None) -> bytes:
+    """The HMAC key: from a secret every replica shares (the hub service token)."""
+    import secrets
+
+    if not secret:
+        return secrets.token_bytes(32)
+    return hashlib.sha256(b"envyard-csrf\0" + secret.encode()).digest()
+
+
+def token_for(key: bytes, session: str) -> str:
+    return hmac.new(key, session.encode(), hashlib.sha256).hexdigest()
+
+
+def check(request: Request, key: bytes, session: str) -> None:
+    """Refuse a cookie-authenticated write without the session's CSRF token."""
+    if request.method in SAFE_METHODS:
+        return
+    site = request.headers.get("sec-fetch-site")
+    if site not in (None, "same-origin", "none"):
+        raise Forbidden(f"a {site} request may not write with the login cookie")
+    sent = request.headers.get(HEADER, "")
+    if not hmac.compare_digest(sent.encode(), token_for(key, session).encode()):
+        raise Forbidden(f"this write is authenticated by the login cookie and needs the "
+                        f"{HEADER} header (the value of the {COOKIE} cookie, or the "
+                        "csrf_token of /api/v1/whoami)")
