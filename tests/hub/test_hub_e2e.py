@@ -137,6 +137,21 @@ def test_browser_login_through_hub_oauth(hub: Service) -> None:
     assert str(page.url).endswith("/services/envyard/api/v1/whoami")
     # the envyard cookie now authenticates API calls
     assert browser.get("/services/envyard/api/v1/namespaces/erin").status_code in (200, 404)
+    # ... but a write by cookie needs the CSRF token (before: any page could submit)
+    url = "/services/envyard/api/v1/environments/erin/csrf/versions"
+    forged = browser.post(url, content="dependencies: [python=3.11]\n")
+    assert forged.status_code == 403 and "X-CSRF-Token" in forged.json()["detail"]
+    csrf = browser.cookies.get("envyard-csrf", path="/services/envyard/")
+    assert csrf and browser.get("/services/envyard/api/v1/whoami").json()["csrf_token"] == csrf
+    cross = browser.post(url, content="dependencies: [python=3.11]\n",
+                         headers={"X-CSRF-Token": csrf, "Sec-Fetch-Site": "cross-site"})
+    assert cross.status_code == 403 and "cross-site" in cross.json()["detail"]
+    wrong = browser.post(url, content="dependencies: [python=3.11]\n",
+                         headers={"X-CSRF-Token": "0" * 64})
+    assert wrong.status_code == 403
+    ok = browser.post(url, content="dependencies: [python=3.11]\n",
+                      headers={"X-CSRF-Token": csrf, "Sec-Fetch-Site": "same-origin"})
+    assert ok.status_code == 202, ok.text
     # an outside `next` is not followed (no open redirect)
     page = browser.get("/services/envyard/login", params={"next": "//evil.example/x"})
     assert page.status_code == 200 and page.url.host == "127.0.0.1"
@@ -145,3 +160,42 @@ def test_browser_login_through_hub_oauth(hub: Service) -> None:
                          params={"code": "x", "state": "y"}, follow_redirects=False)
     assert forged.status_code == 401
     erin.close()
+
+
+def test_sigterm_stops_the_hub_and_its_user_servers_and_exits_0(
+        channel: Path, tmp_path: Path) -> None:
+    """Before: uvicorn re-raised SIGTERM after its own shutdown, so `serve --hub` exited
+    143 without stopping the hub, which the parent-death signal then cut short
+    ("Failed to stop user", "Task was destroyed but it is pending!")."""
+    import signal
+
+    import psutil
+
+    port = free_port()
+    svc = Service(tmp_path / "volume", channel, extra_env={"ENVYARD_HUB_PORT": str(port)},
+                  args=["--hub"])
+    svc.root.mkdir()
+    svc.start()
+    hub_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{hub_url}/hub/api/", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "the hub did not answer in 60 s"
+        time.sleep(0.2)
+    user = HubUser(hub_url, "frank")
+    user.start_server()
+    user.close()
+    assert svc.proc is not None
+    tree = psutil.Process(svc.proc.pid).children(recursive=True)
+    assert any("singleuser" in " ".join(p.cmdline()) for p in tree)  # frank's server
+    svc.proc.send_signal(signal.SIGTERM)
+    assert svc.proc.wait(60) == 0
+    _, alive = psutil.wait_procs(tree, timeout=10)
+    assert not alive, [p.cmdline() for p in alive]
+    hub_log = (svc.root / "hub" / "jupyterhub.log").read_text()
+    assert "Task was destroyed but it is pending" not in hub_log
+    assert "Failed to stop user" not in hub_log

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.servers import Service
-from tests.service.conftest import api
+from tests.service.conftest import api, wait_ready
 
 SPEC = "dependencies: [python=3.11, toolz]\n"
 
@@ -173,3 +173,34 @@ def test_a_huge_hostile_push_does_not_freeze_the_api(svc: Service, tmp_path: Pat
         poller.join(30)
     assert r.status_code == 422 and "more than 500000 YAML nodes" in r.json()["detail"]
     assert len(answers) > 10 and set(answers) == {200}  # every poll answered in < 5 s
+
+
+def test_sigterm_hands_running_builds_back_and_exits_0(channel: Path, tmp_path: Path) -> None:
+    """Before: uvicorn re-raised SIGTERM after its shutdown (exit 143) and a running
+    build was failed as interrupted."""
+    import signal
+
+    svc = Service(tmp_path / "volume", channel)
+    svc.root.mkdir()
+    svc.start()
+    token = svc.token("stop=developer")
+    big = "dependencies: [python=3.11, dask, distributed, numpy, pandas, ipykernel]\n"
+    with api(svc, token) as c:
+        n = c.post("/api/v1/environments/stop/env/versions", content=big).json()["version"]
+        deadline = time.monotonic() + 60
+        while c.get(f"/api/v1/environments/stop/env/versions/{n}").json()["state"] != \
+                "installing":  # a fresh volume: fetching takes seconds
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    assert svc.proc is not None
+    svc.proc.send_signal(signal.SIGTERM)
+    assert svc.proc.wait(60) == 0
+    log = (svc.root / "builds" / "stop" / "env" / str(n) / "build.log").read_text()
+    svc.start()
+    try:
+        with api(svc, token) as c:
+            v = wait_ready(c, "stop/env", n)
+        assert v["state"] == "ready", v["error"]
+        assert "back to the queue" in log  # at the boundary after installing, not failed
+    finally:
+        svc.stop()
