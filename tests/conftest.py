@@ -20,6 +20,7 @@ import pytest
 from builder.demo.channel import demo_channel
 from builder.demo.simple_index import write_simple_index
 from builder.demo.wheels import ensure_wheels
+from tests.servers import Postgres
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "corpus"
@@ -79,6 +80,14 @@ def pypi_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield f"http://127.0.0.1:{server.server_address[1]}/simple"
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """One throwaway PostgreSQL for the session; each user takes a new database."""
+    pg = Postgres().start()
+    yield pg
+    pg.stop()
 
 
 @pytest.fixture

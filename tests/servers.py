@@ -67,6 +67,15 @@ class Postgres:
                   "-c max_connections=200 -c fsync=off", "start")
         return self
 
+    def pause(self) -> None:
+        """Stop the server (connections drop), keeping its data: a database outage."""
+        self._run(_pg_bin("pg_ctl"), "-D", str(self.dir / "data"), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        self._run(_pg_bin("pg_ctl"), "-D", str(self.dir / "data"), "-l", str(self.dir / "log"),
+                  "-w", "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
+                  "-c max_connections=200 -c fsync=off", "start")
+
     def new_database(self) -> str:
         import psycopg
 

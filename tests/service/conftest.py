@@ -10,16 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.servers import Postgres, Service
+from tests.servers import Service
 
 TERMINAL = {"ready", "failed", "cancelled"}
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[Postgres]:
-    pg = Postgres().start()
-    yield pg
-    pg.stop()
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
