@@ -1,10 +1,16 @@
 """Taking on work only when it can be done: overload is a quick 503, never a hang or a 500.
 
-Three bounds, each answered with ``503`` and ``Retry-After`` when reached, and the
-volume's free space (``min_free_bytes``), answered with ``507``:
+These bounds are answered with ``503`` and ``Retry-After`` when reached, and the
+volume's free space (``min_free_bytes``) with ``507``:
 - requests in flight (``max_requests``; ``/healthz`` is always answered, so an
   orchestrator does not kill a replica for being busy), and log followers apart
   (``max_log_followers``), since a follow lasts as long as its build;
+- requests being processed: ``request_threads`` at a time; the others wait their turn
+  without a thread or a connection, for up to ``QUEUE_WAIT`` seconds. A request holds its
+  session's connection from its route's thread to its teardown's, so without this bound
+  250 requests held every pooled connection while waiting for a thread, and the threads
+  waited for connections (each one then timed out: 30 s and a 500). Uploads and log
+  streams are not processed this way: their database work is done within one thread;
 - heavy parsing (a pushed lock of tens of megabytes): ``HEAVY_SLOTS`` at a time, off the
   event loop, each with its budget (``builder.lock.parse_lock``);
 - the database: a request that cannot get a connection within the pool's timeout, or
@@ -13,6 +19,7 @@ volume's free space (``min_free_bytes``), answered with ``507``:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import shutil
@@ -31,19 +38,28 @@ T = TypeVar("T")
 
 HEAVY_SLOTS = 2
 HEAVY_WAIT = 5.0  # seconds a request waits for a heavy slot before 503
+QUEUE_WAIT = 8.0  # seconds a request waits for its turn to be processed before 503
 
 
 def _is_follow(scope: dict[str, Any]) -> bool:
     return scope["path"].endswith("/log") and b"follow=true" in scope.get("query_string", b"")
 
 
-class Admission:
-    """ASGI middleware: counts requests in flight and turns the excess away at once."""
+def _is_upload(scope: dict[str, Any]) -> bool:
+    return scope["method"] == "POST" and scope["path"].endswith(("/versions", "/locks"))
 
-    def __init__(self, app: Any, *, max_requests: int, max_followers: int) -> None:
+
+class Admission:
+    """ASGI middleware: counts requests in flight and turns the excess away at once; lets
+    ``processing`` of them be processed at a time, the rest waiting their turn."""
+
+    def __init__(self, app: Any, *, max_requests: int, max_followers: int,
+                 processing: int) -> None:
         self.app = app
         self.limits = {"requests": max_requests, "followers": max_followers}
         self.in_flight = {"requests": 0, "followers": 0}
+        self.processing = processing
+        self._turns: asyncio.Semaphore | None = None  # made on the server's event loop
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"].endswith("/healthz"):
@@ -56,7 +72,21 @@ class Admission:
             return
         self.in_flight[kind] += 1  # one event loop: no lock needed
         try:
-            await self.app(scope, receive, send)
+            if kind == "followers" or _is_upload(scope):
+                await self.app(scope, receive, send)
+                return
+            if self._turns is None:
+                self._turns = asyncio.Semaphore(self.processing)
+            try:
+                await asyncio.wait_for(self._turns.acquire(), QUEUE_WAIT)
+            except TimeoutError:
+                await _refuse(send, f"the service is busy (waited {QUEUE_WAIT:.0f} s for a "
+                              "turn); retry shortly", retry_after=2)
+                return
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                self._turns.release()
         finally:
             self.in_flight[kind] -= 1
 

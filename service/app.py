@@ -97,7 +97,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.csrf_key = csrf.key_from(settings.hub_service_token)
     _errors(app)
     app.add_middleware(Admission, max_requests=settings.max_requests,
-                       max_followers=settings.max_log_followers)
+                       max_followers=settings.max_log_followers,
+                       processing=settings.request_threads)
     app.add_middleware(SecurityHeaders, hub_url=settings.hub_public_url)
     if settings.hub_api_url:
         from service.hub_auth import HubIdentities

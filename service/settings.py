@@ -194,9 +194,11 @@ class Settings(BaseSettings):
 
     @property
     def db_pool_size(self) -> int:
-        """Connections one process may need at once: two per request thread (the caller's
-        lookup and the route's session), two per build, and the background loops."""
-        return 2 * self.request_threads + 2 * self.build_concurrency + 8
+        """Connections one process may need at once: two in each request thread (the
+        caller's lookup, the route's session), one more per request being processed (its
+        session lives from its route's thread to its teardown's; ``service.admission``
+        processes ``request_threads`` at a time), two per build, the background loops."""
+        return 3 * self.request_threads + 2 * self.build_concurrency + 8
 
     @property
     def db_url(self) -> str:
