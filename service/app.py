@@ -22,10 +22,12 @@ from fastapi.responses import JSONResponse
 from builder.errors import EnvyardError
 from builder.layout import Layout
 from service import csrf
-from service.admission import Admission
+from service.admission import HEAVY_SLOTS, Admission
+from service.auth import TokenCache
 from service.dask import seed_pins
 from service.db import Database, migrate
 from service.errors import InsufficientStorage, Unavailable, http_status
+from service.inputs import UploadChecker
 from service.jobs import LocalRunner
 from service.runners import Runner
 from service.settings import Settings
@@ -82,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         stop.set()
         app.state.followers.close()
+        app.state.checker.close()
         runner.shutdown(settings.shutdown_grace)
         db.engine.dispose()
 
@@ -95,6 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = store
     app.state.hub = None
     app.state.csrf_key = csrf.key_from(settings.hub_service_token)
+    app.state.tokens = TokenCache(db)
+    app.state.checker = UploadChecker(HEAVY_SLOTS)
     _errors(app)
     app.add_middleware(Admission, max_requests=settings.max_requests,
                        max_followers=settings.max_log_followers,

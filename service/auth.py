@@ -10,11 +10,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from service.db import Database
 from service.errors import Forbidden, Invalid, Unauthorized
 from service.models import Role, Token, TokenRole, utcnow
 
@@ -75,11 +78,55 @@ def create_token(session: Session, *, name: str, roles: dict[str, Role],
     return secret
 
 
+#: Seconds a token's roles are remembered per process (roles are not edited in place;
+#: expiry is checked on every request against the remembered expiry).
+CACHE_SECONDS = 10.0
+
+
+class TokenCache:
+    """envyard tokens resolved to principals, remembered for ``CACHE_SECONDS``: most
+    requests then need no database round trip (nor a worker thread) to say who asks."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._hits: dict[str, tuple[float, Principal, dt.datetime | None]] = {}
+        self._lock = threading.Lock()
+
+    def peek(self, header: str | None, *, anonymous_read: bool) -> Principal | None:
+        """The remembered principal of ``header``, or None (then call ``principal``)."""
+        if not header:
+            return None
+        with self._lock:
+            hit = self._hits.get(hash_token(header))
+        if hit is None or hit[0] < time.monotonic() or hit[1].anonymous_read != anonymous_read:
+            return None
+        if hit[2] is not None and hit[2] <= utcnow():
+            return None  # expired: the full check says so
+        return hit[1]
+
+    def principal(self, header: str | None, *, anonymous_read: bool) -> Principal:
+        with self.db.session() as session:
+            principal, expires = _authenticate(session, header, anonymous_read=anonymous_read)
+        if header and principal.name != "anonymous":
+            with self._lock:
+                if len(self._hits) > 4096:
+                    self._hits.clear()
+                self._hits[hash_token(header)] = (time.monotonic() + CACHE_SECONDS, principal,
+                                                  expires)
+        return principal
+
+
 def authenticate(session: Session, header: str | None, *, anonymous_read: bool) -> Principal:
+    """Resolve an ``Authorization`` header into a principal, or raise 401."""
+    return _authenticate(session, header, anonymous_read=anonymous_read)[0]
+
+
+def _authenticate(session: Session, header: str | None, *, anonymous_read: bool
+                  ) -> tuple[Principal, dt.datetime | None]:
     """Resolve an ``Authorization`` header into a principal, or raise 401."""
     if not header:
         if anonymous_read:
-            return Principal("anonymous", {}, anonymous_read=True)
+            return Principal("anonymous", {}, anonymous_read=True), None
         raise Unauthorized("missing token: send 'Authorization: Bearer <token>' "
                            "(create one with `envyard token create`)")
     scheme, _, secret = header.partition(" ")
@@ -96,4 +143,4 @@ def authenticate(session: Session, header: str | None, *, anonymous_read: bool) 
         if expires <= utcnow():
             raise Unauthorized(f"token '{token.name}' expired at {expires.isoformat()}")
     return Principal(f"token '{token.name}'", {r.namespace: Role(r.role) for r in token.roles},
-                     anonymous_read=anonymous_read)
+                     anonymous_read=anonymous_read), expires

@@ -65,6 +65,11 @@ class Database:
         self._writes = sessionmaker(self.engine.execution_options(envyard_write=True),
                                     expire_on_commit=False)
 
+    def open_session(self) -> Session:
+        """A read session the caller ends (commit or rollback, then close); it connects
+        at its first query, not here."""
+        return self._reads()
+
     @contextmanager
     def session(self, *, write: bool = False) -> Iterator[Session]:
         """A unit of work, committed at the end, rolled back on error; ``write`` for one

@@ -56,6 +56,14 @@ class HubIdentities:
         self._cache: dict[str, tuple[float, Principal]] = {}
         self._lock = threading.Lock()
 
+    def peek(self, token: str, *, anonymous_read: bool) -> Principal | None:
+        """The remembered principal of ``token``, or None (then call ``principal``)."""
+        with self._lock:
+            hit = self._cache.get(hashlib.sha256(token.encode()).hexdigest())
+        if hit and hit[0] > time.monotonic() and hit[1].anonymous_read == anonymous_read:
+            return hit[1]
+        return None
+
     def principal(self, token: str, *, anonymous_read: bool) -> Principal:
         key = hashlib.sha256(token.encode()).hexdigest()
         now = time.monotonic()

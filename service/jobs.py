@@ -17,7 +17,9 @@ queue: running ones at their next stage boundary, within ``shutdown_grace`` seco
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import replace
@@ -58,6 +60,17 @@ def restore_volume(ctx: BuildContext) -> None:
     leftovers.sweep(ctx.layout)
 
 
+BUILD_NICENESS = 10
+
+
+def _yield_to_requests() -> None:
+    """Build threads (and the compression and link threads they start, which inherit
+    it) run at a lower CPU priority than the threads answering requests: on a small
+    machine three builds packing with every core otherwise starve the API."""
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: the same priority
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BUILD_NICENESS)
+
+
 class LocalRunner:
     """Runs builds on ``concurrency`` threads of this process."""
 
@@ -65,7 +78,8 @@ class LocalRunner:
         self.runner = RunnerLock(ctx.layout.root)
         self.ctx = replace(ctx, claim=self.runner.id)
         self._pool = ThreadPoolExecutor(ctx.settings.build_concurrency,
-                                        thread_name_prefix="envyard-build")
+                                        thread_name_prefix="envyard-build",
+                                        initializer=_yield_to_requests)
         self._cancels: dict[int, threading.Event] = {}  # what this runner builds (or claims)
         self._futures: set[Future[None]] = set()
         self._lock = threading.Lock()

@@ -169,7 +169,7 @@ class Settings(BaseSettings):
         "believed (the hub's proxy: 127.0.0.1); empty: none, the peer is the client.")
     request_threads: int = Field(16, ge=1, le=256, description="Threads serving requests; "
                                  "the database pool is sized from them and the builds.")
-    max_requests: int = Field(256, ge=1, description="Requests in flight before new ones "
+    max_requests: int = Field(512, ge=1, description="Requests in flight before new ones "
                               "are answered 503 with Retry-After.")
     max_log_followers: int = Field(512, ge=1, description="Log streams (?follow=true) open "
                                    "at once before new ones are answered 503.")

@@ -36,11 +36,11 @@ from builder.layout import Layout, guard_of, point
 from builder.lock import Lockfile, dump_lock, parse_lock
 from builder.locker import LockOptions, lock_env
 from builder.pack import pack_prefix
-from builder.spec import parse_spec
 from service import images
 from service.buildlog import BuildLog
 from service.dask import current_pins
 from service.db import Database
+from service.inputs import InputRules, checked_lock, checked_spec
 from service.kube_jobs import BUILD_FAILED
 from service.models import RUNNING, Artifact, Environment, Namespace, State, Version, utcnow
 from service.quota import check_build_quota
@@ -189,8 +189,9 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
         _boundary(ctx, cancel)
         _set(ctx, version_id, started_at=utcnow())
         platform = ctx.settings.build_platform()
-        spec = parse_spec(spec_text, source=f"{where[0]}/{where[1]}.yml",
-                          policy=ctx.settings.channel_policy()) if spec_text is not None else None
+        rules = InputRules.of(ctx.settings)  # checked again where used, not only at the door
+        spec = checked_spec(spec_text, rules, source=f"{where[0]}/{where[1]}.yml") \
+            if spec_text is not None else None
         if kind == "spec":
             assert spec is not None and spec_text is not None
             log.stage = State.solving.value
@@ -212,7 +213,8 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
             _set(ctx, version_id, lock_text=lock_text)
         assert lock_text is not None
         (bdir / "conda-lock.yml").write_text(lock_text)
-        lock: Lockfile = parse_lock(lock_text)
+        lock: Lockfile = checked_lock(lock_text, rules, source="the lock") if kind == "lock" \
+            else parse_lock(lock_text)
         _boundary(ctx, cancel)
         if pins is not None:
             report = dask_check(lock, platform, pins)

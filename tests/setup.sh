@@ -7,12 +7,13 @@ cd "$(dirname "$0")/.."
 if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
 fi
-# image tests: a registry, skopeo and podman (runc: crun fails on these machines)
+# image tests: a registry, skopeo and podman (runc: crun fails on these machines);
+# wrk, the load generator of bench/load.py
 missing=""
-for tool in docker-registry skopeo podman runc; do command -v "$tool" >/dev/null || missing=1; done
+for tool in docker-registry skopeo podman runc wrk; do command -v "$tool" >/dev/null || missing=1; done
 if [ -n "$missing" ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-    docker-registry skopeo podman runc >/dev/null
+    docker-registry skopeo podman runc wrk >/dev/null
 fi
 if ! command -v npm >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null

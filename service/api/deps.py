@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from service import csrf
-from service.auth import PREFIX, Principal, authenticate
+from service.auth import PREFIX, Principal
 from service.db import Database
 from service.errors import TooLarge
 from service.models import Role
@@ -20,9 +21,26 @@ from service.settings import Settings
 from service.storage import ArtifactStore
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    with request.app.state.db.session() as session:
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """The route's session. Opened on the event loop (no I/O: it connects at its first
+    query, in the route's thread); committed and closed in a worker thread."""
+    session = request.app.state.db.open_session()
+    try:
         yield session
+    except BaseException:
+        await run_in_threadpool(_end, session, False)
+        raise
+    await run_in_threadpool(_end, session, True)
+
+
+def _end(session: Session, commit: bool) -> None:
+    try:
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
+    finally:
+        session.close()
 
 
 def get_settings(request: Request) -> Settings:
@@ -51,22 +69,41 @@ def _hub_secret(authorization: str | None, cookie: str | None) -> str | None:
     return cookie or None
 
 
-def get_principal(request: Request,
-                  authorization: Annotated[str | None, Header()] = None) -> Principal:
-    """Who is asking. A write authenticated by the login cookie (not by a header) must
-    pass the CSRF check (``service.csrf``)."""
+async def get_principal(request: Request,
+                        authorization: Annotated[str | None, Header()] = None) -> Principal:
+    """Who is asking: from the caches on the event loop when they know, else in a
+    worker thread (``resolve_principal``)."""
+    state = request.app.state
+    anonymous_read = state.settings.anonymous == "read"
+    secret = _hub_secret(authorization, request.cookies.get(TOKEN_COOKIE)) \
+        if state.hub is not None else None
+    known = state.hub.peek(secret, anonymous_read=anonymous_read) if secret else \
+        state.tokens.peek(authorization, anonymous_read=anonymous_read)
+    if known is None:
+        return await run_in_threadpool(resolve_principal, request, authorization)
+    return _cookie_checked(request, authorization, secret, known)
+
+
+def resolve_principal(request: Request, authorization: str | None) -> Principal:
+    """Who is asking (blocking: may ask the database or the hub). A write authenticated
+    by the login cookie (not by a header) must pass the CSRF check (``service.csrf``)."""
     state = request.app.state
     anonymous_read = state.settings.anonymous == "read"
     if state.hub is not None:
         secret = _hub_secret(authorization, request.cookies.get(TOKEN_COOKIE))
         if secret:
             principal = state.hub.principal(secret, anonymous_read=anonymous_read)
-            if authorization:
-                return principal
-            csrf.check(request, state.csrf_key, secret)
-            return replace(principal, csrf_token=csrf.token_for(state.csrf_key, secret))
-    with state.db.session() as session:
-        return authenticate(session, authorization, anonymous_read=anonymous_read)
+            return _cookie_checked(request, authorization, secret, principal)
+    return state.tokens.principal(authorization, anonymous_read=anonymous_read)
+
+
+def _cookie_checked(request: Request, authorization: str | None, secret: str | None,
+                    principal: Principal) -> Principal:
+    if secret is None or authorization:
+        return principal
+    key = request.app.state.csrf_key
+    csrf.check(request, key, secret)
+    return replace(principal, csrf_token=csrf.token_for(key, secret))
 
 
 def shown_path(path: Path | str, settings: Settings, who: Principal, namespace: str) -> str:
@@ -81,23 +118,19 @@ def shown_path(path: Path | str, settings: Settings, who: Principal, namespace: 
         return str(path)  # not on the volume (a bucket URL)
 
 
-async def read_body(request: Request, limit: int) -> str:
-    """The request body as UTF-8 text, refused past ``limit`` bytes without reading it all."""
+async def read_body(request: Request, limit: int) -> bytearray:
+    """The request body, refused past ``limit`` bytes without reading it all. Only bytes
+    are gathered here, on the event loop (64 KB at a time): decoding tens of megabytes
+    would hold the loop, so the caller decodes in a worker thread."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise TooLarge(f"body of {declared} bytes; the limit is {limit}")
-    chunks, size = [], 0
+    body = bytearray()
     async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
+        if len(body) + len(chunk) > limit:
             raise TooLarge(f"body larger than the limit of {limit} bytes")
-        chunks.append(chunk)
-    try:
-        return b"".join(chunks).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        from builder.errors import SpecError
-
-        raise SpecError(f"the body is not UTF-8 text (byte {exc.start})") from None
+        body += chunk
+    return body
 
 
 def get_db(request: Request) -> Database:

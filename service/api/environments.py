@@ -25,7 +25,7 @@ from service.buildlog import BuildLog
 from service.catalog import check_name, find_environment, new_version, version_summary
 from service.db import Database
 from service.errors import Invalid
-from service.inputs import checked_lock, checked_spec
+from service.inputs import InputRules, UploadChecker, utf8
 from service.models import Role
 from service.quota import check_quota
 from service.runners import Runner
@@ -42,17 +42,16 @@ IdempotencyKey = Annotated[str | None, Header(
     "timeout) gets the version the first attempt made instead of a second one.")]
 
 
-def _accept(db: Database, settings: Settings, runner: Runner, who: Principal, client: str,
-            where: tuple[str, str], kind: str, text: str, key: str | None) -> JSONResponse:
+def _accept(db: Database, settings: Settings, runner: Runner, checker: UploadChecker,
+            who: Principal, client: str, where: tuple[str, str], kind: str,
+            body: bytearray, key: str | None) -> JSONResponse:
     """Check the input, number a new version (after the quota check), queue its build,
     answer 202. Runs in a worker thread: parsing a large lock takes a while."""
     namespace, name = where
     check_space(settings)
     source = f"{namespace}/{name}.yml" if kind == "spec" else "the pushed lock"
-    if kind == "spec":
-        checked_spec(text, settings, source=source)
-    else:
-        checked_lock(text, settings, source=source)
+    checker.check(kind, body, InputRules.of(settings), source=source)
+    text = utf8(body)
     with db.session() as s:
         check_quota(s, settings, namespace, name)
     with db.session(write=True) as s:
@@ -77,10 +76,10 @@ async def _submit(request: Request, settings: Settings, runner: Runner, who: Pri
     if key is not None and not key.isprintable():
         raise Invalid("Idempotency-Key must be printable text")
     limit = settings.max_spec_bytes if kind == "spec" else settings.max_lock_bytes
-    text = await read_body(request, limit)
+    body = await read_body(request, limit)
     client = request.client.host if request.client else "unknown"
-    return await heavy(_accept, request.app.state.db, settings, runner, who, client, where,
-                       kind, text, key)
+    return await heavy(_accept, request.app.state.db, settings, runner,
+                       request.app.state.checker, who, client, where, kind, body, key)
 
 
 @router.get("/{namespace}/{name}")

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 from sqlalchemy import func, select
 
-from service.api.deps import RunnerDep, SessionDep, get_principal
+from service.api.deps import RunnerDep, SessionDep, resolve_principal
 from service.errors import NotFound
 from service.models import Role, State, Version
 
@@ -21,7 +21,8 @@ def metrics(request: Request, session: SessionDep, runner: RunnerDep) -> str:
     if access == "off":
         raise NotFound("metrics are not served here (setting metrics: off)")
     if access == "token":
-        get_principal(request, request.headers.get("authorization")).require("*", Role.viewer)
+        resolve_principal(request, request.headers.get("authorization")).require(
+            "*", Role.viewer)
     counts = dict(session.execute(select(Version.state, func.count()).group_by(Version.state))
                   .all())
     lines = ["# HELP envyard_versions Versions by state.", "# TYPE envyard_versions gauge"]

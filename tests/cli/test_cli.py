@@ -69,6 +69,17 @@ def test_bad_yaml_exit_code_and_location(tmp_path: Path) -> None:
     assert not (tmp_path / "out.yml").exists()
 
 
+def test_deeply_nested_spec_is_a_spec_error(tmp_path: Path) -> None:
+    """Before: 500 levels exited 1 with an internal error; 100,000 killed the process."""
+    for depth in (500, 100_000):
+        deep = tmp_path / f"deep{depth}.yml"
+        deep.write_text("dependencies: " + "[" * depth + "]" * depth + "\n")
+        done = run("lock", str(deep), "-o", str(tmp_path / "out.yml"))
+        assert done.returncode == 10, done.stderr
+        assert "nested more than 32 levels deep" in done.stderr
+        assert "internal error" not in done.stderr
+
+
 def test_unsatisfiable_exit_code(channel: Path, tmp_path: Path) -> None:
     env = tmp_path / "env.yml"
     env.write_text("dependencies: [python 3.11.*, dask ==2025.12.0, distributed ==2026.1.2]\n")
