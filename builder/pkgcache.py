@@ -12,7 +12,8 @@ with it (a 12,000-file, 229 MB
 environment: ~0.04 s, where hashing it all takes as long as the whole warm install), and
 only a package whose stat changed is hashed against its ``info/paths.json``. A package
 that does not match is removed, and rattler extracts it again from the verified archive.
-Linking a file into a prefix changes its ctime too, so stamps are renewed after linking.
+Linking a file into a prefix changes its ctime too, so stamps are renewed after linking;
+deleting a prefix does as well, so garbage collection re-checks the cache (``recheck``).
 Files already hardlinked into existing prefixes share the changed bytes: that damage
 happened when the file was written, and the way to avoid it is a volume users cannot
 write (the chart mounts it read-only in user pods).
@@ -54,9 +55,9 @@ def _entries(package: Path) -> list[tuple[str, str]]:
 def _stats(package: Path, paths: list[str]) -> dict[str, list[int]]:
     """(size, mtime, ctime) of ``paths`` in ``package`` (os.path, not pathlib: this runs
     over every file of an environment before every build)."""
-    base, out = str(package), {}
+    base, lstat, out = f"{package}/", os.lstat, {}
     for rel in paths:
-        st = os.lstat(os.path.join(base, rel))
+        st = lstat(base + rel)
         out[rel] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns]
     return out
 
@@ -109,10 +110,32 @@ def _write_stamp(package: Path, stats: dict[str, list[int]]) -> None:
 def check_extracted(archives: list[Path]) -> list[str]:
     """Before linking: remove every extracted package (of ``archives``) whose files
     changed since it was known good, so rattler extracts it again. Returns their names."""
+    packages = [p for p in map(extracted_dir, archives) if p.is_dir()]
+    good = [_check_one(p) for p in packages]  # threads are slower: the loop is Python
     removed = []
-    for archive in archives:
-        package = extracted_dir(archive)
-        if package.is_dir() and not _check_one(package):
+    for package, ok in zip(packages, good, strict=True):
+        if not ok:
+            shutil.rmtree(package, ignore_errors=True)
+            _stamp_path(package).unlink(missing_ok=True)
+            removed.append(package.name)
+    return removed
+
+
+def stamp_owner(name: str) -> str | None:
+    """The package an entry of ``pkgs/extracted`` named ``name`` stamps, if it is a stamp."""
+    if name.startswith(".") and name.endswith(".envyard-stamp"):
+        return name[1:].removesuffix(".envyard-stamp")
+    return None
+
+
+def recheck(extracted: Path) -> list[str]:
+    """Check every extracted package (a stat against its stamp, a hash where that
+    differs) and remove those that fail. Garbage collection runs this under the cache's
+    exclusive lock after deleting prefixes: unlinking a prefix's files changes their
+    ctime, and the hashing that costs is better done there than in the next build."""
+    removed = []
+    for package in sorted(p for p in extracted.iterdir() if p.is_dir()):
+        if not _check_one(package):
             shutil.rmtree(package, ignore_errors=True)
             _stamp_path(package).unlink(missing_ok=True)
             removed.append(package.name)
@@ -124,15 +147,18 @@ def restamp(archives: list[Path]) -> None:
     current ctimes (linking changed them). A package extracted by this build is known
     good (it came from a verified archive); one checked before linking still is."""
     for archive in archives:
-        package = extracted_dir(archive)
-        try:
-            try:  # the files the stamp already names: no need to parse paths.json again
-                paths = list(json.loads(_stamp_path(package).read_text()))
-            except (OSError, ValueError):
-                paths = _stamped_paths(package)
-            _write_stamp(package, _stats(package, paths))
-        except (OSError, ValueError, KeyError) as exc:  # the next build hashes it
-            logger.warning("package cache: could not stamp %s: %s", package.name, exc)
+        _restamp_one(extracted_dir(archive))
+
+
+def _restamp_one(package: Path) -> None:
+    try:
+        try:  # the files the stamp already names: no need to parse paths.json again
+            paths = list(json.loads(_stamp_path(package).read_text()))
+        except (OSError, ValueError):
+            paths = _stamped_paths(package)
+        _write_stamp(package, _stats(package, paths))
+    except (OSError, ValueError, KeyError) as exc:  # the next build hashes it
+        logger.warning("package cache: could not stamp %s: %s", package.name, exc)
 
 
 def forget(archive: Path) -> None:
@@ -144,4 +170,4 @@ def forget(archive: Path) -> None:
     archive.with_name(archive.name + ".verified").unlink(missing_ok=True)
 
 
-__all__ = ["check_extracted", "extracted_dir", "forget", "restamp"]
+__all__ = ["check_extracted", "extracted_dir", "forget", "recheck", "restamp", "stamp_owner"]

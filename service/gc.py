@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from builder.fetch import package_cache_lock
 from builder.layout import Layout, guard_of, temp_beside
 from builder.lock import parse_lock
+from builder.pkgcache import recheck, stamp_owner
 from builder.retention import Decision, Rules, VersionFacts, plan
 from service import leftovers
 from service.db import Database
@@ -284,13 +285,16 @@ def prune_package_cache(db: Database, layout: Layout) -> int:
         extracted = layout.pkgs / "extracted"
         if extracted.is_dir():
             for entry in extracted.iterdir():
-                if entry.name.removesuffix(".lock") in stems:
+                if (stamp_owner(entry.name) or entry.name.removesuffix(".lock")) in stems:
                     continue
                 if entry.is_dir():
                     shutil.rmtree(entry, ignore_errors=True)
                     removed += 1
                 else:
                     entry.unlink(missing_ok=True)
+            # the prefixes deleted above changed their files' ctimes: verify here, once,
+            # rather than in the next build
+            removed += len(recheck(extracted))
         return removed
 
 

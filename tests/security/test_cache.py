@@ -88,3 +88,23 @@ def test_an_unchecked_stale_stamp_still_gives_a_good_prefix(cache: tuple[Lockfil
     install_lock(lock, prefix=tmp_path / "fourth", platform="linux-64", pkgs_dir=pkgs)
     linked = tmp_path / "fourth" / "lib" / "python3.11" / "site-packages" / "toolz"
     assert (linked / "__init__.py").stat().st_ino == inode  # not extracted again
+
+
+def test_gc_rechecks_the_cache_after_deleting_prefixes(cache: tuple[Lockfile, Path],
+                                                       tmp_path: Path) -> None:
+    """Deleting a prefix changes its files' ctimes; GC re-checks (hashing only what
+    changed) so the next build need not, and drops a package that no longer matches."""
+    import shutil
+
+    from builder.pkgcache import recheck
+
+    _, pkgs = cache
+    toolz = extracted_dir(next(pkgs.glob("toolz-*.conda")))
+    python = extracted_dir(next(pkgs.glob("python-3*.conda")))
+    _rewrite_in_place(toolz / "site-packages" / "toolz" / "__init__.py", b"import", b"IMPORT")
+    shutil.rmtree(tmp_path / "first")  # as GC deletes a prefix
+    assert recheck(pkgs / "extracted") == [toolz.name]
+    assert not toolz.exists() and python.is_dir()
+    stamp = python.parent / f".{python.name}.envyard-stamp"
+    before = stamp.read_text()
+    assert recheck(pkgs / "extracted") == [] and stamp.read_text() == before  # stat only
