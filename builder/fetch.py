@@ -102,19 +102,21 @@ def _under(path: Path, root: Path) -> bool:
 
 def check_url(url: str, package: str, sources: Sources | None) -> URLParts:
     """The checked URL of ``package``, or ``UnsafeURL``; for a local file also where it
-    really is (symlinks resolved): under its channel and under no forbidden root."""
+    really is (symlinks resolved): under its channel and under no forbidden root. With
+    ``sources``, the URL must lie under one of its bases (none: nothing is allowed);
+    without, only its form is checked (a laptop building its own lock)."""
     what = f"{package}: its URL"
-    parts = contained(url, list(sources.bases), what=what) if sources and sources.bases \
+    parts = contained(url, list(sources.bases), what=what) if sources is not None \
         else parse_url(url, what=what)
     if not FILENAME_RE.match(parts.segments[-1] if parts.segments else ""):
         raise UnsafeURL(f"{what} does not end in a package file name (.conda, .tar.bz2, .whl)")
     if parts.scheme == "file":
         real = Path(os.path.realpath(parts.path))
-        if sources and sources.bases and not any(
+        if sources is not None and not any(
                 b.scheme == "file" and _under(real, Path(os.path.realpath(b.path)))
                 for b in sources.bases):
             raise UnsafeURL(f"{what} leads out of its channel")
-        if sources and any(_under(real, root) for root in sources.forbidden):
+        if sources is not None and any(_under(real, root) for root in sources.forbidden):
             raise UnsafeURL(f"{what} points into the service's volume")
     return parts
 

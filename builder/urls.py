@@ -104,6 +104,8 @@ def is_url(text: str) -> bool:
 def contained(url: str, bases: list[URLParts], *, what: str = "URL") -> URLParts:
     """``url`` checked and found under one of ``bases``; else ``UnsafeURL``."""
     parts = parse_url(url, what=what)
+    if not bases:
+        raise UnsafeURL(f"{what} cannot be fetched: no channel is configured to build from")
     if not any(base.contains(parts) and len(parts.segments) > len(base.segments)
                for base in bases):
         raise UnsafeURL(f"{what} is not under a channel this service builds from")

@@ -38,15 +38,24 @@ class InputRules:
 
     policy: ChannelPolicy
     platform: str
-    sources: Sources
+    sources: Sources  # the configured channels' (empty: see lock_sources)
     max_spec_bytes: int
     max_lock_bytes: int
+    settings: Settings
 
     @classmethod
     def of(cls, settings: Settings) -> InputRules:
         return cls(settings.channel_policy(), settings.build_platform(),
                    settings.package_sources(), settings.max_spec_bytes,
-                   settings.max_lock_bytes)
+                   settings.max_lock_bytes, settings)
+
+    def lock_sources(self, lock: Lockfile) -> Sources:
+        """Where a pushed lock's packages may come from: the configured channels; with
+        none configured, the lock's own channels if an allow-list admits them; with
+        neither, nowhere (an empty list of channels never means "anywhere")."""
+        if self.settings.channels or self.policy.allowed is None:
+            return self.sources
+        return self.settings.package_sources([c.url for c in lock.metadata.channels])
 
 
 def utf8(body: bytes | bytearray) -> str:
@@ -77,7 +86,7 @@ def checked_lock(text: str | bytes, rules: InputRules, *, source: str) -> Lockfi
         if not rules.policy.check(channel.url):
             raise LockError(f"{source}: it names channel '{channel.url}', which is not "
                             "allowed here")
-    check_installable(lock, rules.platform, rules.sources)
+    check_installable(lock, rules.platform, rules.lock_sources(lock))
     return lock
 
 

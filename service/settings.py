@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import (
@@ -220,15 +219,16 @@ class Settings(BaseSettings):
     def channel_policy(self) -> ChannelPolicy:
         return ChannelPolicy.of(self.allowed_channels)
 
-    def package_sources(self) -> Sources:
-        """Where builds may fetch packages from: the channels and the pip index, and never
-        a file on the volume (its database, its keys, other namespaces' files)."""
+    def package_sources(self, channels: list[str] | None = None) -> Sources:
+        """Where builds may fetch packages from: ``channels`` (default: the configured
+        ones) and the pip index, and never a file on the volume (its database, its keys,
+        other namespaces' files). No channel at all means nothing may be fetched."""
         from builder.solve import channel_base_url
 
-        bases = [channel_base_url(c) for c in self.channels]
-        if self.pip_index:
-            split = urlsplit(self.pip_index)
-            bases.append(f"{split.scheme}://{split.netloc}/")
+        bases = [channel_base_url(c) for c in (self.channels if channels is None
+                                               else channels)]
+        if self.pip_index:  # its files live beside /simple (PEP 503), not under it
+            bases.append(self.pip_index.rstrip("/").rsplit("/simple", 1)[0])
         return Sources.of(bases, [self.root])
 
     def build_platform(self) -> str:

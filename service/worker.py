@@ -192,13 +192,13 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
         rules = InputRules.of(ctx.settings)  # checked again where used, not only at the door
         spec = checked_spec(spec_text, rules, source=f"{where[0]}/{where[1]}.yml") \
             if spec_text is not None else None
+        channels = ctx.settings.channels or (list(spec.channels) if spec else [])
         if kind == "spec":
             assert spec is not None and spec_text is not None
             log.stage = State.solving.value
             _set(ctx, version_id, state=State.solving.value)
             log.line(f"solving for {platform}")
             start = time.perf_counter()
-            channels = ctx.settings.channels or list(spec.channels)
             if extra:
                 log.line(f"solving within the cluster's pins: {', '.join(extra)}")
             key = hashlib.sha256(json.dumps([spec_text, channels, platform, extra]).encode()
@@ -238,7 +238,8 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
         built = install_lock(lock, prefix=ctx.layout.prefix(fp), platform=platform,
                              pkgs_dir=ctx.layout.pkgs, force=True, variables=variables,
                              timeout=ctx.settings.install_timeout, progress=log.progress,
-                             sources=ctx.settings.package_sources())
+                             sources=rules.lock_sources(lock) if kind == "lock"
+                             else ctx.settings.package_sources(channels))
         timings["install"] = round(time.perf_counter() - start, 3)
         log.line(("reused the prefix" if built.reused else "installed") +
                  f" {built.conda_packages} conda + {built.pip_packages} pip packages "

@@ -113,3 +113,29 @@ def test_hostile_specs_are_a_clear_422(svc: Service, spec: str, words: str) -> N
         assert words in r.json()["detail"]
         assert c.get("/healthz").status_code == 200  # still serving
     assert "Traceback" not in log.read_text()[before:]
+
+
+def test_without_channels_of_its_own_the_service_builds_only_allowed_ones(
+        small_lock: Lockfile, channel: Path, tmp_path: Path) -> None:
+    """channels: [] (each spec's own channels are used): a pushed lock may fetch from its
+    channels only if the allow-list admits them; before, it could fetch anything."""
+    from tests.service.conftest import wait_ready
+
+    outside = tmp_path / "elsewhere" / "linux-64" / "toolz-1.2.0-pyhd8ed1ab_0.conda"
+    outside.parent.mkdir(parents=True)
+    outside.write_bytes(b"not toolz")
+    svc = Service(tmp_path / "volume", channel, extra_env={
+        "ENVYARD_CHANNELS": "[]", "ENVYARD_ALLOWED_CHANNELS": f'["{channel.as_uri()}"]'})
+    svc.root.mkdir()
+    svc.start()
+    try:
+        with api(svc, svc.token("own=developer")) as c:
+            r = _push(c, _with(small_lock, url=outside.as_uri(), hash=msgspec.structs.replace(
+                small_lock.package[0].hash,
+                sha256=hashlib.sha256(b"not toolz").hexdigest())), env="own/env")
+            assert r.status_code == 422 and "not under a channel" in r.json()["detail"]
+            r = _push(c, small_lock, env="own/env")  # from the allowed channel: builds
+            assert r.status_code == 202, r.text
+            assert wait_ready(c, "own/env", r.json()["version"])["state"] == "ready"
+    finally:
+        svc.stop()
