@@ -5,6 +5,9 @@ volume's free space (``min_free_bytes``) with ``507``:
 - requests in flight (``max_requests``; ``/healthz`` is always answered, so an
   orchestrator does not kill a replica for being busy), and log followers apart
   (``max_log_followers``), since a follow lasts as long as its build;
+- request bodies are read whole before anything else, within a deadline (``BODY_IDLE``
+  seconds without a byte, or less than ``BODY_RATE`` on average: 408) and a size (413),
+  so a client trickling a body holds no turn, no thread and no connection;
 - requests being processed: ``request_threads`` at a time; the others wait their turn
   without a thread or a connection, for up to ``QUEUE_WAIT`` seconds. A request holds its
   session's connection from its route's thread to its teardown's, so without this bound
@@ -39,6 +42,9 @@ T = TypeVar("T")
 HEAVY_SLOTS = 2
 HEAVY_WAIT = 5.0  # seconds a request waits for a heavy slot before 503
 QUEUE_WAIT = 8.0  # seconds a request waits for its turn to be processed before 503
+BODY_IDLE = 10.0  # seconds a request body may pause
+BODY_RATE = 64 << 10  # bytes/s a body must average (after BODY_IDLE seconds of grace)
+JSON_BODY_BYTES = 1 << 20  # the largest body of the routes that are not uploads
 
 
 def _is_follow(scope: dict[str, Any]) -> bool:
@@ -54,15 +60,16 @@ class Admission:
     ``processing`` of them be processed at a time, the rest waiting their turn."""
 
     def __init__(self, app: Any, *, max_requests: int, max_followers: int,
-                 processing: int) -> None:
+                 processing: int, max_spec_bytes: int, max_lock_bytes: int) -> None:
         self.app = app
         self.limits = {"requests": max_requests, "followers": max_followers}
         self.in_flight = {"requests": 0, "followers": 0}
         self.processing = processing
+        self.upload_bytes = {"/versions": max_spec_bytes, "/locks": max_lock_bytes}
         self._turns: asyncio.Semaphore | None = None  # made on the server's event loop
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"].endswith("/healthz"):
+        if scope["type"] != "http" or scope["path"] == scope.get("root_path", "") + "/healthz":
             await self.app(scope, receive, send)
             return
         kind = "followers" if _is_follow(scope) else "requests"
@@ -72,6 +79,15 @@ class Admission:
             return
         self.in_flight[kind] += 1  # one event loop: no lock needed
         try:
+            if scope["method"] in ("POST", "PUT", "PATCH", "DELETE"):
+                limit = next((n for end, n in self.upload_bytes.items()
+                              if _is_upload(scope) and scope["path"].endswith(end)),
+                             JSON_BODY_BYTES)
+                try:
+                    receive = await _buffered(receive, limit)
+                except _BodyRefused as refused:
+                    await _refuse(send, str(refused), status=refused.status)
+                    return
             if kind == "followers" or _is_upload(scope):
                 await self.app(scope, receive, send)
                 return
@@ -91,11 +107,53 @@ class Admission:
             self.in_flight[kind] -= 1
 
 
-async def _refuse(send: Any, detail: str, *, retry_after: int) -> None:
+class _BodyRefused(Exception):
+    def __init__(self, detail: str, status: int) -> None:
+        super().__init__(detail)
+        self.status = status
+
+
+async def _buffered(receive: Any, limit: int) -> Any:
+    """Read the whole body within its deadline and size; return a ``receive`` that hands
+    it to the app in one message, then passes on what the client sends next (a
+    disconnect)."""
+    loop = asyncio.get_running_loop()
+    start, chunks, size = loop.time(), [], 0
+    while True:
+        left = min(BODY_IDLE, start + BODY_IDLE + size / BODY_RATE + BODY_IDLE
+                   - loop.time())
+        try:
+            message = await asyncio.wait_for(receive(), max(left, 0.001))
+        except TimeoutError:
+            raise _BodyRefused("the request body came too slowly", 408) from None
+        if message["type"] == "http.disconnect":
+            raise _BodyRefused("the client went away", 400)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _BodyRefused(f"body larger than the limit of {limit} bytes", 413)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    body, given = b"".join(chunks), False
+
+    async def replay() -> Any:
+        nonlocal given
+        if not given:
+            given = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def _refuse(send: Any, detail: str, *, retry_after: int = 0, status: int = 503) -> None:
     body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": 503, "headers": [
-        (b"content-type", b"application/json"), (b"retry-after", str(retry_after).encode()),
-        (b"content-length", str(len(body)).encode())]})
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode())]
+    if retry_after:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -103,7 +103,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _errors(app)
     app.add_middleware(Admission, max_requests=settings.max_requests,
                        max_followers=settings.max_log_followers,
-                       processing=settings.request_threads)
+                       processing=settings.request_threads,
+                       max_spec_bytes=settings.max_spec_bytes,
+                       max_lock_bytes=settings.max_lock_bytes)
     app.add_middleware(SecurityHeaders, hub_url=settings.hub_public_url)
     if settings.hub_api_url:
         from service.hub_auth import HubIdentities

@@ -204,3 +204,31 @@ def test_sigterm_hands_running_builds_back_and_exits_0(channel: Path, tmp_path: 
         assert "back to the queue" in log  # at the boundary after installing, not failed
     finally:
         svc.stop()
+
+
+def test_trickled_bodies_hold_no_turn(channel: Path, tmp_path: Path) -> None:
+    """Found by review: 16 connections sending one byte of a 100-byte body, without a
+    token, held every processing turn, and everyone else got 503 after 8 s."""
+    import socket
+
+    svc = Service(tmp_path / "volume", channel, extra_env={"ENVYARD_REQUEST_THREADS": "2"})
+    svc.root.mkdir()
+    svc.start()
+    slow = []
+    try:
+        token = svc.token("slow=viewer")
+        for _ in range(8):
+            s = socket.create_connection(("127.0.0.1", svc.port))
+            s.sendall(b"PUT /api/v1/retention/team HTTP/1.1\r\nHost: x\r\n"
+                      b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+            slow.append(s)
+        time.sleep(0.5)
+        with api(svc, token) as c:
+            r = c.get("/api/v1/whoami", timeout=5)
+        assert r.status_code == 200, r.text
+        slow[0].settimeout(30)  # the trickler is cut off, with a clear answer
+        assert b" 408 " in slow[0].recv(4096).split(b"\r\n")[0] + b" "
+    finally:
+        for s in slow:
+            s.close()
+        svc.stop()
