@@ -49,8 +49,9 @@ class _Walker:
         if isinstance(node, yaml.ScalarNode):
             try:
                 return Located(self.loader.construct_object(node, deep=True), line)
-            except yaml.YAMLError as exc:
-                raise SpecError(f"bad value: {exc}", source=self.source, line=line) from exc
+            except _BAD_VALUE as exc:
+                raise SpecError(f"bad value {str(node.value)[:40]!r}: {type(exc).__name__}",
+                                source=self.source, line=line) from None
         if isinstance(node, yaml.SequenceNode):
             return Located([self.walk(n, depth + 1) for n in node.value], line)
         items: dict[Any, Located] = {}
@@ -110,7 +111,22 @@ def _scalar(event: yaml.ScalarEvent, resolver: yaml.resolver.BaseResolver,
     make = constructor.yaml_constructors.get(tag)
     if make is None or tag.endswith((":seq", ":map", ":omap", ":pairs", ":set")):
         raise SpecError(f"unknown tag {tag}", line=event.start_mark.line + 1)
-    return make(constructor, yaml.ScalarNode(tag, event.value, event.start_mark))
+    return _constructed(make, constructor, yaml.ScalarNode(tag, event.value, event.start_mark))
+
+
+#: What PyYAML's scalar constructors raise on values they cannot read (``!!bool maybe``:
+#: KeyError, ``!!timestamp 1``: AttributeError, ``2020-13-45``: ValueError, a 5,000-digit
+#: integer: ValueError) besides its own errors.
+_BAD_VALUE = (yaml.YAMLError, ValueError, KeyError, IndexError, AttributeError, TypeError,
+              OverflowError)
+
+
+def _constructed(make: Any, constructor: Any, node: yaml.Node) -> Any:
+    try:
+        return make(constructor, node)
+    except _BAD_VALUE as exc:
+        raise SpecError(f"bad value {node.value[:40]!r}: {type(exc).__name__}",
+                        line=node.start_mark.line + 1) from None
 
 
 def load_plain(text: str | bytes, *, max_nodes: int, max_depth: int = MAX_DEPTH) -> Any:
@@ -139,8 +155,14 @@ def load_plain(text: str | bytes, *, max_nodes: int, max_depth: int = MAX_DEPTH)
             top[0][top[1]] = value
             top[1] = _NO_KEY
 
+    documents = 0
     for event in yaml.parse(text, Loader=_Loader):
         kind = type(event)
+        if kind is yaml.DocumentStartEvent:
+            documents += 1
+            if documents > 1:
+                raise SpecError("more than one YAML document", line=event.start_mark.line + 1)
+            continue
         if kind is yaml.AliasEvent or getattr(event, "anchor", None) is not None:
             raise SpecError("YAML anchors and aliases are not allowed here",
                             line=event.start_mark.line + 1)

@@ -61,7 +61,8 @@ def test_an_allowed_channel_is_where_rattler_goes(tail: str) -> None:
 _YAML = ["[", "]", "{", "}", ", ", ": ", "- ", "\n", "  ", "&a ", "*a", "!!str ",
          "!!python/name:x ", "? ", "'q'", '"\\x00"', "#c", "dependencies", "python=3.11",
          "pip", "channels", "version", "1", "package", "null", "~", "---\n", "...\n",
-         "|\n  x", "%YAML 1.1\n"]
+         "|\n  x", "%YAML 1.1\n", "!!bool maybe", "!!timestamp 1", "2020-13-45",
+         "!!int ''", "9" * 5000, "!!binary '@@'", "2020-01-01 10:00:00+99:99"]
 yamlish = st.lists(st.sampled_from(_YAML), max_size=60).map("".join)
 
 
@@ -86,3 +87,20 @@ def test_deep_nesting_is_a_clear_error_not_a_crash(depth: int) -> None:
     """100,000 '[' (200 KB) overflowed PyYAML's recursive composer and killed the process."""
     with pytest.raises(SpecError, match="nested more than"):
         parse_spec("dependencies: " + "[" * depth + "]" * depth + "\n", max_bytes=1 << 21)
+
+
+@pytest.mark.parametrize("value", ["!!bool maybe", "!!timestamp 1", "!!int ''", "2020-13-45",
+                                   "9" * 5000, "2020-01-01 10:00:00+99:99", "!!float x",
+                                   "!!binary 'a'"])
+def test_unreadable_scalars_are_the_parsers_errors(value: str) -> None:
+    """Found by review: PyYAML's scalar constructors raise KeyError, AttributeError or
+    ValueError on such values, which reached the API as a 500."""
+    with pytest.raises(LockError, match="bad value"):
+        parse_lock(f"version: 1\nmetadata: {value}\n")
+    with pytest.raises(SpecError, match="bad value"):
+        parse_spec(f"name: {value}\ndependencies: [python]\n")
+
+
+def test_a_second_yaml_document_is_refused() -> None:
+    with pytest.raises(LockError, match="more than one YAML document"):
+        parse_lock("version: 1\n---\nversion: 2\n")
