@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.aio import run_with_timeout
-from builder.errors import EnvyardError, InstallError, LockError
+from builder.errors import EnvyardError, HashMismatch, InstallError, LockError
 from builder.fetch import Sources, check_url, fetch, package_cache_lock, reverify
 from builder.layout import guard_of, temp_beside, temps_of
 from builder.lock import LockedPackage, Lockfile
@@ -87,8 +87,12 @@ def check_installable(lock: Lockfile, platform: str, sources: Sources | None = N
         check_url(p.url, p.name, sources)
 
 
-async def _link(archives: list[Path], staging: Path, final: Path, cache: Path,
-                progress: Progress | None) -> None:
+async def _link(archives: list[Path], sha256s: list[str], staging: Path, final: Path,
+                cache: Path, progress: Progress | None) -> None:
+    """rattler links ``archives``; each is read once more to make its record, and the
+    sha256 rattler computes then must still be the lock's: the cache is keyed by file name,
+    so a concurrent build fetching a same-named package from another channel could have
+    replaced the file since it was verified."""
     import rattler
 
     class Reporter(rattler.InstallerReporter):  # type: ignore[misc]
@@ -102,6 +106,10 @@ async def _link(archives: list[Path], staging: Path, final: Path, cache: Path,
                 progress("link", self.linked, len(archives))
 
     records = [await rattler.RepoDataRecord.from_package_archive(a) for a in archives]
+    for archive, record, sha256 in zip(archives, records, sha256s, strict=True):
+        if record.sha256 is None or record.sha256.hex() != sha256:
+            raise HashMismatch(f"{archive.name} changed in the package cache after it was "
+                               "verified")
     await rattler.install(records, target_prefix=staging, cache_dir=cache,
                           alternative_target_prefix=final, execute_link_scripts=False,
                           reporter=Reporter())
@@ -189,14 +197,14 @@ class _LinkFailed(Exception):
         self.error = error
 
 
-def _link_verified(archives: list[Path], staging: Path, prefix: Path, pkgs_dir: Path,
-                   timeout: float, progress: Progress | None) -> None:
+def _link_verified(archives: list[Path], sha256s: list[str], staging: Path, prefix: Path,
+                   pkgs_dir: Path, timeout: float, progress: Progress | None) -> None:
     """Link ``archives`` into ``staging`` from extracted packages checked against their
     ``paths.json`` (``builder.pkgcache``); raises ``_LinkFailed`` when rattler fails."""
     check_extracted(archives)
     try:
-        run_with_timeout(lambda: _link(archives, staging, prefix, pkgs_dir / "extracted",
-                                       progress),
+        run_with_timeout(lambda: _link(archives, sha256s, staging, prefix,
+                                       pkgs_dir / "extracted", progress),
                          timeout=timeout, on_timeout=lambda: InstallError(
                              f"linking did not finish within {timeout:.0f} s"))
     except InstallError:
@@ -215,8 +223,9 @@ def _fetch_and_link(conda: list[LockedPackage], pip: list[LockedPackage],
         conda_files = list(pool.map(fetched, conda))
         wheel_files = list(pool.map(fetched, pip))
     try:
+        sha256s = [p.hash.sha256 or "" for p in conda]
         try:
-            _link_verified(conda_files, staging, prefix, pkgs_dir, timeout, progress)
+            _link_verified(conda_files, sha256s, staging, prefix, pkgs_dir, timeout, progress)
         except _LinkFailed as failed:
             # an archive may have changed under its sidecar: hash them all, fetch again
             # what does not match, and try once more; else the failure stands
@@ -229,7 +238,7 @@ def _fetch_and_link(conda: list[LockedPackage], pip: list[LockedPackage],
             conda_files = [fetched(p) if (p, f) in bad else f
                            for p, f in zip(conda, conda_files, strict=True)]
             shutil.rmtree(staging, ignore_errors=True)
-            _link_verified(conda_files, staging, prefix, pkgs_dir, timeout, progress)
+            _link_verified(conda_files, sha256s, staging, prefix, pkgs_dir, timeout, progress)
         if wheel_files:
             python = _python_version(conda)
             if python is None:

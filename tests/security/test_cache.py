@@ -108,3 +108,33 @@ def test_gc_rechecks_the_cache_after_deleting_prefixes(cache: tuple[Lockfile, Pa
     stamp = python.parent / f".{python.name}.envyard-stamp"
     before = stamp.read_text()
     assert recheck(pkgs / "extracted") == [] and stamp.read_text() == before  # stat only
+
+
+def test_an_archive_swapped_after_verification_is_not_linked(
+        cache: tuple[Lockfile, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: the cache is keyed by file name, so a concurrent build fetching a
+    same-named package from another channel could replace a verified archive before it
+    was linked. rattler's own hash of the archive is now compared with the lock's."""
+    import shutil
+
+    import builder.install
+
+    lock, pkgs = cache
+    toolz = next(pkgs.glob("toolz-*.conda"))
+    shutil.rmtree(extracted_dir(toolz))
+    real_check = builder.install.check_extracted
+    swapped: list[Path] = []
+
+    def swap_then_check(archives: list[Path]) -> list[str]:
+        if not swapped:  # another build's same-named file lands between fetch and link
+            shutil.copyfile(next(pkgs.glob("pyyaml-*.conda")), toolz)
+            swapped.append(toolz)
+        return real_check(archives)
+
+    monkeypatch.setattr(builder.install, "check_extracted", swap_then_check)
+    install_lock(lock, prefix=tmp_path / "fifth", platform="linux-64", pkgs_dir=pkgs)
+    assert swapped
+    out = subprocess.run([str(tmp_path / "fifth" / "bin" / "python"), "-c",
+                          "import toolz; print(toolz.__name__)"], capture_output=True,
+                         text=True, timeout=60)
+    assert out.stdout.strip() == "toolz", out.stderr
