@@ -33,6 +33,7 @@ from service import leftovers
 from service.db import Database
 from service.images import delete_images, prune_store
 from service.models import Environment, Namespace, RetentionRule, State, Version, utcnow
+from service.runners import build_limit
 from service.settings import Settings
 from service.storage import ArtifactStore, build_key, open_store, pack_key
 from service.usage import inode_table
@@ -216,7 +217,8 @@ def _apply(db: Database, settings: Settings, layout: Layout, now: dt.datetime | 
     swept = sweep(db, layout, settings)
     pruned = prune_package_cache(db, layout)
     blobs = prune_store(db, layout)
-    left = leftovers.sweep(layout, held=frozenset({settings.root / ".envyard-gc-lock"}))
+    left = leftovers.sweep(layout, min_age=build_limit(settings),
+                           held=frozenset({settings.root / ".envyard-gc-lock"}))
     return {"deleted": swept, "pruned_cache_entries": pruned, "pruned_image_blobs": blobs,
             "removed_leftovers": [r.as_dict(layout) for r in left],
             "planned": [r.as_dict() for r in rows if r.delete]}

@@ -57,7 +57,7 @@ def restore_volume(ctx: BuildContext) -> None:
             point(ctx.layout.current_link(ns, env.name), str(env.current_version))
             publish_kernel(ctx.layout, ns, env.name, env.current_version)
     sweep(ctx.db, ctx.layout, ctx.settings)
-    leftovers.sweep(ctx.layout)
+    leftovers.sweep(ctx.layout, min_age=build_limit(ctx.settings))
 
 
 BUILD_NICENESS = 10

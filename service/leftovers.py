@@ -4,9 +4,11 @@ A build stages its prefix beside the final one, a prefix swap parks the old one,
 renames a tree away before deleting it, and packing writes a ``.part``: each a temporary
 sibling ``.<name>.envyard-<kind>-<id>`` (``builder.layout.temp_beside``) that a kill at the
 wrong moment leaves behind (211 MB of GC trash and 146 MB of staging were seen). Such a
-file is removed only when its owner's lock is free: the build lock of ``<name>`` for
+file is removed only when its owner's lock is free (the build lock of ``<name>`` for
 staging, old prefixes and parts, GC's own lock for its trash, the package cache's
-exclusive lock for half-fetched packages. Sweeping runs at start and in every GC, and
+exclusive lock for half-fetched packages) *and* it is older than the longest a build may
+take: a lock file tells only about processes of this node, where the volume may be
+shared by replicas and build pods on others. Sweeping runs at start and in every GC, and
 ``usage`` counts what is left meanwhile.
 """
 
@@ -18,6 +20,7 @@ import logging
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,11 +107,23 @@ def _free(lock: Path, held: frozenset[Path]) -> Iterator[bool]:
         yield True
 
 
-def sweep(layout: Layout, *, held: frozenset[Path] = frozenset()) -> list[Leftover]:
-    """Remove every leftover whose owner's lock is free (or in ``held``: the caller holds
-    it, as GC holds its own). Returns what was removed."""
+def _age(path: Path) -> float:
+    """Seconds since ``path`` itself last changed (a staging tree's top directory keeps
+    the time its first entries were made: a build's whole life, which is bounded)."""
+    try:
+        return time.time() - path.lstat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def sweep(layout: Layout, *, min_age: float, held: frozenset[Path] = frozenset()
+          ) -> list[Leftover]:
+    """Remove every leftover older than ``min_age`` seconds whose owner's lock is free
+    (or in ``held``: the caller holds it, as GC holds its own). Returns what was removed."""
     removed = []
     for path, kind, lock in list(_candidates(layout)):
+        if _age(path) < min_age:
+            continue
         with _free(lock, held) as free:
             if not free or not (path.exists() or path.is_symlink()):
                 continue

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import fcntl
+import os
+import time
 from pathlib import Path
 
 from tests.servers import Service
@@ -20,10 +22,15 @@ def _litter(root: Path) -> dict[str, Path]:
         "part": root / "packs" / f".{fp}.tar.zst.envyard-part-0123abcd",
         "fetch": root / "pkgs" / ".numpy-2.0-py311_0.conda.k2j3h4g5",
         "owned": root / "prefixes" / f".{'d' * 64}.envyard-staging-fedcba98" / "a",
+        "young": root / "prefixes" / f".{'c' * 64}.envyard-staging-76543210" / "b",
     }
-    for path in made.values():
+    old = time.time() - 3 * 3600  # older than any build may take (the watchdog's limit)
+    for kind, path in made.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"\0" * (1 << 20))
+        if kind != "young":  # young: perhaps a live build on another node
+            top = root.joinpath(*path.relative_to(root).parts[:2])  # the leftover itself
+            os.utime(top, (old, old))
     return made
 
 
@@ -35,17 +42,18 @@ def test_leftovers_are_counted_and_swept_when_unowned(channel: Path, tmp_path: P
     svc = Service(root, channel)
     svc.start()  # the start sweeps what nobody owns
     try:
-        assert [k for k, p in made.items() if p.exists()] == ["owned"]
+        assert [k for k, p in made.items() if p.exists()] == ["owned", "young"]
         admin = svc.token("*=admin")
         with api(svc, admin) as c:
             left = c.get("/api/v1/usage/leftovers").json()
-            assert left["bytes"] == 1 << 20
-            assert [f["kind"] for f in left["files"]] == ["staging"]
+            assert left["bytes"] == 2 << 20
+            assert [f["kind"] for f in left["files"]] == ["staging", "staging"]
             owner.close()  # the build ended (or died): its staging is now unowned
             result = c.post("/api/v1/gc").json()
-            assert [f["kind"] for f in result["removed_leftovers"]] == ["staging"]
-            assert c.get("/api/v1/usage/leftovers").json() == {"bytes": 0, "files": []}
-        assert not made["owned"].exists()
+            assert [f["path"] for f in result["removed_leftovers"]] == [
+                str(made["owned"].parent.relative_to(root))]
+            assert len(c.get("/api/v1/usage/leftovers").json()["files"]) == 1  # the young
+        assert not made["owned"].exists() and made["young"].exists()
         with api(svc, svc.token("team=developer")) as c:  # the volume's business
             assert c.get("/api/v1/usage/leftovers").status_code == 403
     finally:
