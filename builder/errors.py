@@ -8,6 +8,7 @@
     ├── FetchError          a package could not be fetched
     │   ├── HashMismatch    a package's bytes do not match the lock's sha256
     │   └── UnsafeURL       a URL escapes its channel, or is not one envyard opens
+    ├── Stopped             the caller asked a long step to stop (a cancel)
     ├── InstallError        linking a prefix failed (nothing is left at the target)
     ├── PackError           conda-pack could not pack the prefix
     ├── ChannelError        the demo channel could not be built
@@ -72,6 +73,12 @@ class HashMismatch(FetchError):
 class UnsafeURL(FetchError):
     """A URL has dot segments, encoded separators, a foreign scheme, or lies outside the
     channels allowed; it is refused before anything is opened."""
+
+
+class Stopped(EnvyardError):
+    """The caller asked a long step (a download) to stop; nothing was left behind."""
+
+    exit_code = 130
 
 
 class InstallError(EnvyardError):

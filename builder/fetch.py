@@ -16,16 +16,17 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import stat
 import tempfile
+import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
-from builder.errors import FetchError, HashMismatch, UnsafeURL
+from builder.errors import FetchError, HashMismatch, Stopped, UnsafeURL
 from builder.urls import URLParts, contained, parse_url
 
 _TIMEOUT = 120
@@ -121,7 +122,36 @@ def check_url(url: str, package: str, sources: Sources | None) -> URLParts:
     return parts
 
 
-def _copy_from(parts: URLParts, package: str, dest: Path) -> None:
+@dataclass(frozen=True)
+class Deadline:
+    """When a fetch must have finished (``time.monotonic()``), and whether the caller has
+    asked it to stop (a cancel): checked between chunks, so a server that trickles bytes
+    cannot hold a build for ever."""
+
+    at: float = float("inf")
+    stop: Callable[[], bool] | None = None
+
+    def check(self, package: str) -> float:
+        """Seconds left; raises ``FetchError`` (too late) or ``Stopped``."""
+        if self.stop is not None and self.stop():
+            raise Stopped(f"{package}: the fetch was stopped")
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise FetchError(f"{package}: the download did not finish in time")
+        return left
+
+
+def _pump(read: Callable[[int], bytes], out: IO[bytes], package: str,
+          deadline: Deadline) -> None:
+    while True:
+        deadline.check(package)
+        chunk = read(1 << 20)
+        if not chunk:
+            return
+        out.write(chunk)
+
+
+def _copy_from(parts: URLParts, package: str, dest: Path, deadline: Deadline) -> None:
     if parts.scheme == "file":
         try:  # non-blocking: a FIFO or a device must not hang the build
             fd = os.open(parts.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -135,18 +165,19 @@ def _copy_from(parts: URLParts, package: str, dest: Path) -> None:
                 raise FetchError(f"{package}: its URL does not name a package file")
             os.set_blocking(fd, True)
             with dest.open("wb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
+                _pump(src.read, out, package, deadline)
         return
     try:
-        with urllib.request.urlopen(str(parts), timeout=_TIMEOUT) as resp, \
+        timeout = min(_TIMEOUT, deadline.check(package))
+        with urllib.request.urlopen(str(parts), timeout=timeout) as resp, \
                 dest.open("wb") as out:
-            shutil.copyfileobj(resp, out, 1 << 20)
+            _pump(resp.read1, out, package, deadline)  # read1: what one recv returns
     except OSError as exc:
         raise FetchError(f"{package}: download from {parts.host} failed: {exc}") from exc
 
 
 def fetch(url: str, sha256: str | None, pkgs_dir: Path, *, package: str = "",
-          sources: Sources | None = None) -> Path:
+          sources: Sources | None = None, deadline: Deadline = Deadline()) -> Path:
     """Return the verified local copy of ``url`` in ``pkgs_dir``, fetching it if needed."""
     package = package or "a package"
     parts = check_url(url, package, sources)
@@ -162,7 +193,7 @@ def fetch(url: str, sha256: str | None, pkgs_dir: Path, *, package: str = "",
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        _copy_from(parts, package, tmp)
+        _copy_from(parts, package, tmp, deadline)
         if sha256_file(tmp) != sha256:
             raise HashMismatch(f"{package}: sha256 mismatch: the file at the lock's URL is "
                                "not the one the lock names; refusing to install it")

@@ -22,7 +22,14 @@ from pathlib import Path
 
 from builder.aio import run_with_timeout
 from builder.errors import EnvyardError, HashMismatch, InstallError, LockError
-from builder.fetch import Sources, check_url, fetch, package_cache_lock, reverify
+from builder.fetch import (
+    Deadline,
+    Sources,
+    check_url,
+    fetch,
+    package_cache_lock,
+    reverify,
+)
 from builder.layout import guard_of, temp_beside, temps_of
 from builder.lock import LockedPackage, Lockfile
 from builder.pip_install import install_wheel
@@ -142,12 +149,15 @@ def install_lock(lock: Lockfile, *, prefix: Path, platform: str, pkgs_dir: Path,
                  force: bool = False, timeout: float = DEFAULT_TIMEOUT,
                  variables: dict[str, str] | None = None,
                  progress: Progress | None = None,
-                 sources: Sources | None = None) -> InstallResult:
+                 sources: Sources | None = None,
+                 stop: Callable[[], bool] | None = None) -> InstallResult:
     """Build ``prefix`` from the ``platform`` part of ``lock``; reuse it if already built.
 
     Every package URL is checked (``builder.fetch.check_url``) against ``sources`` before
-    anything is fetched. Builds of one prefix are serialised by a lock file beside it; the
-    holder removes staging directories that a killed build left behind.
+    anything is fetched. ``timeout`` bounds fetching and linking together; ``stop()``,
+    asked between download chunks, ends a fetch early (``Stopped``). Builds of one prefix
+    are serialised by a lock file beside it; the holder removes staging directories that
+    a killed build left behind.
     """
     prefix = prefix.expanduser().absolute()
     prefix.parent.mkdir(parents=True, exist_ok=True)
@@ -157,13 +167,15 @@ def install_lock(lock: Lockfile, *, prefix: Path, platform: str, pkgs_dir: Path,
             for stale in temps_of(prefix, kind):
                 shutil.rmtree(stale, ignore_errors=True)
         return _install(lock, prefix, platform, pkgs_dir, force, timeout, variables or {},
-                        progress, sources)
+                        progress, sources, stop)
 
 
 def _install(lock: Lockfile, prefix: Path, platform: str, pkgs_dir: Path, force: bool,
              timeout: float, variables: dict[str, str],
-             progress: Progress | None, sources: Sources | None) -> InstallResult:
+             progress: Progress | None, sources: Sources | None,
+             stop: Callable[[], bool] | None) -> InstallResult:
     start = time.perf_counter()
+    deadline = Deadline(time.monotonic() + timeout, stop)
     check_installable(lock, platform, sources)
     conda = _unique(lock.for_platform(platform, "conda"))
     pip = _unique(lock.for_platform(platform, "pip"))
@@ -181,7 +193,8 @@ def _install(lock: Lockfile, prefix: Path, platform: str, pkgs_dir: Path, force:
     done = itertools.count(1)
 
     def fetched(p: LockedPackage) -> Path:
-        path = fetch(p.url, p.hash.sha256, pkgs_dir, package=p.name, sources=sources)
+        path = fetch(p.url, p.hash.sha256, pkgs_dir, package=p.name, sources=sources,
+                     deadline=deadline)
         if progress:
             progress("fetch", next(done), total)  # count() is atomic under the GIL
         return path
@@ -189,7 +202,7 @@ def _install(lock: Lockfile, prefix: Path, platform: str, pkgs_dir: Path, force:
     staging = temp_beside(prefix, "staging")
     with package_cache_lock(pkgs_dir, shared=True):
         return _fetch_and_link(conda, pip, fetched, staging, prefix, platform, pkgs_dir, fp,
-                               timeout, variables, progress, start)
+                               deadline, variables, progress, start)
 
 
 class _LinkFailed(Exception):
@@ -216,7 +229,7 @@ def _link_verified(archives: list[Path], sha256s: list[str], staging: Path, pref
 
 def _fetch_and_link(conda: list[LockedPackage], pip: list[LockedPackage],
                     fetched: Callable[[LockedPackage], Path], staging: Path, prefix: Path,
-                    platform: str, pkgs_dir: Path, fp: str, timeout: float,
+                    platform: str, pkgs_dir: Path, fp: str, deadline: Deadline,
                     variables: dict[str, str], progress: Progress | None,
                     start: float) -> InstallResult:
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -225,7 +238,8 @@ def _fetch_and_link(conda: list[LockedPackage], pip: list[LockedPackage],
     try:
         sha256s = [p.hash.sha256 or "" for p in conda]
         try:
-            _link_verified(conda_files, sha256s, staging, prefix, pkgs_dir, timeout, progress)
+            _link_verified(conda_files, sha256s, staging, prefix, pkgs_dir,
+                           deadline.check("linking"), progress)
         except _LinkFailed as failed:
             # an archive may have changed under its sidecar: hash them all, fetch again
             # what does not match, and try once more; else the failure stands
@@ -238,7 +252,8 @@ def _fetch_and_link(conda: list[LockedPackage], pip: list[LockedPackage],
             conda_files = [fetched(p) if (p, f) in bad else f
                            for p, f in zip(conda, conda_files, strict=True)]
             shutil.rmtree(staging, ignore_errors=True)
-            _link_verified(conda_files, sha256s, staging, prefix, pkgs_dir, timeout, progress)
+            _link_verified(conda_files, sha256s, staging, prefix, pkgs_dir,
+                           deadline.check("linking"), progress)
         if wheel_files:
             python = _python_version(conda)
             if python is None:

@@ -29,7 +29,7 @@ from builder.aio import call_with_timeout
 from builder.dask import check as dask_check
 from builder.dask import constraints as dask_constraints
 from builder.dask import pins_from_constraints
-from builder.errors import DaskMismatch, EnvyardError, PackError
+from builder.errors import DaskMismatch, EnvyardError, PackError, Stopped
 from builder.install import fingerprint, install_lock
 from builder.kernels import has_ipykernel, remove_kernelspec, write_kernelspec
 from builder.layout import Layout, guard_of, point
@@ -239,7 +239,8 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
                              pkgs_dir=ctx.layout.pkgs, force=True, variables=variables,
                              timeout=ctx.settings.install_timeout, progress=log.progress,
                              sources=rules.lock_sources(lock) if kind == "lock"
-                             else ctx.settings.package_sources(channels))
+                             else ctx.settings.package_sources(channels),
+                             stop=lambda: cancel.is_set() or ctx.stopping.is_set())
         timings["install"] = round(time.perf_counter() - start, 3)
         log.line(("reused the prefix" if built.reused else "installed") +
                  f" {built.conda_packages} conda + {built.pip_packages} pip packages "
@@ -274,16 +275,13 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
         if image:
             images.build_stage(ctx.db, ctx.settings, ctx.layout, version_id, where,
                                built.prefix, lock_text, log)
+    except Stopped:  # a download ended early for a cancel or the service stopping
+        _stopped(ctx, version_id, Cancelled() if cancel.is_set() else HandedBack(), log,
+                 timings)
     except Lost:
         log.line("stopped: this build was cancelled, handed back or failed meanwhile")
-    except HandedBack:
-        log.line("the service is stopping: back to the queue, to be built again")
-        _quietly(ctx, version_id, state=State.queued.value, claimed_by=None, started_at=None)
-    except Cancelled:
-        log.stage = State.cancelled.value
-        log.line("cancelled")
-        _quietly(ctx, version_id, state=State.cancelled.value, finished_at=utcnow(),
-                 timings=timings, error="cancelled")
+    except (HandedBack, Cancelled) as stop:
+        _stopped(ctx, version_id, stop, log, timings)
     except EnvyardError as exc:
         log.line(f"error: {exc}")
         _fail(ctx, version_id, str(exc), timings)
@@ -376,6 +374,19 @@ def run_claimed(ctx: BuildContext, version_id: int, claim: str) -> int:
     with ctx.db.session() as s:
         state = s.get(Version, version_id).state  # type: ignore[union-attr]
     return BUILD_FAILED if state == State.failed.value else 0
+
+
+def _stopped(ctx: BuildContext, version_id: int, stop: Exception, log: BuildLog,
+             timings: dict[str, float]) -> None:
+    """A build stopped between stages (or mid-download): cancelled, or handed back."""
+    if isinstance(stop, HandedBack):
+        log.line("the service is stopping: back to the queue, to be built again")
+        _quietly(ctx, version_id, state=State.queued.value, claimed_by=None, started_at=None)
+        return
+    log.stage = State.cancelled.value
+    log.line("cancelled")
+    _quietly(ctx, version_id, state=State.cancelled.value, finished_at=utcnow(),
+             timings=timings, error="cancelled")
 
 
 def _fail(ctx: BuildContext, version_id: int, error: str, timings: dict[str, float]) -> None:

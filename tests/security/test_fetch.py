@@ -109,3 +109,50 @@ def test_errors_name_the_package_not_the_file(layout: tuple[Path, Path, str],
     assert "ok: sha256 mismatch" in str(mismatch.value)
     assert hashlib.sha256(b"package").hexdigest() not in str(mismatch.value)
     assert str(channel) not in str(mismatch.value)
+
+
+def test_a_trickling_server_cannot_hold_a_fetch(tmp_path: Path) -> None:
+    """Found by review: a server sending a byte every few seconds never tripped the
+    socket timeout, so the build held its slot for ever. Now the install's limit covers
+    the download, and a stop (a cancel) ends it between chunks."""
+    import http.server
+    import threading
+    import time
+
+    from builder.errors import Stopped
+    from builder.fetch import Deadline
+
+    class Trickle(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            for _ in range(100):
+                try:
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(0.2)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/x-1-0.conda"
+    try:
+        start = time.monotonic()
+        with pytest.raises(FetchError, match="did not finish in time"):
+            fetch(url, "0" * 64, tmp_path / "pkgs", package="x",
+                  deadline=Deadline(time.monotonic() + 1.0))
+        assert time.monotonic() - start < 5
+        stop = threading.Event()
+        threading.Timer(0.5, stop.set).start()
+        with pytest.raises(Stopped):
+            fetch(url, "0" * 64, tmp_path / "pkgs", package="x",
+                  deadline=Deadline(stop=stop.is_set))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not [p for p in (tmp_path / "pkgs").iterdir() if p.name.startswith(".x-")]
