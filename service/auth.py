@@ -46,14 +46,16 @@ class Principal:
             return None
         return set(self.roles)
 
-    def can(self, namespace: str, needed: Role) -> bool:
+    def can(self, namespace: str, needed: Role, *, anonymous: bool = True) -> bool:
+        """Whether this principal has ``needed`` on ``namespace``; ``anonymous=False``
+        for what the anonymous-read setting must not open (the service's own figures)."""
         role = self.role_on(namespace)
         if role is not None and role.allows(needed):
             return True
-        return self.anonymous_read and needed is Role.viewer
+        return anonymous and self.anonymous_read and needed is Role.viewer
 
-    def require(self, namespace: str, needed: Role) -> None:
-        if not self.can(namespace, needed):
+    def require(self, namespace: str, needed: Role, *, anonymous: bool = True) -> None:
+        if not self.can(namespace, needed, anonymous=anonymous):
             have = self.role_on(namespace)
             raise Forbidden(f"{self.name} needs the {needed.value} role on namespace "
                             f"'{namespace}' (it has {have.value if have else 'no role'} there)")

@@ -45,7 +45,7 @@ def usage_leftovers(who: PrincipalDep, settings: SettingsDep) -> dict[str, Any]:
     """Files killed processes left on the volume (staging, old prefixes, GC trash, partial
     packs and downloads), each removed by the next GC or start once no one owns it.
     Needs a role on '*': these are the volume's, not a namespace's."""
-    who.require("*", Role.viewer)
+    who.require("*", Role.viewer, anonymous=False)
     layout = Layout(settings.root)
     found = leftovers.find(layout)
     return {"bytes": sum(f.bytes for f in found), "files": [f.as_dict(layout) for f in found]}

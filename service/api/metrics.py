@@ -22,7 +22,7 @@ def metrics(request: Request, session: SessionDep, runner: RunnerDep) -> str:
         raise NotFound("metrics are not served here (setting metrics: off)")
     if access == "token":
         resolve_principal(request, request.headers.get("authorization")).require(
-            "*", Role.viewer)
+            "*", Role.viewer, anonymous=False)
     counts = dict(session.execute(select(Version.state, func.count()).group_by(Version.state))
                   .all())
     lines = ["# HELP envyard_versions Versions by state.", "# TYPE envyard_versions gauge"]

@@ -194,14 +194,20 @@ def test_the_cli_retries_a_lost_submission_without_a_duplicate(
 
 
 @pytest.mark.parametrize("access,anonymous,status", [("off", 404, 404),
-                                                     ("anonymous", 200, 200)])
+                                                     ("anonymous", 200, 200),
+                                                     ("token", 403, 200)])
 def test_metrics_access_is_a_setting(channel: Path, tmp_path: Path, access: str,
                                      anonymous: int, status: int) -> None:
-    service = Service(tmp_path / "volume", channel, extra_env={"ENVYARD_METRICS": access})
+    """'token' holds even when anonymous users may read namespaces (found by review)."""
+    service = Service(tmp_path / "volume", channel, extra_env={
+        "ENVYARD_METRICS": access, "ENVYARD_ANONYMOUS": "read"})
     service.root.mkdir()
     service.start()
     try:
         assert httpx.get(f"{service.url}/metrics", timeout=30).status_code == anonymous
+        if access == "token":
+            assert httpx.get(f"{service.url}/api/v1/usage/leftovers",
+                             timeout=30).status_code == 403
         admin = service.token("*=admin")
         r = httpx.get(f"{service.url}/metrics", timeout=30,
                       headers={"Authorization": f"Bearer {admin}"})
