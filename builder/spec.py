@@ -73,7 +73,21 @@ class ChannelPolicy:
             canonical = canonical_channel(channel)
         except UnsafeURL:
             return False
-        return any(fnmatch.fnmatchcase(canonical, pat) for pat in self.allowed)
+        return any(_matches(canonical, pat) for pat in self.allowed)
+
+
+def _matches(channel: str, pattern: str) -> bool:
+    """fnmatch, but for URLs the host and the path separately: `*` in the host must not
+    swallow a '/' (`https://*.example.com/*` does not admit `https://evil.net/.example.com`);
+    a pattern naming no path admits every path of its host."""
+    if "://" not in pattern or "://" not in channel:
+        return fnmatch.fnmatchcase(channel, pattern)
+    scheme, _, rest = channel.partition("://")
+    pattern_scheme, _, pattern_rest = pattern.partition("://")
+    host, _, path = rest.partition("/")
+    pattern_host, slash, pattern_path = pattern_rest.partition("/")
+    return (scheme == pattern_scheme and fnmatch.fnmatchcase(host, pattern_host)
+            and fnmatch.fnmatchcase(path, pattern_path if slash else "*"))
 
 
 @dataclass(frozen=True)

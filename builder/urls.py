@@ -5,8 +5,9 @@ users. String prefixes are not containment: ``file:///chan/linux-64/../../etc/pa
 ``file:///chan/%2e%2e/evil`` start with ``file:///chan/``. So a URL is split into scheme,
 host, port and path segments, each segment percent-decoded *once*, and refused if any
 segment is a dot segment, is empty inside the path, or decodes to a separator, a NUL or
-another ``%`` (double encoding). Containment is then a comparison of parts, and a local
-path is rebuilt from the checked segments, never from the raw text.
+another ``%`` (double encoding), or holds anything but letters, digits and ``._~+!=,-``.
+Containment is then a comparison of parts, and a local path is rebuilt from the checked
+segments, never from the raw text.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from builder.errors import UnsafeURL
 
 SCHEMES = ("file", "http", "https")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_BAD_IN_SEGMENT = re.compile(r"[/\\\x00-\x1f\x7f%]")
+#: What a decoded path segment may hold: what channel paths and package file names use.
+#: Not ';' (Tomcat-based mirrors read `..;` as `..`), not '%' (double encoding), not
+#: separators, controls or anything outside ASCII (look-alike dots).
+_SEGMENT = re.compile(r"^[A-Za-z0-9._~+!=,-]+$")
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,8 @@ class URLParts:
         if self.scheme == "file":
             return f"file://{path}"
         port = "" if self.port in (None, _DEFAULT_PORTS.get(self.scheme)) else f":{self.port}"
-        return f"{self.scheme}://{self.host}{port}{path}"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # IPv6
+        return f"{self.scheme}://{host}{port}{path}"
 
 
 def parse_url(url: str, *, what: str = "URL") -> URLParts:
@@ -87,9 +92,9 @@ def parse_url(url: str, *, what: str = "URL") -> URLParts:
             raise UnsafeURL(f"{what} has a path that is not UTF-8") from None
         if decoded in ("", ".", ".."):
             raise UnsafeURL(f"{what} has an empty or dot segment in its path")
-        if _BAD_IN_SEGMENT.search(decoded):
-            raise UnsafeURL(f"{what} has an encoded separator, control character or '%' "
-                            "in its path")
+        if not _SEGMENT.match(decoded):
+            raise UnsafeURL(f"{what} has a character in its path that channels do not use "
+                            "(only letters, digits and ._~+!=,-)")
         segments.append(decoded)
     return URLParts(scheme, "" if scheme == "file" else host,
                     None if scheme == "file" else (port or _DEFAULT_PORTS[scheme]),

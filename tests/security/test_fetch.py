@@ -80,7 +80,8 @@ def test_the_volume_is_never_read(tmp_path: Path) -> None:
               sources=Sources.of([tmp_path.as_uri()], [volume]))
 
 
-@pytest.mark.parametrize("name", [".envyard-cache-lock", "x.conda.verified", "passwd", "a b"])
+@pytest.mark.parametrize("name", [".envyard-cache-lock", "x.conda.verified", "passwd",
+                                  "-x.conda"])
 def test_only_package_file_names_enter_the_cache(tmp_path: Path, name: str) -> None:
     src = tmp_path / "chan" / name
     src.parent.mkdir()
@@ -123,7 +124,7 @@ def test_a_trickling_server_cannot_hold_a_fetch(tmp_path: Path) -> None:
     from builder.fetch import Deadline
 
     class Trickle(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Length", "100000")
             self.end_headers()
@@ -156,3 +157,25 @@ def test_a_trickling_server_cannot_hold_a_fetch(tmp_path: Path) -> None:
         server.shutdown()
         server.server_close()
     assert not [p for p in (tmp_path / "pkgs").iterdir() if p.name.startswith(".x-")]
+
+
+@pytest.mark.parametrize("tail", ["linux-64/..;/..;/secret.conda",
+                                  "linux-64/%ef%bc%8e%ef%bc%8e/x.conda",
+                                  "linux-64/a;b/x.conda", "linux-64/sp ace/x.conda"])
+def test_segments_hold_only_what_channels_use(layout: tuple[Path, Path, str], tmp_path: Path,
+                                              tail: str) -> None:
+    """Found by review: `..;` (which Tomcat-based mirrors read as `..`) and look-alike
+    fullwidth dots passed."""
+    channel, _, sha = layout
+    with pytest.raises(UnsafeURL, match="character in its path"):
+        fetch(f"{channel.as_uri()}/{tail}", sha, tmp_path / "pkgs", package="ok")
+
+
+def test_an_allow_list_host_wildcard_stays_in_the_host() -> None:
+    from builder.spec import ChannelPolicy
+
+    policy = ChannelPolicy.of(["https://*.example.com/*"])
+    assert policy.check("https://repo.example.com/main")
+    assert not policy.check("https://attacker.net/.example.com/x")
+    assert str(__import__("builder.urls").urls.parse_url("http://[::1]:8080/c")) == \
+        "http://[::1]:8080/c"
