@@ -67,13 +67,8 @@ def new_version(session: Session, namespace: str, name: str, *, kind: str,
     env = get_or_create_environment(session, namespace, name)
     key = sha256_text(idempotency_key) if idempotency_key else None
     if key is not None:
-        earlier = session.scalar(select(Version).where(Version.environment_id == env.id,
-                                                       Version.idempotency_key == key))
+        earlier = _earlier(session, env.id, key, kind, spec_text, lock_text)
         if earlier is not None:
-            if (earlier.kind, earlier.spec_text, earlier.lock_text if kind == "lock" else None
-                ) != (kind, spec_text, lock_text):
-                raise Conflict("this Idempotency-Key was used for a different request; "
-                               "send a new key for a new submission")
             return earlier, False
     env.version_counter += 1
     version = Version(environment_id=env.id, number=env.version_counter, kind=kind,
@@ -83,6 +78,31 @@ def new_version(session: Session, namespace: str, name: str, *, kind: str,
     session.add(version)
     session.flush()
     return version, True
+
+
+def earlier_submission(session: Session, namespace: str, name: str, idempotency_key: str,
+                       *, kind: str, spec_text: str | None = None,
+                       lock_text: str | None = None) -> Version | None:
+    """The version an earlier request with this key made, if any (looked up before a
+    retry is checked against a quota the first attempt may itself have filled)."""
+    env_id = session.scalar(select(Environment.id).join(Namespace).where(
+        Namespace.name == namespace, Environment.name == name))
+    if env_id is None:
+        return None
+    return _earlier(session, env_id, sha256_text(idempotency_key), kind, spec_text,
+                    lock_text)
+
+
+def _earlier(session: Session, env_id: int, key: str, kind: str, spec_text: str | None,
+             lock_text: str | None) -> Version | None:
+    earlier = session.scalar(select(Version).where(Version.environment_id == env_id,
+                                                   Version.idempotency_key == key))
+    if earlier is not None and (earlier.kind, earlier.spec_text,
+                                earlier.lock_text if kind == "lock" else None
+                                ) != (kind, spec_text, lock_text):
+        raise Conflict("this Idempotency-Key was used for a different request; send a new "
+                       "key for a new submission")
+    return earlier
 
 
 def find_namespace(session: Session, namespace: str) -> Namespace:

@@ -22,7 +22,13 @@ from service.api.deps import (
 from service.api.params import Name
 from service.auth import Principal
 from service.buildlog import BuildLog
-from service.catalog import check_name, find_environment, new_version, version_summary
+from service.catalog import (
+    check_name,
+    earlier_submission,
+    find_environment,
+    new_version,
+    version_summary,
+)
 from service.db import Database
 from service.errors import Invalid
 from service.inputs import InputRules, UploadChecker, utf8
@@ -48,24 +54,33 @@ def _accept(db: Database, settings: Settings, runner: Runner, checker: UploadChe
     """Check the input, number a new version (after the quota check), queue its build,
     answer 202. Runs in a worker thread: parsing a large lock takes a while."""
     namespace, name = where
+    text = utf8(body)
+    texts = {"spec_text" if kind == "spec" else "lock_text": text}
+    if key is not None:  # a retry: the first attempt's version, whatever has filled since
+        with db.session() as s:
+            earlier = earlier_submission(s, namespace, name, key, kind=kind, **texts)
+            if earlier is not None:
+                return _accepted(namespace, name, earlier.number, earlier.state)
     check_space(settings)
     source = f"{namespace}/{name}.yml" if kind == "spec" else "the pushed lock"
     checker.check(kind, body, InputRules.of(settings), source=source)
-    text = utf8(body)
     with db.session() as s:
         check_quota(s, settings, namespace, name)
     with db.session(write=True) as s:
-        version, created = new_version(
-            s, namespace, name, kind=kind, idempotency_key=key,
-            **{"spec_text" if kind == "spec" else "lock_text": text})
-        version_id, number = version.id, version.number
+        version, created = new_version(s, namespace, name, kind=kind, idempotency_key=key,
+                                       **texts)
+        version_id, number, state = version.id, version.number, version.state
     if created:
         BuildLog(Layout(settings.root).build_dir(namespace, name, number) / "build.log").line(
             f"{'submitted' if kind == 'spec' else 'pushed'} by {who.name} from {client}")
     runner.submit(version_id)
+    return _accepted(namespace, name, number, state)
+
+
+def _accepted(namespace: str, name: str, number: int, state: str) -> JSONResponse:
     url = f"/api/v1/environments/{namespace}/{name}/versions/{number}"
     return JSONResponse({"namespace": namespace, "name": name, "version": number,
-                         "state": "queued", "url": url}, status_code=202,
+                         "state": state, "url": url}, status_code=202,
                         headers={"Location": url})
 
 

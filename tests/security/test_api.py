@@ -124,6 +124,9 @@ def test_an_idempotency_key_makes_one_version(svc: Service) -> None:
         again = c.post(url, content=SPEC, headers={"Idempotency-Key": "k1"})
         assert first.status_code == again.status_code == 202
         assert first.json()["version"] == again.json()["version"] == 1
+        wait_ready(c, "idem/env", 1)
+        late = c.post(url, content=SPEC, headers={"Idempotency-Key": "k1"})
+        assert late.json()["version"] == 1 and late.json()["state"] == "ready"  # its state
         other = c.post(url, content=SPEC + "# changed\n", headers={"Idempotency-Key": "k1"})
         assert other.status_code == 409 and "Idempotency-Key" in other.json()["detail"]
         assert c.post(url, content=SPEC).json()["version"] == 2
@@ -214,3 +217,16 @@ def test_metrics_access_is_a_setting(channel: Path, tmp_path: Path, access: str,
         assert r.status_code == status
     finally:
         service.stop()
+
+
+def test_a_retry_gets_its_version_even_after_the_quota_filled(svc: Service) -> None:
+    """Found by review: the quota was checked before the key, so a retry after the first
+    attempt's build filled the quota got 409 instead of its version."""
+    with api(svc, svc.token("idem2=admin")) as c:
+        url = "/api/v1/environments/idem2/env/versions"
+        first = c.post(url, content=SPEC, headers={"Idempotency-Key": "q1"}).json()
+        wait_ready(c, "idem2/env", first["version"])
+        assert c.put("/api/v1/namespaces/idem2/quota", json={"bytes": 1}).status_code == 200
+        again = c.post(url, content=SPEC, headers={"Idempotency-Key": "q1"})
+        assert again.status_code == 202 and again.json()["version"] == first["version"]
+        assert c.post(url, content=SPEC).status_code == 409  # a new submission: over quota
