@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
@@ -106,16 +106,37 @@ def _cookie_checked(request: Request, authorization: str | None, secret: str | N
     return replace(principal, csrf_token=csrf.token_for(key, secret))
 
 
+def _admin(who: Principal, namespace: str) -> bool:
+    role = who.role_on(namespace)
+    return role is not None and role.allows(Role.admin)
+
+
 def shown_path(path: Path | str, settings: Settings, who: Principal, namespace: str) -> str:
     """A path on the volume as a caller may see it: whole for an admin of the namespace,
     else relative to the volume (where the volume is mounted is the operator's business)."""
-    role = who.role_on(namespace)
-    if role is not None and role.allows(Role.admin):
+    if _admin(who, namespace):
         return str(path)
     try:
         return str(Path(path).relative_to(settings.root))
     except ValueError:
         return str(path)  # not on the volume (a bucket URL)
+
+
+def shown_version(row: dict[str, Any], settings: Settings, who: Principal,
+                  namespace: str) -> dict[str, Any]:
+    """A version's summary or detail as a caller may see it: volume paths, in its error
+    message too, relative to the volume unless the caller is an admin of the namespace."""
+    if _admin(who, namespace):
+        return row
+    root = str(settings.root).rstrip("/")
+    out = dict(row)
+    if out.get("error"):
+        out["error"] = out["error"].replace(root + "/", "").replace(root, ".")
+    if "artifacts" in out:
+        out["artifacts"] = {kind: {**a, "path": shown_path(a["path"], settings, who,
+                                                           namespace)}
+                            for kind, a in out["artifacts"].items()}
+    return out
 
 
 async def read_body(request: Request, limit: int) -> bytearray:

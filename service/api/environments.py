@@ -18,6 +18,7 @@ from service.api.deps import (
     SettingsDep,
     read_body,
     shown_path,
+    shown_version,
 )
 from service.api.params import Name
 from service.auth import Principal
@@ -107,7 +108,8 @@ def read_environment(namespace: Name, name: Name, session: SessionDep,
     kernel = kernel_dir(Layout(settings.root).jupyter, namespace, name) / "kernel.json"
     return {"namespace": namespace, "name": name, "current_version": env.current_version,
             "kernel": shown_path(kernel, settings, who, namespace) if kernel.exists() else None,
-            "versions": [version_summary(v, namespace, name) for v in env.versions]}
+            "versions": [shown_version(version_summary(v, namespace, name), settings, who,
+                                       namespace) for v in env.versions]}
 
 
 @router.post("/{namespace}/{name}/versions", status_code=202, openapi_extra=_BODY,

@@ -22,7 +22,7 @@ from service.api.deps import (
     SessionDep,
     SettingsDep,
     StoreDep,
-    shown_path,
+    shown_version,
 )
 from service.api.params import Name, VersionNumber
 from service.catalog import (
@@ -48,7 +48,7 @@ def _check(namespace: Name, name: Name, who: Any, role: Role = Role.viewer) -> N
 
 @router.get("")
 def list_versions(namespace: Name, name: Name, session: SessionDep, who: PrincipalDep,
-                  limit: int = Query(100, ge=1, le=1000),
+                  settings: SettingsDep, limit: int = Query(100, ge=1, le=1000),
                   offset: int = Query(0, ge=0, le=1_000_000_000)
                   ) -> list[dict[str, Any]]:
     """Versions, newest first."""
@@ -56,7 +56,8 @@ def list_versions(namespace: Name, name: Name, session: SessionDep, who: Princip
     env = find_environment(session, namespace, name)
     rows = session.scalars(select(Version).where(Version.environment_id == env.id)
                            .order_by(Version.number.desc()).limit(limit).offset(offset))
-    return [version_summary(v, namespace, name) for v in rows]
+    return [shown_version(version_summary(v, namespace, name), settings, who, namespace)
+            for v in rows]
 
 
 @router.get("/{number}")
@@ -66,9 +67,8 @@ def read_version(namespace: Name, name: Name, number: VersionNumber, session: Se
     _check(namespace, name, who)
     env = find_environment(session, namespace, name)
     detail = version_detail(find_version(session, namespace, name, number), namespace, name)
-    for artifact in detail["artifacts"].values():
-        artifact["path"] = shown_path(artifact["path"], settings, who, namespace)
-    return {**detail, "current": env.current_version == number}
+    return {**shown_version(detail, settings, who, namespace),
+            "current": env.current_version == number}
 
 
 def _from_store(store: ArtifactStore, settings: Any, key: str, filename: str,

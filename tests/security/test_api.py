@@ -117,6 +117,25 @@ def test_only_admins_see_where_the_volume_is(svc: Service) -> None:
     assert admins["prefix"]["path"] == str(svc.root / mine["prefix"]["path"])
 
 
+def test_errors_do_not_show_non_admins_where_the_volume_is(svc: Service) -> None:
+    """Found by review: install and pack errors name the prefix's absolute path."""
+    import sqlite3
+
+    with api(svc, svc.token("errpaths=developer")) as c:
+        n = c.post("/api/v1/environments/errpaths/env/versions", content=SPEC
+                   ).json()["version"]
+        wait_ready(c, "errpaths/env", n)
+    with sqlite3.connect(svc.root / "envyard.db") as db:  # as an InstallError would say it
+        db.execute("UPDATE versions SET error = ? WHERE number = ? AND environment_id = "
+                   "(SELECT id FROM environments WHERE name = 'env' AND namespace_id = "
+                   "(SELECT id FROM namespaces WHERE name = 'errpaths'))",
+                   (f"could not build {svc.root}/prefixes/abc: disk", n))
+    with api(svc, svc.token("errpaths=developer")) as c:
+        shown = c.get(f"/api/v1/environments/errpaths/env/versions/{n}").json()["error"]
+        listed = c.get("/api/v1/environments/errpaths/env").json()["versions"][-1]["error"]
+    assert shown == listed == "could not build prefixes/abc: disk"
+
+
 def test_an_idempotency_key_makes_one_version(svc: Service) -> None:
     with api(svc, svc.token("idem=developer")) as c:
         url = "/api/v1/environments/idem/env/versions"
