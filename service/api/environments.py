@@ -51,7 +51,7 @@ IdempotencyKey = Annotated[str | None, Header(
 
 def _accept(db: Database, settings: Settings, runner: Runner, checker: UploadChecker,
             who: Principal, client: str, where: tuple[str, str], kind: str,
-            body: bytearray, key: str | None) -> JSONResponse:
+            body: bytes | bytearray, key: str | None) -> JSONResponse:
     """Check the input, number a new version (after the quota check), queue its build,
     answer 202. Runs in a worker thread: parsing a large lock takes a while."""
     namespace, name = where
