@@ -65,10 +65,12 @@ def read_version(namespace: Name, name: Name, number: VersionNumber, session: Se
                  who: PrincipalDep, settings: SettingsDep) -> dict[str, Any]:
     """State, timings, sizes and package list of one version."""
     _check(namespace, name, who)
-    env = find_environment(session, namespace, name)
+    # the version first: publishing commits its state and the environment's current
+    # together, and each statement sees what was committed before it (READ COMMITTED), so
+    # a version read as ready is never shown beside the environment as it was before
     detail = version_detail(find_version(session, namespace, name, number), namespace, name)
-    return {**shown_version(detail, settings, who, namespace),
-            "current": env.current_version == number}
+    current = find_environment(session, namespace, name).current_version
+    return {**shown_version(detail, settings, who, namespace), "current": current == number}
 
 
 def _from_store(store: ArtifactStore, settings: Any, key: str, filename: str,
