@@ -30,6 +30,7 @@ from builder.errors import FetchError, HashMismatch, Stopped, UnsafeURL
 from builder.urls import URLParts, contained, parse_url
 
 _TIMEOUT = 120
+CACHE_LOCK = ".envyard-cache-lock"  # in pkgs/: builds hold it shared, pruning exclusive
 
 
 @contextmanager
@@ -37,7 +38,7 @@ def package_cache_lock(pkgs_dir: Path, *, shared: bool) -> Iterator[None]:
     """Builds hold the cache shared while they fetch and link; pruning holds it exclusive,
     so nothing a build is about to link disappears under it."""
     pkgs_dir.mkdir(parents=True, exist_ok=True)
-    with (pkgs_dir / ".envyard-cache-lock").open("a") as f:
+    with (pkgs_dir / CACHE_LOCK).open("a") as f:
         fcntl.flock(f, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         yield
 
@@ -131,11 +132,15 @@ class Deadline:
     at: float = float("inf")
     stop: Callable[[], bool] | None = None
 
-    def check(self, package: str) -> float:
-        """Seconds left; raises ``FetchError`` (too late) or ``Stopped``."""
+    def left(self, step: str) -> float:
+        """Seconds left for ``step``; raises ``Stopped`` if the caller asked to stop."""
         if self.stop is not None and self.stop():
-            raise Stopped(f"{package}: the fetch was stopped")
-        left = self.at - time.monotonic()
+            raise Stopped(f"{step}: stopped")
+        return self.at - time.monotonic()
+
+    def check(self, package: str) -> float:
+        """Seconds left for a download; raises ``FetchError`` (too late) or ``Stopped``."""
+        left = self.left(package)
         if left <= 0:
             raise FetchError(f"{package}: the download did not finish in time")
         return left

@@ -205,9 +205,20 @@ def _install(lock: Lockfile, prefix: Path, platform: str, pkgs_dir: Path, force:
                                deadline, variables, progress, start)
 
 
+def _link_budget(deadline: Deadline) -> float:
+    left = deadline.left("linking")
+    if left <= 0:
+        raise InstallError("the install's time limit passed before linking began")
+    return left
+
+
 class _LinkFailed(Exception):
-    def __init__(self, error: Exception) -> None:
+    """Linking failed; ``recheck``: because extracted packages were bad and are removed,
+    so linking again (rattler extracts them anew) can succeed."""
+
+    def __init__(self, error: Exception, *, recheck: bool = False) -> None:
         self.error = error
+        self.recheck = recheck
 
 
 def _link_verified(archives: list[Path], sha256s: list[str], staging: Path, prefix: Path,
@@ -224,7 +235,10 @@ def _link_verified(archives: list[Path], sha256s: list[str], staging: Path, pref
         raise
     except Exception as exc:
         raise _LinkFailed(exc) from exc
-    restamp(archives)
+    bad = restamp(archives)
+    if bad:
+        raise _LinkFailed(HashMismatch(f"extracted packages did not match their paths.json: "
+                                       f"{', '.join(bad)}"), recheck=True)
 
 
 def _fetch_and_link(conda: list[LockedPackage], pip: list[LockedPackage],
@@ -239,13 +253,13 @@ def _fetch_and_link(conda: list[LockedPackage], pip: list[LockedPackage],
         sha256s = [p.hash.sha256 or "" for p in conda]
         try:
             _link_verified(conda_files, sha256s, staging, prefix, pkgs_dir,
-                           deadline.check("linking"), progress)
+                           _link_budget(deadline), progress)
         except _LinkFailed as failed:
             # an archive may have changed under its sidecar: hash them all, fetch again
             # what does not match, and try once more; else the failure stands
             bad = [(p, f) for p, f in zip(conda, conda_files, strict=True)
                    if not reverify(f, p.hash.sha256 or "")]
-            if not bad:
+            if not bad and not failed.recheck:
                 raise failed.error from None
             for _, f in bad:
                 forget(f)
@@ -253,7 +267,7 @@ def _fetch_and_link(conda: list[LockedPackage], pip: list[LockedPackage],
                            for p, f in zip(conda, conda_files, strict=True)]
             shutil.rmtree(staging, ignore_errors=True)
             _link_verified(conda_files, sha256s, staging, prefix, pkgs_dir,
-                           deadline.check("linking"), progress)
+                           _link_budget(deadline), progress)
         if wheel_files:
             python = _python_version(conda)
             if python is None:

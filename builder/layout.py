@@ -54,6 +54,11 @@ class Layout:
         return self.env_dir(namespace, name) / "current"
 
     @property
+    def gc_lock(self) -> Path:
+        """Held by the one garbage collection running on this volume (and its sweeps)."""
+        return self.root / ".envyard-gc-lock"
+
+    @property
     def images(self) -> Path:
         """The image blob store (an OCI image layout): layers reused across versions."""
         return self.root / "images"

@@ -16,7 +16,9 @@ Linking a file into a prefix changes its ctime too, so stamps are renewed after 
 deleting a prefix does as well, so garbage collection re-checks the cache (``recheck``).
 Files already hardlinked into existing prefixes share the changed bytes: that damage
 happened when the file was written, and the way to avoid it is a volume users cannot
-write (the chart mounts it read-only in user pods).
+write (the chart mounts it read-only in user pods). Stamps catch a file changed through a
+prefix it is linked into, or by anything that does not know them; whoever can write the
+cache itself can also write a stamp, so the cache must be writable by envyard alone.
 """
 
 from __future__ import annotations
@@ -67,7 +69,8 @@ def _known_good(package: Path) -> bool:
     the size, mtime and ctime it had when the package was last known good."""
     try:
         stamp = json.loads(_stamp_path(package).read_text())
-        return isinstance(stamp, dict) and _stats(package, list(stamp)) == stamp
+        return isinstance(stamp, dict) and "info/paths.json" in stamp and \
+            _stats(package, list(stamp)) == stamp
     except (OSError, ValueError):
         return False
 
@@ -108,9 +111,12 @@ def _write_stamp(package: Path, stats: dict[str, list[int]]) -> None:
 
 
 def check_extracted(archives: list[Path]) -> list[str]:
-    """Before linking: remove every extracted package (of ``archives``) whose files
-    changed since it was known good, so rattler extracts it again. Returns their names."""
-    packages = [p for p in map(extracted_dir, archives) if p.is_dir()]
+    """Before linking: remove every stamped package (of ``archives``) whose files changed
+    since it was known good, so rattler extracts it again. Returns their names. One with
+    no stamp yet is left to rattler (another build may be extracting it right now) and
+    verified after the link (``restamp``)."""
+    packages = [p for p in map(extracted_dir, archives)
+                if p.is_dir() and _stamp_path(p).exists()]
     good = [_check_one(p) for p in packages]  # threads are slower: the loop is Python
     removed = []
     for package, ok in zip(packages, good, strict=True):
@@ -142,23 +148,37 @@ def recheck(extracted: Path) -> list[str]:
     return removed
 
 
-def restamp(archives: list[Path]) -> None:
-    """After linking: stamp every extracted package of ``archives`` with its files'
-    current ctimes (linking changed them). A package extracted by this build is known
-    good (it came from a verified archive); one checked before linking still is."""
+def restamp(archives: list[Path]) -> list[str]:
+    """After linking: stamp every extracted package of ``archives`` with its files' new
+    stats (linking changed their ctimes). A package seen for the first time, or whose
+    files changed more than a link changes (size or mtime), is hashed against its
+    ``paths.json`` first; one that does not match is removed and its name returned: the
+    prefix just linked from it must not be used."""
+    bad = []
     for archive in archives:
-        _restamp_one(extracted_dir(archive))
+        package = extracted_dir(archive)
+        if not _restamp_one(package):
+            shutil.rmtree(package, ignore_errors=True)
+            _stamp_path(package).unlink(missing_ok=True)
+            bad.append(package.name)
+    return bad
 
 
-def _restamp_one(package: Path) -> None:
+def _restamp_one(package: Path) -> bool:
     try:
         try:  # the files the stamp already names: no need to parse paths.json again
-            paths = list(json.loads(_stamp_path(package).read_text()))
+            old: dict[str, list[int]] | None = json.loads(_stamp_path(package).read_text())
         except (OSError, ValueError):
-            paths = _stamped_paths(package)
-        _write_stamp(package, _stats(package, paths))
+            old = None
+        paths = list(old) if old else _stamped_paths(package)
+        new = _stats(package, paths)
+        if (old is None or any(old[rel][:2] != new[rel][:2] for rel in paths)) and \
+                not _content_ok(package, _entries(package)):
+            return False
+        _write_stamp(package, new)
     except (OSError, ValueError, KeyError) as exc:  # the next build hashes it
         logger.warning("package cache: could not stamp %s: %s", package.name, exc)
+    return True
 
 
 def forget(archive: Path) -> None:

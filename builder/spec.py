@@ -8,13 +8,12 @@ selectors (``- pywin32  # [win]``) work as in conda-lock.
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder.errors import SpecError, UnsafeURL
-from builder.urls import is_url, parse_url
+from builder.urls import canonical_pattern, is_url, matches, parse_url
 from builder.yamlfile import MAX_BYTES, Located, load_yaml
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -41,19 +40,6 @@ def canonical_channel(channel: str) -> str:
     return channel.rstrip("/")
 
 
-def _canonical_pattern(pattern: str) -> str:
-    """An allow-list pattern in the channels' canonical form (scheme and host lower-case,
-    paths as file:// URLs); wildcards are kept."""
-    pattern = pattern.strip().rstrip("/")
-    if pattern.startswith("/"):
-        pattern = "file://" + pattern
-    scheme, sep, rest = pattern.partition("://")
-    if not sep:
-        return pattern
-    host, slash, path = rest.partition("/")
-    return f"{scheme.lower()}://{host.lower()}{slash}{path}"
-
-
 @dataclass(frozen=True)
 class ChannelPolicy:
     """Which channels a spec may name: ``None`` allows any; otherwise fnmatch patterns,
@@ -63,7 +49,7 @@ class ChannelPolicy:
 
     @classmethod
     def of(cls, patterns: list[str] | tuple[str, ...] | None) -> ChannelPolicy:
-        return cls(None if patterns is None else tuple(_canonical_pattern(p) for p in patterns))
+        return cls(None if patterns is None else tuple(canonical_pattern(p) for p in patterns))
 
     def check(self, channel: str) -> bool:
         """Whether ``channel`` may be used; a channel that is not a safe URL never may."""
@@ -73,21 +59,7 @@ class ChannelPolicy:
             canonical = canonical_channel(channel)
         except UnsafeURL:
             return False
-        return any(_matches(canonical, pat) for pat in self.allowed)
-
-
-def _matches(channel: str, pattern: str) -> bool:
-    """fnmatch, but for URLs the host and the path separately: `*` in the host must not
-    swallow a '/' (`https://*.example.com/*` does not admit `https://evil.net/.example.com`);
-    a pattern naming no path admits every path of its host."""
-    if "://" not in pattern or "://" not in channel:
-        return fnmatch.fnmatchcase(channel, pattern)
-    scheme, _, rest = channel.partition("://")
-    pattern_scheme, _, pattern_rest = pattern.partition("://")
-    host, _, path = rest.partition("/")
-    pattern_host, slash, pattern_path = pattern_rest.partition("/")
-    return (scheme == pattern_scheme and fnmatch.fnmatchcase(host, pattern_host)
-            and fnmatch.fnmatchcase(path, pattern_path if slash else "*"))
+        return any(matches(canonical, pat) for pat in self.allowed)
 
 
 @dataclass(frozen=True)

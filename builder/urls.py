@@ -12,6 +12,7 @@ segments, never from the raw text.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +102,41 @@ def parse_url(url: str, *, what: str = "URL") -> URLParts:
                     tuple(segments))
 
 
+def canonical_pattern(pattern: str) -> str:
+    """An allow-list pattern in the form ``URLParts.__str__`` gives channels (scheme and
+    host lower-case, default port dropped, path segments decoded and quoted the same
+    way, bare paths as file URLs), its wildcards kept; a name pattern is left as it is."""
+    pattern = pattern.strip().rstrip("/")
+    if pattern.startswith("/"):
+        pattern = "file://" + pattern
+    scheme, sep, rest = pattern.partition("://")
+    if not sep:
+        return pattern
+    scheme = scheme.lower()
+    netloc, slash, path = rest.partition("/")
+    host, _, port = netloc.rpartition(":") if netloc.rsplit("]", 1)[-1].count(":") else \
+        (netloc, "", "")
+    if port and port == str(_DEFAULT_PORTS.get(scheme)):
+        netloc = host
+    segments = "/".join(quote(unquote(seg), safe="@:+!=,;~*?[]") for seg in path.split("/"))
+    return f"{scheme}://{netloc.lower()}{slash}{segments}"
+
+
+def matches(channel: str, pattern: str) -> bool:
+    """Whether a canonical ``channel`` matches a canonical ``pattern``: fnmatch, but for
+    URLs the host and the path apart (a `*` in the host must not swallow a '/'; an IPv6
+    host's brackets are literal); a pattern naming no path admits every path."""
+    if "://" not in pattern or "://" not in channel:
+        return fnmatch.fnmatchcase(channel, pattern)
+    scheme, _, rest = channel.partition("://")
+    pattern_scheme, _, pattern_rest = pattern.partition("://")
+    host, _, path = rest.partition("/")
+    pattern_host, slash, pattern_path = pattern_rest.partition("/")
+    literal = pattern_host.replace("[", "\0").replace("]", "[]]").replace("\0", "[[]")
+    return (scheme == pattern_scheme and fnmatch.fnmatchcase(host, literal)
+            and fnmatch.fnmatchcase(path, pattern_path if slash else "*"))
+
+
 def is_url(text: str) -> bool:
     """Whether ``text`` is written as a URL or an absolute path (not a channel name)."""
     return "://" in text or text.startswith("/")
@@ -117,4 +153,4 @@ def contained(url: str, bases: list[URLParts], *, what: str = "URL") -> URLParts
     return parts
 
 
-__all__ = ["URLParts", "contained", "is_url", "parse_url"]
+__all__ = ["URLParts", "canonical_pattern", "contained", "is_url", "matches", "parse_url"]

@@ -108,6 +108,9 @@ def _scalar(event: yaml.ScalarEvent, resolver: yaml.resolver.BaseResolver,
         tag = resolver.resolve(yaml.ScalarNode, event.value, (True, False))
     if tag == _STR:
         return event.value
+    if tag.endswith(":merge"):
+        raise SpecError("YAML merge keys (<<) are not allowed here",
+                        line=event.start_mark.line + 1)
     make = constructor.yaml_constructors.get(tag)
     if make is None or tag.endswith((":seq", ":map", ":omap", ":pairs", ":set")):
         raise SpecError(f"unknown tag {tag}", line=event.start_mark.line + 1)
@@ -150,6 +153,8 @@ def load_plain(text: str | bytes, *, max_nodes: int, max_depth: int = MAX_DEPTH)
             if isinstance(value, list | dict):
                 raise SpecError("a mapping key must be a plain value",
                                 line=event.start_mark.line + 1)
+            if value in top[0]:  # as load_yaml: the second one is not silently taken
+                raise SpecError(f"duplicate key {value!r}", line=event.start_mark.line + 1)
             top[1] = value
         else:
             top[0][top[1]] = value

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 import anyio
 from starlette.concurrency import run_in_threadpool
 
-from service.errors import InsufficientStorage, Unavailable
+from service.errors import InsufficientStorage, RequestTimeout, TooLarge, Unavailable
 from service.settings import Settings
 
 logger = logging.getLogger("envyard")
@@ -85,8 +85,10 @@ class Admission:
                              JSON_BODY_BYTES)
                 try:
                     receive = await _buffered(receive, limit)
-                except _BodyRefused as refused:
+                except (RequestTimeout, TooLarge) as refused:
                     await _refuse(send, str(refused), status=refused.status)
+                    return
+                except _Gone:
                     return
             if kind == "followers" or _is_upload(scope):
                 await self.app(scope, receive, send)
@@ -107,10 +109,8 @@ class Admission:
             self.in_flight[kind] -= 1
 
 
-class _BodyRefused(Exception):
-    def __init__(self, detail: str, status: int) -> None:
-        super().__init__(detail)
-        self.status = status
+class _Gone(Exception):
+    """The client went away while sending its body: there is no one to answer."""
 
 
 async def _buffered(receive: Any, limit: int) -> Any:
@@ -125,13 +125,13 @@ async def _buffered(receive: Any, limit: int) -> Any:
         try:
             message = await asyncio.wait_for(receive(), max(left, 0.001))
         except TimeoutError:
-            raise _BodyRefused("the request body came too slowly", 408) from None
+            raise RequestTimeout("the request body came too slowly") from None
         if message["type"] == "http.disconnect":
-            raise _BodyRefused("the client went away", 400)
+            raise _Gone
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise _BodyRefused(f"body larger than the limit of {limit} bytes", 413)
+            raise TooLarge(f"body larger than the limit of {limit} bytes")
         chunks.append(chunk)
         if not message.get("more_body", False):
             break

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from builder.errors import EnvyardError
 from builder.layout import Layout
 from service import csrf
-from service.admission import HEAVY_SLOTS, Admission
+from service.admission import Admission
 from service.auth import TokenCache
 from service.dask import seed_pins
 from service.db import Database, migrate
@@ -84,7 +84,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         stop.set()
         app.state.followers.close()
-        app.state.checker.close()
         runner.shutdown(settings.shutdown_grace)
         db.engine.dispose()
 
@@ -99,7 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.hub = None
     app.state.csrf_key = csrf.key_from(settings.hub_service_token)
     app.state.tokens = TokenCache(db)
-    app.state.checker = UploadChecker(HEAVY_SLOTS)
+    app.state.checker = UploadChecker()
     _errors(app)
     app.add_middleware(Admission, max_requests=settings.max_requests,
                        max_followers=settings.max_log_followers,

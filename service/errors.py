@@ -7,6 +7,7 @@
         ├── Unauthorized                401  no token, unknown token, expired token
         ├── Forbidden                   403  the token lacks the role; a write lacks its CSRF token
         ├── NotFound                    404
+        ├── RequestTimeout              408  a request body came too slowly
         ├── Conflict                    409  e.g. cancelling a finished build
         ├── TooLarge                    413
         ├── Unavailable                 503  overloaded or the database is away: retry after
@@ -40,6 +41,10 @@ class Forbidden(ServiceError):
 
 class NotFound(ServiceError):
     status = 404
+
+
+class RequestTimeout(ServiceError):
+    status = 408
 
 
 class Conflict(ServiceError):

@@ -56,14 +56,17 @@ class LogFollowers:
         self._task = None
 
     async def next_state(self, version_id: int) -> str:
-        """The version's state after the next tick."""
-        if self._tick is None:
-            self._tick = asyncio.Event()
-        tick = self._tick
-        if self._task is None:
-            self._task = asyncio.create_task(self._run())
-        await tick.wait()
-        return self.states.get(version_id, State.queued.value)
+        """The version's state after the next tick whose query included it (a follower
+        that joins while a query runs waits for the one after)."""
+        while True:
+            if self._tick is None:
+                self._tick = asyncio.Event()
+            tick = self._tick
+            if self._task is None:
+                self._task = asyncio.create_task(self._run())
+            await tick.wait()
+            if version_id in self.states:
+                return self.states[version_id]
 
     async def follow(self, version_id: int, log: Path) -> AsyncIterator[str]:
         """Server-sent events: the log's lines as they come and each new state, until the
@@ -84,9 +87,11 @@ class LogFollowers:
                 if State(state).terminal:
                     return
         finally:
-            self.watched[version_id] -= 1
-            if not self.watched[version_id]:
-                del self.watched[version_id]
+            left = self.watched.get(version_id, 1) - 1
+            if left > 0:
+                self.watched[version_id] = left
+            else:  # (close() may have cleared everything already)
+                self.watched.pop(version_id, None)
                 self.states.pop(version_id, None)
 
     def close(self) -> None:

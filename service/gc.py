@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import logging
 import shutil
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from service.usage import inode_table
 
 _ENV = (Environment, Version.environment_id == Environment.id)
 _NS = (Namespace, Environment.namespace_id == Namespace.id)
+logger = logging.getLogger("envyard")
 KEEP_FILES = {State.queued, State.solving, State.installing, State.packing, State.ready}
 
 
@@ -176,7 +178,7 @@ def apply_plan(db: Database, settings: Settings, *, now: dt.datetime | None = No
     on several nodes), and a file lock on the volume (processes sharing SQLite)."""
     layout = Layout(settings.root)
     settings.root.mkdir(parents=True, exist_ok=True)
-    with _advisory_lock(db), (settings.root / ".envyard-gc-lock").open("a") as gc_lock:
+    with _advisory_lock(db), layout.gc_lock.open("a") as gc_lock:
         fcntl.flock(gc_lock, fcntl.LOCK_EX)
         return _apply(db, settings, layout, now)
 
@@ -218,7 +220,7 @@ def _apply(db: Database, settings: Settings, layout: Layout, now: dt.datetime | 
     pruned = prune_package_cache(db, layout)
     blobs = prune_store(db, layout)
     left = leftovers.sweep(layout, min_age=build_limit(settings),
-                           held=frozenset({settings.root / ".envyard-gc-lock"}))
+                           held=frozenset({layout.gc_lock}))
     return {"deleted": swept, "pruned_cache_entries": pruned, "pruned_image_blobs": blobs,
             "removed_leftovers": [r.as_dict(layout) for r in left],
             "planned": [r.as_dict() for r in rows if r.delete]}
@@ -238,7 +240,7 @@ def sweep(db: Database, layout: Layout, settings: Settings | None = None) -> lis
                 [State.deleting.value, State.deleted.value]), Version.image.is_not(None)))}
     if settings is not None and doomed_images:
         for problem in delete_images(settings, doomed_images, live_images):
-            print(f"envyard: gc could not delete image {problem}", flush=True)
+            logger.warning("gc could not delete image %s", problem)
     store = open_store(settings) if settings is not None and settings.storage != "local" \
         else None
     done = []

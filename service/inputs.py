@@ -6,7 +6,7 @@ At the door the check runs in a child process (``UploadChecker``): parsing a hos
 64 MB lock is a few seconds of pure Python, which in a thread would hold the GIL against
 the event loop (/healthz p99 150 ms), and a parser that crashed would take the service
 with it. The child is told the rules as plain data (``InputRules``) and answers nothing
-or the error.
+or the error. (The build parses the lock again in the service, as it must to build it.)
 """
 
 from __future__ import annotations
@@ -14,12 +14,10 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import tempfile
-import threading
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from typing import Any
 
-from builder.errors import LockError, SpecError
+from builder.errors import EnvyardError, LockError, SpecError
 from builder.fetch import Sources
 from builder.install import check_installable
 from builder.lock import Lockfile, parse_lock
@@ -101,25 +99,32 @@ def _check(kind: str, path: str, rules: InputRules, source: str) -> None:
         checked_lock(body, rules, source=source)
 
 
+def _child(conn: Any, kind: str, path: str, rules: InputRules, source: str) -> None:
+    """A checking process: sends None, or the upload's error."""
+    try:
+        _check(kind, path, rules, source)
+        conn.send(None)
+    except EnvyardError as exc:
+        conn.send(exc)
+    except Exception as exc:  # a parser's own failure is a refused upload, not a bug here
+        conn.send((SpecError if kind == "spec" else LockError)(
+            f"{source}: could not be parsed ({type(exc).__name__})"))
+    finally:
+        conn.close()
+
+
 class UploadChecker:
-    """Checks uploads in child processes, ``slots`` at a time."""
+    """Checks each upload in a process of its own (forked from a server that has
+    imported this module once): one that runs past ``CHECK_TIMEOUT`` is killed, one that
+    crashes costs only itself, and no pool can be left broken or full."""
 
-    def __init__(self, slots: int) -> None:
-        self.slots = slots
-        self._pool: ProcessPoolExecutor | None = None
-        self._lock = threading.Lock()
-
-    def _executor(self) -> ProcessPoolExecutor:
-        with self._lock:
-            if self._pool is None:  # forkserver: never fork a process that has threads
-                self._pool = ProcessPoolExecutor(
-                    self.slots, mp_context=multiprocessing.get_context("forkserver"))
-            return self._pool
+    def __init__(self) -> None:
+        self._context = multiprocessing.get_context("forkserver")  # never fork a threaded process
+        self._context.set_forkserver_preload(["service.inputs"])
 
     def check(self, kind: str, body: bytes | bytearray, rules: InputRules, *,
               source: str) -> None:
-        """Raise the upload's error, if it has one (a parser that crashed the child is a
-        refused upload, and the next check gets a new child)."""
+        """Raise the upload's error, if it has one."""
         # through a file: pickling tens of megabytes to the child would hold the GIL
         with tempfile.NamedTemporaryFile(prefix="envyard-upload-") as upload:
             upload.write(body)
@@ -127,21 +132,24 @@ class UploadChecker:
             self._run(kind, upload.name, rules, source)
 
     def _run(self, kind: str, path: str, rules: InputRules, source: str) -> None:
+        refused = SpecError if kind == "spec" else LockError
+        receive, send = self._context.Pipe(duplex=False)
+        proc = self._context.Process(target=_child, args=(send, kind, path, rules, source),
+                                     daemon=True, name="envyard-upload-check")
+        proc.start()
+        send.close()
         try:
-            self._executor().submit(_check, kind, path, rules, source).result(
-                timeout=CHECK_TIMEOUT)
-        except BrokenProcessPool:
-            logger.error("the upload checker died on %s; starting a new one", source)
-            with self._lock:
-                self._pool = None
-            raise (SpecError if kind == "spec" else LockError)(
-                f"{source}: could not be parsed") from None
-        except TimeoutError:
-            raise (SpecError if kind == "spec" else LockError)(
-                f"{source}: checking it took longer than {CHECK_TIMEOUT:.0f} s") from None
-
-    def close(self) -> None:
-        with self._lock:
-            if self._pool is not None:
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = None
+            if not receive.poll(CHECK_TIMEOUT):
+                raise refused(f"{source}: checking it took longer than {CHECK_TIMEOUT:.0f} s")
+            error = receive.recv()
+        except EOFError:
+            logger.error("the upload checker died on %s (exit %s)", source, proc.exitcode)
+            raise refused(f"{source}: could not be parsed") from None
+        finally:
+            receive.close()
+            proc.join(1)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        if error is not None:
+            raise error

@@ -85,6 +85,7 @@ class LocalRunner:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self._poller: threading.Thread | None = None
 
     @property
     def id(self) -> str:
@@ -109,7 +110,12 @@ class LocalRunner:
             with self._lock:
                 self._cancels.pop(version_id, None)
             return
-        future = self._pool.submit(self._run, version_id, event)
+        try:
+            future = self._pool.submit(self._run, version_id, event)
+        except RuntimeError:  # shutting down: the claim goes back with the hand-back
+            with self._lock:
+                self._cancels.pop(version_id, None)
+            return
         with self._lock:
             self._futures.add(future)
         future.add_done_callback(self._futures.discard)
@@ -168,7 +174,8 @@ class LocalRunner:
         free = self.ctx.settings.build_concurrency
         for version_id in unclaimed(self.ctx.db, free):
             self.submit(version_id)
-        threading.Thread(target=self._poll, daemon=True, name="envyard-runner").start()
+        self._poller = threading.Thread(target=self._poll, daemon=True, name="envyard-runner")
+        self._poller.start()
 
     def shutdown(self, grace: float = 0.0) -> None:
         """Stop taking work; give running builds ``grace`` seconds to reach a stage
@@ -177,6 +184,8 @@ class LocalRunner:
         self._stop.set()
         self._wake.set()
         self.ctx.stopping.set()
+        if self._poller is not None:  # no claim may land after the hand-back below
+            self._poller.join(timeout=POLL + 5)
         with self._lock:
             running = set(self._futures)
         if running and grace > 0:
@@ -186,6 +195,10 @@ class LocalRunner:
         self._pool.shutdown(wait=False, cancel_futures=True)
         try:
             hand_back(self.ctx.db, self.runner.id)
-        except Exception as exc:  # the next start settles them as a dead runner's
+        except Exception as exc:
+            # keep the lock file: a runner whose file is left unlocked is a dead one, whose
+            # versions the next process (or another replica) settles
             logger.warning("could not hand builds back to the queue: %s", exc)
+            self.runner.close()
+            return
         self.runner.release()

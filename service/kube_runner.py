@@ -14,6 +14,7 @@ Stopping a replica leaves its Jobs running.
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
@@ -34,6 +35,8 @@ from service.models import RUNNING, Environment, Namespace, State, Version, utcn
 from service.runners import RunnerLock, claim, settle, unclaimed
 from service.settings import KubernetesSettings
 from service.worker import BuildContext
+
+logger = logging.getLogger("envyard")
 
 ACTIVE = [State.queued.value, *(s.value for s in RUNNING)]
 SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED.items())
@@ -83,8 +86,8 @@ class KubernetesRunner:
             if self.pending < self.k.max_jobs:
                 self._launch(version_id)
         except Exception as exc:  # the API server may be away: the poll loop retries
-            print(f"envyard: could not create the Job of version {version_id}: "
-                  f"{type(exc).__name__}: {exc}", flush=True)
+            logger.warning("could not create the Job of version %s: %s: %s", version_id,
+                           type(exc).__name__, exc)
 
     def _launch(self, version_id: int) -> bool:
         from kubernetes.client import ApiException
@@ -186,8 +189,8 @@ class KubernetesRunner:
             try:
                 self.step()
             except Exception as exc:  # the API server or database may be briefly away
-                print(f"envyard: Kubernetes runner poll failed: {type(exc).__name__}: {exc}",
-                      flush=True)
+                logger.warning("Kubernetes runner poll failed: %s: %s", type(exc).__name__,
+                               exc)
 
     def step(self) -> None:
         """One look: settle dead replicas' image builds, reconcile, launch what fits."""
@@ -202,8 +205,8 @@ class KubernetesRunner:
         try:
             self.step()
         except Exception as exc:  # the API server may be starting too: the loop retries
-            print(f"envyard: Kubernetes runner: first look failed: {type(exc).__name__}: "
-                  f"{exc}", flush=True)
+            logger.warning("Kubernetes runner: first look failed: %s: %s",
+                           type(exc).__name__, exc)
         threading.Thread(target=self._poll, daemon=True, name="envyard-kube-runner").start()
 
     def shutdown(self, grace: float = 0.0) -> None:

@@ -25,11 +25,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.layout import Layout, guard_of
+from builder.fetch import CACHE_LOCK
+from builder.layout import TEMP_KINDS, Layout, guard_of
 
 logger = logging.getLogger("envyard")
 
-_TEMP = re.compile(r"^\.(?P<owner>.+)\.envyard-(?P<kind>staging|old|gc|part)-[0-9a-f]{8}$")
+_TEMP = re.compile(rf"^\.(?P<owner>.+)\.envyard-(?P<kind>{'|'.join(TEMP_KINDS)})-[0-9a-f]{{8}}$")
 # written by earlier envyard versions
 _LEGACY = re.compile(r"^\.(?P<owner>.+?)(\.gc-[0-9a-f]{8}|\.[0-9a-f]{8}\.part)$")
 
@@ -71,15 +72,12 @@ def _candidates(layout: Layout) -> Iterator[tuple[Path, str, Path]]:
                 kind = "gc" if ".gc-" in entry.name else "part"
             else:
                 continue
-            owner = layout.root / ".envyard-gc-lock" if kind == "gc" \
-                else guard_of(folder / m["owner"])
+            owner = layout.gc_lock if kind == "gc" else guard_of(folder / m["owner"])
             yield entry, kind, owner
     if layout.pkgs.is_dir():  # a download's temporary file: `.<file name>.<random>`
         for entry in layout.pkgs.iterdir():
-            if entry.name.startswith(".") and entry.is_file() and \
-                    not entry.name.startswith(".envyard") and \
-                    not entry.name.endswith((".envyard-lock", ".envyard-stamp")):
-                yield entry, "fetch", layout.pkgs / ".envyard-cache-lock"
+            if entry.name.startswith(".") and entry.name != CACHE_LOCK and entry.is_file():
+                yield entry, "fetch", layout.pkgs / CACHE_LOCK
 
 
 def find(layout: Layout) -> list[Leftover]:

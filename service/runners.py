@@ -44,7 +44,13 @@ class RunnerLock:
         os.replace(self.dir / f"{self.id}.starting", self.dir / f"{self.id}.lock")
 
     def release(self) -> None:
+        """This runner is done and left nothing claimed: its file goes."""
         (self.dir / f"{self.id}.lock").unlink(missing_ok=True)
+        self._file.close()
+
+    def close(self) -> None:
+        """This runner stops with versions still claimed: the file stays, unlocked, so
+        whoever looks next settles them as a dead runner's."""
         self._file.close()
 
     def dead_runners(self) -> list[str]:
@@ -106,32 +112,35 @@ def build_limit(settings: Settings) -> float:
 def fail_overdue(db: Database, limit: float) -> list[int]:
     """The watchdog: fail every running build that started more than ``limit`` seconds
     ago (its thread or pod is stuck beyond every stage's own limit). Any runner may run
-    it; the build's own later writes then find it no longer theirs."""
+    it; the build's own later writes then find it no longer theirs. It reads first and
+    writes only when there is something to fail (a write takes SQLite's lock)."""
     cutoff = utcnow() - dt.timedelta(seconds=limit)
-    with db.session(write=True) as s:
-        ids = list(s.scalars(select(Version.id).where(
-            Version.state.in_([st.value for st in RUNNING]), Version.started_at < cutoff)))
-        if ids:
-            s.execute(update(Version).where(Version.id.in_(ids)).values(
-                state=State.failed.value, finished_at=utcnow(),
-                error=f"did not finish within {limit:.0f} s (the sum of the stage limits); "
-                "stopped by the watchdog"))
-    return ids
+    overdue = (Version.state.in_([st.value for st in RUNNING]), Version.started_at < cutoff)
+    with db.session() as s:
+        if s.scalar(select(Version.id).where(*overdue).limit(1)) is None:
+            return []
+    with db.session(write=True) as s:  # the conditions again: one that just published stays
+        return list(s.scalars(update(Version).where(*overdue).values(
+            state=State.failed.value, finished_at=utcnow(),
+            error=f"did not finish within {limit:.0f} s (the sum of the stage limits); "
+            "stopped by the watchdog").returning(Version.id)))
 
 
 def settle_orphans(db: Database, runner: str, building: Callable[[], set[int]]) -> int:
     """Versions ``runner`` claims but no thread of it builds (their last write was lost
     to a database outage): queued ones go back to the queue, running ones fail.
     ``building()`` is asked *after* the claimed versions are read: a version is reserved
-    before it is claimed, so one claimed by then is in it unless it is not being built."""
+    before it is claimed, so one claimed by then is in it unless it is not being built.
+    Reads first; writes only when there are orphans."""
     live = [State.queued.value, *(st.value for st in RUNNING)]
-    with db.session(write=True) as s:
+    with db.session() as s:
         claimed = set(s.scalars(select(Version.id).where(Version.claimed_by == runner,
                                                          Version.state.in_(live))))
-        orphans = claimed - building()
-        if not orphans:
-            return 0
-        mine = (Version.id.in_(orphans), Version.claimed_by == runner)
+    orphans = claimed - building()
+    if not orphans:
+        return 0
+    mine = (Version.id.in_(orphans), Version.claimed_by == runner)
+    with db.session(write=True) as s:
         s.execute(update(Version).where(*mine, Version.state == State.queued.value)
                   .values(claimed_by=None))
         s.execute(update(Version).where(*mine, Version.state.in_(live[1:])).values(

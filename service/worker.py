@@ -164,7 +164,9 @@ def _solve_once(ctx: BuildContext, key: str, solve: Any) -> tuple[str, bool]:
 
 
 def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> None:
-    """Build one version to a terminal state; never raises."""
+    """Build one version to a terminal state. It raises only when the database stays
+    away past the retries (``retrying``); the runner then settles the version (an
+    orphan: ``runners.settle_orphans``)."""
     with ctx.db.session() as s:
         v = s.get(Version, version_id)
         if v is None or v.state != State.queued.value:

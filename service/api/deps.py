@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
+import anyio
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -28,9 +29,11 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     try:
         yield session
     except BaseException:
-        await run_in_threadpool(_end, session, False)
+        with anyio.CancelScope(shield=True):  # a cancelled request still returns its
+            await run_in_threadpool(_end, session, False)  # connection to the pool
         raise
-    await run_in_threadpool(_end, session, True)
+    with anyio.CancelScope(shield=True):
+        await run_in_threadpool(_end, session, True)
 
 
 def _end(session: Session, commit: bool) -> None:

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from builder.kernels import kernel_dir
 from builder.layout import Layout
-from service.admission import check_space, heavy
+from service.admission import heavy
 from service.api.deps import (
     DbDep,
     PrincipalDep,
@@ -22,21 +22,12 @@ from service.api.deps import (
 )
 from service.api.params import Name
 from service.auth import Principal
-from service.buildlog import BuildLog
-from service.catalog import (
-    check_name,
-    earlier_submission,
-    find_environment,
-    new_version,
-    version_summary,
-)
-from service.db import Database
+from service.catalog import check_name, find_environment, version_summary
 from service.errors import Invalid
-from service.inputs import InputRules, UploadChecker, utf8
 from service.models import Role
-from service.quota import check_quota
 from service.runners import Runner
 from service.settings import Settings
+from service.submissions import accept
 
 router = APIRouter(prefix="/api/v1/environments", tags=["environments"])
 
@@ -49,42 +40,6 @@ IdempotencyKey = Annotated[str | None, Header(
     "timeout) gets the version the first attempt made instead of a second one.")]
 
 
-def _accept(db: Database, settings: Settings, runner: Runner, checker: UploadChecker,
-            who: Principal, client: str, where: tuple[str, str], kind: str,
-            body: bytes | bytearray, key: str | None) -> JSONResponse:
-    """Check the input, number a new version (after the quota check), queue its build,
-    answer 202. Runs in a worker thread: parsing a large lock takes a while."""
-    namespace, name = where
-    text = utf8(body)
-    texts = {"spec_text" if kind == "spec" else "lock_text": text}
-    if key is not None:  # a retry: the first attempt's version, whatever has filled since
-        with db.session() as s:
-            earlier = earlier_submission(s, namespace, name, key, kind=kind, **texts)
-            if earlier is not None:
-                return _accepted(namespace, name, earlier.number, earlier.state)
-    check_space(settings)
-    source = f"{namespace}/{name}.yml" if kind == "spec" else "the pushed lock"
-    checker.check(kind, body, InputRules.of(settings), source=source)
-    with db.session() as s:
-        check_quota(s, settings, namespace, name)
-    with db.session(write=True) as s:
-        version, created = new_version(s, namespace, name, kind=kind, idempotency_key=key,
-                                       **texts)
-        version_id, number, state = version.id, version.number, version.state
-    if created:
-        BuildLog(Layout(settings.root).build_dir(namespace, name, number) / "build.log").line(
-            f"{'submitted' if kind == 'spec' else 'pushed'} by {who.name} from {client}")
-    runner.submit(version_id)
-    return _accepted(namespace, name, number, state)
-
-
-def _accepted(namespace: str, name: str, number: int, state: str) -> JSONResponse:
-    url = f"/api/v1/environments/{namespace}/{name}/versions/{number}"
-    return JSONResponse({"namespace": namespace, "name": name, "version": number,
-                         "state": state, "url": url}, status_code=202,
-                        headers={"Location": url})
-
-
 async def _submit(request: Request, settings: Settings, runner: Runner, who: Principal,
                   where: tuple[str, str], kind: str, key: str | None) -> JSONResponse:
     check_name("namespace", where[0]), check_name("environment", where[1])
@@ -94,7 +49,7 @@ async def _submit(request: Request, settings: Settings, runner: Runner, who: Pri
     limit = settings.max_spec_bytes if kind == "spec" else settings.max_lock_bytes
     body = await read_body(request, limit)
     client = request.client.host if request.client else "unknown"
-    return await heavy(_accept, request.app.state.db, settings, runner,
+    return await heavy(accept, request.app.state.db, settings, runner,
                        request.app.state.checker, who, client, where, kind, body, key)
 
 

@@ -104,3 +104,12 @@ def test_unreadable_scalars_are_the_parsers_errors(value: str) -> None:
 def test_a_second_yaml_document_is_refused() -> None:
     with pytest.raises(LockError, match="more than one YAML document"):
         parse_lock("version: 1\n---\nversion: 2\n")
+
+
+@pytest.mark.parametrize("text,words", [("version: 1\nversion: 1\n", "duplicate key"),
+                                        ("version: 1\nx: {<<: {a: 1}}\n", "merge keys")])
+def test_duplicate_and_merge_keys_are_refused_as_by_the_spec_reader(text: str,
+                                                                    words: str) -> None:
+    """Found by review: the lock reader silently took the last of duplicate keys."""
+    with pytest.raises(LockError, match=words):
+        parse_lock(text)
