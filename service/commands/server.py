@@ -40,7 +40,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         create_app(settings), host=settings.host, port=settings.port,
         log_level=args.log_level, proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=settings.trusted_proxies or None,
-        timeout_graceful_shutdown=REQUEST_GRACE)
+        timeout_graceful_shutdown=REQUEST_GRACE, timeout_keep_alive=KEEP_ALIVE)
     try:
         _server(config).run()
     finally:
@@ -48,6 +48,11 @@ def cmd_serve(args: argparse.Namespace) -> None:
             hub.stop()
     info("envyard stopped")
 
+
+#: Seconds an idle connection stays open: longer than the proxies in front keep theirs
+#: (configurable-http-proxy, nginx: 60 s), so a proxy never reuses a connection the service
+#: has just closed, which its client sees as a reset or a 502 (uvicorn's default is 5 s).
+KEEP_ALIVE = 75
 
 #: Seconds in-flight requests (log streams included) get when the service stops.
 REQUEST_GRACE = 5

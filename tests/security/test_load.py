@@ -4,6 +4,8 @@ every build ends within its limits. The latencies are reported by bench/load.py.
 
 from __future__ import annotations
 
+import http.client
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -62,3 +64,18 @@ def test_250_concurrent_readers_while_3_builds_run(crowd_service: Service) -> No
     with api(svc, token) as c:
         states = [wait_ready(c, f"crowd/b{i}", n)["state"] for i, n in enumerate(numbers)]
     assert states == ["ready"] * 3
+
+
+def test_an_idle_connection_is_kept_as_long_as_a_proxys(svc: Service) -> None:
+    """A proxy (the hub's, an ingress) reuses a connection idle for seconds; the service
+    must not have closed it (before: closed after 5 s, and the proxy's request was reset)."""
+    host, port = svc.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        for pause in (6, 0):
+            conn.request("GET", "/healthz")
+            r = conn.getresponse()
+            assert r.status == 200 and r.read() == b'{"status":"ok"}'
+            time.sleep(pause)
+    finally:
+        conn.close()
