@@ -26,6 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def envyard_home() -> Path:
+    """This user's envyard directory (demo channel, wheelhouse, image store, refreshed
+    name map): ``$ENVYARD_HOME``, else ``~/.envyard``."""
+    return Path(os.environ.get("ENVYARD_HOME") or Path.home() / ".envyard")
+
+
 @dataclass(frozen=True)
 class Layout:
     root: Path

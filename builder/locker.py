@@ -134,8 +134,10 @@ def lock_env(spec: EnvSpec, opts: LockOptions) -> Lockfile:
 
             if opts.progress:
                 opts.progress(f"resolving pip packages for {platform}")
+            system = next((v.version for v in opts.virtual.for_platform(platform)
+                           if v.name in ("__glibc", "__osx")), None)
             packages += lock_pip(pip_specs, conda=conda, platform=platform,
-                                 index_url=opts.pip_index,
+                                 index_url=opts.pip_index, system=system,
                                  extra_index_urls=spec.pip_repositories, timeout=opts.timeout)
     hashes = {p: content_hash(spec, p, channels=channels, virtual=opts.virtual)
               for p in platforms}

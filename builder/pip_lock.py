@@ -26,15 +26,38 @@ from builder.errors import SolveError, SolveTimeout
 from builder.lock import HashModel, LockedPackage
 from builder.pypi_names import pypi_name
 
-_PLATFORM_TAGS = {
-    "linux-64": ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
-                 "manylinux2010_x86_64", "manylinux1_x86_64", "linux_x86_64"],
-    "linux-aarch64": ["manylinux_2_28_aarch64", "manylinux_2_17_aarch64",
-                      "manylinux2014_aarch64", "linux_aarch64"],
-    "osx-64": ["macosx_11_0_x86_64", "macosx_10_15_x86_64", "macosx_10_9_x86_64"],
-    "osx-arm64": ["macosx_11_0_arm64"],
-    "win-64": ["win_amd64"],
-}
+_ARCH = {"linux-64": "x86_64", "linux-aarch64": "aarch64", "linux-ppc64le": "ppc64le",
+         "osx-64": "x86_64", "osx-arm64": "arm64"}
+_LEGACY_MANYLINUX = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
+
+
+def _major_minor(version: str) -> tuple[int, int]:
+    parts = [int(x) if x.isdigit() else 0 for x in version.split(".")[:2]]
+    return parts[0], parts[1] if len(parts) > 1 else 0
+
+
+def platform_tags(platform: str, system: str | None) -> list[str]:
+    """The wheel platform tags pip may pick for ``platform``, newest first, from the
+    system the lock assumes (its ``__glibc`` or ``__osx`` virtual package): a wheel built
+    for a newer glibc than the lock's would not run where the lock says it does."""
+    if platform == "win-64":
+        return ["win_amd64"]
+    arch = _ARCH.get(platform)
+    if arch is None:
+        return []
+    if platform.startswith("linux"):
+        major, minor = _major_minor(system or "2.17")
+        tags = []
+        for m in range(minor if major == 2 else 17, 4, -1):
+            tags.append(f"manylinux_2_{m}_{arch}")
+            if m in _LEGACY_MANYLINUX:
+                tags.append(f"{_LEGACY_MANYLINUX[m]}_{arch}")
+        return [*tags, f"linux_{arch}"]
+    major, minor = _major_minor(system or "11.0")
+    versions = [(v, 0) for v in range(major, 10, -1)]
+    versions += [(10, m) for m in range(15 if major > 10 else minor, 8, -1)]
+    return [f"macosx_{v}_{m}_{a}" for v, m in versions for a in (arch, "universal2")
+            if v >= 11 or arch != "arm64" or a == "universal2"]
 
 
 def _python_version(conda: Sequence[LockedPackage]) -> str:
@@ -45,14 +68,34 @@ def _python_version(conda: Sequence[LockedPackage]) -> str:
 
 
 def _constraints(conda: Sequence[LockedPackage]) -> list[str]:
+    """A pin for every Python distribution conda installs (under its PyPI name); conda's
+    other packages (``_openmp_mutex``, ``libgcc``, python itself) are no concern of pip's."""
     lines = []
     for p in conda:
+        name = pypi_name(p.name)
+        if name is None:
+            continue
         try:
             Version(p.version)
         except InvalidVersion:
             continue
-        lines.append(f"{pypi_name(p.name)}=={p.version}")
+        lines.append(f"{name}=={p.version}")
     return lines
+
+
+def _explanation(stdout: str, stderr: str) -> str:
+    """What pip says about a failure: its errors, then its conflict explanation ("The
+    conflict is caused by: ...", which pip prints with its progress, not its errors);
+    bounded, without the progress lines."""
+    errors = [line for line in stderr.strip().splitlines() if line.strip()]
+    progress = stdout.splitlines()
+    start = next((i for i, line in enumerate(progress)
+                  if line.startswith("The conflict is caused by")), len(progress))
+    lines = errors + [line for line in progress[start:] if line.strip()]
+    if any("(constraint)" in line for line in lines):
+        lines.insert(0, "(a constraint is a package conda installs: change it among the "
+                        "conda dependencies, not in pip:)")
+    return "\n".join(lines[:60]) + ("\n..." if len(lines) > 60 else "")
 
 
 def _marker_env(python: str, platform: str) -> dict[str, str]:
@@ -66,21 +109,22 @@ def _marker_env(python: str, platform: str) -> dict[str, str]:
 
 def lock_pip(requirements: Sequence[str], *, conda: Sequence[LockedPackage], platform: str,
              index_url: str | None, extra_index_urls: Sequence[str] = (),
-             timeout: float = 300) -> list[LockedPackage]:
+             system: str | None = None, timeout: float = 300) -> list[LockedPackage]:
     """Resolve ``requirements`` and return the pip packages conda does not provide;
-    ``extra_index_urls`` are the spec's ``pip-repositories``."""
+    ``extra_index_urls`` are the spec's ``pip-repositories``, ``system`` the glibc (or
+    macOS) version the lock assumes."""
     python = _python_version(conda)
-    provided = {pypi_name(p.name) for p in conda}
+    provided = {name for p in conda if (name := pypi_name(p.name)) is not None}
     with tempfile.TemporaryDirectory(prefix="envyard-pip-") as tmp:
         reqs, cons, report = (Path(tmp) / n for n in ("req.txt", "con.txt", "report.json"))
         reqs.write_text("\n".join(requirements) + "\n")
         cons.write_text("\n".join(_constraints(conda)) + "\n")
         cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
-               "--quiet", "--no-input", "--disable-pip-version-check", "--report", str(report),
+               "--no-input", "--disable-pip-version-check", "--report", str(report),
                "--only-binary=:all:", "--implementation", "cp", "--python-version", python,
                "--abi", "cp" + python.replace(".", ""), "--target", str(Path(tmp) / "target"),
                "-r", str(reqs), "-c", str(cons)]
-        for tag in _PLATFORM_TAGS.get(platform, []):
+        for tag in platform_tags(platform, system):
             cmd += ["--platform", tag]
         env = dict(os.environ)
         if index_url:
@@ -95,8 +139,8 @@ def lock_pip(requirements: Sequence[str], *, conda: Sequence[LockedPackage], pla
         except subprocess.TimeoutExpired:
             raise SolveTimeout(f"{platform}: pip did not resolve within {timeout:.0f} s") from None
         if done.returncode != 0:
-            tail = "\n".join(done.stderr.strip().splitlines()[-12:])
-            raise SolveError(f"{platform}: pip cannot resolve the pip: section:\n{tail}")
+            raise SolveError(f"{platform}: pip cannot resolve the pip: section:\n"
+                             f"{_explanation(done.stdout, done.stderr)}")
         installs = json.loads(report.read_text())["install"]
     marker_env = _marker_env(python, platform)
     out = []

@@ -1,29 +1,106 @@
-"""PyPI distribution names <-> conda-forge package names, where they differ."""
+"""conda-forge package names <-> PyPI distribution names, for all of conda-forge.
+
+A ``pip:`` section is resolved by pip with every Python package conda installed pinned,
+and what conda provides is dropped from pip's result; both need each conda package's
+PyPI name. conda-forge names differ often (``dask-core`` is PyPI's ``dask``,
+``matplotlib-base`` is ``matplotlib``) and most of its packages are not Python
+distributions at all (``_openmp_mutex``, ``libgcc``): with only the few differences known,
+pip installed ``dask`` over conda's ``dask-core``, and read the pin ``-openmp-mutex==4.5`` as
+an option and failed. The map is prefix.dev's parselmouth mapping (the one pixi uses),
+shipped as package data (``pypi-names.json``: the names that differ and the packages that
+are not Python's); ``refresh`` writes the current upstream one to ``$ENVYARD_HOME``, which
+then wins. A name the map does not know is taken as its own PyPI name when it is one.
+"""
 
 from __future__ import annotations
 
+import functools
+import json
+import os
+import re
+import tempfile
+import urllib.request
+from pathlib import Path
+
 from packaging.utils import canonicalize_name
 
-#: PyPI name -> conda-forge name, for the packages whose names differ.
-CONDA_NAMES = {
-    "msgpack": "msgpack-python",
-    "jupyter-client": "jupyter_client",
-    "jupyter-core": "jupyter_core",
-    "typing-extensions": "typing_extensions",
-    "stack-data": "stack_data",
-    "pure-eval": "pure_eval",
-    "importlib-metadata": "importlib-metadata",
-    "torch": "pytorch",
-}
-PYPI_NAMES = {v: k for k, v in CONDA_NAMES.items()}
+from builder.errors import FetchError
+from builder.layout import envyard_home
+
+UPSTREAM = "https://raw.githubusercontent.com/prefix-dev/parselmouth/main/files/compressed_mapping.json"
+SHIPPED = Path(__file__).with_name("pypi-names.json")
+_PYPI_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 
 
-def conda_name(pypi_name: str) -> str:
-    """The conda-forge name of a PyPI distribution."""
-    name = canonicalize_name(pypi_name)
-    return CONDA_NAMES.get(name, name)
+def refreshed_path() -> Path:
+    """Where ``refresh`` writes the upstream map, read before the shipped one."""
+    return envyard_home() / "pypi-names.json"
 
 
-def pypi_name(conda: str) -> str:
-    """The PyPI name a conda package provides (its own name unless listed)."""
-    return canonicalize_name(PYPI_NAMES.get(conda, conda))
+@functools.cache
+def _maps() -> tuple[dict[str, str], frozenset[str], dict[str, str]]:
+    """(conda -> PyPI where they differ, conda names that are not Python's, PyPI -> the
+    conda package to use for it where that is not the same name)."""
+    path = refreshed_path() if refreshed_path().exists() else SHIPPED
+    data = json.loads(path.read_text())
+    differ = {k: canonicalize_name(v) for k, v in data["pypi_names"].items()}
+    prefer_same = set(data["same_too"])
+    reverse: dict[str, str] = {}
+    for conda, pypi in sorted(differ.items()):
+        if pypi not in prefer_same:
+            reverse.setdefault(pypi, conda)
+    return differ, frozenset(data["not_python"]), reverse
+
+
+def pypi_name(conda: str) -> str | None:
+    """The PyPI distribution conda package ``conda`` installs, or None when it installs
+    none (a library, a compiler, python itself)."""
+    differ, not_python, _ = _maps()
+    if conda in differ:
+        return differ[conda]
+    if conda in not_python or not _PYPI_NAME.match(conda):
+        return None
+    return canonicalize_name(conda)
+
+
+def conda_name(pypi: str) -> str:
+    """The conda-forge package of PyPI distribution ``pypi``: the one of the same name
+    where there is one (``dask``, not ``dask-core``), else the first that installs it
+    (``msgpack`` is ``msgpack-python``; ``tzdata`` is ``python-tzdata``, as conda-forge's
+    ``tzdata`` is the time zone database)."""
+    name = canonicalize_name(pypi)
+    return _maps()[2].get(name, name)
+
+
+def compact(mapping: dict[str, str | None]) -> dict[str, object]:
+    """The shipped form of an upstream mapping (conda name -> PyPI name or null): the
+    names that differ, the packages that are not Python's, and the PyPI names that a
+    package of the same name installs too (so the reverse lookup keeps that one)."""
+    differ = {k: v for k, v in mapping.items()  # exact: conda's jupyter_client counts
+              if v is not None and canonicalize_name(v) != k}
+    targets = {canonicalize_name(v) for v in differ.values()}
+    same_too = sorted(t for t in targets if (mapping.get(t) or "") and
+                      canonicalize_name(mapping[t] or "") == t)
+    return {"source": UPSTREAM, "pypi_names": dict(sorted(differ.items())),
+            "not_python": sorted(k for k, v in mapping.items() if v is None),
+            "same_too": same_too}
+
+
+def refresh(url: str = UPSTREAM, dest: Path | None = None, *, timeout: float = 60) -> Path:
+    """Download the upstream mapping and write its compact form where ``pypi_name``
+    reads it first (atomically: a failed refresh leaves the old one)."""
+    dest = dest or refreshed_path()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            mapping = json.load(resp)
+    except (OSError, ValueError) as exc:
+        raise FetchError(f"cannot refresh the PyPI name map from {url}: {exc}") from exc
+    if not isinstance(mapping, dict) or not mapping:
+        raise FetchError(f"{url} does not hold a conda -> PyPI name mapping")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".pypi-names.", dir=dest.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(compact(mapping), f, indent=0, separators=(",", ":"))
+    os.replace(tmp, dest)
+    _maps.cache_clear()
+    return dest

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from builder.layout import envyard_home
 from service.errors import ServiceError
 from service.settings import Settings
 
@@ -42,7 +43,7 @@ def _free_port() -> int:
 
 def find_proxy(command: str) -> str:
     """configurable-http-proxy on PATH, else where `tests/setup.sh` puts it (npm --prefix)."""
-    home = Path(os.environ.get("ENVYARD_HOME") or Path.home() / ".envyard")
+    home = envyard_home()
     for candidate in (command, str(home / "node/node_modules/.bin" / command)):
         found = shutil.which(candidate)
         if found:

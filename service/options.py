@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
-DEFAULT_HOME = Path(os.environ.get("ENVYARD_HOME") or Path.home() / ".envyard")
+from builder.layout import envyard_home
+
+DEFAULT_HOME = envyard_home()
 
 
 def common(p: argparse.ArgumentParser, *, home: bool = True, quiet: bool = True) -> None:

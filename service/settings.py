@@ -20,9 +20,10 @@ from pydantic_settings import (
 )
 
 from builder.fetch import Sources
+from builder.layout import envyard_home
 from builder.spec import ChannelPolicy
 
-DEFAULT_ROOT = Path(os.environ.get("ENVYARD_HOME") or Path.home() / ".envyard") / "volume"
+DEFAULT_ROOT = envyard_home() / "volume"
 
 
 class JobProfile(BaseModel):

@@ -24,7 +24,7 @@ from builder.demo.wheels import PINS, Pin, ensure_wheels, read_pins
 from builder.errors import ChannelError
 
 #: Bump when the conversion changes, so cached channels are rebuilt.
-CONVERTER_VERSION = "4"
+CONVERTER_VERSION = "5"
 STAMP = ".envyard-channel.json"
 
 

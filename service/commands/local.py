@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from service.console import emit_json, progress
+from service.console import emit_json, info, progress
 from service.options import DEFAULT_HOME, common
 
 
@@ -134,6 +134,13 @@ def cmd_demo(args: argparse.Namespace) -> None:
         service.stop()
 
 
+def cmd_pypi_names(args: argparse.Namespace) -> None:
+    from builder import pypi_names
+
+    path = pypi_names.refresh(args.url)
+    info(f"the conda -> PyPI name map is now {path} (from {args.url})")
+
+
 def cmd_demo_channel(args: argparse.Namespace) -> None:
     from builder.demo.channel import demo_channel
 
@@ -216,6 +223,15 @@ def register(sub: Any) -> None:
                    help="stop the service once the environments are built")
     common(p)
     p.set_defaults(func=cmd_demo)
+
+    from builder.pypi_names import UPSTREAM
+
+    p = sub.add_parser("pypi-names", help="refresh the conda-forge -> PyPI name map",
+                       description="Download the current conda-forge -> PyPI name mapping "
+                       "(prefix.dev's parselmouth, as pixi uses it) into ENVYARD_HOME, where "
+                       "pip: sections read it instead of the one shipped with envyard.")
+    p.add_argument("--url", default=UPSTREAM, help="where the mapping is (default: %(default)s)")
+    p.set_defaults(func=cmd_pypi_names)
 
     p = sub.add_parser("demo-channel", help="fetch the pinned wheels and build the demo "
                        "channel", description="Download the pinned wheels once (the only "
