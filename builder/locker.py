@@ -111,7 +111,8 @@ def _solve_update(req: SolveRequest, previous: list[LockedPackage], update: set[
 def lock_env(spec: EnvSpec, opts: LockOptions) -> Lockfile:
     """Solve ``spec`` for every platform and return the lock."""
     channels = list(opts.channels) or list(spec.channels)
-    platforms = list(opts.platforms) or list(spec.platforms) or [host_platform()]
+    previous = list(opts.previous.metadata.platforms) if opts.previous and opts.update else []
+    platforms = list(opts.platforms) or list(spec.platforms) or previous or [host_platform()]
     packages: list[LockedPackage] = []
     for platform in platforms:
         if opts.progress:

@@ -28,6 +28,7 @@ from builder.errors import FetchError
 from builder.layout import envyard_home
 
 UPSTREAM = "https://raw.githubusercontent.com/prefix-dev/parselmouth/main/files/compressed_mapping.json"
+LICENSE = "BSD-3-Clause, Copyright (c) 2023, prefix.dev GmbH"
 SHIPPED = Path(__file__).with_name("pypi-names.json")
 _PYPI_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 
@@ -81,7 +82,7 @@ def compact(mapping: dict[str, str | None]) -> dict[str, object]:
     targets = {canonicalize_name(v) for v in differ.values()}
     same_too = sorted(t for t in targets if (mapping.get(t) or "") and
                       canonicalize_name(mapping[t] or "") == t)
-    return {"source": UPSTREAM, "pypi_names": dict(sorted(differ.items())),
+    return {"source": UPSTREAM, "license": LICENSE, "pypi_names": dict(sorted(differ.items())),
             "not_python": sorted(k for k, v in mapping.items() if v is None),
             "same_too": same_too}
 

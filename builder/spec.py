@@ -64,11 +64,14 @@ class ChannelPolicy:
 
 @dataclass(frozen=True)
 class Dependency:
-    """One requirement as written, where it was written, and the platforms it applies to."""
+    """One requirement as written, where it was written, and the platforms it applies to;
+    ``match`` is the conda match spec as the solver reads it (conda's meaning of what was
+    written: ``python=3.12=*_cpython`` is ``python ==3.12 *_cpython``)."""
 
     spec: str
     line: int
     selector: str | None = None
+    match: str | None = None
 
     def applies_to(self, platform: str) -> bool:
         return self.selector is None or self.selector in _SELECTORS.get(platform, set())
@@ -91,7 +94,7 @@ class EnvSpec:
 
     def conda_specs(self, platform: str) -> list[str]:
         """The conda match specs for ``platform`` (plus ``pip`` when there is a pip section)."""
-        specs = [d.spec for d in self.conda if d.applies_to(platform)]
+        specs = [d.match or d.spec for d in self.conda if d.applies_to(platform)]
         if self.pip_specs(platform) and not any(_name(s) == "pip" for s in specs):
             specs.append("pip")
         return specs
@@ -132,13 +135,21 @@ def _conda_dep(item: Located, source: str, lines: list[str]) -> Dependency:
     text = " ".join(item.value.split())
     if not text:
         raise _fail("empty dependency", source, item)
+    match = None
     try:
-        rattler.MatchSpec(text)
-    except Exception as exc:
-        raise _fail(f"'{text}' is not a valid conda match spec: {exc}", source, item) from exc
+        rattler.MatchSpec(text, strict=True)
+    except Exception:
+        # conda's forms the solver's strict reader refuses (``name=ver=build``,
+        # ``name>=ver=build``): conda's lenient reading, written out as the solver reads it
+        try:
+            match = str(rattler.MatchSpec(text))
+            rattler.MatchSpec(match, strict=True)
+        except Exception as exc:
+            raise _fail(f"'{text}' is not a valid conda match spec: {exc}", source,
+                        item) from exc
     if _name(text) == "":
         raise _fail(f"'{text}' names no package", source, item)
-    return Dependency(text, item.line, _selector(lines, item.line))
+    return Dependency(text, item.line, _selector(lines, item.line), match)
 
 
 def _pip_dep(item: Located, source: str, lines: list[str]) -> Dependency:

@@ -155,7 +155,7 @@ def register(sub: Any) -> None:
     p.add_argument("file", type=Path, help="the environment.yml to lock")
     p.add_argument("-p", "--platform", action="append", default=[],
                    help="platform to lock for; repeat for several (default: the file's "
-                   "'platforms:', else this machine's)")
+                   "'platforms:', else with --update the lock's, else this machine's)")
     p.add_argument("-c", "--channel", action="append", default=[],
                    help="channel (name, URL or directory) replacing the file's; repeatable")
     p.add_argument("--update", action="append", default=[], metavar="PKG",

@@ -109,4 +109,20 @@ def test_several_platforms_in_one_lock(tmp_path: Path) -> None:
     for platform in ("linux-64", "osx-arm64"):
         names = {p.name for p in lock.for_platform(platform)}
         assert {"python", "pkg00042"} <= names
+    # an update keeps the lock's platforms when the file names none (before: this machine's)
+    bare = parse_spec("dependencies: [python 3.11.*, pkg00042]\n")
+    updated = lock_env(bare, LockOptions(channels=[str(ch)], cache_dir=tmp_path / "cache",
+                                         previous=lock, update=["pkg00042"]))
+    assert updated.metadata.platforms == ["linux-64", "osx-arm64"]
+    assert len(updated.for_platform("osx-arm64")) == len(lock.for_platform("osx-arm64"))
     shutil.rmtree(ch)
+
+
+def test_name_version_build_specs_solve(channel: Path, tmp_path: Path) -> None:
+    """conda's `name>=ver=build` (the real ml-notebook spec's `tensorflow>=2.17.0=cuda12*`)
+    locks (before: the spec reader took it and the solve refused its build string)."""
+    spec = parse_spec("dependencies:\n  - python>=3.11=*_cpython\n  - toolz=*=py*\n")
+    lock = lock_env(spec, LockOptions(channels=[str(channel)], platforms=["linux-64"],
+                                      cache_dir=tmp_path / "cache"))
+    files = {p.name: p.filename for p in lock.package}
+    assert files["python"].endswith("_cpython.conda") and "-py" in files["toolz"]

@@ -124,3 +124,25 @@ def test_channel_policy() -> None:
     assert err.value.line == 1
     ok = parse_spec("channels: [conda-forge]\ndependencies: [python]\n", policy=policy)
     assert ok.channels == ("conda-forge",)
+
+
+@pytest.mark.parametrize("text", ["python=3.11.7=*_cpython", "python>=3.11=*cpython*",
+                                  "tensorflow>=2.17.0=cuda12*", "pytorch=*=*cuda*",
+                                  "numpy=1.26", "libblas=*=*mkl", "python 3.11.* *_cpython"])
+def test_name_version_build_reads_as_conda_reads_it(text: str) -> None:
+    """conda's `name=ver=build` forms, which the solver's strict reader refuses, reach it
+    in a form it reads with conda's meaning (before: the reader passed them, the solve
+    failed on 'the build string is not valid')."""
+    import rattler
+    from conda_lock._vendor.conda.models.match_spec import MatchSpec
+    from rattler.package.build_string import BuildString
+
+    (match,) = parse_spec(f"dependencies: ['{text}']\n").conda_specs("linux-64")
+    ours, conda = rattler.MatchSpec(match, strict=True), MatchSpec(text)
+    name = conda.name
+    for version in ("3.11.7", "3.11.0", "3.11", "3.12.1", "2.17.0", "2.18.1", "1.26.4"):
+        for build in ("h0_cpython", "py311_cpython_0", "cuda126_h1", "cpu_h1", "mkl"):
+            record = rattler.PackageRecord(name, version, BuildString(build), 0, "linux-64")
+            assert ours.matches(record) == conda.match(
+                {"name": name, "version": version, "build": build, "build_number": 0}), \
+                (match, version, build)
