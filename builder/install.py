@@ -15,7 +15,7 @@ import json
 import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +31,7 @@ from builder.fetch import (
     reverify,
 )
 from builder.layout import guard_of, temp_beside, temps_of
-from builder.lock import LockedPackage, Lockfile
+from builder.lock import DEFAULT_CATEGORIES, LockedPackage, Lockfile
 from builder.pip_install import install_wheel
 from builder.pkgcache import check_extracted, forget, restamp
 
@@ -50,9 +50,11 @@ class InstallResult:
     seconds: float
 
 
-def fingerprint(lock: Lockfile, platform: str, variables: dict[str, str] | None = None) -> str:
+def fingerprint(lock: Lockfile, platform: str, variables: dict[str, str] | None = None,
+                categories: Sequence[str] = DEFAULT_CATEGORIES) -> str:
     """Identity of what a lock installs on ``platform``: every package's URL and sha256."""
-    items = sorted(f"{p.manager} {p.url} {p.hash.sha256}" for p in lock.for_platform(platform))
+    items = sorted(f"{p.manager} {p.url} {p.hash.sha256}"
+                   for p in lock.selected(platform, categories=categories))
     items += [f"var {k}={v}" for k, v in sorted((variables or {}).items())]
     return hashlib.sha256("\n".join([platform, *items]).encode()).hexdigest()
 
@@ -86,6 +88,10 @@ def check_installable(lock: Lockfile, platform: str, sources: Sources | None = N
         if seen.setdefault((p.manager, p.name), (p.url, p.hash.sha256)) != (p.url,
                                                                             p.hash.sha256):
             raise LockError(f"{p.name}: listed twice for {platform} with different files")
+        if p.manager == "pip" and p.url.split("+", 1)[0] in ("git", "hg", "svn", "bzr"):
+            raise LockError(f"{p.name}: a version-control requirement ({p.url.split('@')[0]}"
+                            "); envyard installs only wheels whose sha256 the lock records: "
+                            "build a wheel and lock it from an index")
         if not p.hash.sha256:
             raise LockError(f"{p.name}: the lock records no sha256; envyard installs only "
                             "packages it can verify")
@@ -122,11 +128,6 @@ async def _link(archives: list[Path], sha256s: list[str], staging: Path, final: 
                           reporter=Reporter())
 
 
-def _unique(packages: list[LockedPackage]) -> list[LockedPackage]:
-    """One entry per package (conda-lock lists a package once per category)."""
-    return list({p.name: p for p in packages}.values())
-
-
 def _python_version(conda: list[LockedPackage]) -> str | None:
     for p in conda:
         if p.name == "python":
@@ -150,8 +151,10 @@ def install_lock(lock: Lockfile, *, prefix: Path, platform: str, pkgs_dir: Path,
                  variables: dict[str, str] | None = None,
                  progress: Progress | None = None,
                  sources: Sources | None = None,
-                 stop: Callable[[], bool] | None = None) -> InstallResult:
-    """Build ``prefix`` from the ``platform`` part of ``lock``; reuse it if already built.
+                 stop: Callable[[], bool] | None = None,
+                 categories: Sequence[str] = DEFAULT_CATEGORIES) -> InstallResult:
+    """Build ``prefix`` from the ``platform`` part of ``lock`` (the packages of
+    ``categories``, as ``conda-lock install``); reuse it if already built.
 
     Every package URL is checked (``builder.fetch.check_url``) against ``sources`` before
     anything is fetched. ``timeout`` bounds fetching and linking together; ``stop()``,
@@ -167,19 +170,19 @@ def install_lock(lock: Lockfile, *, prefix: Path, platform: str, pkgs_dir: Path,
             for stale in temps_of(prefix, kind):
                 shutil.rmtree(stale, ignore_errors=True)
         return _install(lock, prefix, platform, pkgs_dir, force, timeout, variables or {},
-                        progress, sources, stop)
+                        progress, sources, stop, categories)
 
 
 def _install(lock: Lockfile, prefix: Path, platform: str, pkgs_dir: Path, force: bool,
              timeout: float, variables: dict[str, str],
              progress: Progress | None, sources: Sources | None,
-             stop: Callable[[], bool] | None) -> InstallResult:
+             stop: Callable[[], bool] | None, categories: Sequence[str]) -> InstallResult:
     start = time.perf_counter()
     deadline = Deadline(time.monotonic() + timeout, stop)
     check_installable(lock, platform, sources)
-    conda = _unique(lock.for_platform(platform, "conda"))
-    pip = _unique(lock.for_platform(platform, "pip"))
-    fp = fingerprint(lock, platform, variables)
+    conda = lock.selected(platform, "conda", categories=categories)
+    pip = lock.selected(platform, "pip", categories=categories)
+    fp = fingerprint(lock, platform, variables, categories)
     if installed_fingerprint(prefix) == fp:
         return InstallResult(prefix, platform, fp, True, len(conda), len(pip),
                              time.perf_counter() - start)

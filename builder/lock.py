@@ -13,7 +13,7 @@ import gc
 import os
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +21,7 @@ import msgspec
 import yaml
 
 from builder.errors import LockError, SpecError
+from builder.lock_writer import lock_text
 from builder.yamlfile import load_plain
 
 #: msgspec 0.22 crashed (SIGSEGV in _core) when builds in several threads converted locks at
@@ -58,6 +59,10 @@ class HashModel(_Strict, kw_only=True):
 class DependencySource(_Strict, kw_only=True):
     type: Literal["url"]
     url: str
+
+
+#: The categories conda-lock installs and renders unless told otherwise.
+DEFAULT_CATEGORIES = ("main", "dev")
 
 
 class LockedPackage(_Strict, kw_only=True):
@@ -120,6 +125,17 @@ class Lockfile(_Strict, kw_only=True):
         return [p for p in self.package if p.platform == platform
                 and (manager is None or p.manager == manager)]
 
+    def selected(self, platform: str, manager: str | None = None, *,
+                 categories: Sequence[str] = DEFAULT_CATEGORIES) -> list[LockedPackage]:
+        """What conda-lock installs and renders for ``platform``: the packages of
+        ``categories`` (its default: main and dev; an optional category only when asked
+        for), each once (a lock may list a package once per category)."""
+        chosen: dict[tuple[str, str], LockedPackage] = {}
+        for p in self.for_platform(platform, manager):
+            if p.category in categories:
+                chosen.setdefault((p.manager, p.name), p)
+        return list(chosen.values())
+
     def sorted(self) -> Lockfile:
         """Packages ordered as conda-lock writes them: by manager, name, platform."""
         with MSGSPEC_LOCK:
@@ -151,11 +167,8 @@ def dump_lock(lock: Lockfile, *, name: str = "conda-lock.yml") -> str:
     """The file text, byte for byte what conda-lock's writer produces for the same content."""
     lock = lock.sorted()
     sources = " ".join("-f " + s for s in lock.metadata.sources)
-    body = {"version": lock.version, "metadata": _without_none(lock.metadata),
-            "package": [_without_none(p) for p in lock.package]}
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    return _HEADER.format(name=name, sources=sources) + yaml.dump(body, Dumper=dumper,
-                                                                 sort_keys=False)
+    return _HEADER.format(name=name, sources=sources) + lock_text(
+        lock.version, _without_none(lock.metadata), [_without_none(p) for p in lock.package])
 
 
 def write_lock(lock: Lockfile, path: Path) -> None:
@@ -220,6 +233,11 @@ def parse_lock(text: str | bytes, *, source: str = "conda-lock.yml",
     if data.get("version") != 1:
         raise LockError(f"{source}: unsupported lock version {data.get('version')!r}; "
                         "envyard reads conda-lock's unified format version 1")
+    meta = data.get("metadata")
+    if isinstance(meta, dict) and isinstance(meta.get("channels"), list):
+        # older conda-lock wrote a channel as its plain URL; conda-lock still reads that
+        meta["channels"] = [{"url": c, "used_env_vars": []} if isinstance(c, str) else c
+                            for c in meta["channels"]]
     try:
         with MSGSPEC_LOCK:
             return msgspec.convert(data, Lockfile)

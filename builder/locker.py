@@ -15,7 +15,7 @@ from typing import Any
 from builder.content_hash import content_hash
 from builder.errors import SolveError, SpecError
 from builder.lock import HashModel, LockChannel, LockedPackage, Lockfile, LockMeta
-from builder.solve import DEFAULT_TIMEOUT, SolveRequest, channel_url, solve
+from builder.solve import DEFAULT_TIMEOUT, SolveRequest, channel_url, solve, solve_all
 from builder.spec import EnvSpec
 from builder.virtual import VirtualPackages, load_virtual_packages
 
@@ -51,9 +51,10 @@ def _dependencies(depends: Sequence[str]) -> dict[str, str]:
     return deps
 
 
-def locked_package(record: Any, platform: str) -> LockedPackage:
+def locked_package(record: Any, platform: str, category: str = "main") -> LockedPackage:
     """One solved rattler record as a conda-lock entry."""
     return LockedPackage(
+        category=category, optional=category != "main",
         name=record.name.normalized, version=str(record.version), manager="conda",
         platform=platform, dependencies=_dependencies(record.depends), url=str(record.url),
         hash=HashModel(md5=record.md5.hex() if record.md5 else "",
@@ -113,21 +114,25 @@ def lock_env(spec: EnvSpec, opts: LockOptions) -> Lockfile:
     channels = list(opts.channels) or list(spec.channels)
     previous = list(opts.previous.metadata.platforms) if opts.previous and opts.update else []
     platforms = list(opts.platforms) or list(spec.platforms) or previous or [host_platform()]
-    packages: list[LockedPackage] = []
-    for platform in platforms:
+    reqs = [SolveRequest(specs=spec.conda_specs(platform), channels=channels,
+                         platform=platform, virtual=opts.virtual, timeout=opts.timeout,
+                         cache_dir=opts.cache_dir / "repodata",
+                         constraints=list(opts.constraints)) for platform in platforms]
+    if opts.previous is not None and opts.update:
+        solved = []
+        for req in reqs:
+            if opts.progress:
+                opts.progress(f"solving {req.platform}")
+            prev = opts.previous.for_platform(req.platform, "conda")
+            solved.append(_solve_update(req, prev, set(opts.update), channels,
+                                        opts.cache_dir / "repodata"))
+    else:
         if opts.progress:
-            opts.progress(f"solving {platform}")
-        req = SolveRequest(specs=spec.conda_specs(platform), channels=channels,
-                           platform=platform, virtual=opts.virtual, timeout=opts.timeout,
-                           cache_dir=opts.cache_dir / "repodata",
-                           constraints=list(opts.constraints))
-        if opts.previous is not None and opts.update:
-            prev = opts.previous.for_platform(platform, "conda")
-            records = _solve_update(req, prev, set(opts.update), channels,
-                                    opts.cache_dir / "repodata")
-        else:
-            records = solve(req)
-        conda = [locked_package(r, platform) for r in records]
+            opts.progress(f"solving {', '.join(platforms)}")
+        solved = solve_all(reqs)
+    packages: list[LockedPackage] = []
+    for platform, records in zip(platforms, solved, strict=True):
+        conda = [locked_package(r, platform, spec.category) for r in records]
         packages += conda
         pip_specs = spec.pip_specs(platform)
         if pip_specs:
@@ -139,6 +144,7 @@ def lock_env(spec: EnvSpec, opts: LockOptions) -> Lockfile:
                            if v.name in ("__glibc", "__osx")), None)
             packages += lock_pip(pip_specs, conda=conda, platform=platform,
                                  index_url=opts.pip_index, system=system,
+                                 category=spec.category,
                                  extra_index_urls=spec.pip_repositories, timeout=opts.timeout)
     hashes = {p: content_hash(spec, p, channels=channels, virtual=opts.virtual)
               for p in platforms}

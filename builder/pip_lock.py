@@ -109,7 +109,8 @@ def _marker_env(python: str, platform: str) -> dict[str, str]:
 
 def lock_pip(requirements: Sequence[str], *, conda: Sequence[LockedPackage], platform: str,
              index_url: str | None, extra_index_urls: Sequence[str] = (),
-             system: str | None = None, timeout: float = 300) -> list[LockedPackage]:
+             system: str | None = None, category: str = "main",
+             timeout: float = 300) -> list[LockedPackage]:
     """Resolve ``requirements`` and return the pip packages conda does not provide;
     ``extra_index_urls`` are the spec's ``pip-repositories``, ``system`` the glibc (or
     macOS) version the lock assumes."""
@@ -158,5 +159,6 @@ def lock_pip(requirements: Sequence[str], *, conda: Sequence[LockedPackage], pla
         sha256 = info.get("archive_info", {}).get("hashes", {}).get("sha256")
         out.append(LockedPackage(name=name, version=meta["version"], manager="pip",
                                  platform=platform, dependencies=deps, url=info["url"],
-                                 hash=HashModel(sha256=sha256)))
+                                 hash=HashModel(sha256=sha256), category=category,
+                                 optional=category != "main"))
     return out

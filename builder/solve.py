@@ -6,6 +6,7 @@ conflict, or raises ``SolveTimeout`` when the limit passes; it never hangs.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import re
 from collections.abc import Sequence
@@ -55,10 +56,9 @@ def _clean(message: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", message).strip()
 
 
-async def _solve(req: SolveRequest) -> list[Any]:
+async def _solve(req: SolveRequest, gateway: Any) -> list[Any]:
     import rattler
 
-    gateway = rattler.Gateway(cache_dir=req.cache_dir)
     channels = [rattler.Channel(channel_url(c)) for c in req.channels]
     return await rattler.solve(
         sources=channels, specs=list(req.specs), gateway=gateway,
@@ -68,26 +68,51 @@ async def _solve(req: SolveRequest) -> list[Any]:
         constraints=list(req.constraints) or None)
 
 
+def _error(req: SolveRequest, exc: BaseException) -> SolveError:
+    """rattler's failure as the user reads it: a conflict, a timeout or another error."""
+    if isinstance(exc, SolveError):
+        return exc
+    name = type(exc).__name__
+    text = _clean(str(exc))
+    if any(w in text.lower() for w in ("timeout", "timed out", "has been cancelled")):
+        return SolveTimeout(f"{req.platform}: the solve ran out of time "
+                            f"({req.timeout:.0f} s): {text}")
+    if name == "SolverError":
+        return SolveError(f"{req.platform}: the specs cannot be satisfied:\n{text}")
+    return SolveError(f"{req.platform}: could not solve ({name}): {text}")
+
+
 def solve(req: SolveRequest) -> list[Any]:
     """Solve one platform; return rattler ``RepoDataRecord``s sorted by name."""
-    if not req.channels:
-        raise SolveError("no channels to solve against: list some under 'channels:' "
-                         "or pass --channel")
-    try:
-        records = run_with_timeout(
-            lambda: _solve(req), timeout=req.timeout + 5,
-            on_timeout=lambda: SolveTimeout(
-                f"{req.platform}: the solve took longer than {req.timeout:.0f} s and was "
-                "stopped; narrow the specs (pin versions) or raise the limit"))
-    except SolveError:
-        raise
-    except Exception as exc:
-        name = type(exc).__name__
-        text = _clean(str(exc))
-        if any(w in text.lower() for w in ("timeout", "timed out", "has been cancelled")):
-            raise SolveTimeout(f"{req.platform}: the solve ran out of time "
-                               f"({req.timeout:.0f} s): {text}") from None
-        if name == "SolverError":
-            raise SolveError(f"{req.platform}: the specs cannot be satisfied:\n{text}") from None
-        raise SolveError(f"{req.platform}: could not solve ({name}): {text}") from None
-    return sorted(records, key=lambda r: r.name.normalized)
+    return solve_all([req])[0]
+
+
+def solve_all(reqs: Sequence[SolveRequest]) -> list[list[Any]]:
+    """Solve several platforms at once, each result as ``solve`` gives it: one gateway, so
+    repodata every platform reads (noarch) is loaded once, and the solves run side by side
+    (rattler solves off the GIL). The first platform that fails raises its error."""
+    import rattler
+
+    for req in reqs:
+        if not req.channels:
+            raise SolveError("no channels to solve against: list some under 'channels:' "
+                             "or pass --channel")
+
+    async def run() -> list[Any]:
+        gateway = rattler.Gateway(cache_dir=reqs[0].cache_dir)
+        return await asyncio.gather(*(_solve(r, gateway) for r in reqs),
+                                    return_exceptions=True)
+
+    limit = max(r.timeout for r in reqs)
+    results = run_with_timeout(
+        run, timeout=limit + 5,
+        on_timeout=lambda: SolveTimeout(
+            f"{', '.join(r.platform for r in reqs)}: the solve took longer than "
+            f"{limit:.0f} s and was stopped; narrow the specs (pin versions) or raise the "
+            "limit"))
+    out = []
+    for req, result in zip(reqs, results, strict=True):
+        if isinstance(result, BaseException):
+            raise _error(req, result) from None
+        out.append(sorted(result, key=lambda r: r.name.normalized))
+    return out

@@ -156,6 +156,14 @@ def _pip_dep(item: Located, source: str, lines: list[str]) -> Dependency:
     from packaging.requirements import InvalidRequirement, Requirement  # slow: only for pip
 
     text = item.value.strip()
+    if re.match(r"^(\S+\s*@\s*)?(git|hg|svn|bzr)\+", text):
+        raise _fail(f"'{text}': a version-control requirement cannot be locked: envyard "
+                    "installs only wheels whose sha256 it records; build a wheel and serve "
+                    "it from an index under 'pip-repositories'", source, item)
+    if re.search(r"\s--hash[=\s]", text):
+        raise _fail(f"'{text}': --hash pins are pip's own lock; envyard records each "
+                    "wheel's sha256 in the lock it makes: write the requirement without "
+                    "--hash", source, item)
     if text.startswith(("-e ", "--editable", "-r ", "--")):
         raise _fail(f"pip option '{text}' cannot be locked; list plain requirements", source,
                     item)
@@ -175,9 +183,12 @@ def _channels(item: Located, source: str, policy: ChannelPolicy) -> tuple[list[s
         if name == "nodefaults":
             nodefaults = True
             continue
-        if not (_CHANNEL_NAME_RE.match(name) or name.startswith(("https://", "http://",
-                                                                  "file://"))):
-            raise _fail(f"'{name}' is not a channel name or URL", source, c)
+        if name.startswith("/"):  # a local channel directory, as `-c DIR` takes it
+            name = Path(name).as_uri()
+        elif not (_CHANNEL_NAME_RE.match(name) or name.startswith(("https://", "http://",
+                                                                    "file://"))):
+            raise _fail(f"'{name}' is not a channel name, URL or absolute directory", source,
+                        c)
         try:
             name = canonical_channel(name)
         except UnsafeURL as exc:

@@ -54,6 +54,14 @@ def channel() -> Path:
 
 
 @pytest.fixture(scope="session")
+def corpus_channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """conda-forge's metadata for every package of the real corpus locks (repodata only)."""
+    from tests.corpus_channel import corpus_channel
+
+    return corpus_channel(tmp_path_factory.mktemp("corpus-channel"))
+
+
+@pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cache")
 

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from builder.layout import envyard_home
 from service.console import emit_json, info
 
 
@@ -84,6 +83,8 @@ def cmd_image_push(args: argparse.Namespace) -> None:
     spec = ImageSpec(base=args.base, dest=args.dest or f"/opt/envyard/envs/{prefix.name}",
                      title=prefix.name, lock_sha256=lock_sha, created=created,
                      max_layers=args.max_layers)
+    from builder.layout import envyard_home
+
     home = envyard_home()
     store = BlobStore(args.store or home / "images")
     password = os.environ.get("ENVYARD_IMAGE_REGISTRY_PASSWORD")

@@ -41,6 +41,18 @@ def cmd_lock(args: argparse.Namespace) -> None:
         print(f"{args.output}: {platform}: {n} packages")
 
 
+def _categories(args: argparse.Namespace) -> list[str]:
+    """The lock's categories to use, as conda-lock's install and render choose them."""
+    return ["main", *(["dev"] if args.dev else []), *args.extras]
+
+
+def _category_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-e", "--extras", action="append", default=[], metavar="CATEGORY",
+                   help="also the packages of this optional category; repeatable")
+    p.add_argument("--no-dev", dest="dev", action="store_false",
+                   help="leave out the dev category (included by default, as conda-lock does)")
+
+
 def cmd_build(args: argparse.Namespace) -> None:
     from builder.install import install_lock
     from builder.lock import read_lock
@@ -51,7 +63,7 @@ def cmd_build(args: argparse.Namespace) -> None:
     with progress(not args.quiet and not args.json) as show:
         result = install_lock(lock, prefix=args.prefix, platform=args.platform or host_platform(),
                               pkgs_dir=args.home / "pkgs", force=args.force,
-                              progress=show.step)
+                              progress=show.step, categories=_categories(args))
         if args.pack is not None:
             from builder.pack import pack_prefix
 
@@ -90,7 +102,7 @@ def cmd_render(args: argparse.Namespace) -> None:
     from builder.render import render_explicit
 
     platform = args.platform or host_platform()
-    text = render_explicit(read_lock(args.lockfile), platform)
+    text = render_explicit(read_lock(args.lockfile), platform, _categories(args))
     if args.json:
         emit_json({"platform": platform, "explicit": text,
                    "packages": sum(1 for line in text.splitlines() if "://" in line)})
@@ -137,8 +149,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
 def cmd_pypi_names(args: argparse.Namespace) -> None:
     from builder import pypi_names
 
-    path = pypi_names.refresh(args.url)
-    info(f"the conda -> PyPI name map is now {path} (from {args.url})")
+    url = args.url or pypi_names.UPSTREAM
+    path = pypi_names.refresh(url)
+    info(f"the conda -> PyPI name map is now {path} (from {url})")
 
 
 def cmd_demo_channel(args: argparse.Namespace) -> None:
@@ -187,6 +200,7 @@ def register(sub: Any) -> None:
                    "machine's)")
     p.add_argument("--force", action="store_true",
                    help="replace an environment at PREFIX built from another lock")
+    _category_options(p)
     common(p)
     p.set_defaults(func=cmd_build)
 
@@ -207,6 +221,7 @@ def register(sub: Any) -> None:
     p.add_argument("lockfile", type=Path)
     p.add_argument("-p", "--platform", help="default: this machine's")
     p.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
+    _category_options(p)
     common(p, home=False, quiet=False)
     p.set_defaults(func=cmd_render)
 
@@ -224,13 +239,12 @@ def register(sub: Any) -> None:
     common(p)
     p.set_defaults(func=cmd_demo)
 
-    from builder.pypi_names import UPSTREAM
-
     p = sub.add_parser("pypi-names", help="refresh the conda-forge -> PyPI name map",
                        description="Download the current conda-forge -> PyPI name mapping "
                        "(prefix.dev's parselmouth, as pixi uses it) into ENVYARD_HOME, where "
                        "pip: sections read it instead of the one shipped with envyard.")
-    p.add_argument("--url", default=UPSTREAM, help="where the mapping is (default: %(default)s)")
+    p.add_argument("--url", help="where the mapping is (default: parselmouth's "
+                   "compressed_mapping.json on GitHub)")
     p.set_defaults(func=cmd_pypi_names)
 
     p = sub.add_parser("demo-channel", help="fetch the pinned wheels and build the demo "

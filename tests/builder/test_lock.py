@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from builder.errors import LockError
 from builder.lock import dump_lock, parse_lock, read_lock, write_lock
@@ -149,3 +152,109 @@ def test_write_is_atomic_on_failure(our_lock: Path, tmp_path: Path) -> None:
 def test_huge_lock_is_refused_before_parsing() -> None:
     with pytest.raises(LockError, match="the limit is 1000"):
         parse_lock(GOOD + "#" * 2000, max_bytes=1000)
+
+
+@pytest.mark.parametrize("ours,theirs", [
+    ((), ()),
+    (("main", "docs"), ("--no-dev-dependencies", "-e", "docs")),
+    (("main", "dev", "docs"), ("-e", "docs"))], ids=["default", "no-dev+docs", "docs"])
+def test_categories_are_chosen_as_conda_lock_chooses_them(
+        our_lock: Path, tmp_path: Path, ours: tuple[str, ...], theirs: tuple[str, ...]) -> None:
+    """dev is rendered unless left out, an optional category only when named (before:
+    render showed main only, and build installed every category)."""
+    import msgspec
+
+    lock = read_lock(our_lock)
+    extra = {"toolz": "dev", "numpy": "docs"}
+    lock.package = [msgspec.structs.replace(p, category=extra[p.name], optional=True)
+                    if p.name in extra else p for p in lock.package]
+    path = tmp_path / "conda-lock.yml"
+    write_lock(lock, path)
+    cli = Path(sys.executable).with_name("conda-lock")
+    done = subprocess.run([str(cli), "render", "-k", "explicit", "-p", "linux-64", *theirs,
+                           str(path)], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    expected = (tmp_path / "conda-linux-64.lock").read_text()
+    rendered = render_explicit(lock, "linux-64", *([ours] if ours else []))
+    assert rendered == expected
+    assert ("/toolz-" in rendered) == ("dev" in (ours or ("main", "dev")))
+    assert ("/numpy-" in rendered) == ("docs" in ours)
+
+
+def test_a_specs_category_is_written_to_its_packages(channel: Path, cache_dir: Path) -> None:
+    from builder.spec import parse_spec
+
+    spec = parse_spec("category: dev\ndependencies: [python 3.11.*, toolz]\n")
+    lock = lock_env(spec, LockOptions(channels=[str(channel)], platforms=["linux-64"],
+                                      cache_dir=cache_dir))
+    assert {(p.category, p.optional) for p in lock.package} == {("dev", True)}
+
+
+def test_plain_string_channels_of_older_locks_are_read(our_lock: Path) -> None:
+    """Older conda-lock wrote `channels: [conda-forge]`; conda-lock reads it, so do we
+    (before: 'invalid lock', exit 12)."""
+    from conda_lock.lockfile import parse_conda_lock_file
+
+    text = our_lock.read_text()
+    url = read_lock(our_lock).metadata.channels[0].url
+    old = text.replace(f"  - url: {url}\n    used_env_vars: []\n", f"  - {url}\n", 1)
+    assert old != text
+    path = our_lock.with_name("old-conda-lock.yml")
+    path.write_text(old)
+    assert parse_conda_lock_file(path).metadata.channels[0].url == url
+    assert [c.url for c in read_lock(path).metadata.channels] == [url]
+    assert dump_lock(read_lock(path)) == text
+
+
+def test_a_git_pip_entry_renders_as_conda_lock_renders_it(our_lock: Path,
+                                                         tmp_path: Path) -> None:
+    """conda-lock writes a git requirement with its commit in `hash.sha256` and its URL in
+    `source`; render gives pip `name @ git+...@commit` (before: a bogus `#sha256=<commit>`),
+    and a build refuses it with the reason, not 'sha256 is not 64 hex digits'."""
+    from builder.install import check_installable
+    from builder.lock import DependencySource, HashModel, LockedPackage
+
+    lock = read_lock(our_lock)
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    url = f"git+https://github.com/example/tool.git@{commit}"
+    lock.package.append(LockedPackage(
+        name="tool", version="1.0", manager="pip", platform="linux-64", url=url,
+        hash=HashModel(sha256=commit), source=DependencySource(type="url", url=url)))
+    path = tmp_path / "conda-lock.yml"
+    write_lock(lock, path)
+    cli = Path(sys.executable).with_name("conda-lock")
+    done = subprocess.run([str(cli), "render", "-k", "explicit", "-p", "linux-64",
+                           str(path)], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    rendered = render_explicit(read_lock(path), "linux-64")
+    assert rendered == (tmp_path / "conda-linux-64.lock").read_text()
+    assert f"# pip tool @ {url}\n" in rendered
+    with pytest.raises(LockError, match="tool: a version-control requirement"):
+        check_installable(read_lock(path), "linux-64", None)
+
+
+_TEXT = st.text(st.sampled_from("ab1e.-_:/+*'\"#@!&%?{}[],|>=<~ é\t"), max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=_TEXT, version=_TEXT, dep_name=_TEXT, dep=_TEXT, md5=_TEXT)
+def test_the_lock_writer_writes_what_pyyaml_writes(name: str, version: str, dep_name: str,
+                                                   dep: str, md5: str) -> None:
+    """The direct writer gives PyYAML's bytes for any string, quoting and all (the strings
+    a hostile or odd lock may hold: YAML indicators, quotes, numbers, spaces, non-ASCII)."""
+    import yaml
+
+    from builder.lock_writer import lock_text
+
+    package = {"name": name, "version": version, "manager": "conda", "platform": "linux-64",
+               "dependencies": {dep_name: dep} if dep_name else {},
+               "url": f"https://e.org/{name}", "hash": {"md5": md5}, "category": "main",
+               "optional": False}
+    meta = {"platforms": ["linux-64"]}
+    packages = [package, copy.deepcopy(package)]  # two objects: one would be an alias
+    expected = yaml.dump({"version": 1, "metadata": meta, "package": packages},
+                         Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper),
+                         sort_keys=False)
+    assert lock_text(1, meta, packages) == expected

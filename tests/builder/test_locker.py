@@ -126,3 +126,12 @@ def test_name_version_build_specs_solve(channel: Path, tmp_path: Path) -> None:
                                       cache_dir=tmp_path / "cache"))
     files = {p.name: p.filename for p in lock.package}
     assert files["python"].endswith("_cpython.conda") and "-py" in files["toolz"]
+
+
+def test_a_channel_directory_in_the_spec_locks(channel: Path, tmp_path: Path) -> None:
+    """`channels: [/abs/dir]` is the same channel as `-c DIR` (before: refused as 'not a
+    channel name or URL')."""
+    spec = parse_spec(f"channels: [{channel}]\ndependencies: [python 3.11.*, toolz]\n")
+    lock = lock_env(spec, LockOptions(platforms=["linux-64"], cache_dir=tmp_path / "cache"))
+    assert [c.url for c in lock.metadata.channels] == [channel.as_uri()]
+    assert all(p.url.startswith(channel.as_uri()) for p in lock.package)

@@ -74,6 +74,14 @@ BAD = {
     "variables": ("variables: [A]\ndependencies: [python]\n", 1, "'variables' must be"),
     "dup-key": ("name: a\nname: b\ndependencies: [python]\n", 2, "duplicate key"),
     "empty": ("", None, "empty"),
+    "git-pip": ("dependencies:\n  - pip:\n    - git+https://e.org/x.git@v1\n", 3,
+                "version-control requirement cannot be locked"),
+    "named-git-pip": ("dependencies:\n  - pip:\n    - 'x @ git+https://e.org/x@abc'\n", 3,
+                      "version-control requirement"),
+    "hash-pip": ("dependencies:\n  - pip:\n    - x==1.0 --hash=sha256:00\n", 3,
+                 "write the requirement without --hash"),
+    "relative-channel": ("channels: [./local]\ndependencies: [python]\n", 1,
+                         "absolute directory"),
 }
 
 
