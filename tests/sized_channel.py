@@ -6,7 +6,7 @@ and the dependency graph, from ``../shared/corpus``) becomes a real ``.conda`` a
 lock does not record files, so each package gets a deterministic number of files (1 to
 ~300, a long tail as conda-forge has: most packages small, a few very large) of 256 B to
 64 KB, Python packages under ``site-packages`` and the rest under ``lib/``, with a prefix
-placeholder in some text files: ~22,000 files, ~250 MB installed, scaled down to fit a
+placeholder in one small text file in thirty: ~22,000 files, ~250 MB installed, scaled down to fit a
 test machine's disk. Virtual-package dependencies (``__glibc``, ``__cuda``) are dropped.
 """
 
@@ -22,7 +22,7 @@ from builder.lock import LockedPackage, read_lock
 from tests.corpus_channel import CORPUS
 
 LOCK = CORPUS / "pangeo-pytorch-notebook" / "2026-01-31-2f5532bd" / "conda-lock.yml"
-VERSION = "1"  # bump when the shape changes, so cached channels are rebuilt
+VERSION = "2"  # bump when the shape changes, so cached channels are rebuilt
 
 
 def _files(p: LockedPackage, rng: random.Random) -> list[PackageFile]:
@@ -35,10 +35,11 @@ def _files(p: LockedPackage, rng: random.Random) -> list[PackageFile]:
         size = int(256 * 2 ** rng.uniform(0, 8))  # 256 B .. 64 KB, log-uniform
         half = rng.randbytes(size // 2)  # about as compressible as a shared library
         data = half + bytes(size - len(half))
-        if i % 10 == 0:  # a text file that names its prefix, as scripts and .pc files do
+        if i % 30 == 0:  # a small text file naming its prefix, as scripts and .pc files do
             files.append(PackageFile(f"{root}/config_{i}.txt",
                                      f"prefix={PREFIX_PLACEHOLDER}\n".encode() + data.hex()
-                                     [:size].encode(), prefix_placeholder=PREFIX_PLACEHOLDER))
+                                     [:min(size, 2048)].encode(),
+                                     prefix_placeholder=PREFIX_PLACEHOLDER))
         else:
             files.append(PackageFile(f"{root}/{'mod' if python else 'part'}_{i}.bin", data))
     return files

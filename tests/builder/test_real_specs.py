@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from builder.locker import LockOptions, lock_env
 from builder.spec import parse_spec, read_spec
 from builder.virtual import load_virtual_packages
@@ -65,3 +67,25 @@ def test_a_pip_section_on_a_real_conda_forge_environment(corpus_channel: Path,
     pip = {p.name for p in lock.package if p.manager == "pip"}
     assert {"_openmp_mutex", "libgcc", "numpy", "scipy"} <= conda
     assert pip == {"python-slugify", "text-unidecode"}
+
+
+@pytest.mark.slow
+def test_a_pangeo_sized_environment_installs(tmp_path_factory: pytest.TempPathFactory,
+                                             tmp_path: Path) -> None:
+    """885 packages shaped like the real pytorch-notebook lock lock, install (their text
+    files relocated to the prefix) and are reused as one environment."""
+    from builder.install import install_lock
+    from tests.sized_channel import sized_channel, sized_spec
+
+    channel = sized_channel(tmp_path_factory.mktemp("sized-channel"))
+    lock = lock_env(parse_spec(sized_spec()), LockOptions(
+        channels=[str(channel)], platforms=["linux-64"], cache_dir=tmp_path / "cache"))
+    assert len(lock.package) == 885
+    prefix = tmp_path / "env"
+    result = install_lock(lock, prefix=prefix, platform="linux-64", pkgs_dir=tmp_path / "pkgs")
+    assert result.conda_packages == 885 and not result.reused
+    assert len(list((prefix / "conda-meta").glob("*.json"))) == 885
+    relocated = next((prefix / "lib" / "libgcc").glob("config_*.txt")).read_text()
+    assert relocated.startswith(f"prefix={prefix}\n")
+    again = install_lock(lock, prefix=prefix, platform="linux-64", pkgs_dir=tmp_path / "pkgs")
+    assert again.reused
