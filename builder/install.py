@@ -31,7 +31,7 @@ from builder.fetch import (
     reverify,
 )
 from builder.layout import guard_of, temp_beside, temps_of
-from builder.lock import DEFAULT_CATEGORIES, LockedPackage, Lockfile
+from builder.lock import DEFAULT_CATEGORIES, LockedPackage, Lockfile, no_packages_in
 from builder.pip_install import install_wheel
 from builder.pkgcache import check_extracted, forget, restamp
 
@@ -53,8 +53,8 @@ class InstallResult:
 def fingerprint(lock: Lockfile, platform: str, variables: dict[str, str] | None = None,
                 categories: Sequence[str] = DEFAULT_CATEGORIES) -> str:
     """Identity of what a lock installs on ``platform``: every package's URL and sha256."""
-    items = sorted(f"{p.manager} {p.url} {p.hash.sha256}"
-                   for p in lock.selected(platform, categories=categories))
+    items = sorted(f"{p.manager} {p.url} {p.hash.sha256}" for p in lock.for_platform(platform)
+                   if p.category in categories)  # every entry, as before categories counted
     items += [f"var {k}={v}" for k, v in sorted((variables or {}).items())]
     return hashlib.sha256("\n".join([platform, *items]).encode()).hexdigest()
 
@@ -182,6 +182,8 @@ def _install(lock: Lockfile, prefix: Path, platform: str, pkgs_dir: Path, force:
     check_installable(lock, platform, sources)
     conda = lock.selected(platform, "conda", categories=categories)
     pip = lock.selected(platform, "pip", categories=categories)
+    if not conda:
+        raise LockError(no_packages_in(lock, platform, categories))
     fp = fingerprint(lock, platform, variables, categories)
     if installed_fingerprint(prefix) == fp:
         return InstallResult(prefix, platform, fp, True, len(conda), len(pip),

@@ -40,11 +40,35 @@ _HEADER = """\
 #
 # Install this environment as "YOURENV" with:
 #     conda-lock install -n YOURENV {name}
+"""
+_DEV = """\
+# This lock contains optional development dependencies. Include them in the installed environment with:
+#     conda-lock install --dev-dependencies -n YOURENV {name}
+"""
+_EXTRAS = """\
+# This lock contains optional dependency categories {extras}. Include them in the installed environment with:
+#     conda-lock install {flags} -n YOURENV {name}
+"""
+_FOOTER = """\
 # To update a single package to the latest version compatible with the version constraints in the source:
 #     conda-lock lock  --lockfile {name} --update PACKAGE
 # To re-solve the entire environment, e.g. after changing a version constraint in the source file:
 #     conda-lock {sources} --lockfile {name}
 """
+
+
+def _header(lock: Lockfile, name: str) -> str:
+    """conda-lock's comment header, which names the lock's optional categories."""
+    categories = {p.category for p in lock.package}
+    text = _HEADER.format(name=name)
+    if "dev" in categories:
+        text += _DEV.format(name=name)
+    extras = sorted(categories - {"main", "dev"})
+    if extras:
+        text += _EXTRAS.format(extras=", ".join(extras), name=name,
+                               flags=" ".join("-e " + e for e in extras))
+    sources = " ".join("-f " + s for s in lock.metadata.sources)
+    return text + _FOOTER.format(name=name, sources=sources)
 
 
 class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -63,6 +87,15 @@ class DependencySource(_Strict, kw_only=True):
 
 #: The categories conda-lock installs and renders unless told otherwise.
 DEFAULT_CATEGORIES = ("main", "dev")
+
+
+def no_packages_in(lock: Lockfile, platform: str, categories: Sequence[str]) -> str:
+    """Why a selection is empty, and how to choose the lock's other categories."""
+    others = sorted({p.category for p in lock.for_platform(platform)} - set(categories))
+    hint = f"; its categories are {', '.join(others)}: add them with -e CATEGORY" \
+        if others else ""
+    return (f"the lock has no conda packages for {platform} in the categories "
+            f"{', '.join(categories)}{hint}")
 
 
 class LockedPackage(_Strict, kw_only=True):
@@ -166,8 +199,7 @@ def _without_none(value: Any) -> Any:
 def dump_lock(lock: Lockfile, *, name: str = "conda-lock.yml") -> str:
     """The file text, byte for byte what conda-lock's writer produces for the same content."""
     lock = lock.sorted()
-    sources = " ".join("-f " + s for s in lock.metadata.sources)
-    return _HEADER.format(name=name, sources=sources) + lock_text(
+    return _header(lock, name) + lock_text(
         lock.version, _without_none(lock.metadata), [_without_none(p) for p in lock.package])
 
 

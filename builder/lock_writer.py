@@ -12,7 +12,6 @@ never depends on the shortcut.
 
 from __future__ import annotations
 
-import functools
 import io
 import re
 from typing import Any
@@ -21,7 +20,9 @@ import yaml
 import yaml.emitter
 import yaml.resolver
 
-_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+#: conda-lock writes with PyYAML's Python emitter; libyaml's differs on edge cases (an
+#: empty or 128-character key, a carriage return), so the fallback is the Python one.
+_DUMPER = yaml.SafeDumper
 _STR = "tag:yaml.org,2002:str"
 _resolver = yaml.resolver.Resolver()
 #: Starts with no YAML indicator and holds no character that needs a look by the emitter.
@@ -33,14 +34,15 @@ class _Unsupported(Exception):
     """A value the template does not write; PyYAML writes its package instead."""
 
 
-@functools.lru_cache(maxsize=65536)
 def _scalar(value: str, key: bool = False) -> str:
     """``value`` as PyYAML's block style writes it (plain or single-quoted)."""
     if not value:
+        if key:
+            raise _Unsupported(value)  # PyYAML writes an empty key as `? ''`
         return "''"
     if " " in value or len(value) > (100 if key else 1000):
         raise _Unsupported(value)  # may be folded, or a long key written as `? key`
-    if (_PLAIN.fullmatch(value) and not value.endswith(":")
+    if (_PLAIN.fullmatch(value) and not value.endswith(":") and not value.startswith("...")
             and _resolver.resolve(yaml.ScalarNode, value, (True, False)) == _STR):
         return value  # what the emitter's analysis allows plain, without running it
     analysis = _analyzer.analyze_scalar(value)
@@ -54,9 +56,17 @@ def _scalar(value: str, key: bool = False) -> str:
     raise _Unsupported(value)
 
 
-def _value(value: Any) -> str:
+class _Styles(dict[tuple[str, bool], str]):
+    """The strings of one lock, styled once each (hashes and URLs repeat per category)."""
+
+    def __missing__(self, item: tuple[str, bool]) -> str:
+        self[item] = styled = _scalar(*item)
+        return styled
+
+
+def _value(value: Any, styles: _Styles) -> str:
     if isinstance(value, str):
-        return _scalar(value)
+        return styles[value, False]
     if value is True:
         return "true"
     if value is False:
@@ -64,24 +74,24 @@ def _value(value: Any) -> str:
     raise _Unsupported(value)
 
 
-def _mapping(entries: dict[str, Any], indent: str) -> list[str]:
+def _mapping(entries: dict[str, Any], indent: str, styles: _Styles) -> list[str]:
     lines = []
     for key, value in entries.items():
         if isinstance(value, dict):
             if not value:
-                lines.append(f"{indent}{_scalar(key, True)}: {{}}")
+                lines.append(f"{indent}{styles[key, True]}: {{}}")
             else:
-                lines.append(f"{indent}{_scalar(key, True)}:")
-                lines += _mapping(value, indent + "  ")
+                lines.append(f"{indent}{styles[key, True]}:")
+                lines += _mapping(value, indent + "  ", styles)
         else:
-            lines.append(f"{indent}{_scalar(key, True)}: {_value(value)}")
+            lines.append(f"{indent}{styles[key, True]}: {_value(value, styles)}")
     return lines
 
 
-def package_text(package: dict[str, Any]) -> str:
+def package_text(package: dict[str, Any], styles: _Styles | None = None) -> str:
     """One entry of ``package:`` (``- name: ...``), as PyYAML writes it."""
     try:
-        lines = _mapping(package, "  ")
+        lines = _mapping(package, "  ", _Styles() if styles is None else styles)
     except _Unsupported:
         return yaml.dump([package], Dumper=_DUMPER, sort_keys=False)
     return "- " + "\n".join(lines)[2:] + "\n"
@@ -94,4 +104,5 @@ def lock_text(version: int, metadata: dict[str, Any], packages: list[dict[str, A
                          Dumper=_DUMPER, sort_keys=False)
     head = yaml.dump({"version": version, "metadata": metadata}, Dumper=_DUMPER,
                      sort_keys=False)
-    return head + "package:\n" + "".join(package_text(p) for p in packages)
+    styles = _Styles()
+    return head + "package:\n" + "".join(package_text(p, styles) for p in packages)

@@ -112,8 +112,10 @@ def _solve_update(req: SolveRequest, previous: list[LockedPackage], update: set[
 def lock_env(spec: EnvSpec, opts: LockOptions) -> Lockfile:
     """Solve ``spec`` for every platform and return the lock."""
     channels = list(opts.channels) or list(spec.channels)
-    previous = list(opts.previous.metadata.platforms) if opts.previous and opts.update else []
-    platforms = list(opts.platforms) or list(spec.platforms) or previous or [host_platform()]
+    previous_platforms = list(opts.previous.metadata.platforms) \
+        if opts.previous and opts.update else []
+    platforms = list(opts.platforms) or list(spec.platforms) or previous_platforms \
+        or [host_platform()]
     reqs = [SolveRequest(specs=spec.conda_specs(platform), channels=channels,
                          platform=platform, virtual=opts.virtual, timeout=opts.timeout,
                          cache_dir=opts.cache_dir / "repodata",
@@ -143,11 +145,18 @@ def lock_env(spec: EnvSpec, opts: LockOptions) -> Lockfile:
             system = next((v.version for v in opts.virtual.for_platform(platform)
                            if v.name in ("__glibc", "__osx")), None)
             packages += lock_pip(pip_specs, conda=conda, platform=platform,
-                                 index_url=opts.pip_index, system=system,
+                                 index_url=opts.pip_index, system_version=system,
                                  category=spec.category,
                                  extra_index_urls=spec.pip_repositories, timeout=opts.timeout)
     hashes = {p: content_hash(spec, p, channels=channels, virtual=opts.virtual)
               for p in platforms}
+    kept = [p for p in previous_platforms if p not in platforms]
+    if kept and opts.previous is not None:  # an update of some platforms keeps the others
+        packages += [p for p in opts.previous.package if p.platform in kept]
+        hashes |= {p: opts.previous.metadata.content_hash[p] for p in kept
+                   if p in opts.previous.metadata.content_hash}
+        platforms = [*previous_platforms, *(p for p in platforms if p not in kept and
+                                            p not in previous_platforms)]
     meta = LockMeta(content_hash=hashes, channels=[LockChannel(url=c) for c in channels],
                     platforms=platforms, sources=[Path(spec.source).name])
     return Lockfile(metadata=meta, package=packages).sorted()

@@ -28,6 +28,7 @@ from builder.pypi_names import pypi_name
 
 _ARCH = {"linux-64": "x86_64", "linux-aarch64": "aarch64", "linux-ppc64le": "ppc64le",
          "osx-64": "x86_64", "osx-arm64": "arm64"}
+_WINDOWS = {"win-64": "win_amd64", "win-arm64": "win_arm64", "win-32": "win32"}
 _LEGACY_MANYLINUX = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
 
 
@@ -40,11 +41,12 @@ def platform_tags(platform: str, system: str | None) -> list[str]:
     """The wheel platform tags pip may pick for ``platform``, newest first, from the
     system the lock assumes (its ``__glibc`` or ``__osx`` virtual package): a wheel built
     for a newer glibc than the lock's would not run where the lock says it does."""
-    if platform == "win-64":
-        return ["win_amd64"]
+    if platform in _WINDOWS:
+        return [_WINDOWS[platform]]
     arch = _ARCH.get(platform)
     if arch is None:
-        return []
+        raise SolveError(f"{platform}: envyard does not know which wheels run there; lock "
+                         "its pip: section for another platform")
     if platform.startswith("linux"):
         major, minor = _major_minor(system or "2.17")
         tags = []
@@ -109,11 +111,11 @@ def _marker_env(python: str, platform: str) -> dict[str, str]:
 
 def lock_pip(requirements: Sequence[str], *, conda: Sequence[LockedPackage], platform: str,
              index_url: str | None, extra_index_urls: Sequence[str] = (),
-             system: str | None = None, category: str = "main",
+             system_version: str | None = None, category: str = "main",
              timeout: float = 300) -> list[LockedPackage]:
     """Resolve ``requirements`` and return the pip packages conda does not provide;
-    ``extra_index_urls`` are the spec's ``pip-repositories``, ``system`` the glibc (or
-    macOS) version the lock assumes."""
+    ``extra_index_urls`` are the spec's ``pip-repositories``, ``system_version`` the
+    glibc (or macOS) version the lock assumes."""
     python = _python_version(conda)
     provided = {name for p in conda if (name := pypi_name(p.name)) is not None}
     with tempfile.TemporaryDirectory(prefix="envyard-pip-") as tmp:
@@ -125,7 +127,7 @@ def lock_pip(requirements: Sequence[str], *, conda: Sequence[LockedPackage], pla
                "--only-binary=:all:", "--implementation", "cp", "--python-version", python,
                "--abi", "cp" + python.replace(".", ""), "--target", str(Path(tmp) / "target"),
                "-r", str(reqs), "-c", str(cons)]
-        for tag in platform_tags(platform, system):
+        for tag in platform_tags(platform, system_version):
             cmd += ["--platform", tag]
         env = dict(os.environ)
         if index_url:

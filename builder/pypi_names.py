@@ -16,17 +16,20 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import re
 import tempfile
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from packaging.utils import canonicalize_name
 
 from builder.errors import FetchError
 from builder.layout import envyard_home
 
+logger = logging.getLogger(__name__)
 UPSTREAM = "https://raw.githubusercontent.com/prefix-dev/parselmouth/main/files/compressed_mapping.json"
 LICENSE = "BSD-3-Clause, Copyright (c) 2023, prefix.dev GmbH"
 SHIPPED = Path(__file__).with_name("pypi-names.json")
@@ -38,12 +41,39 @@ def refreshed_path() -> Path:
     return envyard_home() / "pypi-names.json"
 
 
+def _valid(data: object) -> bool:
+    """The shape ``compact`` writes (a refreshed file may be anything)."""
+    if not isinstance(data, dict):
+        return False
+    names, not_python, same_too = (data.get(k) for k in ("pypi_names", "not_python",
+                                                          "same_too"))
+    return (isinstance(names, dict) and all(isinstance(k, str) and isinstance(v, str)
+                                            for k, v in names.items())
+            and isinstance(not_python, list) and all(isinstance(n, str) for n in not_python)
+            and isinstance(same_too, list) and all(isinstance(n, str) for n in same_too))
+
+
+def _load() -> dict[str, Any]:
+    """The refreshed map if it is whole, else the shipped one."""
+    refreshed = refreshed_path()
+    if refreshed.exists():
+        try:
+            data = json.loads(refreshed.read_text())
+            if _valid(data):
+                return data  # type: ignore[no-any-return]  # checked by _valid
+        except (OSError, ValueError):
+            pass
+        logger.warning("%s is not a conda -> PyPI name map; using the one shipped with "
+                       "envyard (run `envyard pypi-names` to refresh it)", refreshed)
+    shipped: dict[str, Any] = json.loads(SHIPPED.read_text())
+    return shipped
+
+
 @functools.cache
 def _maps() -> tuple[dict[str, str], frozenset[str], dict[str, str]]:
     """(conda -> PyPI where they differ, conda names that are not Python's, PyPI -> the
     conda package to use for it where that is not the same name)."""
-    path = refreshed_path() if refreshed_path().exists() else SHIPPED
-    data = json.loads(path.read_text())
+    data = _load()
     differ = {k: canonicalize_name(v) for k, v in data["pypi_names"].items()}
     prefer_same = set(data["same_too"])
     reverse: dict[str, str] = {}
@@ -96,8 +126,11 @@ def refresh(url: str = UPSTREAM, dest: Path | None = None, *, timeout: float = 6
             mapping = json.load(resp)
     except (OSError, ValueError) as exc:
         raise FetchError(f"cannot refresh the PyPI name map from {url}: {exc}") from exc
-    if not isinstance(mapping, dict) or not mapping:
-        raise FetchError(f"{url} does not hold a conda -> PyPI name mapping")
+    if not isinstance(mapping, dict) or not mapping or not all(
+            isinstance(k, str) and (v is None or isinstance(v, str))
+            for k, v in mapping.items()):
+        raise FetchError(f"{url} does not hold a conda -> PyPI name mapping (conda name: "
+                         "PyPI name or null)")
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".pypi-names.", dir=dest.parent)
     with os.fdopen(fd, "w") as f:

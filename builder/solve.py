@@ -69,16 +69,19 @@ async def _solve(req: SolveRequest, gateway: Any) -> list[Any]:
 
 
 def _error(req: SolveRequest, exc: BaseException) -> SolveError:
-    """rattler's failure as the user reads it: a conflict, a timeout or another error."""
+    """rattler's failure as the user reads it: a conflict, a channel that cannot be read,
+    a timeout, or another error (a conflict naming ``async-timeout`` is still a conflict)."""
     if isinstance(exc, SolveError):
         return exc
     name = type(exc).__name__
     text = _clean(str(exc))
-    if any(w in text.lower() for w in ("timeout", "timed out", "has been cancelled")):
+    if name == "SolverError" and "cancel" not in text.lower():
+        return SolveError(f"{req.platform}: the specs cannot be satisfied:\n{text}")
+    if "error sending request" in text or name in ("GatewayError", "FetchRepoDataError"):
+        return SolveError(f"{req.platform}: cannot read the channels' package index: {text}")
+    if name == "SolverError" or "timed out" in text.lower() or "timeout" in name.lower():
         return SolveTimeout(f"{req.platform}: the solve ran out of time "
                             f"({req.timeout:.0f} s): {text}")
-    if name == "SolverError":
-        return SolveError(f"{req.platform}: the specs cannot be satisfied:\n{text}")
     return SolveError(f"{req.platform}: could not solve ({name}): {text}")
 
 
@@ -93,6 +96,8 @@ def solve_all(reqs: Sequence[SolveRequest]) -> list[list[Any]]:
     (rattler solves off the GIL). The first platform that fails raises its error."""
     import rattler
 
+    if not reqs:
+        return []
     for req in reqs:
         if not req.channels:
             raise SolveError("no channels to solve against: list some under 'channels:' "
@@ -104,8 +109,8 @@ def solve_all(reqs: Sequence[SolveRequest]) -> list[list[Any]]:
                                     return_exceptions=True)
 
     limit = max(r.timeout for r in reqs)
-    results = run_with_timeout(
-        run, timeout=limit + 5,
+    results = run_with_timeout(  # each solve has its limit; together, what they had in turn
+        run, timeout=sum(r.timeout for r in reqs) + 5,
         on_timeout=lambda: SolveTimeout(
             f"{', '.join(r.platform for r in reqs)}: the solve took longer than "
             f"{limit:.0f} s and was stopped; narrow the specs (pin versions) or raise the "

@@ -65,13 +65,14 @@ class ChannelPolicy:
 @dataclass(frozen=True)
 class Dependency:
     """One requirement as written, where it was written, and the platforms it applies to;
-    ``match`` is the conda match spec as the solver reads it (conda's meaning of what was
-    written: ``python=3.12=*_cpython`` is ``python ==3.12 *_cpython``)."""
+    ``solver_spec`` is the conda match spec as the solver reads it (conda's meaning of what was
+    written: ``python=3.12=*_cpython`` is ``python ==3.12 *_cpython``), when that differs
+    from what it reads in ``spec``."""
 
     spec: str
     line: int
     selector: str | None = None
-    match: str | None = None
+    solver_spec: str | None = None
 
     def applies_to(self, platform: str) -> bool:
         return self.selector is None or self.selector in _SELECTORS.get(platform, set())
@@ -94,7 +95,7 @@ class EnvSpec:
 
     def conda_specs(self, platform: str) -> list[str]:
         """The conda match specs for ``platform`` (plus ``pip`` when there is a pip section)."""
-        specs = [d.match or d.spec for d in self.conda if d.applies_to(platform)]
+        specs = [d.solver_spec or d.spec for d in self.conda if d.applies_to(platform)]
         if self.pip_specs(platform) and not any(_name(s) == "pip" for s in specs):
             specs.append("pip")
         return specs
@@ -135,21 +136,31 @@ def _conda_dep(item: Located, source: str, lines: list[str]) -> Dependency:
     text = " ".join(item.value.split())
     if not text:
         raise _fail("empty dependency", source, item)
-    match = None
+    if "::" not in text and re.match(r"^([A-Za-z][A-Za-z0-9+.-]*://|/)", text):
+        raise _fail(f"'{text}': a package URL cannot be locked from a spec (it would be "
+                    "fetched from anywhere); name the package and list its channel under "
+                    "'channels:'", source, item)
     try:
-        rattler.MatchSpec(text, strict=True)
+        conda = rattler.MatchSpec(text)  # conda's reading: lenient
+    except Exception as exc:
+        raise _fail(f"'{text}' is not a valid conda match spec: {exc}", source, item) from exc
+    try:
+        solver = str(rattler.MatchSpec(text, strict=True))
     except Exception:
-        # conda's forms the solver's strict reader refuses (``name=ver=build``,
-        # ``name>=ver=build``): conda's lenient reading, written out as the solver reads it
+        solver = None  # a form only conda reads (``name=ver=build``, ``name>=ver=build``)
+    solver_spec = None
+    if solver != str(conda):
+        # the solver would read it otherwise (``python=3.12 *_cpython``) or not at all:
+        # give it conda's reading, written as it reads it
+        solver_spec = str(conda)
         try:
-            match = str(rattler.MatchSpec(text))
-            rattler.MatchSpec(match, strict=True)
+            rattler.MatchSpec(solver_spec, strict=True)
         except Exception as exc:
             raise _fail(f"'{text}' is not a valid conda match spec: {exc}", source,
                         item) from exc
     if _name(text) == "":
         raise _fail(f"'{text}' names no package", source, item)
-    return Dependency(text, item.line, _selector(lines, item.line), match)
+    return Dependency(text, item.line, _selector(lines, item.line), solver_spec)
 
 
 def _pip_dep(item: Located, source: str, lines: list[str]) -> Dependency:
@@ -183,19 +194,19 @@ def _channels(item: Located, source: str, policy: ChannelPolicy) -> tuple[list[s
         if name == "nodefaults":
             nodefaults = True
             continue
-        if name.startswith("/"):  # a local channel directory, as `-c DIR` takes it
-            name = Path(name).as_uri()
-        elif not (_CHANNEL_NAME_RE.match(name) or name.startswith(("https://", "http://",
-                                                                    "file://"))):
+        directory = name.startswith("/")  # a local channel directory, as `-c DIR` takes it
+        if not (directory or _CHANNEL_NAME_RE.match(name) or name.startswith(
+                ("https://", "http://", "file://"))):
             raise _fail(f"'{name}' is not a channel name, URL or absolute directory", source,
                         c)
         try:
-            name = canonical_channel(name)
+            canonical = canonical_channel(Path(name).as_uri() if directory else name)
         except UnsafeURL as exc:
             raise _fail(str(exc), source, c) from None
-        if not policy.check(name):
+        if not policy.check(canonical):
             raise _fail(f"channel '{name}' is not allowed here (allowed: "
                         f"{', '.join(policy.allowed or ())})", source, c)
+        name = name if directory else canonical  # as written: conda-lock hashes it so
         if name in out:
             raise _fail(f"channel '{name}' is listed twice", source, c)
         out.append(name)
@@ -264,7 +275,11 @@ def parse_spec(text: str | bytes, *, source: str = "environment.yml",
             variables[k] = "" if v.value is None else str(v.value)
     repos = [r.value for r in _strings(doc["pip-repositories"], "pip-repositories", source)] \
         if "pip-repositories" in doc else []
-    category = str(doc["category"].value) if "category" in doc else "main"
+    category = doc["category"].value if "category" in doc else None
+    if category is not None and not (isinstance(category, str) and NAME_RE.match(category)):
+        raise _fail(f"'category' must be a name like 'main' or 'dev', not {category!r}",
+                    source, doc["category"])
+    category = category or "main"  # as conda-lock: an empty category is main
     return EnvSpec(source=source, name=name, channels=tuple(channels), conda=tuple(conda),
                    pip=tuple(pip), platforms=tuple(platforms), variables=variables,
                    category=category, pip_repositories=tuple(repos), nodefaults=nodefaults)

@@ -16,6 +16,7 @@ from pathlib import Path
 from builder.lock import read_lock
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
+VERSION = "1"  # bump when the records change, so written channels are rebuilt
 
 
 def _build_number(build: str) -> int:
@@ -26,7 +27,7 @@ def _build_number(build: str) -> int:
 def corpus_channel(out: Path, locks: list[Path] | None = None) -> Path:
     """Write the channel under ``out`` (once: a written channel is reused); return it."""
     done = out / ".complete"
-    if done.exists():
+    if done.exists() and done.read_text() == VERSION:
         return out
     subdirs: dict[str, dict[str, dict[str, object]]] = {}
     for path in locks or sorted(CORPUS.rglob("conda-lock.yml")):
@@ -53,7 +54,7 @@ def corpus_channel(out: Path, locks: list[Path] | None = None) -> Path:
         tmp = out / subdir / "repodata.json.part"
         tmp.write_text(json.dumps(body, separators=(",", ":")))
         tmp.replace(out / subdir / "repodata.json")
-    done.touch()
+    done.write_text(VERSION)
     return out
 
 

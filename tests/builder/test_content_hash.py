@@ -62,8 +62,11 @@ dependencies:
 
 
 @pytest.mark.filterwarnings("ignore:Marker:UserWarning")
-@pytest.mark.parametrize("text", [ENV_WITH_EVERYTHING],
-                         ids=["selectors+pip+channel"])
+@pytest.mark.parametrize("text", [
+    ENV_WITH_EVERYTHING,
+    "channels: [/srv/channels/team, conda-forge]\ndependencies: [python=3.11, numpy]\n",
+    "category: dev\ndependencies: [python=3.12=*_cpython, numpy]\n",
+], ids=["selectors+pip+channel", "channel-directory", "category+name=ver=build"])
 def test_equals_conda_lock_compute_content_hashes(text: str, tmp_path: Path) -> None:
     from conda_lock.content_hash import compute_content_hashes
     from conda_lock.src_parser import make_lock_spec

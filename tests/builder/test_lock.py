@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from builder.errors import LockError
@@ -170,6 +170,12 @@ def test_categories_are_chosen_as_conda_lock_chooses_them(
                     if p.name in extra else p for p in lock.package]
     path = tmp_path / "conda-lock.yml"
     write_lock(lock, path)
+    from conda_lock.lockfile import parse_conda_lock_file, write_conda_lock_file
+
+    rewritten = tmp_path / "rewritten" / "conda-lock.yml"  # header: the dev and docs lines
+    rewritten.parent.mkdir()
+    write_conda_lock_file(parse_conda_lock_file(path), rewritten, metadata_choices=None)
+    assert rewritten.read_text() == path.read_text()
     cli = Path(sys.executable).with_name("conda-lock")
     done = subprocess.run([str(cli), "render", "-k", "explicit", "-p", "linux-64", *theirs,
                            str(path)], cwd=tmp_path, capture_output=True, text=True,
@@ -182,13 +188,25 @@ def test_categories_are_chosen_as_conda_lock_chooses_them(
     assert ("/numpy-" in rendered) == ("docs" in ours)
 
 
-def test_a_specs_category_is_written_to_its_packages(channel: Path, cache_dir: Path) -> None:
+def test_a_specs_category_is_written_to_its_packages(channel: Path, cache_dir: Path,
+                                                    pkgs_dir: Path, tmp_path: Path) -> None:
+    """...and a lock whose packages are all optional builds only when they are asked for
+    (before: an empty environment, reported built)."""
+    from builder.install import install_lock
     from builder.spec import parse_spec
 
-    spec = parse_spec("category: dev\ndependencies: [python 3.11.*, toolz]\n")
+    spec = parse_spec("category: docs\ndependencies: [python 3.11.*, toolz]\n")
     lock = lock_env(spec, LockOptions(channels=[str(channel)], platforms=["linux-64"],
                                       cache_dir=cache_dir))
-    assert {(p.category, p.optional) for p in lock.package} == {("dev", True)}
+    assert {(p.category, p.optional) for p in lock.package} == {("docs", True)}
+    with pytest.raises(LockError, match="its categories are docs: add them with -e"):
+        install_lock(lock, prefix=tmp_path / "env", platform="linux-64", pkgs_dir=pkgs_dir)
+    assert not (tmp_path / "env").exists()
+    with pytest.raises(LockError, match="no conda packages"):
+        render_explicit(lock, "linux-64")
+    built = install_lock(lock, prefix=tmp_path / "env", platform="linux-64",
+                         pkgs_dir=pkgs_dir, categories=["main", "docs"])
+    assert built.conda_packages == len(lock.package)
 
 
 def test_plain_string_channels_of_older_locks_are_read(our_lock: Path) -> None:
@@ -240,6 +258,8 @@ _TEXT = st.text(st.sampled_from("ab1e.-_:/+*'\"#@!&%?{}[],|>=<~ é\t"), max_size
 
 @settings(max_examples=300, deadline=None)
 @given(name=_TEXT, version=_TEXT, dep_name=_TEXT, dep=_TEXT, md5=_TEXT)
+@example(name="...", version="...", dep_name="...", dep="...x", md5=".../x")  # document end
+@example(name="a", version="1", dep_name="", dep="x", md5="\r")  # `? ''`, a line break
 def test_the_lock_writer_writes_what_pyyaml_writes(name: str, version: str, dep_name: str,
                                                    dep: str, md5: str) -> None:
     """The direct writer gives PyYAML's bytes for any string, quoting and all (the strings
@@ -249,12 +269,12 @@ def test_the_lock_writer_writes_what_pyyaml_writes(name: str, version: str, dep_
     from builder.lock_writer import lock_text
 
     package = {"name": name, "version": version, "manager": "conda", "platform": "linux-64",
-               "dependencies": {dep_name: dep} if dep_name else {},
+               "dependencies": {dep_name: dep, **({} if dep else {"zz": ""})},
                "url": f"https://e.org/{name}", "hash": {"md5": md5}, "category": "main",
                "optional": False}
     meta = {"platforms": ["linux-64"]}
     packages = [package, copy.deepcopy(package)]  # two objects: one would be an alias
     expected = yaml.dump({"version": 1, "metadata": meta, "package": packages},
-                         Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper),
+                         Dumper=yaml.SafeDumper,  # conda-lock's: PyYAML's Python emitter
                          sort_keys=False)
     assert lock_text(1, meta, packages) == expected

@@ -115,6 +115,13 @@ def test_several_platforms_in_one_lock(tmp_path: Path) -> None:
                                          previous=lock, update=["pkg00042"]))
     assert updated.metadata.platforms == ["linux-64", "osx-arm64"]
     assert len(updated.for_platform("osx-arm64")) == len(lock.for_platform("osx-arm64"))
+    # and updating one platform keeps the others as they were (as conda-lock does)
+    one = lock_env(bare, LockOptions(channels=[str(ch)], cache_dir=tmp_path / "cache",
+                                     platforms=["linux-64"], previous=lock,
+                                     update=["pkg00042"]))
+    assert one.metadata.platforms == ["linux-64", "osx-arm64"]
+    assert one.for_platform("osx-arm64") == lock.for_platform("osx-arm64")
+    assert one.metadata.content_hash["osx-arm64"] == lock.metadata.content_hash["osx-arm64"]
     shutil.rmtree(ch)
 
 
@@ -133,5 +140,5 @@ def test_a_channel_directory_in_the_spec_locks(channel: Path, tmp_path: Path) ->
     channel name or URL')."""
     spec = parse_spec(f"channels: [{channel}]\ndependencies: [python 3.11.*, toolz]\n")
     lock = lock_env(spec, LockOptions(platforms=["linux-64"], cache_dir=tmp_path / "cache"))
-    assert [c.url for c in lock.metadata.channels] == [channel.as_uri()]
+    assert [c.url for c in lock.metadata.channels] == [str(channel)]  # as conda-lock has it
     assert all(p.url.startswith(channel.as_uri()) for p in lock.package)

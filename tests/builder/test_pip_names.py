@@ -48,7 +48,7 @@ def test_a_pip_section_on_conda_forge_packages_keeps_conda_s(pypi_index: str) ->
     """`_openmp_mutex` is no pip pin (before: `-openmp-mutex==4.5`, an invalid option),
     and `dask` is what conda's `dask-core` provides (before: pip installed dask again)."""
     pip = lock_pip(["dask", "jupyter-core"], conda=CONDA_FORGE, platform="linux-64",
-                   index_url=pypi_index, system="2.28")
+                   index_url=pypi_index, system_version="2.28")
     names = {p.name for p in pip}
     assert "toolz" in names  # what this short conda list lacks comes from pip ...
     assert not names & {"dask", "jupyter-core", "openmp-mutex"}  # ... what it has does not
@@ -57,7 +57,7 @@ def test_a_pip_section_on_conda_forge_packages_keeps_conda_s(pypi_index: str) ->
 def test_a_pip_conflict_shows_pips_explanation(pypi_index: str) -> None:
     with pytest.raises(SolveError) as err:
         lock_pip(["dask==2026.1.2"], conda=CONDA_FORGE, platform="linux-64",
-                 index_url=pypi_index, system="2.28")
+                 index_url=pypi_index, system_version="2.28")
     message = str(err.value)
     assert "pip cannot resolve" in message
     assert "dask==2026.1.2" in message and "2025.12.0" in message  # both sides shown
@@ -92,6 +92,7 @@ def mapping_server(tmp_path: Path) -> Iterator[str]:
     (tmp_path / "mapping.json").write_text(json.dumps(
         {"dask-core": "dask", "libfoo": None, "my_tool": "my-tool", "fancy": "Fancy"}))
     (tmp_path / "broken.json").write_text("[]")
+    (tmp_path / "odd.json").write_text('{"dask-core": ["dask"]}')
     server = http.server.ThreadingHTTPServer(
         ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(tmp_path)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -104,8 +105,10 @@ def test_the_name_map_is_refreshed_from_upstream(mapping_server: str, tmp_path: 
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ENVYARD_HOME", str(tmp_path / "home"))
     try:
-        with pytest.raises(FetchError, match="does not hold"):
-            pypi_names.refresh(f"{mapping_server}/broken.json")
+        for bad in ("broken.json", "odd.json"):
+            with pytest.raises(FetchError, match="does not hold"):
+                pypi_names.refresh(f"{mapping_server}/{bad}")
+        assert not list((tmp_path / "home").glob("*"))  # nothing half-written
         assert pypi_names.pypi_name("libgcc") is None  # the shipped map still answers
         path = pypi_names.refresh(f"{mapping_server}/mapping.json")
         assert path == tmp_path / "home" / "pypi-names.json"
@@ -113,5 +116,8 @@ def test_the_name_map_is_refreshed_from_upstream(mapping_server: str, tmp_path: 
         assert pypi_names.pypi_name("my_tool") == "my-tool"
         assert pypi_names.pypi_name("libgcc") == "libgcc"  # the new map replaces the old
         assert pypi_names.conda_name("dask") == "dask-core"
+        path.write_text('{"pypi_names": {}}')  # damaged: the shipped map answers again
+        pypi_names._maps.cache_clear()
+        assert pypi_names.pypi_name("libgcc") is None
     finally:
         pypi_names._maps.cache_clear()

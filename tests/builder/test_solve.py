@@ -11,7 +11,7 @@ import pytest
 from builder.aio import run_with_timeout
 from builder.demo.synthetic import synthetic_channel
 from builder.errors import SolveError, SolveTimeout, SpecError
-from builder.solve import SolveRequest, solve
+from builder.solve import SolveRequest, solve, solve_all
 from builder.virtual import load_virtual_packages
 
 
@@ -97,3 +97,27 @@ def test_bad_virtual_package_spec(tmp_path: Path) -> None:
     spec.write_text("subdirs:\n  linux-64:\n    packages:\n      glibc: '2.99'\n")
     with pytest.raises(SpecError, match="not a virtual package"):
         load_virtual_packages(spec)
+
+
+def test_a_missing_package_named_like_a_timeout_is_missing(channel: Path,
+                                                          cache_dir: Path) -> None:
+    """conda-forge has `async-timeout`: its absence is a conflict, not 'ran out of time'."""
+    with pytest.raises(SolveError, match="cannot be satisfied") as err:
+        solve(_req(channel, ["python", "async-timeout"], cache_dir))
+    assert not isinstance(err.value, SolveTimeout)
+
+
+def test_an_unreachable_channel_says_so(cache_dir: Path) -> None:
+    with pytest.raises(SolveError, match="cannot read the channels' package index") as err:
+        solve(_req("http://127.0.0.1:9", ["python"], cache_dir))  # type: ignore[arg-type]
+    assert not isinstance(err.value, SolveTimeout)
+
+
+def test_platforms_solved_at_once_fail_by_the_first_that_fails(tmp_path: Path,
+                                                               cache_dir: Path) -> None:
+    ch = synthetic_channel(tmp_path / "ch", records=2000, subdirs=("linux-64", "osx-arm64"))
+    good = _req(ch, ["python 3.11.*", "pkg00042"], cache_dir, platform="linux-64")
+    bad = _req(ch, ["python 3.11.*", "no-such-package"], cache_dir, platform="osx-arm64")
+    assert len(solve_all([good, good])) == 2 and solve_all([]) == []
+    with pytest.raises(SolveError, match="osx-arm64: the specs cannot be satisfied"):
+        solve_all([good, bad])

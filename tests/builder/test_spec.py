@@ -80,6 +80,9 @@ BAD = {
                       "version-control requirement"),
     "hash-pip": ("dependencies:\n  - pip:\n    - x==1.0 --hash=sha256:00\n", 3,
                  "write the requirement without --hash"),
+    "url-conda": ("dependencies:\n  - https://e.org/c/noarch/x-1-0.conda\n", 2,
+                  "a package URL cannot be locked"),
+    "category-list": ("category: [a, b]\ndependencies: [python]\n", 1, "'category' must be"),
     "relative-channel": ("channels: [./local]\ndependencies: [python]\n", 1,
                          "absolute directory"),
 }
@@ -136,7 +139,9 @@ def test_channel_policy() -> None:
 
 @pytest.mark.parametrize("text", ["python=3.11.7=*_cpython", "python>=3.11=*cpython*",
                                   "tensorflow>=2.17.0=cuda12*", "pytorch=*=*cuda*",
-                                  "numpy=1.26", "libblas=*=*mkl", "python 3.11.* *_cpython"])
+                                  "numpy=1.26", "libblas=*=*mkl", "python 3.11.* *_cpython",
+                                  "python=3.11 *_cpython", "python 3.11", "numpy 1.26|1.27",
+                                  "python=3.11.7 h0_cpython", "numpy >=1.26,<2"])
 def test_name_version_build_reads_as_conda_reads_it(text: str) -> None:
     """conda's `name=ver=build` forms, which the solver's strict reader refuses, reach it
     in a form it reads with conda's meaning (before: the reader passed them, the solve
@@ -148,7 +153,8 @@ def test_name_version_build_reads_as_conda_reads_it(text: str) -> None:
     (match,) = parse_spec(f"dependencies: ['{text}']\n").conda_specs("linux-64")
     ours, conda = rattler.MatchSpec(match, strict=True), MatchSpec(text)
     name = conda.name
-    for version in ("3.11.7", "3.11.0", "3.11", "3.12.1", "2.17.0", "2.18.1", "1.26.4"):
+    for version in ("3.11.7", "3.11.0", "3.11", "3.12.1", "2.17.0", "2.18.1", "1.26.4", "1.26",
+                    "1.27"):
         for build in ("h0_cpython", "py311_cpython_0", "cuda126_h1", "cpu_h1", "mkl"):
             record = rattler.PackageRecord(name, version, BuildString(build), 0, "linux-64")
             assert ours.matches(record) == conda.match(
