@@ -37,7 +37,8 @@ def demo_env(work: Path, pkgs: Path) -> tuple[Lockfile, Path]:
 
 
 def run(cmd: list[str], **kw: object) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KiB) of one whole process."""
+    """Wall seconds and peak RSS (KiB) of one whole process. Linux keeps a process's peak
+    across exec, so the peak is only the command's when this process is smaller."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw)
     _, status, usage = os.wait4(proc.pid, 0)

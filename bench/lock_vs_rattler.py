@@ -17,6 +17,8 @@ from pathlib import Path
 
 from common import ENVYARD, REPO, channel, exit_now, median, report, run
 
+from builder.demo.synthetic import record_count as synthetic_record_count
+from builder.demo.synthetic import synthetic_channel
 from builder.lock import read_lock
 from tests.corpus_channel import CORPUS, corpus_channel, record_count
 
@@ -74,6 +76,13 @@ def main() -> None:
         ours, raw = measure(big, forge, names, ["linux-64"], work, cuda=True)
         report(f"lock pytorch-notebook-sized, linux-64 ({len(names)} specs)", ours, raw,
                "raw rattler script", "<= 1.15x")
+        synthetic = synthetic_channel(work / "synthetic", records=50_000)
+        specs = ["python 3.11.*", "pkg01500", "pkg02000", "pkg01999", "pkg00900", "pkg02050"]
+        env = work / "synthetic.yml"
+        env.write_text("dependencies:\n" + "".join(f"  - {s}\n" for s in specs))
+        ours, raw = measure(env, synthetic, specs, ["linux-64"], work)
+        report(f"lock synthetic ({synthetic_record_count(synthetic)} records; the solve "
+               "dominates)", ours, raw, "raw rattler script", "<= 1.15x")
 
 
 if __name__ == "__main__":
