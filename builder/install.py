@@ -8,6 +8,7 @@ A prefix remembers the lock it was built from, so rebuilding an identical lock i
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import hashlib
 import itertools
@@ -118,7 +119,7 @@ async def _link(archives: list[Path], sha256s: list[str], staging: Path, final: 
             if progress:
                 progress("link", self.linked, len(archives))
 
-    records = [await rattler.RepoDataRecord.from_package_archive(a) for a in archives]
+    records = await asyncio.gather(*map(rattler.RepoDataRecord.from_package_archive, archives))
     for archive, record, sha256 in zip(archives, records, sha256s, strict=True):
         if record.sha256 is None or record.sha256.hex() != sha256:
             raise HashMismatch(f"{archive.name} changed in the package cache after it was "
