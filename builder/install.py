@@ -72,18 +72,21 @@ Progress = Callable[[str, int, int], None]
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
-def check_installable(lock: Lockfile, platform: str, sources: Sources | None = None) -> None:
+def check_installable(lock: Lockfile, platform: str, sources: Sources | None = None,
+                      categories: Sequence[str] = DEFAULT_CATEGORIES) -> None:
     """Refuse, before anything is fetched, a lock that cannot give a verified environment
-    for ``platform``: no packages for it, a package twice, a sha256 that is missing or not
-    one, a URL outside ``sources`` (``check_url``), a package listed twice with different
-    files. The service runs this at push time and
-    every install runs it again."""
+    for ``platform``: no packages for it (in ``categories``), a package twice, a sha256
+    that is missing or not one, a URL outside ``sources`` (``check_url``), a package
+    listed twice with different files. The service runs this at push time and every
+    install runs it again."""
     if platform not in lock.metadata.platforms:
         raise LockError(f"the lock has no packages for {platform} (it has: "
                         f"{', '.join(lock.metadata.platforms)}); re-lock with -p {platform}")
     packages = lock.for_platform(platform)
     if not any(p.manager == "conda" for p in packages):
         raise LockError(f"the lock lists {platform} but no conda packages for it")
+    if not lock.selected(platform, "conda", categories=categories):
+        raise LockError(no_packages_in(lock, platform, categories))
     seen: dict[tuple[str, str], tuple[str, str | None]] = {}
     for p in packages:  # conda-lock repeats a package once per category: same file
         if seen.setdefault((p.manager, p.name), (p.url, p.hash.sha256)) != (p.url,
@@ -180,11 +183,9 @@ def _install(lock: Lockfile, prefix: Path, platform: str, pkgs_dir: Path, force:
              stop: Callable[[], bool] | None, categories: Sequence[str]) -> InstallResult:
     start = time.perf_counter()
     deadline = Deadline(time.monotonic() + timeout, stop)
-    check_installable(lock, platform, sources)
+    check_installable(lock, platform, sources, categories)
     conda = lock.selected(platform, "conda", categories=categories)
     pip = lock.selected(platform, "pip", categories=categories)
-    if not conda:
-        raise LockError(no_packages_in(lock, platform, categories))
     fp = fingerprint(lock, platform, variables, categories)
     if installed_fingerprint(prefix) == fp:
         return InstallResult(prefix, platform, fp, True, len(conda), len(pip),

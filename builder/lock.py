@@ -92,8 +92,8 @@ DEFAULT_CATEGORIES = ("main", "dev")
 def no_packages_in(lock: Lockfile, platform: str, categories: Sequence[str]) -> str:
     """Why a selection is empty, and how to choose the lock's other categories."""
     others = sorted({p.category for p in lock.for_platform(platform)} - set(categories))
-    hint = f"; its categories are {', '.join(others)}: add them with -e CATEGORY" \
-        if others else ""
+    hint = f"; its packages are in {', '.join(others)} (`envyard build -e CATEGORY` " \
+        "installs one)" if others else ""
     return (f"the lock has no conda packages for {platform} in the categories "
             f"{', '.join(categories)}{hint}")
 
@@ -170,12 +170,12 @@ class Lockfile(_Strict, kw_only=True):
         return list(chosen.values())
 
     def sorted(self) -> Lockfile:
-        """Packages ordered as conda-lock writes them: by manager, name, platform."""
+        """Packages ordered as conda-lock writes them: by manager, name, platform, category."""
         with MSGSPEC_LOCK:
             pkgs = [msgspec.structs.replace(p, dependencies=dict(sorted(p.dependencies.items())))
                     for p in self.package
                     if not (p.manager == "conda" and p.name.startswith("__"))]
-            pkgs.sort(key=lambda p: (p.manager, p.name, p.platform))
+            pkgs.sort(key=lambda p: (p.manager, p.name, p.platform, p.category))
             return msgspec.structs.replace(self, package=pkgs)
 
     def copy(self) -> Lockfile:

@@ -157,6 +157,7 @@ def lock_env(spec: EnvSpec, opts: LockOptions) -> Lockfile:
                    if p in opts.previous.metadata.content_hash}
         platforms = [*previous_platforms, *(p for p in platforms if p not in kept and
                                             p not in previous_platforms)]
+        hashes = {p: hashes[p] for p in platforms if p in hashes}
     meta = LockMeta(content_hash=hashes, channels=[LockChannel(url=c) for c in channels],
                     platforms=platforms, sources=[Path(spec.source).name])
     return Lockfile(metadata=meta, package=packages).sorted()

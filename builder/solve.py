@@ -75,11 +75,12 @@ def _error(req: SolveRequest, exc: BaseException) -> SolveError:
         return exc
     name = type(exc).__name__
     text = _clean(str(exc))
-    if name == "SolverError" and "cancel" not in text.lower():
+    timed_out = text.startswith("Solve operation has been cancelled")  # rattler's words
+    if name == "SolverError" and not timed_out:
         return SolveError(f"{req.platform}: the specs cannot be satisfied:\n{text}")
     if "error sending request" in text or name in ("GatewayError", "FetchRepoDataError"):
         return SolveError(f"{req.platform}: cannot read the channels' package index: {text}")
-    if name == "SolverError" or "timed out" in text.lower() or "timeout" in name.lower():
+    if timed_out or "timeout" in name.lower():
         return SolveTimeout(f"{req.platform}: the solve ran out of time "
                             f"({req.timeout:.0f} s): {text}")
     return SolveError(f"{req.platform}: could not solve ({name}): {text}")

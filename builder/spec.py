@@ -144,6 +144,10 @@ def _conda_dep(item: Located, source: str, lines: list[str]) -> Dependency:
         conda = rattler.MatchSpec(text)  # conda's reading: lenient
     except Exception as exc:
         raise _fail(f"'{text}' is not a valid conda match spec: {exc}", source, item) from exc
+    if re.search(r'[\[,]url="', str(conda)):  # `name[url=...]`: the solver would fetch it
+        raise _fail(f"'{text}': a package URL cannot be locked from a spec (it would be "
+                    "fetched from anywhere); name the package and list its channel under "
+                    "'channels:'", source, item)
     try:
         solver = str(rattler.MatchSpec(text, strict=True))
     except Exception:
@@ -276,7 +280,8 @@ def parse_spec(text: str | bytes, *, source: str = "environment.yml",
     repos = [r.value for r in _strings(doc["pip-repositories"], "pip-repositories", source)] \
         if "pip-repositories" in doc else []
     category = doc["category"].value if "category" in doc else None
-    if category is not None and not (isinstance(category, str) and NAME_RE.match(category)):
+    if category not in (None, "") and not (isinstance(category, str)
+                                           and NAME_RE.match(category)):
         raise _fail(f"'category' must be a name like 'main' or 'dev', not {category!r}",
                     source, doc["category"])
     category = category or "main"  # as conda-lock: an empty category is main

@@ -33,7 +33,7 @@ from builder.errors import DaskMismatch, EnvyardError, PackError, Stopped
 from builder.install import fingerprint, install_lock
 from builder.kernels import has_ipykernel, remove_kernelspec, write_kernelspec
 from builder.layout import Layout, guard_of, point
-from builder.lock import Lockfile, dump_lock, parse_lock
+from builder.lock import DEFAULT_CATEGORIES, Lockfile, dump_lock, parse_lock
 from builder.locker import LockOptions, lock_env
 from builder.pack import pack_prefix
 from service import images
@@ -233,7 +233,10 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
         with ctx.db.session() as s:
             check_build_quota(s, ctx.settings, where[0], version_id, lock, platform)
         variables = spec.variables if spec else {}
-        fp = fingerprint(lock, platform, variables)
+        # a spec's own category is what it asked for; a pushed lock gets conda-lock's default
+        categories = tuple(dict.fromkeys((*DEFAULT_CATEGORIES, spec.category))) if spec \
+            else DEFAULT_CATEGORIES
+        fp = fingerprint(lock, platform, variables, categories)
         log.stage = State.installing.value
         _set(ctx, version_id, state=State.installing.value, fingerprint=fp)
         start = time.perf_counter()
@@ -242,7 +245,8 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
                              timeout=ctx.settings.install_timeout, progress=log.progress,
                              sources=rules.lock_sources(lock) if kind == "lock"
                              else ctx.settings.package_sources(channels),
-                             stop=lambda: cancel.is_set() or ctx.stopping.is_set())
+                             stop=lambda: cancel.is_set() or ctx.stopping.is_set(),
+                             categories=categories)
         timings["install"] = round(time.perf_counter() - start, 3)
         log.line(("reused the prefix" if built.reused else "installed") +
                  f" {built.conda_packages} conda + {built.pip_packages} pip packages "

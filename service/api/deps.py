@@ -165,7 +165,9 @@ def get_db(request: Request) -> Database:
     return request.app.state.db
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+#: Ended before the response is sent (FastAPI's default ends it after): a write that cannot
+#: commit (the database went away) answers 503, never a success already sent, nor a reset.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 DbDep = Annotated[Database, Depends(get_db)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RunnerDep = Annotated[Runner, Depends(get_runner)]

@@ -168,6 +168,9 @@ def test_categories_are_chosen_as_conda_lock_chooses_them(
     extra = {"toolz": "dev", "numpy": "docs"}
     lock.package = [msgspec.structs.replace(p, category=extra[p.name], optional=True)
                     if p.name in extra else p for p in lock.package]
+    python = next(p for p in lock.package if p.name == "python")  # listed under two
+    lock.package = [msgspec.structs.replace(python, category="dev", optional=True),
+                    *lock.package]
     path = tmp_path / "conda-lock.yml"
     write_lock(lock, path)
     from conda_lock.lockfile import parse_conda_lock_file, write_conda_lock_file
@@ -199,7 +202,7 @@ def test_a_specs_category_is_written_to_its_packages(channel: Path, cache_dir: P
     lock = lock_env(spec, LockOptions(channels=[str(channel)], platforms=["linux-64"],
                                       cache_dir=cache_dir))
     assert {(p.category, p.optional) for p in lock.package} == {("docs", True)}
-    with pytest.raises(LockError, match="its categories are docs: add them with -e"):
+    with pytest.raises(LockError, match="its packages are in docs"):
         install_lock(lock, prefix=tmp_path / "env", platform="linux-64", pkgs_dir=pkgs_dir)
     assert not (tmp_path / "env").exists()
     with pytest.raises(LockError, match="no conda packages"):

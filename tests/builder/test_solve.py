@@ -105,6 +105,9 @@ def test_a_missing_package_named_like_a_timeout_is_missing(channel: Path,
     with pytest.raises(SolveError, match="cannot be satisfied") as err:
         solve(_req(channel, ["python", "async-timeout"], cache_dir))
     assert not isinstance(err.value, SolveTimeout)
+    with pytest.raises(SolveError, match="cannot be satisfied") as err:
+        solve(_req(channel, ["python", "cancel-token"], cache_dir))
+    assert not isinstance(err.value, SolveTimeout)
 
 
 def test_an_unreachable_channel_says_so(cache_dir: Path) -> None:

@@ -83,6 +83,8 @@ BAD = {
     "url-conda": ("dependencies:\n  - https://e.org/c/noarch/x-1-0.conda\n", 2,
                   "a package URL cannot be locked"),
     "category-list": ("category: [a, b]\ndependencies: [python]\n", 1, "'category' must be"),
+    "url-bracket": ("dependencies:\n  - 'x[url=file:///tmp/c/noarch/x-1-0.conda]'\n", 2,
+                    "a package URL cannot be locked"),
     "relative-channel": ("channels: [./local]\ndependencies: [python]\n", 1,
                          "absolute directory"),
 }
@@ -160,3 +162,7 @@ def test_name_version_build_reads_as_conda_reads_it(text: str) -> None:
             assert ours.matches(record) == conda.match(
                 {"name": name, "version": version, "build": build, "build_number": 0}), \
                 (match, version, build)
+
+
+def test_an_empty_category_is_main() -> None:
+    assert parse_spec("category: ''\ndependencies: [python]\n").category == "main"

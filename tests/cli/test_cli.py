@@ -113,7 +113,7 @@ def test_missing_files(tmp_path: Path) -> None:
 
 def test_usage_error_and_help() -> None:
     assert run("lock", "--no-such-flag", "x").returncode == 2
-    for cmd in ("lock", "build", "render", "pack", "demo", "demo-channel"):
+    for cmd in ("lock", "build", "render", "pack", "demo", "demo-channel", "pypi-names"):
         done = run(cmd, "--help", check=True)
         assert "usage: envyard" in done.stdout
 
@@ -181,3 +181,33 @@ def test_follow_pins_conflict_names_the_package(channel: Path, tmp_path: Path) -
                "--follow-pins", str(PINS))
     assert done.returncode == 11 and "dask" in done.stderr
     assert not (tmp_path / "l.yml").exists()
+
+
+def test_pypi_names_refreshes_the_map_from_a_url(tmp_path: Path) -> None:
+    """`envyard pypi-names --url` writes the map a pip: section then reads; a URL that does
+    not hold one is a clear fetch error (13) and leaves nothing behind."""
+    import functools
+    import http.server
+    import threading
+
+    (tmp_path / "map.json").write_text('{"dask-core": "dask", "libfoo": null}')
+    (tmp_path / "page.html").write_text("<html>not a map</html>")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    env = {**os.environ, "ENVYARD_HOME": str(tmp_path / "home")}
+    try:
+        bad = subprocess.run([ENVYARD, "pypi-names", "--url", f"{url}/page.html"], env=env,
+                             capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 13 and "cannot refresh the PyPI name map" in bad.stderr
+        assert not (tmp_path / "home" / "pypi-names.json").exists()
+        good = subprocess.run([ENVYARD, "pypi-names", "--url", f"{url}/map.json"], env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert good.returncode == 0, good.stderr
+        written = json.loads((tmp_path / "home" / "pypi-names.json").read_text())
+        assert written["pypi_names"] == {"dask-core": "dask"}
+        assert written["not_python"] == ["libfoo"]
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -141,6 +141,49 @@ def test_a_bug_is_a_logged_json_500(tmp_path: Path, channel: Path) -> None:
     assert r.json()["detail"].startswith("internal error (logged as ")
 
 
+def test_a_write_that_cannot_commit_is_a_503_not_a_success(
+        tmp_path: Path, channel: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The session used to commit after the response was sent: a commit lost to a database
+    outage had already answered success (or, once the answer had begun, reset the
+    connection: seen in CI as `Connection reset by peer`)."""
+    import asyncio
+
+    import sqlalchemy.exc
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from service.api.deps import SessionDep
+    from service.app import create_app
+    from service.models import Namespace
+    from service.settings import Settings
+
+    app = create_app(Settings(root=tmp_path / "volume", channels=[str(channel)]))
+
+    def write(session: Session) -> dict[str, bool]:
+        session.add(Namespace(name="lost"))
+        return {"created": True}
+
+    write.__annotations__["session"] = SessionDep  # a local name: not a string to resolve
+
+    app.add_api_route("/api/v1/write", write, methods=["POST"])
+
+    def outage(self: Session) -> None:
+        raise sqlalchemy.exc.OperationalError("COMMIT", {}, Exception("server closed"))
+
+    async def call() -> httpx.Response:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                with monkeypatch.context() as m:
+                    m.setattr(Session, "commit", outage)
+                    return await c.post("/api/v1/write")
+
+    r = asyncio.run(call())
+    assert r.status_code == 503 and "retry" in r.json()["detail"]
+    with app.state.db.session() as s:
+        assert s.scalars(select(Namespace).where(Namespace.name == "lost")).first() is None
+
+
 def _hostile_lock(path: Path, size: int) -> Path:
     """A lock-shaped YAML of ``size`` bytes made of millions of tiny nodes."""
     with path.open("wb") as f:

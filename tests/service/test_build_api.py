@@ -113,3 +113,20 @@ def httpx_get(service: Service, path: str, token: str | None = None) -> Any:
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return httpx.get(service.url + path, timeout=30, headers=headers)
+
+
+def test_a_specs_own_category_builds_and_an_all_optional_push_is_refused(
+        service: Service, dev_token: str, channel: Path, tmp_path: Path) -> None:
+    """`category: docs` in a submitted spec is what it asks for: it builds (before: every
+    package optional, nothing installed). A pushed lock whose packages are all optional is
+    refused at the door with the reason, not built empty."""
+    with api(service, dev_token) as c:
+        r = c.post("/api/v1/environments/team/docs/versions",
+                   content="category: docs\ndependencies: [python=3.11, toolz]\n")
+        v = wait_ready(c, "team/docs", r.json()["version"])
+        assert v["state"] == "ready", v["error"]
+        assert any(p["name"] == "toolz" for p in c.get(
+            f"/api/v1/environments/team/docs/versions/{v['number']}").json()["packages"])
+        lock = c.get(f"/api/v1/environments/team/docs/versions/{v['number']}/lock").text
+        r = c.post("/api/v1/environments/team/docs-push/locks", content=lock)
+        assert r.status_code == 422 and "its packages are in docs" in r.text, r.text
