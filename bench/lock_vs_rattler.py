@@ -17,10 +17,9 @@ from pathlib import Path
 
 from common import ENVYARD, REPO, channel, exit_now, median, report, run
 
-from builder.demo.synthetic import record_count as synthetic_record_count
-from builder.demo.synthetic import synthetic_channel
+from builder.demo.synthetic import record_count, synthetic_channel
 from builder.lock import read_lock
-from tests.corpus_channel import CORPUS, corpus_channel, record_count
+from tests.corpus_channel import CORPUS, corpus_channel
 
 RUNS = 9
 BASE = CORPUS / "pangeo-base-notebook" / "2026-01-31-2f5532bd"
@@ -81,7 +80,7 @@ def main() -> None:
         env = work / "synthetic.yml"
         env.write_text("dependencies:\n" + "".join(f"  - {s}\n" for s in specs))
         ours, raw = measure(env, synthetic, specs, ["linux-64"], work)
-        report(f"lock synthetic ({synthetic_record_count(synthetic)} records; the solve "
+        report(f"lock synthetic ({record_count(synthetic)} records; the solve "
                "dominates)", ours, raw, "raw rattler script", "<= 1.15x")
 
 

@@ -56,11 +56,3 @@ def corpus_channel(out: Path, locks: list[Path] | None = None) -> Path:
         tmp.replace(out / subdir / "repodata.json")
     done.write_text(VERSION)
     return out
-
-
-def record_count(channel: Path) -> int:
-    total = 0
-    for repodata in channel.glob("*/repodata.json"):
-        data = json.loads(repodata.read_text())
-        total += len(data["packages"]) + len(data["packages.conda"])
-    return total
