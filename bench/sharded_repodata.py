@@ -14,7 +14,8 @@ from pathlib import Path
 from common import ENVYARD, exit_now, median, run
 
 from builder.demo.synthetic import record_count, synthetic_channel
-from tests.sharded_channel import serve, write_shards
+from tests.servers import serve_directory
+from tests.sharded_channel import write_shards
 
 SPECS = ["python 3.11.*", "pkg00500", "pkg00700", "pkg00699", "pkg00300", "pkg00750"]
 
@@ -45,7 +46,7 @@ def main() -> None:
         env.write_text("dependencies:\n" + "".join(f"  - {s}\n" for s in SPECS))
         results = {}
         for name, root in (("monolithic repodata.json", mono), ("sharded", sharded)):
-            with serve(root) as (url, requested):
+            with serve_directory(root) as (url, requested):
                 times, peaks = [], []
                 for i in range(3):  # each from a cold cache: the first solve a hub makes
                     seconds, rss = run([ENVYARD, "lock", str(env), "-c", url, "-p",

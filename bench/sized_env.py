@@ -13,13 +13,11 @@ The channel is built once into ENVYARD_HOME (tests/sized_channel.py).
 
 from __future__ import annotations
 
-import functools
-import http.server
+import contextlib
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -29,12 +27,8 @@ from builder.install import install_lock
 from builder.lock import read_lock
 from builder.locker import LockOptions, lock_env
 from builder.spec import parse_spec
+from tests.servers import serve_directory
 from tests.sized_channel import sized_channel, sized_spec
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 def du(*paths: Path) -> int:
@@ -50,10 +44,8 @@ def ratio(name: str, ours: float, base: float, base_name: str, goal: str) -> Non
 
 def main() -> None:
     chan = sized_channel(HOME / "sized-channel")
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(chan)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
+    served = contextlib.ExitStack()
+    url, _ = served.enter_context(serve_directory(chan))
     with tempfile.TemporaryDirectory(dir=HOME) as tmp:  # one filesystem: hardlinks
         work = Path(tmp)
         env = work / "env.yml"
@@ -126,7 +118,7 @@ def main() -> None:
         ten, one = du(*versions), du(work / "ref")
         print(f"ten versions one package apart: {ten / 1e6:.0f} MB on the volume, one copy "
               f"{one / 1e6:.0f} MB, ratio {ten / one:.2f}x  (goal <= 1.2x)")
-    server.shutdown()
+    served.close()
 
 
 if __name__ == "__main__":

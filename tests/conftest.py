@@ -6,12 +6,9 @@ status, so rattler's native threads cannot turn a green run into a signal at exi
 
 from __future__ import annotations
 
-import functools
-import http.server
 import os
 import shutil
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +17,7 @@ import pytest
 from builder.demo.channel import demo_channel
 from builder.demo.simple_index import write_simple_index
 from builder.demo.wheels import ensure_wheels
-from tests.servers import Postgres
+from tests.servers import Postgres, serve_directory
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "corpus"
@@ -71,23 +68,13 @@ def pkgs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("pkgs")
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="session")
 def pypi_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A simple index of every pinned wheel, served on 127.0.0.1; yields its URL."""
     wheels = list(ensure_wheels(HOME / "wheels", offline=True).values())
     root = write_simple_index(wheels, tmp_path_factory.mktemp("index"))
-    handler = functools.partial(_Quiet, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/simple"
-    server.shutdown()
-    server.server_close()
+    with serve_directory(root) as (url, _):
+        yield f"{url}/simple"
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import glob
+import http.server
 import os
 import shutil
 import signal
@@ -10,8 +12,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -152,3 +157,33 @@ class Service:
 
     def stop(self) -> None:
         stop_process(self.proc, 15)
+
+
+class _Recording(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.server.requested.append(self.path)  # type: ignore[attr-defined]
+        super().do_GET()
+
+
+class _StaticServer(http.server.ThreadingHTTPServer):
+    request_queue_size = 256  # rattler opens up to 100 connections at once (default: 5)
+
+
+@contextmanager
+def serve_directory(directory: Path) -> Iterator[tuple[str, list[str]]]:
+    """``directory`` over HTTP on 127.0.0.1 (a channel, a package index, a file to
+    download): its URL and the paths requested so far."""
+    handler = functools.partial(_Recording, directory=str(directory))
+    server = _StaticServer(("127.0.0.1", 0), handler)
+    server.requested = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", \
+            server.requested  # type: ignore[attr-defined]
+    finally:
+        server.shutdown()
+        server.server_close()

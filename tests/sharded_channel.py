@@ -1,18 +1,13 @@
-"""Sharded repodata (CEP 16) for a channel that has ``repodata.json``, and a loopback HTTP
-server for channels: a hub fetches its channels over HTTP, where rattler reads the shards
+"""Sharded repodata (CEP 16) for a channel that has ``repodata.json``: over HTTP
+(``tests.servers.serve_directory``), as a hub fetches its channels, rattler reads the shards
 (one small file per package name, only those a solve needs) instead of the whole index.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
-import http.server
 import json
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import msgpack
@@ -54,31 +49,3 @@ def write_shards(channel: Path) -> int:
             compress(msgpack.packb({"version": 1, "info": info, "shards": index})))
         count += len(index)
     return count
-
-
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self.server.requested.append(self.path)  # type: ignore[attr-defined]
-        super().do_GET()
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    request_queue_size = 256  # rattler opens up to 100 connections at once (default: 5)
-
-
-@contextmanager
-def serve(directory: Path) -> Iterator[tuple[str, list[str]]]:
-    """``directory`` over HTTP on 127.0.0.1: its URL and the paths requested so far."""
-    server = _Server(("127.0.0.1", 0), functools.partial(_Handler, directory=str(directory)))
-    server.requested = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", \
-            server.requested  # type: ignore[attr-defined]
-    finally:
-        server.shutdown()
-        server.server_close()

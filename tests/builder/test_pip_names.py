@@ -3,10 +3,7 @@ pip's own explanation of a conflict, wheels for the glibc the lock assumes."""
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,11 +16,12 @@ from builder.locker import LockOptions, lock_env
 from builder.pip_lock import lock_pip
 from builder.spec import parse_spec
 from builder.virtual import load_virtual_packages
+from tests.servers import serve_directory
 
 
 def _conda(name: str, version: str) -> LockedPackage:
     return LockedPackage(name=name, version=version, manager="conda", platform="linux-64",
-                         url=f"https://conda.anaconda.org/conda-forge/linux-64/{name}.conda",
+                         url=f"file:///srv/channel/linux-64/{name}.conda",  # never fetched
                          hash=HashModel(md5="0" * 32, sha256="0" * 64))
 
 
@@ -82,23 +80,14 @@ def test_pip_wheels_follow_the_locks_glibc(channel: Path, pypi_index: str,
         lock_env(spec, options(old))
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def mapping_server(tmp_path: Path) -> Iterator[str]:
     (tmp_path / "mapping.json").write_text(json.dumps(
         {"dask-core": "dask", "libfoo": None, "my_tool": "my-tool", "fancy": "Fancy"}))
     (tmp_path / "broken.json").write_text("[]")
     (tmp_path / "odd.json").write_text('{"dask-core": ["dask"]}')
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(tmp_path)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_directory(tmp_path) as (url, _):
+        yield url
 
 
 def test_the_name_map_is_refreshed_from_upstream(mapping_server: str, tmp_path: Path,

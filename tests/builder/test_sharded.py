@@ -9,7 +9,8 @@ from pathlib import Path
 from builder.demo.synthetic import synthetic_channel
 from builder.locker import LockOptions, lock_env
 from builder.spec import parse_spec
-from tests.sharded_channel import serve, write_shards
+from tests.servers import serve_directory
+from tests.sharded_channel import write_shards
 
 SPEC = "dependencies: [python 3.11.*, pkg00420, pkg00300]\n"
 
@@ -23,7 +24,7 @@ def test_a_sharded_channel_locks_like_its_repodata_json(tmp_path: Path) -> None:
         (sharded / sub / "repodata.json").unlink()  # only shards: a solve must use them
     locks = {}
     for name, root in (("mono", mono), ("sharded", sharded)):
-        with serve(root) as (url, requested):
+        with serve_directory(root) as (url, requested):
             locks[name] = lock_env(parse_spec(SPEC), LockOptions(
                 channels=[url], platforms=["linux-64"], cache_dir=tmp_path / f"cache-{name}"))
         if name == "sharded":

@@ -186,18 +186,12 @@ def test_follow_pins_conflict_names_the_package(channel: Path, tmp_path: Path) -
 def test_pypi_names_refreshes_the_map_from_a_url(tmp_path: Path) -> None:
     """`envyard pypi-names --url` writes the map a pip: section then reads; a URL that does
     not hold one is a clear fetch error (13) and leaves nothing behind."""
-    import functools
-    import http.server
-    import threading
+    from tests.servers import serve_directory
 
     (tmp_path / "map.json").write_text('{"dask-core": "dask", "libfoo": null}')
     (tmp_path / "page.html").write_text("<html>not a map</html>")
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(
-        http.server.SimpleHTTPRequestHandler, directory=str(tmp_path)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
     env = {**os.environ, "ENVYARD_HOME": str(tmp_path / "home")}
-    try:
+    with serve_directory(tmp_path) as (url, _):
         bad = subprocess.run([ENVYARD, "pypi-names", "--url", f"{url}/page.html"], env=env,
                              capture_output=True, text=True, timeout=60)
         assert bad.returncode == 13 and "cannot refresh the PyPI name map" in bad.stderr
@@ -208,6 +202,3 @@ def test_pypi_names_refreshes_the_map_from_a_url(tmp_path: Path) -> None:
         written = json.loads((tmp_path / "home" / "pypi-names.json").read_text())
         assert written["pypi_names"] == {"dask-core": "dask"}
         assert written["not_python"] == ["libfoo"]
-    finally:
-        server.shutdown()
-        server.server_close()
