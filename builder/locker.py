@@ -39,7 +39,7 @@ class LockOptions:
 def host_platform() -> str:
     import rattler
 
-    return str(rattler.Platform.current()) if hasattr(rattler, "Platform") else "linux-64"
+    return str(rattler.Subdir.current())  # (``Platform`` is its deprecated name)
 
 
 def _dependencies(depends: Sequence[str]) -> dict[str, str]:

@@ -272,12 +272,13 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
         artifacts["prefix"] = (str(built.prefix), prefix_bytes)
         if pack_bytes is not None:
             artifacts["pack"] = (ctx.store.uri(pack_key(fp)), pack_bytes)
-        _publish(ctx, version_id, where, artifacts, timings=timings, packages=packages,
-                 prefix_bytes=prefix_bytes, pack_bytes=pack_bytes)
+        # The log is complete before the state says so: a follower stops reading at "ready".
         log.stage = State.ready.value
         if not has_ipykernel(built.prefix):
             log.line("no kernel: ipykernel is not in this environment")
         log.line("ready")
+        _publish(ctx, version_id, where, artifacts, timings=timings, packages=packages,
+                 prefix_bytes=prefix_bytes, pack_bytes=pack_bytes)
         if image:
             images.build_stage(ctx.db, ctx.settings, ctx.layout, version_id, where,
                                built.prefix, lock_text, log)

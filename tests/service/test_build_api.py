@@ -7,6 +7,8 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
 import zstandard
 
 from tests.servers import ENVYARD, Service
@@ -75,6 +77,54 @@ def test_push_laptop_lock_builds_without_solving(service: Service, dev_token: st
                            "import dask; print(dask.__version__)"], env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "2025.12.0", done.stderr
+
+
+def test_the_log_is_complete_when_the_version_is_ready(
+        tmp_path: Path, channel: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A follower stops reading at a terminal state. The "ready" line used to be written
+    after the state was committed, so a follower could end on "[packing] packed …" (seen
+    in CI). Here each state write looks at the log as a follower would at that moment."""
+    import asyncio
+
+    from service import worker
+    from service.app import create_app
+    from service.auth import create_token
+    from service.models import Role
+    from service.settings import Settings
+
+    app = create_app(Settings(root=tmp_path / "volume", channels=[str(channel)]))
+    last_lines: list[str] = []
+    real_publish = worker._publish
+
+    def publish(ctx: Any, version_id: int, where: tuple[str, str, int], *a: Any,
+                **kw: Any) -> None:
+        real_publish(ctx, version_id, where, *a, **kw)
+        log = ctx.layout.build_dir(*where) / "build.log"
+        last_lines.append(log.read_text().splitlines()[-1])
+
+    monkeypatch.setattr(worker, "_publish", publish)
+
+    async def call() -> dict[str, Any]:
+        async with app.router.lifespan_context(app):
+            with app.state.db.session(write=True) as s:
+                token = create_token(s, name="t", roles={"team": Role.developer})
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t",
+                                         headers={"Authorization": f"Bearer {token}"}) as c:
+                r = await c.post("/api/v1/environments/team/complete/versions",
+                                 content="dependencies: [python=3.11]\n")
+                assert r.status_code == 202, r.text
+                url = f"/api/v1/environments/team/complete/versions/{r.json()['version']}"
+                for _ in range(600):
+                    v = (await c.get(url)).json()
+                    if v["state"] in ("ready", "failed"):
+                        return v
+                    await asyncio.sleep(0.2)
+        raise AssertionError("the build did not finish")
+
+    v = asyncio.run(call())
+    assert v["state"] == "ready", v["error"]
+    assert len(last_lines) == 1 and last_lines[0].endswith("[ready] ready"), last_lines
 
 
 def test_log_stream_follows_the_stages(service: Service, dev_token: str) -> None:
