@@ -118,6 +118,21 @@ def test_usage_error_and_help() -> None:
         assert "usage: envyard" in done.stdout
 
 
+def test_each_command_has_its_parser_and_help_lists_them_all() -> None:
+    """A run builds only its own command's parser: the table that says which module
+    registers which command must name every command, and `envyard --help` all of them."""
+    from service.cli import COMMANDS, build_parser
+
+    every = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert sorted(every) == sorted(c for names in COMMANDS.values() for c in names)
+    for names in COMMANDS.values():
+        for command in names:
+            assert command in build_parser(command)._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    listed = run("--help", check=True).stdout
+    assert all(c in listed for names in COMMANDS.values() for c in names)
+    assert run("no-such-command").returncode == 2
+
+
 def test_repeated_runs_never_end_by_a_signal(cli_lock: Path) -> None:
     for _ in range(8):
         run("render", str(cli_lock), check=True)
