@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 
 from builder.spec import NAME_RE
 from service.errors import Conflict, NotFound, ServiceError
-from service.models import Environment, Namespace, State, Version
+from service.models import Environment, Namespace, Version
+from service.transitions import State
 
 
 class BadName(ServiceError):

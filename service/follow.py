@@ -19,7 +19,8 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from service.db import Database
-from service.models import State, Version
+from service.models import Version
+from service.transitions import State
 
 logger = logging.getLogger("envyard")
 

@@ -33,10 +33,11 @@ from builder.retention import Decision, Rules, VersionFacts, plan
 from service import leftovers
 from service.db import Database
 from service.images import delete_images, prune_store
-from service.models import Environment, Namespace, RetentionRule, State, Version, utcnow
+from service.models import Environment, Namespace, RetentionRule, Version, utcnow
 from service.runners import build_limit
 from service.settings import Settings
 from service.storage import ArtifactStore, build_key, open_store, pack_key
+from service.transitions import FINISHED, State, check
 from service.usage import inode_table
 
 _ENV = (Environment, Version.environment_id == Environment.id)
@@ -212,9 +213,9 @@ def _apply(db: Database, settings: Settings, layout: Layout, now: dt.datetime | 
         for v, env, ns in s.execute(select(Version, Environment.name, Namespace.name)
                                     .select_from(Version).join(*_ENV).join(*_NS)
                                     .where(Version.state.in_(
-                                        [State.ready.value, State.failed.value,
-                                         State.cancelled.value]))):
+                                        [st.value for st in FINISHED]))):
             if (ns, env, v.number) in doomed and not v.held:
+                check(v.state, State.deleting)
                 v.state_before_gc, v.state = v.state, State.deleting.value
     swept = sweep(db, layout, settings)
     pruned = prune_package_cache(db, layout)
@@ -256,6 +257,7 @@ def sweep(db: Database, layout: Layout, settings: Settings | None = None) -> lis
         with db.session(write=True) as s:
             v = s.get(Version, version_id)
             if v is not None and v.state == State.deleting.value:
+                check(v.state, State.deleted)
                 v.state = State.deleted.value
                 v.finished_at = v.finished_at or utcnow()
         if fp:

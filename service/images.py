@@ -27,8 +27,9 @@ from builder.oci import OCI_MANIFEST, BlobStore, ImageRef
 from builder.registry import Registry
 from service.buildlog import BuildLog
 from service.db import Database
-from service.models import Environment, Namespace, State, Version
+from service.models import Environment, Namespace, Version
 from service.settings import Settings
+from service.transitions import State
 
 
 def wanted(settings: Settings, env: Environment, ns: Namespace) -> bool:

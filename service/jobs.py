@@ -38,6 +38,7 @@ from service.runners import (
     settle_orphans,
     unclaimed,
 )
+from service.transitions import cancels_for
 from service.worker import BuildContext, publish_kernel, run_build
 
 POLL = 1.0  # seconds between looks for unclaimed versions and dead runners
@@ -134,6 +135,9 @@ class LocalRunner:
                 settle_orphans(self.ctx.db, self.runner.id, self._building)
                 for version_id in fail_overdue(self.ctx.db, limit):
                     self.cancel(version_id)
+                with self.ctx.db.session() as s:  # cancels asked of another process
+                    for version_id in cancels_for(s, self.runner.id):
+                        self.cancel(version_id)
                 free = self.ctx.settings.build_concurrency - self.pending
                 for version_id in unclaimed(self.ctx.db, free) if free > 0 else ():
                     self.submit(version_id)

@@ -31,14 +31,15 @@ from service.kube_jobs import (
     job_name,
     succeeded,
 )
-from service.models import RUNNING, Environment, Namespace, State, Version, utcnow
+from service.models import Environment, Namespace, Version, utcnow
 from service.runners import RunnerLock, claim, settle, unclaimed
 from service.settings import KubernetesSettings
+from service.transitions import LIVE, State
 from service.worker import BuildContext
 
 logger = logging.getLogger("envyard")
 
-ACTIVE = [State.queued.value, *(s.value for s in RUNNING)]
+ACTIVE = [s.value for s in LIVE]
 SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED.items())
 STOPPED = {State.cancelled.value, State.deleting.value, State.deleted.value}
 GONE = "interrupted: its Kubernetes Job disappeared; submit again"

@@ -23,29 +23,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from service.transitions import State
+
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-class State(enum.StrEnum):
-    queued = "queued"
-    solving = "solving"
-    installing = "installing"
-    packing = "packing"
-    ready = "ready"
-    failed = "failed"
-    cancelled = "cancelled"
-    deleting = "deleting"  # marked by GC; files being removed
-    deleted = "deleted"  # files gone; spec, lock and log kept as a record
-
-    @property
-    def terminal(self) -> bool:
-        return self in (State.ready, State.failed, State.cancelled, State.deleting,
-                        State.deleted)
-
-
-RUNNING = (State.solving, State.installing, State.packing)
 
 
 class Role(enum.StrEnum):
@@ -118,6 +100,9 @@ class Version(Base):
     dask_report: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     image: Mapped[dict[str, Any] | None] = mapped_column(default=None)  # state, ref, digest…
     claimed_by: Mapped[str | None] = mapped_column(String(32), default=None)  # runner id
+    #: set by a cancel of a running build; its builder, in whatever process, stops
+    cancel_requested_at: Mapped[dt.datetime | None] = mapped_column(
+        DateTime(timezone=True), default=None)
     #: sha256 of the client's Idempotency-Key: a retried submission finds this version
     idempotency_key: Mapped[str | None] = mapped_column(String(64), default=None)
     state_before_gc: Mapped[str | None] = mapped_column(String(16), default=None)

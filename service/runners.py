@@ -22,8 +22,9 @@ from typing import IO, Protocol
 from sqlalchemy import or_, select, update
 
 from service.db import Database
-from service.models import RUNNING, State, Version, utcnow
+from service.models import Version, utcnow
 from service.settings import Settings
+from service.transitions import LIVE, RUNNING, State
 
 INTERRUPTED = "interrupted: the service stopped during this build; submit again"
 ORPHANED = "interrupted: this build's last state could not be recorded; submit again"
@@ -132,7 +133,7 @@ def settle_orphans(db: Database, runner: str, building: Callable[[], set[int]]) 
     ``building()`` is asked *after* the claimed versions are read: a version is reserved
     before it is claimed, so one claimed by then is in it unless it is not being built.
     Reads first; writes only when there are orphans."""
-    live = [State.queued.value, *(st.value for st in RUNNING)]
+    live = [st.value for st in LIVE]
     with db.session() as s:
         claimed = set(s.scalars(select(Version.id).where(Version.claimed_by == runner,
                                                          Version.state.in_(live))))
@@ -154,7 +155,7 @@ def hand_back(db: Database, runner: str) -> int:
     with db.session(write=True) as s:
         return s.execute(update(Version).where(  # type: ignore[attr-defined,no-any-return]
             Version.claimed_by == runner,
-            Version.state.in_([State.queued.value, *(st.value for st in RUNNING)]))
+            Version.state.in_([st.value for st in LIVE]))
             .values(state=State.queued.value, claimed_by=None, started_at=None)).rowcount
 
 

@@ -25,8 +25,9 @@ from service.catalog import new_version
 from service.dask import set_pins
 from service.db import Database
 from service.errors import Conflict
-from service.models import Environment, Namespace, State, Version
+from service.models import Environment, Namespace, Version
 from service.settings import Settings
+from service.transitions import State
 
 SHOWN = ("python", "dask", "distributed")
 

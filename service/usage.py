@@ -19,7 +19,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from builder.layout import Layout
-from service.models import Environment, Namespace, State, Version
+from service.models import Environment, Namespace, Version
+from service.transitions import State
 
 HAS_FILES = (State.ready, State.installing, State.packing, State.deleting)
 

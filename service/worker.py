@@ -8,7 +8,6 @@ version, and only forward.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import fcntl
 import hashlib
@@ -42,13 +41,13 @@ from service.dask import current_pins
 from service.db import Database
 from service.inputs import InputRules, checked_lock, checked_spec
 from service.kube_jobs import BUILD_FAILED
-from service.models import RUNNING, Artifact, Environment, Namespace, State, Version, utcnow
+from service.models import Artifact, Environment, Namespace, Version, utcnow
 from service.quota import check_build_quota
 from service.settings import Settings
 from service.storage import ArtifactStore, build_key, pack_key
+from service.transitions import LIVE, RUNNING, State, cancel_requested, check, move
 from service.usage import inode_table
 
-RUNNING_STATES = {st.value for st in RUNNING}
 T = TypeVar("T")
 logger = logging.getLogger("envyard")
 
@@ -64,10 +63,6 @@ class HandedBack(Exception):
 class Lost(Exception):
     """The version is no longer this build's (cancelled, handed back, failed by the
     watchdog or by whoever settled a dead runner): nothing more is written."""
-
-
-#: States a build may still write from; a version in any other state is someone else's.
-LIVE_STATES = [State.queued.value, *RUNNING_STATES]
 
 
 @dataclass
@@ -110,27 +105,47 @@ def retrying(write: Callable[[], T], *, seconds: float = WRITE_RETRY_SECONDS) ->
             delay = min(delay * 2, 5.0)
 
 
-def _set(ctx: BuildContext, version_id: int, **changes: Any) -> None:
-    """Write ``changes`` if the version is still this build's (live, and claimed by this
-    runner); else raise ``Lost``: a cancel, a hand-back or a watchdog got there first."""
-    where = [Version.id == version_id, Version.state.in_(LIVE_STATES)]
-    if ctx.claim is not None:
-        where.append(Version.claimed_by == ctx.claim)
-
-    def write() -> int:
+def _set(ctx: BuildContext, version_id: int, state: State | None = None,
+         **changes: Any) -> None:
+    """Write ``changes`` (and move to ``state``, a stage) if the version is still this
+    build's (live, claimed by this runner); else raise ``Lost``: a cancel, a hand-back or
+    a watchdog got there first. A stage does not begin once a cancel is requested, from
+    whichever process (``Cancelled``)."""
+    def write() -> str:
         with ctx.db.session(write=True) as s:
-            return s.execute(update(Version).where(*where).values(**changes)).rowcount  # type: ignore[attr-defined,no-any-return]
+            if state is not None:
+                if move(s, version_id, state, claim=ctx.claim, unless_cancelled=True,
+                        **changes):
+                    return "moved"
+                return "cancelled" if cancel_requested(s, version_id) else "lost"
+            where = [Version.id == version_id, Version.state.in_([st.value for st in LIVE])]
+            if ctx.claim is not None:
+                where.append(Version.claimed_by == ctx.claim)
+            done = s.execute(update(Version).where(*where).values(**changes))
+            return "moved" if done.rowcount == 1 else "lost"  # type: ignore[attr-defined]
 
-    if retrying(write) != 1:
+    outcome = retrying(write)
+    if outcome == "cancelled":
+        raise Cancelled
+    if outcome == "lost":
         raise Lost
 
 
-def _boundary(ctx: BuildContext, cancel: threading.Event) -> None:
-    """Between stages: stop here if the build was cancelled or the service is stopping."""
+def _boundary(ctx: BuildContext, cancel: threading.Event, version_id: int) -> None:
+    """Between stages: stop here if the build was cancelled (here, or in the database by
+    another process) or the service is stopping."""
     if cancel.is_set():
         raise Cancelled
     if ctx.stopping.is_set():
         raise HandedBack
+
+    def asked() -> bool:
+        with ctx.db.session() as s:
+            return cancel_requested(s, version_id)
+
+    if retrying(asked):
+        cancel.set()
+        raise Cancelled
 
 
 def _solve_once(ctx: BuildContext, key: str, solve: Any) -> tuple[str, bool]:
@@ -188,7 +203,7 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
     log = BuildLog(bdir / "build.log")
     timings: dict[str, float] = {}
     try:
-        _boundary(ctx, cancel)
+        _boundary(ctx, cancel, version_id)
         _set(ctx, version_id, started_at=utcnow())
         platform = ctx.settings.build_platform()
         rules = InputRules.of(ctx.settings)  # checked again where used, not only at the door
@@ -198,7 +213,7 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
         if kind == "spec":
             assert spec is not None and spec_text is not None
             log.stage = State.solving.value
-            _set(ctx, version_id, state=State.solving.value)
+            _set(ctx, version_id, State.solving)
             log.line(f"solving for {platform}")
             start = time.perf_counter()
             if extra:
@@ -217,7 +232,7 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
         (bdir / "conda-lock.yml").write_text(lock_text)
         lock: Lockfile = checked_lock(lock_text, rules, source="the lock") if kind == "lock" \
             else parse_lock(lock_text)
-        _boundary(ctx, cancel)
+        _boundary(ctx, cancel, version_id)
         if pins is not None:
             report = dask_check(lock, platform, pins)
             _set(ctx, version_id, dask_report=report.as_dict())
@@ -238,7 +253,7 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
             else DEFAULT_CATEGORIES
         fp = fingerprint(lock, platform, variables, categories)
         log.stage = State.installing.value
-        _set(ctx, version_id, state=State.installing.value, fingerprint=fp)
+        _set(ctx, version_id, State.installing, fingerprint=fp)
         start = time.perf_counter()
         built = install_lock(lock, prefix=ctx.layout.prefix(fp), platform=platform,
                              pkgs_dir=ctx.layout.pkgs, force=True, variables=variables,
@@ -253,14 +268,14 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
                  f"in {timings['install']} s")
         pack_bytes = None
         if ctx.settings.pack:
-            _boundary(ctx, cancel)
+            _boundary(ctx, cancel, version_id)
             log.stage = State.packing.value
-            _set(ctx, version_id, state=State.packing.value)
+            _set(ctx, version_id, State.packing)
             start = time.perf_counter()
             pack_bytes = _pack(ctx, fp, built.prefix, log)
             timings["pack"] = round(time.perf_counter() - start, 3)
             log.line(f"packed {pack_bytes} bytes in {timings['pack']} s")
-        _boundary(ctx, cancel)
+        _boundary(ctx, cancel, version_id)
         point(ctx.layout.version_link(*where), os.path.relpath(
             built.prefix, ctx.layout.env_dir(where[0], where[1])))
         packages = sorted(({"name": p.name, "version": p.version, "manager": p.manager}
@@ -369,7 +384,8 @@ def run_claimed(ctx: BuildContext, version_id: int, claim: str) -> int:
     def watch() -> None:
         while not done.wait(2.0):
             with ctx.db.session() as s:
-                if s.get(Version, version_id).state == State.cancelled.value:  # type: ignore[union-attr]
+                if s.get(Version, version_id).state == State.cancelled.value or \
+                        cancel_requested(s, version_id):  # type: ignore[union-attr]
                     cancel.set()
                     return
 
@@ -388,25 +404,28 @@ def _stopped(ctx: BuildContext, version_id: int, stop: Exception, log: BuildLog,
     """A build stopped between stages (or mid-download): cancelled, or handed back."""
     if isinstance(stop, HandedBack):
         log.line("the service is stopping: back to the queue, to be built again")
-        _quietly(ctx, version_id, state=State.queued.value, claimed_by=None, started_at=None)
+        _quietly(ctx, version_id, State.queued, claimed_by=None, started_at=None)
         return
     log.stage = State.cancelled.value
     log.line("cancelled")
-    _quietly(ctx, version_id, state=State.cancelled.value, finished_at=utcnow(),
+    _quietly(ctx, version_id, State.cancelled, finished_at=utcnow(),
              timings=timings, error="cancelled")
 
 
 def _fail(ctx: BuildContext, version_id: int, error: str, timings: dict[str, float]) -> None:
-    _quietly(ctx, version_id, state=State.failed.value, error=error, finished_at=utcnow(),
+    _quietly(ctx, version_id, State.failed, error=error, finished_at=utcnow(),
              timings=timings)
 
 
-def _quietly(ctx: BuildContext, version_id: int, **changes: Any) -> None:
+def _quietly(ctx: BuildContext, version_id: int, state: State, **changes: Any) -> None:
     """A build's last write: ``Lost`` means someone else already settled the version. If
     the database stays away past the retries, the runner's poll loop settles it later
     (``jobs.LocalRunner``: a version it claims that no thread builds)."""
-    with contextlib.suppress(Lost):
-        _set(ctx, version_id, **changes)
+    def write() -> bool:
+        with ctx.db.session(write=True) as s:
+            return move(s, version_id, state, claim=ctx.claim, **changes)
+
+    retrying(write)
 
 
 def _publish(ctx: BuildContext, version_id: int, where: tuple[str, str, int],
@@ -416,9 +435,11 @@ def _publish(ctx: BuildContext, version_id: int, where: tuple[str, str, int],
     with ctx.db.session(write=True) as s:
         v = s.get(Version, version_id, with_for_update=True)
         assert v is not None
-        if v.state not in RUNNING_STATES or (ctx.claim is not None
-                                             and v.claimed_by != ctx.claim):
+        if v.state not in RUNNING or (ctx.claim is not None and v.claimed_by != ctx.claim):
             raise Lost  # cancelled, handed back or failed meanwhile (e.g. its Job deleted)
+        if v.cancel_requested_at is not None:
+            raise Cancelled  # asked in another process: the build ends here, not ready
+        check(v.state, State.ready)
         for kind, (path, size) in artifacts.items():
             s.add(Artifact(version_id=v.id, kind=kind, path=path,
                            bytes=size if size is not None else os.path.getsize(path)))

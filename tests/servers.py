@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,6 +165,8 @@ class _Recording(http.server.SimpleHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.requested.append(self.path)  # type: ignore[attr-defined]
+        if self.server.before is not None:  # type: ignore[attr-defined]
+            self.server.before(self.path)  # type: ignore[attr-defined]
         super().do_GET()
 
 
@@ -173,12 +175,15 @@ class _StaticServer(http.server.ThreadingHTTPServer):
 
 
 @contextmanager
-def serve_directory(directory: Path) -> Iterator[tuple[str, list[str]]]:
+def serve_directory(directory: Path, before: Callable[[str], None] | None = None
+                    ) -> Iterator[tuple[str, list[str]]]:
     """``directory`` over HTTP on 127.0.0.1 (a channel, a package index, a file to
-    download): its URL and the paths requested so far."""
+    download): its URL and the paths requested so far. ``before(path)`` runs ahead of
+    each answer (a test holds a download there)."""
     handler = functools.partial(_Recording, directory=str(directory))
     server = _StaticServer(("127.0.0.1", 0), handler)
     server.requested = []  # type: ignore[attr-defined]
+    server.before = before  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

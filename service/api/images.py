@@ -15,7 +15,8 @@ from service.api.params import Name, VersionNumber
 from service.buildlog import BuildLog
 from service.catalog import find_environment, find_namespace, find_version
 from service.errors import Conflict
-from service.models import Role, State
+from service.models import Role
+from service.transitions import State
 
 router = APIRouter(prefix="/api/v1", tags=["images"])
 

@@ -14,7 +14,8 @@ from service.api.params import Name, VersionNumber
 from service.catalog import find_environment, find_namespace, find_version
 from service.errors import Conflict
 from service.images import retag_current
-from service.models import RetentionRule, Role, State
+from service.models import RetentionRule, Role
+from service.transitions import State
 from service.worker import publish_kernel
 
 router = APIRouter(prefix="/api/v1", tags=["lifecycle"])

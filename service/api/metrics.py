@@ -8,7 +8,8 @@ from sqlalchemy import func, select
 
 from service.api.deps import RunnerDep, SessionDep, resolve_principal
 from service.errors import NotFound
-from service.models import Role, State, Version
+from service.models import Role, Version
+from service.transitions import State
 
 router = APIRouter(tags=["metrics"])
 

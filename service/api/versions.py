@@ -33,8 +33,9 @@ from service.catalog import (
     version_summary,
 )
 from service.errors import Conflict, NotFound
-from service.models import Role, State, Version, utcnow
+from service.models import Role, Version, utcnow
 from service.storage import ArtifactStore, build_key, pack_key
+from service.transitions import State, request_cancel
 
 router = APIRouter(prefix="/api/v1/environments/{namespace}/{name}/versions",
                    tags=["versions"])
@@ -176,10 +177,9 @@ def cancel_version(namespace: Name, name: Name, number: VersionNumber, db: DbDep
         v = find_version(s, namespace, name, number)
         if State(v.state).terminal:
             raise Conflict(f"version {number} is already {v.state}")
-        if v.state == State.queued.value:
-            v.state, v.error, v.finished_at = State.cancelled.value, "cancelled", utcnow()
-        version_id, state = v.id, v.state
-    runner.cancel(version_id)
+        request_cancel(s, v, utcnow())  # recorded: whichever process builds it stops
+        version_id = v.id
+    runner.cancel(version_id)  # at once, if this process builds it
     with db.session() as s:
         state = find_version(s, namespace, name, number).state
     return {"namespace": namespace, "name": name, "number": number,

@@ -14,8 +14,9 @@ import pytest
 
 from service.catalog import new_version
 from service.db import Database, migrate
-from service.models import State, Version, utcnow
+from service.models import Version, utcnow
 from service.runners import ORPHANED, fail_overdue, settle_orphans
+from service.transitions import State
 from tests.servers import Postgres, Service
 from tests.service.conftest import api, wait_ready
 

@@ -122,3 +122,47 @@ def test_gc_waits_for_another_replicas_advisory_lock(postgres: Postgres,
         gc.join(30)
     assert not gc.is_alive() and results[0]["deleted"] == []
     db.engine.dispose()
+
+
+def test_a_cancel_reaches_the_process_that_builds(postgres: Postgres, channel: Path,
+                                                  tmp_path: Path) -> None:
+    """Before: a cancel only set an event in the memory of the process that took the
+    request, which answered "cancelling"; the build in the other process went on to
+    ready. The cancel is now recorded in the database, where every builder looks."""
+    from tests.servers import serve_directory
+
+    release = threading.Event()
+
+    def hold(path: str) -> None:  # the build waits in a download until the test says
+        if "/toolz-" in path:
+            release.wait(120)
+
+    url = postgres.new_database()
+    root = tmp_path / "volume"
+    root.mkdir()
+    with serve_directory(channel, before=hold) as (channel_url, requested):
+        builder, other = (Service(root, channel_url, url).start(),  # type: ignore[arg-type]
+                          Service(root, channel_url, url).start())  # type: ignore[arg-type]
+        try:
+            token = builder.token("team=developer")
+            headers = {"Authorization": f"Bearer {token}"}
+            with httpx.Client(base_url=builder.url, headers=headers, timeout=60) as c:
+                number = c.post("/api/v1/environments/team/stop/versions",
+                                content=SMALL).json()["version"]
+                deadline = time.monotonic() + 120
+                while not any("/toolz-" in p for p in requested):
+                    assert time.monotonic() < deadline, "the build never fetched toolz"
+                    time.sleep(0.05)
+            with httpx.Client(base_url=other.url, headers=headers, timeout=60) as c:
+                r = c.post(f"/api/v1/environments/team/stop/versions/{number}/cancel")
+                assert r.status_code == 200 and r.json()["state"] == "cancelling", r.text
+                release.set()
+                v = wait_ready(c, "team/stop", number, timeout=300)
+                log = c.get(f"/api/v1/environments/team/stop/versions/{number}/log").text
+        finally:
+            release.set()
+            builder.stop()
+            other.stop()
+    assert v["state"] == "cancelled", (v["state"], log)
+    assert log.rstrip().endswith("cancelled") and "ready" not in log.splitlines()[-1]
+    assert v["current"] is False

@@ -1,0 +1,139 @@
+"""A version's life: its states, the moves between them, and cancel.
+
+    queued -> solving -> installing -> packing -> ready -> deleting -> deleted
+    (a pushed lock goes queued -> installing; without packs installing -> ready; any
+    live state -> failed | cancelled, or back to queued when its runner stops; failed
+    and cancelled versions are collected like ready ones)
+
+``TRANSITIONS`` is the whole table. ``move`` writes a state as a conditional ``UPDATE``
+that succeeds only from a state the table allows (and, for a build, only while its
+runner still holds the claim), so a cancel, a watchdog or a hand-back that got there
+first wins and the build learns it. ``check`` guards code that edits a loaded row. A move
+the table never allows is a bug (``IllegalTransition``), not a silent write.
+
+A cancel is recorded in the database (``cancel_requested_at``), not only in the memory
+of the process that took the request: whichever process or pod builds the version sees
+it at its next stage, and its runner's poll stops a download in between.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+
+class State(enum.StrEnum):
+    queued = "queued"
+    solving = "solving"
+    installing = "installing"
+    packing = "packing"
+    ready = "ready"
+    failed = "failed"
+    cancelled = "cancelled"
+    deleting = "deleting"  # marked by GC; files being removed
+    deleted = "deleted"  # files gone; spec, lock and log kept as a record
+
+    @property
+    def terminal(self) -> bool:
+        """The build is over: nothing about it changes but collection."""
+        return self not in LIVE
+
+
+RUNNING = (State.solving, State.installing, State.packing)
+LIVE = (State.queued, *RUNNING)
+FINISHED = (State.ready, State.failed, State.cancelled)  # what GC may collect
+
+#: Every legal move: state -> the states it may become.
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.queued: frozenset({State.solving, State.installing, State.failed,
+                             State.cancelled}),
+    State.solving: frozenset({State.installing, State.failed, State.cancelled,
+                              State.queued}),
+    State.installing: frozenset({State.packing, State.ready, State.failed, State.cancelled,
+                                 State.queued}),
+    State.packing: frozenset({State.ready, State.failed, State.cancelled, State.queued}),
+    State.ready: frozenset({State.deleting}),
+    State.failed: frozenset({State.deleting}),
+    State.cancelled: frozenset({State.deleting}),
+    State.deleting: frozenset({State.deleted}),
+    State.deleted: frozenset(),
+}
+
+
+class IllegalTransition(Exception):
+    """A move the table never allows: a bug in the caller, never a user's mistake."""
+
+
+def legal(before: State | str, after: State | str) -> bool:
+    return State(after) in TRANSITIONS[State(before)]
+
+
+def sources(after: State) -> list[str]:
+    """The states ``after`` may be reached from; none is a bug."""
+    found = [str(s) for s, nexts in TRANSITIONS.items() if after in nexts]
+    if not found:
+        raise IllegalTransition(f"no state may become {after}")
+    return found
+
+
+def move(s: Session, version_id: int, after: State, *, claim: str | None = None,
+         unless_cancelled: bool = False, **fields: Any) -> bool:
+    """Move the version to ``after`` (writing ``fields`` too) if its state allows it and,
+    with ``claim``, only while that runner holds it; with ``unless_cancelled``, not once
+    a cancel is requested. False when the version is elsewhere by now (someone else's
+    move came first)."""
+    from service.models import Version
+
+    where = [Version.id == version_id, Version.state.in_(sources(after))]
+    if claim is not None:
+        where.append(Version.claimed_by == claim)
+    if unless_cancelled:
+        where.append(Version.cancel_requested_at.is_(None))
+    done = s.execute(update(Version).where(*where).values(state=after.value, **fields))
+    return bool(done.rowcount)  # type: ignore[attr-defined]
+
+
+def check(before: State | str, after: State) -> None:
+    """For code that edits a loaded row: raise unless ``before`` may become ``after``."""
+    if not legal(before, after):
+        raise IllegalTransition(f"a {before} version cannot become {after}")
+
+
+def request_cancel(s: Session, version: Any, now: dt.datetime) -> State:
+    """Cancel ``version`` (a loaded, write-locked row): a queued one is cancelled at once;
+    a running one is marked, and its build stops at its next stage or download chunk.
+    Returns the state it is in now; the caller refuses a finished one."""
+    state = State(version.state)
+    if state is State.queued:
+        check(state, State.cancelled)
+        version.state, version.error, version.finished_at = \
+            State.cancelled.value, "cancelled", now
+        return State.cancelled
+    if state in RUNNING and version.cancel_requested_at is None:
+        version.cancel_requested_at = now
+    return state
+
+
+def cancel_requested(s: Session, version_id: int) -> bool:
+    from service.models import Version
+
+    return s.scalar(select(Version.cancel_requested_at).where(
+        Version.id == version_id)) is not None
+
+
+def cancels_for(s: Session, runner: str) -> list[int]:
+    """The running builds of ``runner`` whose cancel was requested (from any process)."""
+    from service.models import Version
+
+    return list(s.scalars(select(Version.id).where(
+        Version.claimed_by == runner, Version.state.in_([st.value for st in RUNNING]),
+        Version.cancel_requested_at.is_not(None))))
+
+
+__all__ = ["FINISHED", "LIVE", "RUNNING", "TRANSITIONS", "IllegalTransition", "State",
+           "cancel_requested", "cancels_for", "check", "legal", "move", "request_cancel",
+           "sources"]

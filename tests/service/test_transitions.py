@@ -1,0 +1,103 @@
+"""A version's life, edge by edge: every move the table allows happens, every other one
+is refused, on a real database through the same conditional write the builders use."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import pytest
+
+from service.db import Database, migrate
+from service.models import Environment, Namespace, Version, utcnow
+from service.transitions import (
+    FINISHED,
+    LIVE,
+    RUNNING,
+    TRANSITIONS,
+    IllegalTransition,
+    State,
+    cancels_for,
+    check,
+    legal,
+    move,
+    request_cancel,
+)
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    database = Database(f"sqlite:///{tmp_path_factory.mktemp('db') / 'envyard.db'}")
+    migrate(database.engine)
+    with database.session(write=True) as s:
+        ns = Namespace(name="life")
+        s.add(ns)
+        s.flush()
+        s.add(Environment(namespace_id=ns.id, name="edges"))
+    yield database
+    database.engine.dispose()
+
+
+def _version(db: Database, state: State, claimed_by: str | None = None) -> int:
+    with db.session(write=True) as s:
+        env = s.query(Environment).one()
+        env.version_counter += 1
+        v = Version(environment_id=env.id, number=env.version_counter, kind="spec",
+                    state=state.value, claimed_by=claimed_by)
+        s.add(v)
+        s.flush()
+        return v.id
+
+
+def _state(db: Database, version_id: int) -> str:
+    with db.session() as s:
+        v = s.get(Version, version_id)
+        assert v is not None
+        return v.state
+
+
+@pytest.mark.parametrize(("before", "after"), list(itertools.product(State, State)))
+def test_every_edge(db: Database, before: State, after: State) -> None:
+    version_id = _version(db, before)
+    with db.session(write=True) as s:
+        moved = move(s, version_id, after)
+    assert moved is (after in TRANSITIONS[before])
+    assert _state(db, version_id) == (after if moved else before)
+    if moved:
+        check(before, after)
+    else:
+        with pytest.raises(IllegalTransition):
+            check(before, after)
+
+
+def test_the_table_is_the_life_users_see() -> None:
+    assert set(TRANSITIONS) == set(State)
+    assert all(not legal(s, State.queued) for s in FINISHED)  # a finished build stays so
+    assert all(legal(s, State.cancelled) and legal(s, State.failed) for s in LIVE)
+    assert [s for s in State if s.terminal] == [*FINISHED, State.deleting, State.deleted]
+    assert not TRANSITIONS[State.deleted]
+
+
+def test_a_build_moves_only_while_its_runner_holds_the_claim(db: Database) -> None:
+    version_id = _version(db, State.solving, claimed_by="runner-a")
+    with db.session(write=True) as s:
+        assert not move(s, version_id, State.installing, claim="runner-b")
+    with db.session(write=True) as s:
+        assert move(s, version_id, State.installing, claim="runner-a")
+    assert _state(db, version_id) == "installing"
+
+
+def test_a_cancel_is_recorded_and_stops_the_next_stage(db: Database) -> None:
+    queued, running = _version(db, State.queued), _version(db, State.installing, "runner-a")
+    with db.session(write=True) as s:
+        assert request_cancel(s, s.get(Version, queued), utcnow()) is State.cancelled
+        assert request_cancel(s, s.get(Version, running), utcnow()) is State.installing
+    assert _state(db, queued) == "cancelled"
+    with db.session() as s:
+        assert cancels_for(s, "runner-a") == [running] and cancels_for(s, "runner-b") == []
+    with db.session(write=True) as s:  # the next stage does not begin …
+        assert not move(s, running, State.packing, claim="runner-a", unless_cancelled=True)
+    with db.session(write=True) as s:  # … the build ends cancelled
+        assert move(s, running, State.cancelled, claim="runner-a")
+    assert _state(db, running) == "cancelled"
+    assert set(RUNNING) < set(LIVE)
