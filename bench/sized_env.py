@@ -113,8 +113,9 @@ def main() -> None:
                                                if d.spec not in drop)
             v = lock_env(parse_spec(text), LockOptions(channels=[url], platforms=["linux-64"],
                                                        cache_dir=work / "cache"))
-            versions.append(install_lock(v, prefix=work / "volume" / f"v{n}",
-                                         platform="linux-64", pkgs_dir=pkgs).prefix)
+            versions.append(install_lock(v, prefix=work / "volume" / f"v{n}",  # as the
+                                         platform="linux-64", pkgs_dir=pkgs,  # service does
+                                         shared_records=True).prefix)
         ten, one = du(*versions), du(work / "ref")
         print(f"ten versions one package apart: {ten / 1e6:.0f} MB on the volume, one copy "
               f"{one / 1e6:.0f} MB, ratio {ten / one:.2f}x  (goal <= 1.2x)")

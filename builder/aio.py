@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -41,4 +41,4 @@ def call_with_timeout(work: Callable[[], T], *, timeout: float | None,
         raise on_timeout()
     if "error" in box:
         raise box["error"]
-    return box["result"]
+    return cast(T, box["result"])

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from builder import records
 from builder.aio import run_with_timeout
 from builder.errors import EnvyardError, HashMismatch, InstallError, LockError
 from builder.fetch import (
@@ -62,7 +63,8 @@ def fingerprint(lock: Lockfile, platform: str, variables: dict[str, str] | None 
 
 def installed_fingerprint(prefix: Path) -> str | None:
     try:
-        return json.loads((prefix / STAMP).read_text()).get("fingerprint")
+        fp: str | None = json.loads((prefix / STAMP).read_text()).get("fingerprint")
+        return fp
     except (OSError, ValueError):
         return None
 
@@ -112,8 +114,9 @@ async def _link(archives: list[Path], sha256s: list[str], staging: Path, final: 
     replaced the file since it was verified."""
     import rattler
 
-    class Reporter(rattler.InstallerReporter):  # type: ignore[misc]
-        """Counts linked packages for the progress display."""
+    class Reporter(rattler.InstallerReporter):
+        """Counts linked packages for the progress display. Other events are ignored; the
+        protocol's own no-op bodies read as abstract to mypy, so they are spelt out."""
 
         linked = 0
 
@@ -121,6 +124,40 @@ async def _link(archives: list[Path], sha256s: list[str], staging: Path, final: 
             self.linked += 1
             if progress:
                 progress("link", self.linked, len(archives))
+
+        def on_transaction_start(self, total_operations: int) -> None:
+            return None
+
+        def on_transaction_operation_start(self, operation: int) -> None:
+            return None
+
+        def on_validate_complete(self, validate_idx: int) -> None:
+            return None
+
+        def on_download_progress(self, download_idx: int, progress: int,
+                                 total: int | None) -> None:
+            return None
+
+        def on_download_completed(self, download_idx: int) -> None:
+            return None
+
+        def on_populate_cache_complete(self, cache_entry: int) -> None:
+            return None
+
+        def on_unlink_complete(self, index: int) -> None:
+            return None
+
+        def on_transaction_operation_complete(self, operation: int) -> None:
+            return None
+
+        def on_transaction_complete(self) -> None:
+            return None
+
+        def on_post_link_complete(self, index: int, success: bool) -> None:
+            return None
+
+        def on_pre_unlink_complete(self, index: int, success: bool) -> None:
+            return None
 
     records = await asyncio.gather(*map(rattler.RepoDataRecord.from_package_archive, archives))
     for archive, record, sha256 in zip(archives, records, sha256s, strict=True):
@@ -156,13 +193,16 @@ def install_lock(lock: Lockfile, *, prefix: Path, platform: str, pkgs_dir: Path,
                  progress: Progress | None = None,
                  sources: Sources | None = None,
                  stop: Callable[[], bool] | None = None,
-                 categories: Sequence[str] = DEFAULT_CATEGORIES) -> InstallResult:
+                 categories: Sequence[str] = DEFAULT_CATEGORIES,
+                 shared_records: bool = False) -> InstallResult:
     """Build ``prefix`` from the ``platform`` part of ``lock`` (the packages of
     ``categories``, as ``conda-lock install``); reuse it if already built.
 
     Every package URL is checked (``builder.fetch.check_url``) against ``sources`` before
     anything is fetched. ``timeout`` bounds fetching and linking together; ``stop()``,
-    asked between download chunks, ends a fetch early (``Stopped``). Builds of one prefix
+    asked between download chunks, ends a fetch early (``Stopped``). ``shared_records``:
+    the prefix will never be changed, so its conda-meta records may be hard links shared
+    with other prefixes (``builder.records``). Builds of one prefix
     are serialised by a lock file beside it; the holder removes staging directories that
     a killed build left behind.
     """
@@ -174,13 +214,14 @@ def install_lock(lock: Lockfile, *, prefix: Path, platform: str, pkgs_dir: Path,
             for stale in temps_of(prefix, kind):
                 shutil.rmtree(stale, ignore_errors=True)
         return _install(lock, prefix, platform, pkgs_dir, force, timeout, variables or {},
-                        progress, sources, stop, categories)
+                        progress, sources, stop, categories, shared_records)
 
 
 def _install(lock: Lockfile, prefix: Path, platform: str, pkgs_dir: Path, force: bool,
              timeout: float, variables: dict[str, str],
              progress: Progress | None, sources: Sources | None,
-             stop: Callable[[], bool] | None, categories: Sequence[str]) -> InstallResult:
+             stop: Callable[[], bool] | None, categories: Sequence[str],
+             shared_records: bool) -> InstallResult:
     start = time.perf_counter()
     deadline = Deadline(time.monotonic() + timeout, stop)
     check_installable(lock, platform, sources, categories)
@@ -209,7 +250,7 @@ def _install(lock: Lockfile, prefix: Path, platform: str, pkgs_dir: Path, force:
     staging = temp_beside(prefix, "staging")
     with package_cache_lock(pkgs_dir, shared=True):
         return _fetch_and_link(conda, pip, fetched, staging, prefix, platform, pkgs_dir, fp,
-                               deadline, variables, progress, start)
+                               deadline, variables, progress, start, shared_records)
 
 
 def _link_budget(deadline: Deadline) -> float:
@@ -252,7 +293,7 @@ def _fetch_and_link(conda: list[LockedPackage], pip: list[LockedPackage],
                     fetched: Callable[[LockedPackage], Path], staging: Path, prefix: Path,
                     platform: str, pkgs_dir: Path, fp: str, deadline: Deadline,
                     variables: dict[str, str], progress: Progress | None,
-                    start: float) -> InstallResult:
+                    start: float, shared_records: bool) -> InstallResult:
     with ThreadPoolExecutor(max_workers=8) as pool:
         conda_files = list(pool.map(fetched, conda))
         wheel_files = list(pool.map(fetched, pip))
@@ -283,6 +324,8 @@ def _fetch_and_link(conda: list[LockedPackage], pip: list[LockedPackage],
                 install_wheel(wheel, staging=staging, final_prefix=prefix, python=python)
                 if progress:
                     progress("pip", i, len(wheel_files))
+        if shared_records:
+            records.share(staging / "conda-meta", records.store_of(pkgs_dir))
         (staging / STAMP).parent.mkdir(parents=True, exist_ok=True)
         if variables:  # where `conda activate` reads an environment's variables
             (staging / "conda-meta" / "state").write_text(json.dumps({"env_vars": variables}))

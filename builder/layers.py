@@ -163,8 +163,9 @@ def _write_layer(store: BlobStore, prefix: Path, dest: str, files: list[Any], bu
     try:
         with tmp.open("wb") as raw:
             compressed = _Digesting(raw)
-            with igzip.IGzipFile(filename="", mode="wb", fileobj=compressed,
-                                 compresslevel=level, mtime=0) as gz:
+            with igzip.IGzipFile(  # type: ignore[no-untyped-call]  # isal leaves it unannotated
+                    filename="", mode="wb", fileobj=compressed, compresslevel=level,
+                    mtime=0) as gz:
                 plain = _Digesting(gz)
                 buffered = io.BufferedWriter(plain, buffer_size=1 << 20)
                 with tarfile.open(fileobj=buffered, mode="w|", format=tarfile.PAX_FORMAT) as tar:

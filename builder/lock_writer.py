@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -25,6 +26,8 @@ import yaml.resolver
 _DUMPER = yaml.SafeDumper
 _STR = "tag:yaml.org,2002:str"
 _resolver = yaml.resolver.Resolver()
+#: Its ``resolve`` (node kind, value, implicit flags -> tag), typed: the stubs leave it bare.
+_resolve: Callable[[type[yaml.Node], str, tuple[bool, bool]], str] = _resolver.resolve
 #: Starts with no YAML indicator and holds no character that needs a look by the emitter.
 _PLAIN = re.compile(r"[A-Za-z0-9_./][A-Za-z0-9_./:+=<>,!*~-]*")
 _analyzer = yaml.emitter.Emitter(io.StringIO())
@@ -43,12 +46,12 @@ def _scalar(value: str, key: bool = False) -> str:
     if " " in value or len(value) > (100 if key else 1000):
         raise _Unsupported(value)  # may be folded, or a long key written as `? key`
     if (_PLAIN.fullmatch(value) and not value.endswith(":") and not value.startswith("...")
-            and _resolver.resolve(yaml.ScalarNode, value, (True, False)) == _STR):
+            and _resolve(yaml.ScalarNode, value, (True, False)) == _STR):
         return value  # what the emitter's analysis allows plain, without running it
     analysis = _analyzer.analyze_scalar(value)
     if analysis.multiline:
         raise _Unsupported(value)
-    if (_resolver.resolve(yaml.ScalarNode, value, (True, False)) == _STR
+    if (_resolve(yaml.ScalarNode, value, (True, False)) == _STR
             and analysis.allow_block_plain):
         return value
     if analysis.allow_single_quoted:

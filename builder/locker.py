@@ -15,7 +15,14 @@ from typing import Any
 from builder.content_hash import content_hash
 from builder.errors import SolveError, SpecError
 from builder.lock import HashModel, LockChannel, LockedPackage, Lockfile, LockMeta
-from builder.solve import DEFAULT_TIMEOUT, SolveRequest, channel_url, solve, solve_all
+from builder.solve import (
+    DEFAULT_TIMEOUT,
+    SolveRequest,
+    channel_url,
+    query_platforms,
+    solve,
+    solve_all,
+)
 from builder.spec import EnvSpec
 from builder.virtual import VirtualPackages, load_virtual_packages
 
@@ -68,7 +75,7 @@ async def query_locked_records(channels: list[str], platform: str, pkgs: list[Lo
     gateway = rattler.Gateway(cache_dir=cache_dir)
     specs = [f"{p.name} =={p.version} {p.build_string}" for p in pkgs]
     result = await gateway.query([rattler.Channel(channel_url(c)) for c in channels],
-                                 [platform, "noarch"], specs, recursive=False)
+                                 query_platforms(platform), specs, recursive=False)
     wanted = {(p.name, p.version, p.build_string) for p in pkgs}
     found = {}
     for group in result:

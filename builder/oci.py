@@ -131,7 +131,7 @@ class BlobStore:
     def tag(self, name: str, manifest: Descriptor) -> None:
         """Name a manifest in ``index.json`` (replacing an older one of that name)."""
         index_path = self.root / "index.json"
-        index = json.loads(index_path.read_text()) if index_path.exists() else {
+        index: dict[str, Any] = json.loads(index_path.read_text()) if index_path.exists() else {
             "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
         key = "org.opencontainers.image.ref.name"
         index["manifests"] = [m for m in index["manifests"]

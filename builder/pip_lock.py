@@ -16,6 +16,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
@@ -101,7 +102,8 @@ def _explanation(stdout: str, stderr: str) -> str:
 
 
 def _marker_env(python: str, platform: str) -> dict[str, str]:
-    env = dict(default_environment())
+    # every field of packaging's Environment is a str
+    env = cast(dict[str, str], dict(default_environment()))
     system = {"linux": "Linux", "osx": "Darwin", "win": "Windows"}[platform.split("-")[0]]
     env.update(python_version=python, sys_platform={"Linux": "linux", "Darwin": "darwin",
                                                     "Windows": "win32"}[system],

@@ -74,7 +74,7 @@ def _maps() -> tuple[dict[str, str], frozenset[str], dict[str, str]]:
     """(conda -> PyPI where they differ, conda names that are not Python's, PyPI -> the
     conda package to use for it where that is not the same name)."""
     data = _load()
-    differ = {k: canonicalize_name(v) for k, v in data["pypi_names"].items()}
+    differ: dict[str, str] = {k: canonicalize_name(v) for k, v in data["pypi_names"].items()}
     prefer_same = set(data["same_too"])
     reverse: dict[str, str] = {}
     for conda, pypi in sorted(differ.items()):

@@ -48,7 +48,8 @@ class Registry:
                              "(set image_registry_insecure to allow it)")
         self.base = f"{parsed.scheme}://{parsed.netloc}"
         self.host = parsed.netloc
-        self.auth = (username, password) if username else None
+        # no password is an empty one, for Basic and token requests alike (httpx cannot send None)
+        self.auth = (username, password or "") if username else None
         verify = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
         self.http = httpx.Client(timeout=timeout, follow_redirects=True, verify=verify)
         self._tokens: dict[str, str] = {}
@@ -188,7 +189,8 @@ class Registry:
         if resp.status_code == 404:
             return None
         self._check(resp, f"reading {repo}:{reference}")
-        return resp.headers.get("docker-content-digest")
+        digest: str | None = resp.headers.get("docker-content-digest")
+        return digest
 
     def put_manifest(self, repo: str, reference: str, data: bytes, media_type: str) -> str:
         resp = self._check(self._request("PUT", f"/v2/{repo}/manifests/{reference}",

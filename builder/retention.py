@@ -24,9 +24,11 @@ class Rules:
         """``override``'s set fields win (namespace over global, environment over both)."""
         if override is None:
             return self
-        return Rules(*(o if o is not None else b for o, b in zip(
-            (override.keep_last, override.keep_days, override.failed_log_days),
-            (self.keep_last, self.keep_days, self.failed_log_days), strict=True)))
+        return Rules(
+            self.keep_last if override.keep_last is None else override.keep_last,
+            self.keep_days if override.keep_days is None else override.keep_days,
+            self.failed_log_days if override.failed_log_days is None
+            else override.failed_log_days)
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from builder.aio import run_with_timeout
 from builder.errors import SolveError, SolveTimeout
 from builder.virtual import VirtualPackages
+
+if TYPE_CHECKING:
+    from rattler.platform.subdir import SubdirLiteral
 
 DEFAULT_TIMEOUT = 300.0
 
@@ -36,6 +39,12 @@ def channel_base_url(channel: str) -> str:
     import rattler
 
     return str(rattler.Channel(channel_url(channel)).base_url).rstrip("/")
+
+
+def query_platforms(platform: str) -> list[SubdirLiteral]:
+    """``platform`` and noarch, the subdirs a solve or query reads (typed as rattler's subdir
+    names; rattler itself rejects a name it does not know)."""
+    return [cast("SubdirLiteral", platform), "noarch"]
 
 
 @dataclass
@@ -62,7 +71,7 @@ async def _solve(req: SolveRequest, gateway: Any) -> list[Any]:
     channels = [rattler.Channel(channel_url(c)) for c in req.channels]
     return await rattler.solve(
         sources=channels, specs=list(req.specs), gateway=gateway,
-        platforms=[req.platform, "noarch"], locked_packages=list(req.locked) or None,
+        platforms=query_platforms(req.platform), locked_packages=list(req.locked) or None,
         virtual_packages=req.virtual.to_rattler(req.platform),
         timeout=datetime.timedelta(seconds=req.timeout),
         constraints=list(req.constraints) or None)
@@ -104,7 +113,7 @@ def solve_all(reqs: Sequence[SolveRequest]) -> list[list[Any]]:
             raise SolveError("no channels to solve against: list some under 'channels:' "
                              "or pass --channel")
 
-    async def run() -> list[Any]:
+    async def run() -> list[list[Any] | BaseException]:
         gateway = rattler.Gateway(cache_dir=reqs[0].cache_dir)
         return await asyncio.gather(*(_solve(r, gateway) for r in reqs),
                                     return_exceptions=True)

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from builder.errors import SpecError
 from builder.yamlfile import load_yaml, plain
+
+if TYPE_CHECKING:
+    from rattler import GenericVirtualPackage
 
 DEFAULTS_FILE = Path(__file__).with_name("virtual-packages.yaml")
 _EPOCH_2020_MS = 1577854800000
@@ -34,7 +38,7 @@ class VirtualPackages:
     def for_platform(self, platform: str) -> tuple[VirtualPackage, ...]:
         return self.by_platform.get(platform, ())
 
-    def to_rattler(self, platform: str) -> list[object]:
+    def to_rattler(self, platform: str) -> list[GenericVirtualPackage]:
         import rattler
         from rattler.package.build_string import BuildString
 

@@ -8,7 +8,7 @@ included, and stops at the limit before anything big is built.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -30,6 +30,12 @@ class Located:
 
     value: Any
     line: int
+
+
+def _line(event: yaml.Event) -> int | None:
+    """The 1-based line ``event`` starts on (the stubs allow an event without a mark; the
+    parser always sets one)."""
+    return event.start_mark.line + 1 if event.start_mark is not None else None
 
 
 class _Walker:
@@ -78,19 +84,19 @@ def scan(text: str | bytes, *, source: str = "", max_nodes: int = MAX_NODES,
         if not aliases and (isinstance(event, yaml.AliasEvent)
                             or getattr(event, "anchor", None) is not None):
             raise SpecError("YAML anchors and aliases are not allowed here", source=source,
-                            line=event.start_mark.line + 1)
+                            line=_line(event))
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > max_depth:
                 raise SpecError(f"nested more than {max_depth} levels deep", source=source,
-                                line=event.start_mark.line + 1)
+                                line=_line(event))
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
         if isinstance(event, yaml.NodeEvent):
             nodes += 1
             if nodes > max_nodes:
                 raise SpecError(f"more than {max_nodes} YAML nodes", source=source,
-                                line=event.start_mark.line + 1)
+                                line=_line(event))
 
 
 _STR = "tag:yaml.org,2002:str"
@@ -105,16 +111,20 @@ def _scalar(event: yaml.ScalarEvent, resolver: yaml.resolver.BaseResolver,
     if tag is None or tag == "!":
         if not event.implicit[0]:
             return event.value  # quoted: a string
-        tag = resolver.resolve(yaml.ScalarNode, event.value, (True, False))
+        tag = resolver.resolve(  # type: ignore[no-untyped-call]  # unannotated in the stubs
+            yaml.ScalarNode, event.value, (True, False))
     if tag == _STR:
         return event.value
     if tag.endswith(":merge"):
         raise SpecError("YAML merge keys (<<) are not allowed here",
-                        line=event.start_mark.line + 1)
+                        line=_line(event))
     make = constructor.yaml_constructors.get(tag)
     if make is None or tag.endswith((":seq", ":map", ":omap", ":pairs", ":set")):
-        raise SpecError(f"unknown tag {tag}", line=event.start_mark.line + 1)
-    return _constructed(make, constructor, yaml.ScalarNode(tag, event.value, event.start_mark))
+        raise SpecError(f"unknown tag {tag}", line=_line(event))
+    # libyaml's events carry yaml._yaml.Mark, which the stubs' Node does not take (PyYAML
+    # takes any mark)
+    node = yaml.ScalarNode(tag, event.value, event.start_mark)  # type: ignore[arg-type]
+    return _constructed(make, constructor, node)
 
 
 #: What PyYAML's scalar constructors raise on values they cannot read (``!!bool maybe``:
@@ -152,9 +162,9 @@ def load_plain(text: str | bytes, *, max_nodes: int, max_depth: int = MAX_DEPTH)
         elif top[1] is _NO_KEY:
             if isinstance(value, list | dict):
                 raise SpecError("a mapping key must be a plain value",
-                                line=event.start_mark.line + 1)
+                                line=_line(event))
             if value in top[0]:  # as load_yaml: the second one is not silently taken
-                raise SpecError(f"duplicate key {value!r}", line=event.start_mark.line + 1)
+                raise SpecError(f"duplicate key {value!r}", line=_line(event))
             top[1] = value
         else:
             top[0][top[1]] = value
@@ -166,20 +176,20 @@ def load_plain(text: str | bytes, *, max_nodes: int, max_depth: int = MAX_DEPTH)
         if kind is yaml.DocumentStartEvent:
             documents += 1
             if documents > 1:
-                raise SpecError("more than one YAML document", line=event.start_mark.line + 1)
+                raise SpecError("more than one YAML document", line=_line(event))
             continue
         if kind is yaml.AliasEvent or getattr(event, "anchor", None) is not None:
             raise SpecError("YAML anchors and aliases are not allowed here",
-                            line=event.start_mark.line + 1)
+                            line=_line(event))
         if kind is yaml.ScalarEvent:
-            add(_scalar(event, resolver, constructor))
+            add(_scalar(cast(yaml.ScalarEvent, event), resolver, constructor))
         elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
             container: Any = {} if kind is yaml.MappingStartEvent else []
             add(container)
             stack.append([container, _NO_KEY])
             if len(stack) > max_depth:
                 raise SpecError(f"nested more than {max_depth} levels deep",
-                                line=event.start_mark.line + 1)
+                                line=_line(event))
         elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
             stack.pop()
             continue
@@ -188,7 +198,7 @@ def load_plain(text: str | bytes, *, max_nodes: int, max_depth: int = MAX_DEPTH)
         nodes += 1
         if nodes > max_nodes:
             raise SpecError(f"more than {max_nodes} YAML nodes",
-                            line=event.start_mark.line + 1)
+                            line=_line(event))
     return root
 
 

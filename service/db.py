@@ -25,7 +25,7 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
                                **pool)
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(conn, _record) -> None:  # type: ignore[no-untyped-def]
+        def _sqlite_pragmas(conn, _record) -> None:
             cur = conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
@@ -34,7 +34,7 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
             conn.isolation_level = None  # transactions begin explicitly, below
 
         @event.listens_for(engine, "begin")
-        def _sqlite_begin(conn) -> None:  # type: ignore[no-untyped-def]
+        def _sqlite_begin(conn) -> None:
             # writers take the write lock up front, so numbering never interleaves;
             # readers never block writers (WAL)
             write = conn.get_execution_options().get("envyard_write")

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from builder import records
 from builder.fetch import package_cache_lock
 from builder.layout import Layout, guard_of, temp_beside
 from builder.lock import parse_lock
@@ -277,6 +278,7 @@ def prune_package_cache(db: Database, layout: Layout) -> int:
                 Version.lock_text.is_not(None)))
             wanted: set[str] = set()
             for text in locks:
+                assert text is not None  # the query leaves out versions without one
                 for p in parse_lock(text).package:
                     wanted.add(p.filename)
         stems = {_stem(f) for f in wanted}
@@ -301,7 +303,7 @@ def prune_package_cache(db: Database, layout: Layout) -> int:
             # the prefixes deleted above changed their files' ctimes: verify here, once,
             # rather than in the next build
             removed += len(recheck(extracted))
-        return removed
+        return removed + records.prune(records.store_of(layout.pkgs))
 
 
 def _stem(filename: str) -> str:

@@ -55,6 +55,7 @@ def restore_volume(ctx: BuildContext) -> None:
     with ctx.db.session() as s:
         for env, ns in s.execute(select(Environment, Namespace.name).join(Namespace)
                                  .where(Environment.current_version.is_not(None))):
+            assert env.current_version is not None  # the query leaves out the others
             point(ctx.layout.current_link(ns, env.name), str(env.current_version))
             publish_kernel(ctx.layout, ns, env.name, env.current_version)
     sweep(ctx.db, ctx.layout, ctx.settings)

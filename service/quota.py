@@ -52,6 +52,7 @@ def check_build_quota(session: Session, settings: Settings, namespace: str, vers
             .where(Namespace.name == namespace, Version.id != version_id,
                    Version.lock_text.is_not(None),
                    Version.state.in_([s.value for s in HAS_FILES]))):
+        assert text is not None  # the query leaves out versions without one
         have |= {p.filename for p in parse_lock(text).for_platform(platform)}
     layout = Layout(settings.root)
     channels = settings.channels or [c.url for c in lock.metadata.channels]

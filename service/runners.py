@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Protocol
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 
 from service.db import Database
 from service.models import Version, utcnow
@@ -153,7 +153,7 @@ def hand_back(db: Database, runner: str) -> int:
     """A stopping runner's unfinished versions go back to the queue, unclaimed, to be
     built from the start by the next runner (stages are idempotent)."""
     with db.session(write=True) as s:
-        return s.execute(update(Version).where(  # type: ignore[attr-defined,no-any-return]
+        return s.execute(update(Version).where(  # type: ignore[attr-defined]
             Version.claimed_by == runner,
             Version.state.in_([st.value for st in LIVE]))
             .values(state=State.queued.value, claimed_by=None, started_at=None)).rowcount
@@ -163,7 +163,7 @@ def settle(db: Database, runners: list[str], *, orphans: bool = False) -> int:
     """Settle the versions of dead ``runners`` (and, with ``orphans``, of no runner)."""
     if not runners and not orphans:
         return 0
-    owner = Version.claimed_by.in_(runners)
+    owner: ColumnElement[bool] = Version.claimed_by.in_(runners)
     if orphans:
         owner = or_(owner, Version.claimed_by.is_(None))
     settled = 0

@@ -65,6 +65,7 @@ def usage_report(session: Session, layout: Layout,
             [namespaces] if isinstance(namespaces, str) else list(namespaces)))
     per_ns: dict[str, dict[str, set[str]]] = {}
     for ns, env, fp in session.execute(query):
+        assert fp is not None  # the query leaves out versions without one
         per_ns.setdefault(ns, {}).setdefault(env, set()).add(fp)
     report: dict[str, Any] = {}
     for ns, envs in sorted(per_ns.items()):

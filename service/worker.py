@@ -261,7 +261,7 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
                              sources=rules.lock_sources(lock) if kind == "lock"
                              else ctx.settings.package_sources(channels),
                              stop=lambda: cancel.is_set() or ctx.stopping.is_set(),
-                             categories=categories)
+                             categories=categories, shared_records=True)
         timings["install"] = round(time.perf_counter() - start, 3)
         log.line(("reused the prefix" if built.reused else "installed") +
                  f" {built.conda_packages} conda + {built.pip_packages} pip packages "
@@ -384,8 +384,9 @@ def run_claimed(ctx: BuildContext, version_id: int, claim: str) -> int:
     def watch() -> None:
         while not done.wait(2.0):
             with ctx.db.session() as s:
-                if s.get(Version, version_id).state == State.cancelled.value or \
-                        cancel_requested(s, version_id):  # type: ignore[union-attr]
+                row = s.get(Version, version_id)
+                assert row is not None  # version rows are never deleted (GC marks them)
+                if row.state == State.cancelled.value or cancel_requested(s, version_id):
                     cancel.set()
                     return
 

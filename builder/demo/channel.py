@@ -8,12 +8,13 @@ a reader never sees a half-written channel.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -43,14 +44,14 @@ def index_channel(channel: Path) -> None:
 
 
 def build_channel(dest: Path, wheels: dict[Pin, Path], *, target: Target,
-                  extra: list[PackageSpec] = (),  # type: ignore[assignment]
+                  extra: Sequence[PackageSpec] = (),
                   progress: Callable[[str], None] | None = None) -> Path:
     """Convert ``wheels`` (pip-only ones skipped) plus python into an indexed channel."""
     specs_from: list[Callable[[], PackageSpec]] = [
         lambda: python_package(target.python), lambda: python_abi_package(target.python)]
     for pin, path in sorted(wheels.items(), key=lambda kv: kv[0].name):
         if not pin.pip_only:
-            specs_from.append(lambda path=path: convert_wheel(path, target))
+            specs_from.append(functools.partial(convert_wheel, path, target))
     dest.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".channel-", dir=dest.parent))
     try:

@@ -78,7 +78,7 @@ def _index_json(spec: PackageSpec) -> dict[str, object]:
 
 
 def _paths_json(files: list[PackageFile]) -> dict[str, object]:
-    paths = []
+    paths: list[dict[str, object]] = []
     for f in files:
         if f.symlink_to is not None:
             paths.append({"_path": f.path, "path_type": "softlink"})

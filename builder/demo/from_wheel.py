@@ -14,6 +14,7 @@ import zipfile
 from dataclasses import dataclass
 from email.parser import Parser
 from pathlib import Path
+from typing import cast
 
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
@@ -37,7 +38,8 @@ class Target:
         return "cp" + self.python.replace(".", "")
 
     def marker_env(self) -> dict[str, str]:
-        env = dict(default_environment())
+        # every field of packaging's Environment is a str
+        env = cast(dict[str, str], dict(default_environment()))
         env.update(python_version=self.python, python_full_version=self.full_python,
                    sys_platform="linux", platform_system="Linux", os_name="posix",
                    platform_machine=self.machine, implementation_name="cpython",

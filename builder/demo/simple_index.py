@@ -28,7 +28,7 @@ def write_simple_index(wheels: list[Path], dest: Path) -> Path:
             except OSError:
                 shutil.copyfile(wheel, target)
         digest = hashlib.sha256(target.read_bytes()).hexdigest()
-        name = canonicalize_name(parse_wheel_filename(wheel.name)[0])
+        name: str = canonicalize_name(parse_wheel_filename(wheel.name)[0])
         by_name.setdefault(name, []).append((wheel.name, digest))
     root = dest / "simple"
     root.mkdir(exist_ok=True)

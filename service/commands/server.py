@@ -68,7 +68,7 @@ def _server(config: Any) -> Any:
 
     class Server(uvicorn.Server):
         @contextlib.contextmanager
-        def capture_signals(self):  # type: ignore[no-untyped-def]
+        def capture_signals(self):
             with super().capture_signals():
                 try:
                     yield
