@@ -1,7 +1,9 @@
 """Solve conda match specs with rattler: per platform, with a time limit and readable conflicts.
 
-A solve either returns records, raises ``SolveError`` with rattler's explanation of the
-conflict, or raises ``SolveTimeout`` when the limit passes; it never hangs.
+A solve either returns records or raises what went wrong, as the user reads it:
+``SolveError`` with rattler's explanation of the conflict, ``SolveTimeout`` when the limit
+passes (it never hangs), ``SpecError`` for a match spec rattler cannot read, and
+``IndexUnreachable`` (a fetch error) when a channel's index cannot be read.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from builder.aio import run_with_timeout
-from builder.errors import SolveError, SolveTimeout
+from builder.errors import EnvyardError, IndexUnreachable, SolveError, SolveTimeout, SpecError
 from builder.virtual import VirtualPackages
 
 if TYPE_CHECKING:
@@ -77,18 +79,22 @@ async def _solve(req: SolveRequest, gateway: Any) -> list[Any]:
         constraints=list(req.constraints) or None)
 
 
-def _error(req: SolveRequest, exc: BaseException) -> SolveError:
-    """rattler's failure as the user reads it: a conflict, a channel that cannot be read,
-    a timeout, or another error (a conflict naming ``async-timeout`` is still a conflict)."""
-    if isinstance(exc, SolveError):
+def _error(req: SolveRequest, exc: BaseException) -> EnvyardError:
+    """rattler's failure as the user reads it: a conflict, a malformed match spec, a
+    channel that cannot be read, a timeout, or another error (a conflict naming
+    ``async-timeout`` is still a conflict)."""
+    if isinstance(exc, EnvyardError):
         return exc
     name = type(exc).__name__
     text = _clean(str(exc))
     timed_out = text.startswith("Solve operation has been cancelled")  # rattler's words
     if name == "SolverError" and not timed_out:
         return SolveError(f"{req.platform}: the specs cannot be satisfied:\n{text}")
+    if "MatchSpec" in name:
+        return SpecError(f"{req.platform}: a match spec cannot be read: {text}")
     if "error sending request" in text or name in ("GatewayError", "FetchRepoDataError"):
-        return SolveError(f"{req.platform}: cannot read the channels' package index: {text}")
+        return IndexUnreachable(f"{req.platform}: cannot read the channels' package index: "
+                                f"{text}")
     if timed_out or "timeout" in name.lower():
         return SolveTimeout(f"{req.platform}: the solve ran out of time "
                             f"({req.timeout:.0f} s): {text}")

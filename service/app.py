@@ -30,7 +30,7 @@ from service.errors import InsufficientStorage, Unavailable, http_status
 from service.inputs import UploadChecker
 from service.jobs import LocalRunner
 from service.runners import Runner
-from service.settings import Settings
+from service.settings import Settings, load_settings
 from service.storage import open_store
 from service.worker import BuildContext
 
@@ -57,7 +57,7 @@ def make_runner(ctx: BuildContext) -> Runner:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
+    settings = settings or load_settings()
     settings.root.mkdir(parents=True, exist_ok=True)
     db = Database(settings.db_url, settings.db_pool_size)
     store = open_store(settings)

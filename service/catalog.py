@@ -14,13 +14,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from builder.spec import NAME_RE
-from service.errors import Conflict, NotFound, ServiceError
+from service.errors import BadName, Conflict, NotFound
 from service.models import Environment, Namespace, Version
 from service.transitions import State
-
-
-class BadName(ServiceError):
-    status = 422
 
 
 def check_name(kind: str, name: str) -> str:

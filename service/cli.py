@@ -2,10 +2,7 @@
 
 Local commands (lock, build, pack, render, demo) run the pipeline on this machine; serve
 and token run the service; submit, push, ls, show, logs, cancel and sync talk to it.
-Results go to stdout (--json for scripts), progress to stderr. Exit codes: 0 success,
-1 internal error, 2 usage, 10 bad spec, 11 unsolvable, 12 bad lock, 13 fetch or hash
-mismatch, 14 install, 15 pack, 16 demo channel, 17 Dask pin mismatch, 20 refused by the
-service, 21 service error, 22 the build failed.
+Results go to stdout (--json for scripts), progress to stderr.
 """
 
 from __future__ import annotations
@@ -34,8 +31,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The CLI's parser: every command, or only ``command`` when it is one of them."""
     import importlib
 
+    from service.errors import exit_codes
+
     parser = argparse.ArgumentParser(
         prog="envyard", description=__doc__,
+        epilog="exit codes:\n" + "".join(f"  {code:>3}  {meaning}\n"
+                                        for code, meaning in exit_codes().items()),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     modules = [m for m, names in COMMANDS.items() if command in names] or list(COMMANDS)

@@ -7,25 +7,28 @@ the server's ``JUPYTERHUB_API_TOKEN`` is the last resort.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from service.console import info
-from service.errors import Conflict, Forbidden, NotFound, ServiceError, TooLarge, Unauthorized
+from service.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    RemoteError,
+    TooLarge,
+    Unauthorized,
+)
 
 CONFIG = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "envyard" / \
     "client.yml"
 _BY_STATUS = {401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict, 413: TooLarge}
-
-
-class RemoteError(ServiceError):
-    """The server refused a request; the message is the server's."""
-
-    exit_code = 20
 
 
 def client_config(server: str | None, token: str | None) -> tuple[str, str | None]:
@@ -107,3 +110,35 @@ class Client:
                         yield event, line[6:]
         except httpx.TransportError as exc:
             raise RemoteError(f"lost {self.server}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class SyncItem:
+    """One environment file of a folder being synced, and whether it changed."""
+
+    path: Path
+    name: str
+    body: bytes
+    unchanged_version: int | None  # the version it already is; None: submit it
+
+
+def plan_sync(client: Client, namespace: str, files: list[Path]) -> list[SyncItem]:
+    """What syncing ``files`` into ``namespace`` would do: a file whose bytes are the
+    environment's latest version (one that did not fail) is unchanged; any other is
+    submitted. ``sync`` and ``demo`` both decide this way."""
+    from builder.spec import read_spec
+
+    try:
+        known = {r["name"]: r for r in client.get(
+            f"/api/v1/namespaces/{namespace}")["environments"]}
+    except NotFound:  # a namespace nothing was submitted to yet
+        known = {}
+    items = []
+    for f in files:
+        name = read_spec(f).name or f.stem
+        body = f.read_bytes()
+        row = known.get(name)
+        same = row is not None and row["latest_spec_sha256"] == hashlib.sha256(
+            body).hexdigest() and row["latest_state"] != "failed"
+        items.append(SyncItem(f, name, body, row["latest_version"] if same and row else None))
+    return items

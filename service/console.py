@@ -18,6 +18,19 @@ def emit_json(data: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+def size(n: int) -> str:
+    """Bytes as a person reads them: 1.2 GB, 340 MB, 12 kB."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} B"
+
+
+def timings(stages: dict[str, float]) -> str:
+    """A build's stage times: ``solve 0.41 s, install 2.3 s, pack 0.62 s``."""
+    return ", ".join(f"{stage} {seconds:.2g} s" for stage, seconds in stages.items())
+
+
 def info(message: str) -> None:
     sys.stderr.write(message + "\n")
 

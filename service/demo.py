@@ -3,7 +3,8 @@ its own HTTP API.
 
 The demo channel stands in for conda-forge. The service runs in this process (SQLite, a
 local volume, in-process builds); a token is made for namespace ``demo``; the folder is
-synced like CI would; the results are printed; the service keeps serving until Ctrl-C.
+synced like CI would (a file unchanged since the last run keeps its version); the results
+are printed; the service keeps serving until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -20,12 +21,16 @@ from service.console import Progress
 
 
 def _free_port(preferred: int) -> int:
+    """``preferred`` unless another process listens there (a port still in TIME_WAIT
+    from the last run is free: uvicorn binds with SO_REUSEADDR too), else any free one."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", preferred))
         except OSError:
             s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 class DemoService:
@@ -59,9 +64,9 @@ def run_demo(envs: Path, home: Path, volume: Path, port: int, show: Progress
              ) -> tuple[DemoService, str, list[dict[str, Any]]]:
     """Start the service, sync ``envs`` into namespace ``demo``, wait for every build."""
     from service.auth import create_token
-    from service.client import Client
+    from service.client import Client, plan_sync
     from service.models import Role
-    from service.settings import Settings
+    from service.settings import load_settings
 
     files = sorted(p for p in envs.glob("*.y*ml") if p.is_file())
     if not files:
@@ -69,27 +74,32 @@ def run_demo(envs: Path, home: Path, volume: Path, port: int, show: Progress
     show.stage("preparing the demo channel (the first run downloads ~55 MB of wheels)")
     channel = demo_channel(home)
     pins = envs / "cluster" / "dask-pins.yml"  # the cluster's pins, if the folder has them
-    settings = Settings(root=volume, channels=[str(channel)], port=_free_port(port),
-                        dask_pins=pins if pins.is_file() else None)
+    port_used = _free_port(port)
+    settings = load_settings(root=volume, channels=[str(channel)], port=port_used,
+                             dask_pins=pins if pins.is_file() else None)
     service = DemoService(settings)
     service.start()
-    show.stage(f"service running at {service.url} (SQLite, volume {volume})")
+    moved = f" (port {port} is taken by another program)" if port_used != port else ""
+    show.stage(f"service running at {service.url}{moved} (SQLite, volume {volume})")
     with service.app.state.db.session(write=True) as s:
         token = create_token(s, name="demo", roles={"demo": Role.admin})
     client = Client(service.url, token, timeout=300)
     layout_envs = volume / "envs" / "demo"
-    results = []
-    for f in files:
-        from builder.spec import read_spec
-
-        name = read_spec(f).name or f.stem
-        r = client.request("POST", f"/api/v1/environments/demo/{name}/versions",
-                           content=f.read_bytes(), headers={"Content-Type": "text/yaml"})
-        results.append({"name": name, "version": r.json()["version"]})
-        show.stage(f"submitted demo/{name} as version {results[-1]['version']}")
+    results: list[dict[str, Any]] = []
+    for item in plan_sync(client, "demo", files):  # as `envyard sync`: unchanged files stay
+        if item.unchanged_version is not None:
+            results.append({"name": item.name, "version": item.unchanged_version,
+                            "unchanged": True})
+            show.stage(f"demo/{item.name} is unchanged: version {item.unchanged_version}")
+            continue
+        r = client.request("POST", f"/api/v1/environments/demo/{item.name}/versions",
+                           content=item.body, headers={"Content-Type": "text/yaml"})
+        results.append({"name": item.name, "version": r.json()["version"]})
+        show.stage(f"submitted demo/{item.name} as version {results[-1]['version']}")
     for r in results:
         path = f"/api/v1/environments/demo/{r['name']}/versions/{r['version']}"
-        for event, data in client.follow_log(f"demo/{r['name']}", r["version"]):
+        for event, data in () if r.get("unchanged") else client.follow_log(
+                f"demo/{r['name']}", r["version"]):
             if event == "log":
                 show.stage(f"demo/{r['name']}: {data.split(' ', 1)[1]}")
         detail = client.get(path)

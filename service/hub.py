@@ -25,14 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from builder.layout import envyard_home
-from service.errors import ServiceError
+from service.errors import HubError
 from service.settings import Settings
 
 TOKEN_ENV = "ENVYARD_HUB_SERVICE_TOKEN"
-
-
-class HubError(ServiceError):
-    """The embedded hub cannot start; the message says what is missing."""
 
 
 def _free_port() -> int:

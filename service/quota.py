@@ -15,15 +15,11 @@ from sqlalchemy.orm import Session
 from builder.layout import Layout
 from builder.lock import Lockfile, parse_lock
 from builder.locker import package_sizes
-from service.errors import ServiceError
+from service.errors import QuotaExceeded
 from service.gc import make_plan
 from service.models import Environment, Namespace, Version
 from service.settings import Settings
 from service.usage import HAS_FILES, namespace_bytes
-
-
-class QuotaExceeded(ServiceError):
-    status = 409
 
 
 def _mb(n: int) -> str:

@@ -9,21 +9,51 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     YamlConfigSettingsSource,
 )
 
+from builder.errors import ConfigError
 from builder.fetch import Sources
 from builder.layout import envyard_home
 from builder.spec import ChannelPolicy
 
 DEFAULT_ROOT = envyard_home() / "volume"
+
+
+def _list(value: Any) -> Any:
+    """A list setting from the environment: JSON (``["a", "b"]``) or plain ``a,b``."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            try:
+                return json.loads(text)
+            except ValueError as exc:
+                raise ValueError(f"not a JSON list ({exc})") from None
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+#: A list of strings that ``ENVYARD_X=a,b`` sets as well as ``ENVYARD_X='["a","b"]'``.
+StrList = Annotated[list[str], NoDecode, BeforeValidator(_list)]
 
 
 class JobProfile(BaseModel):
@@ -76,9 +106,9 @@ class Settings(BaseSettings):
 
     root: Path = Field(DEFAULT_ROOT, description="The shared volume: prefixes, packs, logs.")
     database_url: str = Field("", description="SQLAlchemy URL; empty: SQLite under root.")
-    channels: list[str] = Field(["conda-forge"], description="Channels every build solves "
+    channels: StrList = Field(["conda-forge"], description="Channels every build solves "
                                 "against, replacing the spec's.")
-    allowed_channels: list[str] | None = Field(
+    allowed_channels: StrList | None = Field(
         None, description="fnmatch patterns a spec's channels must match; None allows any.")
     platform: str = Field("", description="The platform builds are for; empty: this host's.")
     pip_index: str | None = Field(None, description="Package index for pip: sections.")
@@ -164,7 +194,7 @@ class Settings(BaseSettings):
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     host: str = Field("127.0.0.1", description="Address `envyard serve` binds.")
     port: int = Field(8765, description="Port `envyard serve` binds.")
-    trusted_proxies: list[str] = Field(
+    trusted_proxies: StrList = Field(
         [], description="Addresses of reverse proxies whose X-Forwarded-For/-Proto are "
         "believed (the hub's proxy: 127.0.0.1); empty: none, the peer is the client.")
     request_threads: int = Field(16, ge=1, le=256, description="Threads serving requests; "
@@ -236,3 +266,24 @@ class Settings(BaseSettings):
         from builder.locker import host_platform
 
         return self.platform or host_platform()
+
+
+def load_settings(**given: Any) -> Settings:
+    """The settings from the environment and ``ENVYARD_CONFIG``; a malformed one is a
+    ``ConfigError`` naming the variable and the form it expects (not an internal error)."""
+    try:
+        return Settings(**given)
+    except SettingsError as exc:  # a value the environment source could not decode
+        cause = str(exc)
+        field = cause.split('"')[1] if '"' in cause else "?"
+        raise ConfigError(f"ENVYARD_{field.upper()}: cannot be read; it expects JSON "
+                          f"(see `envyard serve --help`) ({cause})") from None
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = "ENVYARD_" + "__".join(str(part) for part in err["loc"]).upper() \
+                if err["loc"] else "the settings"
+            given_value = f" (got {err['input']!r})" if isinstance(
+                err.get("input"), str | int | float) else ""
+            problems.append(f"{name}: {err['msg']}{given_value}")
+        raise ConfigError("bad setting: " + "; ".join(problems)) from None

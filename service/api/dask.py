@@ -12,7 +12,7 @@ from service.api.deps import DbDep, PrincipalDep, RunnerDep, SettingsDep
 from service.api.params import Name
 from service.catalog import find_environment, find_namespace
 from service.dask import current_pins, set_pins
-from service.errors import Forbidden, NotFound, ServiceError
+from service.errors import BadPins, Forbidden, NotFound
 from service.models import Role
 from service.upgrade import apply_upgrade, what_if
 
@@ -46,10 +46,6 @@ def _pins(body: PinsIn) -> PinSet:
         raise BadPins(f"pins must name packages distributed compares "
                       f"({', '.join(REQUIRED + OPTIONAL)}); not: {', '.join(sorted(unknown))}")
     return PinSet(dict(body.versions), body.source or "API")
-
-
-class BadPins(ServiceError):
-    status = 422
 
 
 @router.get("/dask/pins")

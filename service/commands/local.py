@@ -122,21 +122,28 @@ def cmd_demo(args: argparse.Namespace) -> None:
         if args.json:
             emit_json({"server": service.url, "token": token, "environments": results})
         else:
+            served = ("lock", "pack", "log")  # URLs: only while the service runs
             for r in results:
-                print(f"\ndemo/{r['name']} version {r['version']}: {r['state']}, "
-                      f"{r['packages']} packages" + (f" ({r['error']})" if r["error"] else ""))
+                print(f"\ndemo/{r['name']} version {r['version']}: {r['state']}"
+                      + (" (unchanged)" if r.get("unchanged") else "")
+                      + f", {r['packages']} packages" + (f" ({r['error']})" if r["error"] else ""))
                 for key in ("prefix", "lock", "pack", "log", "try", "dask"):
-                    if r.get(key):
+                    if r.get(key) and not (args.exit and key in served):
                         print(f"  {key:<7} {r[key]}")
-            print(f"\nThe service is at {service.url} (API docs: {service.url}/docs).")
-            print(f"  export ENVYARD_SERVER={service.url} ENVYARD_TOKEN={token}")
-            print("  envyard ls demo; envyard show demo/minimal/1; "
-                  "envyard submit envs/minimal.yml --env demo/minimal --wait")
-            print("Unpack a pack anywhere: mkdir env && tar -xf PACK -C env && "
-                  "PATH=$PWD/env/bin:$PATH env/bin/conda-unpack")
+            if args.exit:
+                print(f"\nThe service has stopped (--exit); the environments stay in "
+                      f"{args.volume or args.home / 'volume'}. Run `envyard demo` without "
+                      "--exit to keep serving them.")
+            else:
+                print(f"\nThe service is at {service.url} (API docs: {service.url}/docs).")
+                print(f"  export ENVYARD_SERVER={service.url} ENVYARD_TOKEN={token}")
+                print("  envyard ls demo; envyard show demo/minimal/1; "
+                      "envyard submit envs/minimal.yml --env demo/minimal --wait")
+                print("Unpack a pack anywhere: mkdir env && tar -xf PACK -C env && "
+                      "PATH=$PWD/env/bin:$PATH env/bin/conda-unpack")
         failed = [r["name"] for r in results if r["state"] != "ready"]
         if failed:
-            from service.commands.remote import BuildFailed
+            from service.errors import BuildFailed
 
             raise BuildFailed(f"not ready: {', '.join(failed)}")
         if not args.exit:

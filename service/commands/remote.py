@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from builder.errors import SpecError
-from service.client import Client, RemoteError, client_config
-from service.console import emit_json, info
+from builder.errors import SpecError, UsageError
+from service.client import Client, client_config, plan_sync
+from service.console import emit_json, info, size, timings
+from service.errors import BuildFailed, RemoteError
 
 TERMINAL = {"ready", "failed", "cancelled"}
-
-
-class BuildFailed(RemoteError):
-    exit_code = 22
 
 
 def _client(args: argparse.Namespace) -> Client:
@@ -27,7 +23,7 @@ def _client(args: argparse.Namespace) -> Client:
 def _env(value: str) -> tuple[str, str]:
     ns, _, name = value.partition("/")
     if not ns or not name or "/" in name:
-        raise SpecError(f"--env {value!r}: expected NAMESPACE/NAME")
+        raise UsageError(f"--env {value!r}: expected NAMESPACE/NAME")
     return ns, name
 
 
@@ -37,7 +33,7 @@ def _ref(value: str) -> tuple[str, str, int | None]:
         return parts[0], parts[1], None
     if len(parts) == 3 and parts[2].isdigit():
         return parts[0], parts[1], int(parts[2])
-    raise SpecError(f"{value!r}: expected NAMESPACE/NAME or NAMESPACE/NAME/VERSION")
+    raise UsageError(f"{value!r}: expected NAMESPACE/NAME or NAMESPACE/NAME/VERSION")
 
 
 def _wait(client: Client, env: str, number: int, quiet: bool) -> str:
@@ -132,7 +128,9 @@ def cmd_show(args: argparse.Namespace) -> None:
         if args.json:
             emit_json(data)
             return
-        print(f"{ns}/{name}  current version: {data['current_version']}")
+        current = data["current_version"]
+        print(f"{ns}/{name}  current version: "
+              + (str(current) if current is not None else "none yet (no version is ready)"))
         for v in data["versions"]:
             print(f"  {v['number']:>4}  {v['state']:<10} {v['kind']:<4} {v['created_at']}"
                   + (f"  {v['error']}" if v["error"] else ""))
@@ -143,9 +141,14 @@ def cmd_show(args: argparse.Namespace) -> None:
         return
     print(f"{ns}/{name} version {number}: {data['state']}"
           + (" (current)" if data.get("current") else ""))
-    for key in ("error", "timings", "prefix_bytes", "pack_bytes", "fingerprint"):
-        if data.get(key):
-            print(f"  {key}: {data[key]}")
+    shown = {"error": data.get("error"),
+             "timings": timings(data["timings"]) if data.get("timings") else None,
+             "size": size(data["prefix_bytes"]) if data.get("prefix_bytes") else None,
+             "pack": size(data["pack_bytes"]) if data.get("pack_bytes") else None,
+             "fingerprint": data.get("fingerprint")}
+    for key, value in shown.items():
+        if value:
+            print(f"  {key}: {value}")
     dask = data.get("dask")
     if dask and dask.get("applies"):
         print("  dask pin check: " + ("ok" if dask["ok"] else "MISMATCH"))
@@ -168,7 +171,7 @@ def cmd_show(args: argparse.Namespace) -> None:
 def cmd_logs(args: argparse.Namespace) -> None:
     ns, name, number = _ref(args.ref)
     if number is None:
-        raise SpecError("logs needs NAMESPACE/NAME/VERSION")
+        raise UsageError("logs needs NAMESPACE/NAME/VERSION")
     client = _client(args)
     if args.follow:
         for event, data in client.follow_log(f"{ns}/{name}", number):
@@ -182,7 +185,7 @@ def cmd_logs(args: argparse.Namespace) -> None:
 def cmd_cancel(args: argparse.Namespace) -> None:
     ns, name, number = _ref(args.ref)
     if number is None:
-        raise SpecError("cancel needs NAMESPACE/NAME/VERSION")
+        raise UsageError("cancel needs NAMESPACE/NAME/VERSION")
     result = _client(args).request(
         "POST", f"/api/v1/environments/{ns}/{name}/versions/{number}/cancel").json()
     if args.json:
@@ -193,35 +196,22 @@ def cmd_cancel(args: argparse.Namespace) -> None:
 
 def cmd_sync(args: argparse.Namespace) -> None:
     """Every spec file in DIR is one environment; only changed files become versions."""
-    from builder.spec import read_spec
 
     client = _client(args)
     files = sorted(p for p in args.dir.glob("*.y*ml") if p.is_file())
     if not files:
         raise SpecError(f"no environment files (*.yml) in {args.dir}")
-    try:
-        known = {r["name"]: r for r in client.get(
-            f"/api/v1/namespaces/{args.namespace}")["environments"]}
-    except RemoteError as exc:
-        if "404" not in str(exc):
-            raise
-        known = {}
     results, submitted = [], []
-    for f in files:
-        spec = read_spec(f)
-        name = spec.name or f.stem
-        body = f.read_bytes()
-        row = known.get(name)
-        digest = hashlib.sha256(body).hexdigest()
-        if row and row["latest_spec_sha256"] == digest and row["latest_state"] != "failed":
-            results.append({"name": name, "action": "unchanged",
-                            "version": row["latest_version"]})
+    for item in plan_sync(client, args.namespace, files):
+        if item.unchanged_version is not None:
+            results.append({"name": item.name, "action": "unchanged",
+                            "version": item.unchanged_version})
             continue
-        r = client.request("POST", f"/api/v1/environments/{args.namespace}/{name}/versions",
-                           content=body, headers=_submission_headers(),
+        r = client.request("POST", f"/api/v1/environments/{args.namespace}/{item.name}/"
+                           "versions", content=item.body, headers=_submission_headers(),
                            retries=SUBMIT_RETRIES).json()
-        results.append({"name": name, "action": "submitted", "version": r["version"]})
-        submitted.append((name, r["version"]))
+        results.append({"name": item.name, "action": "submitted", "version": r["version"]})
+        submitted.append((item.name, r["version"]))
     failed = []
     if args.wait:
         for name, number in submitted:
@@ -254,7 +244,7 @@ def cmd_rollback(args: argparse.Namespace) -> None:
 def cmd_hold(args: argparse.Namespace) -> None:
     ns, name, number = _ref(args.ref)
     if number is None:
-        raise SpecError(f"{args.command} needs NAMESPACE/NAME/VERSION")
+        raise UsageError(f"{args.command} needs NAMESPACE/NAME/VERSION")
     method = "POST" if args.command == "hold" else "DELETE"
     result = _client(args).request(
         method, f"/api/v1/environments/{ns}/{name}/versions/{number}/hold").json()

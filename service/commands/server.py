@@ -13,7 +13,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from service.app import create_app
-    from service.settings import Settings
+    from service.settings import load_settings
 
     overrides: dict[str, Any] = {}
     if args.host:
@@ -22,7 +22,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         overrides["port"] = args.port
     if args.hub_port:
         overrides["hub_port"] = args.hub_port
-    settings = Settings(**overrides)
+    settings = load_settings(**overrides)
     hub = None
     if args.hub:
         from service.hub import EmbeddedHub
@@ -113,10 +113,10 @@ def _roles(pairs: list[str]) -> dict[str, Any]:
 def cmd_token_create(args: argparse.Namespace) -> None:
     from service.auth import create_token
     from service.db import Database, migrate
-    from service.settings import Settings
+    from service.settings import load_settings
 
     roles = _roles(args.role)
-    settings = Settings()
+    settings = load_settings()
     settings.root.mkdir(parents=True, exist_ok=True)
     db = Database(settings.db_url)
     migrate(db.engine)
@@ -136,11 +136,11 @@ def cmd_worker(args: argparse.Namespace) -> None:
     from builder.layout import Layout
     from service.db import Database
     from service.kube_jobs import claim_of
-    from service.settings import Settings
+    from service.settings import load_settings
     from service.storage import open_store
     from service.worker import BuildContext, run_claimed
 
-    settings = Settings()
+    settings = load_settings()
     ctx = BuildContext(settings, Database(settings.db_url), Layout(settings.root),
                        open_store(settings))
     claim = f"job/{args.job}" if args.job else claim_of(args.version_id)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from service.storage.base import ArtifactConflict, ArtifactStore, StorageError, StoredObject
+from service.errors import ArtifactConflict, StorageError
+from service.storage.base import ArtifactStore, StoredObject
 
 if TYPE_CHECKING:
     from service.settings import Settings

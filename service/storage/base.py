@@ -15,19 +15,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.errors import Conflict, ServiceError
+from service.errors import ArtifactConflict, StorageError
 
 CHUNK = 1 << 20
-
-
-class StorageError(ServiceError):
-    """The artifact backend failed or is misconfigured."""
-
-    status = 502
-
-
-class ArtifactConflict(Conflict):
-    """Another writer stored different bytes under the same key first."""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import pytest
 
 from builder.aio import run_with_timeout
 from builder.demo.synthetic import synthetic_channel
-from builder.errors import SolveError, SolveTimeout, SpecError
+from builder.errors import IndexUnreachable, SolveError, SolveTimeout, SpecError
 from builder.solve import SolveRequest, solve, solve_all
 from builder.virtual import load_virtual_packages
 
@@ -110,10 +110,18 @@ def test_a_missing_package_named_like_a_timeout_is_missing(channel: Path,
     assert not isinstance(err.value, SolveTimeout)
 
 
-def test_an_unreachable_channel_says_so(cache_dir: Path) -> None:
-    with pytest.raises(SolveError, match="cannot read the channels' package index") as err:
+def test_an_unreachable_channel_is_a_fetch_error(cache_dir: Path) -> None:
+    """Before: exit 11 "unsolvable" for what is a network failure (13)."""
+    with pytest.raises(IndexUnreachable, match="cannot read the channels' package index") as e:
         solve(_req("http://127.0.0.1:9", ["python"], cache_dir))  # type: ignore[arg-type]
-    assert not isinstance(err.value, SolveTimeout)
+    assert e.value.exit_code == 13 and not isinstance(e.value, SolveError)
+
+
+def test_a_malformed_match_spec_is_a_bad_spec(channel: Path, cache_dir: Path) -> None:
+    """Before: exit 11 "could not solve (InvalidMatchSpecError)"."""
+    with pytest.raises(SpecError, match="match spec cannot be read") as e:
+        solve(_req(channel, ["python >>> 3"], cache_dir))
+    assert e.value.exit_code == 10
 
 
 def test_platforms_solved_at_once_fail_by_the_first_that_fails(tmp_path: Path,

@@ -133,6 +133,19 @@ def test_each_command_has_its_parser_and_help_lists_them_all() -> None:
     assert run("no-such-command").returncode == 2
 
 
+def test_one_exit_code_table_in_help_readme_and_architecture() -> None:
+    """The codes come from the error classes; the docs must print the same table."""
+    from service.errors import exit_code_table, exit_codes
+
+    table = exit_code_table()
+    for doc in (REPO / "README.md", REPO / "docs" / "architecture.md"):
+        text = "\n".join(line.strip() for line in doc.read_text().splitlines())
+        assert table in text, f"{doc.name} does not show the exit code table"
+    listed = run("--help", check=True).stdout
+    assert all(f"{code:>3}  {meaning}" in listed for code, meaning in exit_codes().items())
+    assert {2, 3, 10, 11, 13, 20, 22} <= set(exit_codes())
+
+
 def test_repeated_runs_never_end_by_a_signal(cli_lock: Path) -> None:
     for _ in range(8):
         run("render", str(cli_lock), check=True)
@@ -158,6 +171,35 @@ def test_demo_builds_every_env_file_through_the_service(channel: Path, tmp_path:
     assert state == {"env_vars": {"GREETING": "hello"}}
     assert list((tmp_path / "volume" / "packs").glob("*.tar.zst"))
     assert (tmp_path / "volume" / "envyard.db").exists()
+
+    (envs / "other.yml").write_text("dependencies: [python=3.11, pyyaml, toolz]\n")
+    again = run("demo", "--envs", str(envs), "--volume", str(tmp_path / "volume"), "--exit",
+                "--port", "0", check=True)  # before: every run added a version of each file
+    assert "demo/small version 1: ready (unchanged)" in again.stdout
+    assert "demo/other version 2: ready," in again.stdout
+    assert "The service is at" not in again.stdout and "has stopped" in again.stdout
+
+
+def test_demo_keeps_its_port_after_a_run_and_says_when_it_moves(tmp_path: Path) -> None:
+    """Before: a port in TIME_WAIT from the last run counted as taken, silently."""
+    import socket
+
+    from service.demo import _free_port
+
+    with socket.socket() as listener:  # the last run's service (uvicorn sets SO_REUSEADDR)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        taken = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", taken)) as client:
+            served, _ = listener.accept()
+            served.close()  # the server closes first: its side waits in TIME_WAIT
+            client.recv(1)
+    assert _free_port(taken) == taken
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        assert _free_port(busy.getsockname()[1]) != busy.getsockname()[1]
 
 
 def test_demo_without_env_files(tmp_path: Path) -> None:

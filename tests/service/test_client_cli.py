@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -36,7 +37,10 @@ def test_submit_wait_show_logs(cli, tmp_path: Path) -> None:  # type: ignore[no-
     assert "[installing]" in done.stderr  # the followed log
     show = json.loads(cli("show", "cli/tools/1", "--json").stdout)
     assert show["state"] == "ready" and any(p["name"] == "toolz" for p in show["packages"])
-    assert "version 1: ready (current)" in cli("show", "cli/tools/1").stdout
+    shown = cli("show", "cli/tools/1").stdout
+    assert "version 1: ready (current)" in shown
+    assert " MB" in shown and "{" not in shown  # sizes and times for people, not dicts
+    assert re.search(r"timings: solve [\d.]+ s, install [\d.]+ s", shown), shown
     assert "current version: 1" in cli("show", "cli/tools").stdout
     assert "ready" in cli("logs", "cli/tools/1").stdout
     assert "ready" in cli("logs", "cli/tools/1", "-f").stdout
@@ -58,6 +62,7 @@ def test_push_and_failed_build_exit_code(cli, channel: Path,  # type: ignore[no-
     bad.write_text("dependencies: [python=3.11, dask=2025.12.0, distributed=2026.1.2]\n")
     done = cli("submit", str(bad), "--env", "cli/broken", "--wait", check=False)
     assert done.returncode == 22 and "cannot be satisfied" in done.stderr
+    assert "current version: none yet" in cli("show", "cli/broken").stdout  # was "None"
 
 
 def test_refusals_exit_codes(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -68,7 +73,7 @@ def test_refusals_exit_codes(cli, tmp_path: Path) -> None:  # type: ignore[no-un
     done = cli("show", "other/x", check=False)
     assert done.returncode == 20 and "403" in done.stderr
     done = cli("submit", str(bad), "--env", "nonsense", check=False)
-    assert done.returncode == 10 and "NAMESPACE/NAME" in done.stderr
+    assert done.returncode == 2 and "NAMESPACE/NAME" in done.stderr  # usage (was 10)
     done = cli("ls", "--server", "http://127.0.0.1:9", check=False)
     assert done.returncode == 20 and "cannot reach" in done.stderr
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from service.settings import Settings
+from builder.errors import ConfigError
+from service.settings import Settings, load_settings
 
 
 def test_yaml_file_then_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -32,6 +33,32 @@ def test_bad_settings_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("ENVYARD_ANONYMOUS", "write")
     with pytest.raises(ValidationError, match="anonymous"):
         Settings()
+
+
+
+def test_a_list_setting_may_be_a_plain_comma_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: ENVYARD_CHANNELS=/path was "internal error ... please report it"."""
+    monkeypatch.setenv("ENVYARD_CHANNELS", "/srv/channel, conda-forge")
+    monkeypatch.setenv("ENVYARD_TRUSTED_PROXIES", '["127.0.0.1"]')
+    s = load_settings()
+    assert s.channels == ["/srv/channel", "conda-forge"] and s.trusted_proxies == ["127.0.0.1"]
+
+
+def test_a_bad_setting_names_itself_and_exits_3(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    from tests.servers import ENVYARD
+
+    for name, value in (("ENVYARD_PORT", "eighty"), ("ENVYARD_KUBERNETES", "{not json"),
+                        ("ENVYARD_ALLOWED_CHANNELS", "[broken")):
+        env = {**os.environ, "ENVYARD_ROOT": str(tmp_path / "v"), name: value}
+        done = subprocess.run([ENVYARD, "serve"], env=env, capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 3, done.stderr
+        assert name in done.stderr and "internal error" not in done.stderr, done.stderr
+    with pytest.raises(ConfigError, match="ENVYARD_ANONYMOUS"):
+        load_settings(anonymous="write")
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
