@@ -211,6 +211,9 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(10.0, ge=0, description="Seconds a stopping service "
                                   "(SIGTERM, SIGINT) gives running builds to reach a stage "
                                   "boundary before it hands them back to the queue.")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="The service's log lines on stderr: 'text' for people, 'json' "
+        "(one object a line, with the version it is about) for log collectors.")
 
     @model_validator(mode="after")
     def _backends_complete(self) -> Settings:

@@ -35,7 +35,7 @@ from builder.layout import Layout, guard_of, point
 from builder.lock import DEFAULT_CATEGORIES, Lockfile, dump_lock, parse_lock
 from builder.locker import LockOptions, lock_env
 from builder.pack import pack_prefix
-from service import images
+from service import images, logs
 from service.buildlog import BuildLog
 from service.dask import current_pins
 from service.db import Database
@@ -202,6 +202,7 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
     bdir = ctx.layout.build_dir(*where)
     log = BuildLog(bdir / "build.log")
     timings: dict[str, float] = {}
+    about = logs.building.set("/".join(map(str, where)))  # in every record of this build
     try:
         _boundary(ctx, cancel, version_id)
         _set(ctx, version_id, started_at=utcnow())
@@ -294,6 +295,7 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
         log.line("ready")
         _publish(ctx, version_id, where, artifacts, timings=timings, packages=packages,
                  prefix_bytes=prefix_bytes, pack_bytes=pack_bytes)
+        logger.info("ready: %d packages, %s", len(packages), timings)
         if image:
             images.build_stage(ctx.db, ctx.settings, ctx.layout, version_id, where,
                                built.prefix, lock_text, log)
@@ -306,16 +308,19 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
         _stopped(ctx, version_id, stop, log, timings)
     except EnvyardError as exc:
         log.line(f"error: {exc}")
+        logger.info("failed: %s", str(exc)[:2000] or type(exc).__name__)
         _fail(ctx, version_id, str(exc), timings)
     except Exception as exc:  # a bug: record it, keep serving
         log.line(f"internal error: {type(exc).__name__}: {exc}")
+        logger.exception("internal error in the build")
         _fail(ctx, version_id, f"internal error: {type(exc).__name__}: {exc}", timings)
     finally:
         if not ctx.store.local and log.path.exists():
             try:  # the log's last word goes to the store; only this build writes it
                 ctx.store.put(build_key(*where, "build.log"), log.path, overwrite=True)
             except EnvyardError as exc:
-                logger.warning("could not store the log of %s: %s", where, exc)
+                logger.warning("could not store the build log: %s", exc)
+        logs.building.reset(about)
 
 
 def _pack(ctx: BuildContext, fp: str, prefix: Any, log: BuildLog) -> int:

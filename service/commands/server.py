@@ -12,6 +12,7 @@ from service.console import emit_json, info
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
+    from service import logs
     from service.app import create_app
     from service.settings import load_settings
 
@@ -23,6 +24,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     if args.hub_port:
         overrides["hub_port"] = args.hub_port
     settings = load_settings(**overrides)
+    logs.configure(settings.log_format, "debug" if args.log_level == "debug" else "info")
     hub = None
     if args.hub:
         from service.hub import EmbeddedHub
@@ -134,6 +136,7 @@ def cmd_token_create(args: argparse.Namespace) -> None:
 
 def cmd_worker(args: argparse.Namespace) -> None:
     from builder.layout import Layout
+    from service import logs
     from service.db import Database
     from service.kube_jobs import claim_of
     from service.settings import load_settings
@@ -141,6 +144,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
     from service.worker import BuildContext, run_claimed
 
     settings = load_settings()
+    logs.configure(settings.log_format)
     ctx = BuildContext(settings, Database(settings.db_url), Layout(settings.root),
                        open_store(settings))
     claim = f"job/{args.job}" if args.job else claim_of(args.version_id)
