@@ -39,6 +39,7 @@ from service.runners import (
     unclaimed,
 )
 from service.transitions import cancels_for
+from service.upgrade import settle_pin_moves
 from service.worker import BuildContext, publish_kernel, run_build
 
 POLL = 1.0  # seconds between looks for unclaimed versions and dead runners
@@ -139,6 +140,7 @@ class LocalRunner:
                 with self.ctx.db.session() as s:  # cancels asked of another process
                     for version_id in cancels_for(s, self.runner.id):
                         self.cancel(version_id)
+                settle_pin_moves(self.ctx.db)  # applied Dask upgrades whose builds ended
                 free = self.ctx.settings.build_concurrency - self.pending
                 for version_id in unclaimed(self.ctx.db, free) if free > 0 else ():
                     self.submit(version_id)

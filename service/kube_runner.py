@@ -35,6 +35,7 @@ from service.models import Environment, Namespace, Version, utcnow
 from service.runners import RunnerLock, claim, settle, unclaimed
 from service.settings import KubernetesSettings
 from service.transitions import LIVE, State
+from service.upgrade import settle_pin_moves
 from service.worker import BuildContext
 
 logger = logging.getLogger("envyard")
@@ -194,12 +195,14 @@ class KubernetesRunner:
                                exc)
 
     def step(self) -> None:
-        """One look: settle dead replicas' image builds, reconcile, launch what fits."""
+        """One look: settle dead replicas' image builds, reconcile, launch what fits,
+        move the Dask pins of upgrades whose builds ended."""
         settle(self.ctx.db, self.runner.dead_runners())
         self.reconcile()
         free = self.k.max_jobs - self.pending
         for version_id in unclaimed(self.ctx.db, free) if free > 0 else ():
             self._launch(version_id)
+        settle_pin_moves(self.ctx.db)  # applied Dask upgrades whose builds ended
 
     def recover(self) -> None:
         restore_volume(self.ctx)

@@ -171,6 +171,22 @@ class RetentionRule(Base):
     failed_log_days: Mapped[float | None] = mapped_column(default=None)
 
 
+class PinMove(Base):
+    """An applied Dask upgrade: the pins move once every version built for them is ready
+    (a row, not a thread, so a restart in between loses nothing)."""
+
+    __tablename__ = "pin_moves"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    versions: Mapped[dict[str, Any]]  # the pin set to move to
+    source: Mapped[str] = mapped_column(Text, default="")
+    version_ids: Mapped[list[Any]]
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    settled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True),
+                                                           default=None)
+    outcome: Mapped[str | None] = mapped_column(String(16), default=None)  # moved, abandoned
+
+
 class ClusterPins(Base):
     """The Dask cluster's pin sets; the newest row is the one in force."""
 

@@ -1,13 +1,14 @@
 """The Dask upgrade what-if: re-lock every environment that talks to the cluster against
 proposed pins, in parallel, publishing nothing; and its application, which moves the
-cluster's pins only once every such environment has a ready version on them.
+cluster's pins only once every such environment has a ready version on them. The move
+waits in the database (``PinMove``), settled by whichever runner polls next, so a restart
+between applying and moving loses nothing.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-import threading
-import time
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -25,11 +26,12 @@ from service.catalog import new_version
 from service.dask import set_pins
 from service.db import Database
 from service.errors import Conflict
-from service.models import Environment, Namespace, Version
+from service.models import Environment, Namespace, PinMove, Version, utcnow
 from service.settings import Settings
 from service.transitions import State
 
 SHOWN = ("python", "dask", "distributed")
+logger = logging.getLogger("envyard")
 
 
 def _followers(db: Database, platform: str, namespaces: Collection[str] | None
@@ -107,23 +109,35 @@ def apply_upgrade(db: Database, settings: Settings, pins: PinSet,
             v, _ = new_version(s, ns, name, kind="spec", spec_text=spec_text)
             v.constraints = extra
             submitted.append((v.id, r["environment"], v.number))
+        s.flush()
+        s.add(PinMove(versions=dict(pins.versions), source=pins.source,
+                      version_ids=[version_id for version_id, _, _ in submitted]))
     for version_id, _, _ in submitted:
         submit(version_id)
-    threading.Thread(target=_move_pins_when_ready, args=(db, pins, [s[0] for s in submitted]),
-                     daemon=True, name="envyard-dask-upgrade").start()
     return {"rows": rows, "submitted": [{"environment": e, "version": n}
                                         for _, e, n in submitted],
             "pins": "move when every submitted version is ready"}
 
 
-def _move_pins_when_ready(db: Database, pins: PinSet, version_ids: list[int]) -> None:
-    terminal = {s.value for s in State if s.terminal}
-    while True:
-        with db.session() as s:
-            states = list(s.scalars(select(Version.state).where(Version.id.in_(version_ids))))
-        if all(st in terminal for st in states):
-            break
-        time.sleep(0.5)
-    if all(st == State.ready.value for st in states):
-        with db.session(write=True) as s:
-            set_pins(s, pins)
+def settle_pin_moves(db: Database) -> list[str]:
+    """Move the pins of every applied upgrade whose versions are all ready; give one up
+    when any ended otherwise. Each runner's poll calls this (any process may: a move is
+    settled once, under the row's lock). Returns the outcomes."""
+    outcomes = []
+    with db.session(write=True) as s:
+        for move in s.scalars(select(PinMove).where(PinMove.settled_at.is_(None))
+                              .with_for_update(skip_locked=True)):
+            states = set(s.scalars(select(Version.state).where(
+                Version.id.in_(list(move.version_ids)))))
+            if not all(State(st).terminal for st in states):
+                continue
+            if states <= {State.ready.value}:
+                set_pins(s, PinSet(dict(move.versions), move.source))
+                move.outcome = "moved"
+            else:
+                move.outcome = "abandoned"  # a version failed or was cancelled
+                logger.warning("dask upgrade %s not applied: a version it built did not "
+                               "become ready", move.id)
+            move.settled_at = utcnow()
+            outcomes.append(move.outcome)
+    return outcomes

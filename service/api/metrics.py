@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from service.api.deps import RunnerDep, SessionDep, resolve_principal
 from service.errors import NotFound
-from service.models import Role, Version
+from service.models import PinMove, Role, Version
 from service.transitions import State
 
 router = APIRouter(tags=["metrics"])
@@ -43,6 +43,11 @@ def metrics(request: Request, session: SessionDep, runner: RunnerDep) -> str:
         .where(Version.state == State.ready.value).group_by(Version.fingerprint)).all()
     lines.append(f'envyard_bytes_stored{{part="prefixes"}} {sum(r[1] or 0 for r in stored)}')
     lines.append(f'envyard_bytes_stored{{part="packs"}} {sum(r[2] or 0 for r in stored)}')
+    waiting = session.scalar(select(func.count()).select_from(PinMove)
+                             .where(PinMove.settled_at.is_(None)))
+    lines += ["# HELP envyard_pin_moves_waiting Applied Dask upgrades waiting for their "
+              "builds.", "# TYPE envyard_pin_moves_waiting gauge",
+              f"envyard_pin_moves_waiting {waiting}"]
     return "\n".join(lines) + "\n"
 
 

@@ -130,3 +130,36 @@ def test_pins_from_the_cluster_environment(channel: Path, tmp_path: Path) -> Non
             assert v["dask"]["ok"] is False
     finally:
         svc.stop()
+
+
+def test_an_applied_upgrade_survives_a_restart(channel: Path, tmp_path: Path) -> None:
+    """Before: the pins moved from a thread of the process that applied the upgrade; a
+    restart before its builds ended lost the move, and the pins never changed."""
+    env = {"ENVYARD_DASK_PINS": str(REPO / "envs" / "cluster" / "dask-pins.yml"),
+           "ENVYARD_BUILD_CONCURRENCY": "1"}
+    root = tmp_path / "volume"
+    root.mkdir()
+    svc = Service(root, channel, extra_env=env).start()
+    token = svc.token("*=admin")
+    try:
+        with api(svc, token) as c:
+            wait_ready(c, "dk/any", c.post("/api/v1/environments/dk/any/versions",
+                                           content=ANY).json()["version"])
+            applied = c.post("/api/v1/dask/upgrade",
+                             json={"versions": NEW_PINS, "apply": True})
+            assert applied.status_code == 200, applied.text
+            (built,) = applied.json()["submitted"]
+    finally:
+        svc.stop()  # at once: the build is handed back to the queue (or has not begun)
+    again = Service(root, channel, extra_env=env, port=svc.port).start()
+    try:
+        with api(again, token) as c:
+            assert wait_ready(c, built["environment"], built["version"])["state"] == "ready"
+            deadline = time.monotonic() + 30
+            while c.get("/api/v1/dask/pins").json()["versions"]["dask"] != "2026.1.2":
+                assert time.monotonic() < deadline, "the pins did not move after the restart"
+                time.sleep(0.2)
+            metrics = c.get("/metrics").text
+            assert "envyard_pin_moves_waiting 0" in metrics
+    finally:
+        again.stop()
