@@ -21,6 +21,7 @@ import contextlib
 import logging
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 
@@ -156,6 +157,13 @@ class LocalRunner:
             with self._lock:
                 self._cancels.pop(version_id, None)
             self._wake.set()  # a slot is free: look for queued work now
+
+    def run_image(self, stage: Callable[[], None]) -> None:
+        """On the build threads: an image rebuild waits for a free one, as builds do."""
+        future = self._pool.submit(stage)
+        with self._lock:
+            self._futures.add(future)
+        future.add_done_callback(self._futures.discard)
 
     def cancel(self, version_id: int) -> None:
         with self._lock:

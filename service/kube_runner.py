@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -67,6 +69,8 @@ class KubernetesRunner:
         self.k = ctx.settings.kubernetes
         self.api = api if api is not None else batch_api(self.k)
         self.runner = RunnerLock(ctx.layout.root)  # image rebuilds run in this process
+        self._images = ThreadPoolExecutor(ctx.settings.build_concurrency,
+                                          thread_name_prefix="envyard-image")
         self._stop = threading.Event()
         self._wake = threading.Event()
 
@@ -213,8 +217,14 @@ class KubernetesRunner:
                            type(exc).__name__, exc)
         threading.Thread(target=self._poll, daemon=True, name="envyard-kube-runner").start()
 
+    def run_image(self, stage: Callable[[], None]) -> None:
+        """Image rebuilds asked through the API run here, ``build_concurrency`` at once."""
+        self._images.submit(stage)
+
     def shutdown(self, grace: float = 0.0) -> None:
-        """Stop following; the Jobs keep running and the next replica follows them."""
+        """Stop following; the Jobs keep running and the next replica follows them (an
+        image rebuild of this process is settled as interrupted)."""
+        self._images.shutdown(wait=False, cancel_futures=True)
         self._stop.set()
         self._wake.set()
         settle(self.ctx.db, [self.runner.id])

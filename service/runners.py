@@ -83,6 +83,9 @@ class Runner(Protocol):
 
     def cancel(self, version_id: int) -> None: ...
 
+    def run_image(self, stage: Callable[[], None]) -> None:
+        """Run an image (re)build asked through the API, bounded as builds are."""
+
     def recover(self) -> None: ...
 
     def shutdown(self, grace: float = 0.0) -> None: ...

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+import functools
 from typing import Any
 
 from fastapi import APIRouter
@@ -82,7 +82,7 @@ def build_version_image(namespace: Name, name: Name, number: VersionNumber, db: 
         version_id, fp, lock_text = v.id, v.fingerprint, v.lock_text
     layout = Layout(settings.root)
     log = BuildLog(layout.build_dir(namespace, name, number) / "build.log")
-    threading.Thread(target=images.build_stage, daemon=True, name="envyard-image", args=(
-        db, settings, layout, version_id, (namespace, name, number), layout.prefix(fp),
-        lock_text, log)).start()
+    runner.run_image(functools.partial(
+        images.build_stage, db, settings, layout, version_id, (namespace, name, number),
+        layout.prefix(fp), lock_text, log))
     return {"namespace": namespace, "name": name, "version": number, "image": "building"}
