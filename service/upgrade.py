@@ -8,7 +8,6 @@ between applying and moving loses nothing.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -85,7 +84,8 @@ def what_if(db: Database, settings: Settings, pins: PinSet,
         row.update(would_be={k: new.get(k) for k in SHOWN}, solvable=True)
         return row
 
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+    # as many solves as builds at once, not one per core: builds and requests share them
+    with ThreadPoolExecutor(max_workers=settings.build_concurrency) as pool:
         return list(pool.map(relock, _followers(db, platform, namespaces)))
 
 
