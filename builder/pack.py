@@ -12,6 +12,7 @@ through a pipe to a zstd stage on other cores, so writing and compressing overla
 from __future__ import annotations
 
 import io
+import logging
 import os
 import subprocess
 import tarfile
@@ -27,6 +28,7 @@ from builder.layout import temp_beside
 
 FORMATS = {".tar.zst": "tar.zst", ".tzst": "tar.zst", ".tar.gz": "tar.gz", ".tgz": "tar.gz",
            ".tar.bz2": "tar.bz2", ".zip": "zip", ".tar": "tar"}
+logger = logging.getLogger("envyard")
 Progress = Callable[[str, int, int], None]
 DEFAULT_LEVEL = {"tar.zst": 3, "tar.gz": 4, "tar.bz2": 4, "zip": 4, "tar": 0}
 
@@ -127,8 +129,13 @@ class _TarWriter:
             ["tar", "--create", "--file=-", "--format=gnu", "--no-recursion", "--null",
              "--verbatim-files-from", f"--directory={self.prefix}", "--files-from=-"],
             input=names, stdout=fd, stderr=subprocess.PIPE, check=False)
-        if done.returncode != 0:
-            raise PackError(f"tar failed: {done.stderr.decode(errors='replace').strip()}")
+        said = done.stderr.decode(errors="replace").strip()
+        if done.returncode == 1:  # GNU tar: a file changed as it was read; the rest is whole
+            logger.warning("tar: %s", said)
+        elif done.returncode != 0:
+            how = f"signal {-done.returncode}" if done.returncode < 0 else \
+                f"exit {done.returncode}"
+            raise PackError(f"tar failed ({how}): {said}")
 
 
 def _pack_tar(env: object, fd: int, dest_prefix: str | None,
@@ -183,13 +190,18 @@ def pack_prefix(prefix: Path, output: Path, *, threads: int = -1, level: int | N
         env = conda_pack.CondaEnv.from_prefix(str(prefix))
         if fmt == "tar.zst":
             write_fd, thread, errors = _zstd_pipe(tmp, level, threads)
+            failed: BaseException | None = None
             try:
                 _pack_tar(env, write_fd, dest_prefix, progress)
+            except (PackError, OSError) as exc:
+                failed = exc
             finally:
                 os.close(write_fd)
                 thread.join()
-            if errors:
+            if errors:  # a broken pipe or a killed tar is the compressor's failure: say so
                 raise PackError(f"compressing {output.name} failed: {errors['error']}")
+            if failed is not None:
+                raise failed
         elif fmt == "tar":
             with tmp.open("wb") as f:
                 _pack_tar(env, f.fileno(), dest_prefix, progress)

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 from pathlib import Path
 
 from builder.layout import temp_beside
+
+logger = logging.getLogger("envyard")
 
 
 def store_of(pkgs_dir: Path) -> Path:
@@ -30,28 +33,36 @@ def store_of(pkgs_dir: Path) -> Path:
 
 def share(conda_meta: Path, store: Path) -> int:
     """Hard-link each record in ``conda_meta`` to its copy in ``store`` (the first
-    prefix's record becomes the copy). Returns how many records now share a copy."""
+    prefix's record becomes the copy). Returns how many records now share a copy; a
+    volume that refuses a link (no hard links, too many) keeps the prefix's own copy."""
     store.mkdir(parents=True, exist_ok=True)
     shared = 0
     for record in conda_meta.glob("*.json"):
-        data = record.read_bytes()
-        kept = store / f"{hashlib.sha256(data).hexdigest()}.json"
         try:
-            same = kept.read_bytes() == data
-        except FileNotFoundError:
-            with contextlib.suppress(FileExistsError):  # another build stored it just now
-                os.link(record, kept)
-            continue
-        if not same:  # changed under its name: this record becomes the copy
-            tmp = temp_beside(kept, "part")
-            os.link(record, tmp)
-            os.replace(tmp, kept)
-            continue
-        tmp = temp_beside(record, "part")
-        os.link(kept, tmp)
-        os.replace(tmp, record)
-        shared += 1
+            shared += _share_one(record, store)
+        except OSError as exc:
+            logger.warning("conda-meta record %s kept unshared: %s", record.name, exc)
     return shared
+
+
+def _share_one(record: Path, store: Path) -> int:
+    data = record.read_bytes()
+    kept = store / f"{hashlib.sha256(data).hexdigest()}.json"
+    try:
+        same = kept.read_bytes() == data
+    except FileNotFoundError:
+        with contextlib.suppress(FileExistsError):  # another build stored it just now
+            os.link(record, kept)
+        return 0
+    if not same:  # changed under its name: this record becomes the copy
+        tmp = temp_beside(kept, "part")
+        os.link(record, tmp)
+        os.replace(tmp, kept)
+        return 0
+    tmp = temp_beside(record, "part")
+    os.link(kept, tmp)
+    os.replace(tmp, record)
+    return 1
 
 
 def prune(store: Path) -> int:

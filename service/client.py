@@ -112,6 +112,11 @@ class Client:
             raise RemoteError(f"lost {self.server}: {exc}") from None
 
 
+#: A latest version in one of these states stands for its unchanged file; one that failed,
+#: was cancelled or collected is submitted again.
+KEPT = ("ready", "queued", "solving", "installing", "packing")
+
+
 @dataclass(frozen=True)
 class SyncItem:
     """One environment file of a folder being synced, and whether it changed."""
@@ -124,7 +129,7 @@ class SyncItem:
 
 def plan_sync(client: Client, namespace: str, files: list[Path]) -> list[SyncItem]:
     """What syncing ``files`` into ``namespace`` would do: a file whose bytes are the
-    environment's latest version (one that did not fail) is unchanged; any other is
+    environment's latest version (ready or still building) is unchanged; any other is
     submitted. ``sync`` and ``demo`` both decide this way."""
     from builder.spec import read_spec
 
@@ -139,6 +144,6 @@ def plan_sync(client: Client, namespace: str, files: list[Path]) -> list[SyncIte
         body = f.read_bytes()
         row = known.get(name)
         same = row is not None and row["latest_spec_sha256"] == hashlib.sha256(
-            body).hexdigest() and row["latest_state"] != "failed"
+            body).hexdigest() and row["latest_state"] in KEPT
         items.append(SyncItem(f, name, body, row["latest_version"] if same and row else None))
     return items

@@ -98,8 +98,9 @@ def run_demo(envs: Path, home: Path, volume: Path, port: int, show: Progress
         show.stage(f"submitted demo/{item.name} as version {results[-1]['version']}")
     for r in results:
         path = f"/api/v1/environments/demo/{r['name']}/versions/{r['version']}"
-        for event, data in () if r.get("unchanged") else client.follow_log(
-                f"demo/{r['name']}", r["version"]):
+        for event, data in client.follow_log(f"demo/{r['name']}", r["version"]):
+            if r.get("unchanged"):  # its log was shown when it was built; wait for it
+                continue
             if event == "log":
                 show.stage(f"demo/{r['name']}: {data.split(' ', 1)[1]}")
         detail = client.get(path)

@@ -284,9 +284,12 @@ def load_settings(**given: Any) -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            name = "ENVYARD_" + "__".join(str(part) for part in err["loc"]).upper() \
-                if err["loc"] else "the settings"
-            given_value = f" (got {err['input']!r})" if isinstance(
-                err.get("input"), str | int | float) else ""
-            problems.append(f"{name}: {err['msg']}{given_value}")
+            key = ".".join(str(part) for part in err["loc"])
+            name = (f"ENVYARD_{key.replace('.', '__').upper()} (or {key}: in the "
+                    "ENVYARD_CONFIG file)") if key else "the settings"
+            secret = any(w in key.lower() for w in ("password", "secret", "token", "key"))
+            shown = isinstance(err.get("input"), str | int | float) and not secret and \
+                err["type"] != "extra_forbidden"  # a misspelt key's value may be a secret
+            problems.append(f"{name}: {err['msg']}"
+                            + (f" (got {err['input']!r})" if shown else ""))
         raise ConfigError("bad setting: " + "; ".join(problems)) from None

@@ -81,14 +81,18 @@ def sources(after: State) -> list[str]:
 
 
 def move(s: Session, version_id: int, after: State, *, claim: str | None = None,
-         unless_cancelled: bool = False, **fields: Any) -> bool:
-    """Move the version to ``after`` (writing ``fields`` too) if its state allows it and,
-    with ``claim``, only while that runner holds it; with ``unless_cancelled``, not once
-    a cancel is requested. False when the version is elsewhere by now (someone else's
-    move came first)."""
+         unless_cancelled: bool = False, only_from: State | None = None,
+         **fields: Any) -> bool:
+    """Move the version to ``after`` (writing ``fields`` too) if its state allows it
+    (``only_from``: if it is that state) and, with ``claim``, only while that runner holds
+    it; with ``unless_cancelled``, not once a cancel is requested. False when the version
+    is elsewhere by now (someone else's move came first)."""
     from service.models import Version
 
-    where = [Version.id == version_id, Version.state.in_(sources(after))]
+    if only_from is not None:
+        check(only_from, after)
+    where = [Version.id == version_id,
+             Version.state.in_([only_from.value] if only_from else sources(after))]
     if claim is not None:
         where.append(Version.claimed_by == claim)
     if unless_cancelled:
@@ -104,17 +108,23 @@ def check(before: State | str, after: State) -> None:
 
 
 def request_cancel(s: Session, version: Any, now: dt.datetime) -> State:
-    """Cancel ``version`` (a loaded, write-locked row): a queued one is cancelled at once;
-    a running one is marked, and its build stops at its next stage or download chunk.
-    Returns the state it is in now; the caller refuses a finished one."""
-    state = State(version.state)
-    if state is State.queued:
-        check(state, State.cancelled)
-        version.state, version.error, version.finished_at = \
-            State.cancelled.value, "cancelled", now
+    """Cancel ``version`` (a loaded row): a queued one is cancelled at once (a conditional
+    write: a runner may be claiming it this moment); a running one is marked, and its
+    build stops at its next stage or download chunk. Returns the state it is in now; the
+    caller refuses a finished one."""
+    from service.models import Version
+
+    if State(version.state) is State.queued and move(
+            s, version.id, State.cancelled, only_from=State.queued, error="cancelled",
+            finished_at=now):
         return State.cancelled
-    if state in RUNNING and version.cancel_requested_at is None:
-        version.cancel_requested_at = now
+    now_state = s.scalar(select(Version.state).where(Version.id == version.id))
+    assert now_state is not None  # versions are never deleted, only marked
+    state = State(now_state)
+    if state in RUNNING:  # (it began meanwhile, or was running)
+        s.execute(update(Version).where(Version.id == version.id,
+                                        Version.cancel_requested_at.is_(None))
+                  .values(cancel_requested_at=now))
     return state
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from builder.dask import PinSet, env_versions
 from builder.dask import constraints as dask_constraints
-from builder.errors import SolveError
+from builder.errors import IndexUnreachable, SolveError, SpecError
 from builder.layout import Layout
 from builder.lock import parse_lock
 from builder.locker import LockOptions, lock_env
@@ -77,7 +77,7 @@ def what_if(db: Database, settings: Settings, pins: PinSet,
                 channels=settings.channels or list(spec.channels), platforms=[platform],
                 constraints=extra, timeout=settings.solve_timeout, cache_dir=layout.cache,
                 pip_index=settings.pip_index))
-        except SolveError as exc:
+        except (SolveError, SpecError, IndexUnreachable) as exc:  # this row only
             row["conflict"] = str(exc).split("\n", 1)[-1].strip()[:2000]
             return row
         new = env_versions(lock, platform)

@@ -136,16 +136,16 @@ def _boundary(ctx: BuildContext, cancel: threading.Event, version_id: int) -> No
     another process) or the service is stopping."""
     if cancel.is_set():
         raise Cancelled
-    if ctx.stopping.is_set():
-        raise HandedBack
 
     def asked() -> bool:
         with ctx.db.session() as s:
             return cancel_requested(s, version_id)
 
-    if retrying(asked):
+    if retrying(asked):  # before the hand-back: a cancelled build is not queued again
         cancel.set()
         raise Cancelled
+    if ctx.stopping.is_set():
+        raise HandedBack
 
 
 def _solve_once(ctx: BuildContext, key: str, solve: Any) -> tuple[str, bool]:
@@ -288,13 +288,16 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
         artifacts["prefix"] = (str(built.prefix), prefix_bytes)
         if pack_bytes is not None:
             artifacts["pack"] = (ctx.store.uri(pack_key(fp)), pack_bytes)
-        # The log is complete before the state says so: a follower stops reading at "ready".
-        log.stage = State.ready.value
-        if not has_ipykernel(built.prefix):
-            log.line("no kernel: ipykernel is not in this environment")
-        log.line("ready")
-        _publish(ctx, version_id, where, artifacts, timings=timings, packages=packages,
-                 prefix_bytes=prefix_bytes, pack_bytes=pack_bytes)
+        kernel = has_ipykernel(built.prefix)
+
+        def announce() -> None:  # once publishing cannot be refused, before it commits:
+            log.stage = State.ready.value  # a follower stops reading at "ready"
+            if not kernel:
+                log.line("no kernel: ipykernel is not in this environment")
+            log.line("ready")
+
+        _publish(ctx, version_id, where, artifacts, announce, timings=timings,
+                 packages=packages, prefix_bytes=prefix_bytes, pack_bytes=pack_bytes)
         logger.info("ready: %d packages, %s", len(packages), timings)
         if image:
             images.build_stage(ctx.db, ctx.settings, ctx.layout, version_id, where,
@@ -435,9 +438,11 @@ def _quietly(ctx: BuildContext, version_id: int, state: State, **changes: Any) -
 
 
 def _publish(ctx: BuildContext, version_id: int, where: tuple[str, str, int],
-             artifacts: dict[str, tuple[str, int | None]], **fields: Any) -> None:
-    """Mark ready, record the artifacts and move ``current`` forward, in one transaction;
-    then swap the link."""
+             artifacts: dict[str, tuple[str, int | None]], announce: Callable[[], None],
+             **fields: Any) -> None:
+    """Mark ready, record the artifacts and move ``current`` forward, in one transaction
+    (``announce`` writes the log's last lines once nothing can refuse it, before the
+    commit makes it visible); then swap the link."""
     with ctx.db.session(write=True) as s:
         v = s.get(Version, version_id, with_for_update=True)
         assert v is not None
@@ -446,6 +451,7 @@ def _publish(ctx: BuildContext, version_id: int, where: tuple[str, str, int],
         if v.cancel_requested_at is not None:
             raise Cancelled  # asked in another process: the build ends here, not ready
         check(v.state, State.ready)
+        announce()
         for kind, (path, size) in artifacts.items():
             s.add(Artifact(version_id=v.id, kind=kind, path=path,
                            bytes=size if size is not None else os.path.getsize(path)))

@@ -197,3 +197,26 @@ def test_versions_one_package_apart_share_their_records(
     for prefix in (a, b, c):
         shutil.rmtree(prefix)
     assert records.prune(store) > 0 and not list(store.iterdir())
+
+
+def test_a_volume_without_hard_links_keeps_each_record(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: a refused link (SMB volumes, EMLINK) failed the build as an internal error."""
+    import os
+
+    from builder import records
+
+    meta = tmp_path / "conda-meta"
+    meta.mkdir()
+    (meta / "a-1-0.json").write_text('{"name": "a"}')
+    records.share(meta, tmp_path / "store")  # the first copy
+
+    def refuse(*_: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    other = tmp_path / "other" / "conda-meta"
+    other.mkdir(parents=True)
+    (other / "a-1-0.json").write_text('{"name": "a"}')
+    monkeypatch.setattr(os, "link", refuse)
+    assert records.share(other, tmp_path / "store") == 0
+    assert (other / "a-1-0.json").read_text() == '{"name": "a"}'

@@ -59,6 +59,9 @@ def test_a_bad_setting_names_itself_and_exits_3(tmp_path: Path) -> None:
         assert name in done.stderr and "internal error" not in done.stderr, done.stderr
     with pytest.raises(ConfigError, match="ENVYARD_ANONYMOUS"):
         load_settings(anonymous="write")
+    with pytest.raises(ConfigError, match="hub_pasword") as err:  # misspelt: not echoed
+        load_settings(hub_pasword="s3cr3t")
+    assert "s3cr3t" not in str(err.value)
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

@@ -101,3 +101,17 @@ def test_a_cancel_is_recorded_and_stops_the_next_stage(db: Database) -> None:
         assert move(s, running, State.cancelled, claim="runner-a")
     assert _state(db, running) == "cancelled"
     assert set(RUNNING) < set(LIVE)
+
+
+def test_a_cancel_racing_a_claim_marks_the_build_instead(db: Database) -> None:
+    """The row was read queued; a runner began it meanwhile. Before, the cancel wrote
+    'cancelled' over 'solving' unconditionally and the build ran on, unsignalled."""
+    version_id = _version(db, State.queued)
+    with db.session(write=True) as s:
+        seen = s.get(Version, version_id)  # the API's read: queued
+        s.execute(Version.__table__.update().where(Version.id == version_id)
+                  .values(state=State.solving.value, claimed_by="runner-a"))
+        assert request_cancel(s, seen, utcnow()) is State.solving
+    assert _state(db, version_id) == "solving"
+    with db.session() as s:
+        assert cancels_for(s, "runner-a") == [version_id]
