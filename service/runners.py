@@ -24,7 +24,7 @@ from sqlalchemy import ColumnElement, or_, select, update
 from service.db import Database
 from service.models import Version, utcnow
 from service.settings import Settings
-from service.transitions import LIVE, RUNNING, State
+from service.transitions import LIVE, RUNNING, State, check
 
 INTERRUPTED = "interrupted: the service stopped during this build; submit again"
 ORPHANED = "interrupted: this build's last state could not be recorded; submit again"
@@ -173,9 +173,16 @@ def settle(db: Database, runners: list[str], *, orphans: bool = False) -> int:
     with db.session(write=True) as s:
         for v in s.scalars(select(Version).where(owner, Version.state.in_(
                 [st.value for st in RUNNING]))):
-            v.state, v.finished_at, v.error = State.failed.value, utcnow(), INTERRUPTED
+            if v.cancel_requested_at is not None:  # it was being cancelled: it is
+                check(v.state, State.cancelled)
+                v.state, v.finished_at, v.error = State.cancelled.value, utcnow(), "cancelled"
+            else:
+                check(v.state, State.failed)
+                v.state, v.finished_at, v.error = State.failed.value, utcnow(), INTERRUPTED
             settled += 1
         for v in s.scalars(select(Version).where(owner, Version.state == State.queued.value)):
+            if v.cancel_requested_at is not None:  # handed back while being cancelled
+                v.state, v.finished_at, v.error = State.cancelled.value, utcnow(), "cancelled"
             v.claimed_by = None
             settled += 1
         for v in s.scalars(select(Version).where(owner, Version.image.is_not(None))):

@@ -115,3 +115,18 @@ def test_a_cancel_racing_a_claim_marks_the_build_instead(db: Database) -> None:
     assert _state(db, version_id) == "solving"
     with db.session() as s:
         assert cancels_for(s, "runner-a") == [version_id]
+
+
+def test_a_dead_runners_builds_end_as_they_were_asked(db: Database) -> None:
+    """Before: a build being cancelled when its runner died ended 'failed (interrupted)'."""
+    from service.runners import settle
+
+    cancelling, running = _version(db, State.installing, "dead"), _version(db, State.solving,
+                                                                            "dead")
+    handed_back = _version(db, State.queued, "dead")
+    with db.session(write=True) as s:
+        for vid in (cancelling, handed_back):
+            s.get(Version, vid).cancel_requested_at = utcnow()  # type: ignore[union-attr]
+    assert settle(db, ["dead"]) == 3
+    assert [_state(db, v) for v in (cancelling, running, handed_back)] == [
+        "cancelled", "failed", "cancelled"]
