@@ -115,8 +115,8 @@ async def _link(archives: list[Path], sha256s: list[str], staging: Path, final: 
     import rattler
 
     class Reporter(rattler.InstallerReporter):
-        """Counts linked packages for the progress display. Other events are ignored; the
-        protocol's own no-op bodies read as abstract to mypy, so they are spelt out."""
+        """Counts linked packages for the progress display; every other event keeps the
+        protocol's no-op default."""
 
         linked = 0
 
@@ -125,40 +125,6 @@ async def _link(archives: list[Path], sha256s: list[str], staging: Path, final: 
             if progress:
                 progress("link", self.linked, len(archives))
 
-        def on_transaction_start(self, total_operations: int) -> None:
-            return None
-
-        def on_transaction_operation_start(self, operation: int) -> None:
-            return None
-
-        def on_validate_complete(self, validate_idx: int) -> None:
-            return None
-
-        def on_download_progress(self, download_idx: int, progress: int,
-                                 total: int | None) -> None:
-            return None
-
-        def on_download_completed(self, download_idx: int) -> None:
-            return None
-
-        def on_populate_cache_complete(self, cache_entry: int) -> None:
-            return None
-
-        def on_unlink_complete(self, index: int) -> None:
-            return None
-
-        def on_transaction_operation_complete(self, operation: int) -> None:
-            return None
-
-        def on_transaction_complete(self) -> None:
-            return None
-
-        def on_post_link_complete(self, index: int, success: bool) -> None:
-            return None
-
-        def on_pre_unlink_complete(self, index: int, success: bool) -> None:
-            return None
-
     records = await asyncio.gather(*map(rattler.RepoDataRecord.from_package_archive, archives))
     for archive, record, sha256 in zip(archives, records, sha256s, strict=True):
         if record.sha256 is None or record.sha256.hex() != sha256:
@@ -166,7 +132,7 @@ async def _link(archives: list[Path], sha256s: list[str], staging: Path, final: 
                                "verified")
     await rattler.install(records, target_prefix=staging, cache_dir=cache,
                           alternative_target_prefix=final, execute_link_scripts=False,
-                          reporter=Reporter())
+                          reporter=Reporter())  # type: ignore[abstract]  # no-op defaults
 
 
 def _python_version(conda: list[LockedPackage]) -> str | None:

@@ -123,7 +123,10 @@ def settle_pin_moves(db: Database) -> list[str]:
     """Move the pins of every applied upgrade whose versions are all ready; give one up
     when any ended otherwise. Each runner's poll calls this (any process may: a move is
     settled once, under the row's lock). Returns the outcomes."""
-    outcomes = []
+    outcomes: list[str] = []
+    with db.session() as s:  # every poll asks; a write (SQLite's one lock) only if needed
+        if s.scalar(select(PinMove.id).where(PinMove.settled_at.is_(None)).limit(1)) is None:
+            return outcomes
     with db.session(write=True) as s:
         for move in s.scalars(select(PinMove).where(PinMove.settled_at.is_(None))
                               .with_for_update(skip_locked=True)):
