@@ -10,7 +10,7 @@ WORKDIR /opt/envyard
 COPY pyproject.toml README.md ./
 COPY builder ./builder
 COPY service ./service
-RUN python -m pip install --no-compile ${PIP_OPTIONS} '.[postgresql,kubernetes,gcs,s3]' && \
+RUN python -m pip install --no-compile ${PIP_OPTIONS} '.[service,postgresql,kubernetes,gcs,s3]' && \
     python -c "import os; os.makedirs('/srv/envyard', exist_ok=True); os.chown('/srv/envyard', 1000, 1000)"
 # numeric, so Kubernetes can verify runAsNonRoot
 USER 1000:1000

@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 from common import channel, exit_now
 
-from service.auth import create_token
-from service.db import Database, migrate
-from service.models import Environment, Namespace, Role, Version
+from envyard.service.auth import create_token
+from envyard.service.db import Database, migrate
+from envyard.service.models import Environment, Namespace, Role, Version
 from tests.servers import Postgres, Service
 
 ENVS, VERSIONS, NAMESPACES, REQUESTS = 1000, 10, 10, 300

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from common import demo_env, exit_now, median
 
-from builder.install import install_lock
-from builder.pkgcache import check_extracted
+from envyard.builder.install import install_lock
+from envyard.builder.pkgcache import check_extracted
 
 
 def _hash_all(extracted: Path) -> int:

@@ -12,11 +12,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # for tests.servers: the same real servers the tests start
 
-from builder.demo.channel import demo_channel  # noqa: E402
-from builder.install import install_lock  # noqa: E402
-from builder.lock import Lockfile  # noqa: E402
-from builder.locker import LockOptions, lock_env  # noqa: E402
-from builder.spec import read_spec  # noqa: E402
+from envyard.builder.demo.channel import demo_channel  # noqa: E402
+from envyard.builder.install import install_lock  # noqa: E402
+from envyard.builder.lock import Lockfile  # noqa: E402
+from envyard.builder.locker import LockOptions, lock_env  # noqa: E402
+from envyard.builder.spec import read_spec  # noqa: E402
 
 HOME = Path(os.environ.get("ENVYARD_HOME") or Path.home() / ".envyard")
 

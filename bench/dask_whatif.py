@@ -10,11 +10,11 @@ from pathlib import Path
 
 from common import ENVYARD, REPO, channel, exit_now, run
 
-from builder.dask import read_pins
-from service.db import Database, migrate
-from service.models import Environment, Namespace, Version
-from service.settings import Settings
-from service.upgrade import what_if
+from envyard.builder.dask import read_pins
+from envyard.service.db import Database, migrate
+from envyard.service.models import Environment, Namespace, Version
+from envyard.service.settings import Settings
+from envyard.service.upgrade import what_if
 
 EXTRAS = ["toolz", "pyyaml", "lz4", "numpy", "pandas", "msgpack-python", "tblib", "zict",
           "locket", "cloudpickle"]

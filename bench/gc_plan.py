@@ -13,10 +13,10 @@ from pathlib import Path
 from common import exit_now
 from sqlalchemy import select
 
-from service.db import Database, migrate
-from service.gc import make_plan
-from service.models import Environment, Namespace, Version
-from service.settings import Settings
+from envyard.service.db import Database, migrate
+from envyard.service.gc import make_plan
+from envyard.service.models import Environment, Namespace, Version
+from envyard.service.settings import Settings
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import httpx
 import psutil
 from common import REPO, channel, exit_now
 
-from builder.lock import parse_lock
+from envyard.builder.lock import parse_lock
 from tests.servers import Service
 
 SIZE = 64 << 20

@@ -17,14 +17,14 @@ from pathlib import Path
 
 from common import HOME, REPO, channel, demo_env, exit_now
 
-from builder.image import ImageSpec, build_image, push_image
-from builder.install import install_lock
-from builder.lock import read_lock
-from builder.locker import LockOptions, lock_env
-from builder.oci import BlobStore
-from builder.pack import pack_prefix
-from builder.registry import Registry
-from builder.spec import parse_spec
+from envyard.builder.image import ImageSpec, build_image, push_image
+from envyard.builder.install import install_lock
+from envyard.builder.lock import read_lock
+from envyard.builder.locker import LockOptions, lock_env
+from envyard.builder.oci import BlobStore
+from envyard.builder.pack import pack_prefix
+from envyard.builder.registry import Registry
+from envyard.builder.spec import parse_spec
 from tests.images import RegistryServer, make_base_image
 from tests.sized_channel import LOCK, sized_channel, sized_spec
 

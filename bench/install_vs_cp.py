@@ -14,7 +14,7 @@ from pathlib import Path
 
 from common import demo_env, exit_now, median
 
-from builder.install import install_lock
+from envyard.builder.install import install_lock
 
 
 def main() -> None:

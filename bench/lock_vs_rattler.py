@@ -17,8 +17,8 @@ from pathlib import Path
 
 from common import ENVYARD, REPO, channel, exit_now, median, report, run
 
-from builder.demo.synthetic import record_count, synthetic_channel
-from builder.lock import read_lock
+from envyard.builder.demo.synthetic import record_count, synthetic_channel
+from envyard.builder.lock import read_lock
 from tests.corpus_channel import CORPUS, corpus_channel
 
 RUNS = 9

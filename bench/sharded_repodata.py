@@ -13,7 +13,7 @@ from pathlib import Path
 
 from common import ENVYARD, exit_now, median, run
 
-from builder.demo.synthetic import record_count, synthetic_channel
+from envyard.builder.demo.synthetic import record_count, synthetic_channel
 from tests.servers import serve_directory
 from tests.sharded_channel import write_shards
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 from common import channel, exit_now
 
-from builder.install import fingerprint, install_lock
-from builder.layout import Layout
-from builder.locker import LockOptions, lock_env
-from builder.spec import parse_spec
+from envyard.builder.install import fingerprint, install_lock
+from envyard.builder.layout import Layout
+from envyard.builder.locker import LockOptions, lock_env
+from envyard.builder.spec import parse_spec
 
 EXTRA = ["toolz", "msgpack-python", "pyyaml", "markupsafe", "tblib", "zict", "locket", "lz4",
          "cloudpickle", "sortedcontainers"]

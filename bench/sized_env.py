@@ -23,10 +23,10 @@ from pathlib import Path
 
 from common import ENVYARD, HOME, exit_now, median, run
 
-from builder.install import install_lock
-from builder.lock import read_lock
-from builder.locker import LockOptions, lock_env
-from builder.spec import parse_spec
+from envyard.builder.install import install_lock
+from envyard.builder.lock import read_lock
+from envyard.builder.locker import LockOptions, lock_env
+from envyard.builder.spec import parse_spec
 from tests.servers import serve_directory
 from tests.sized_channel import sized_channel, sized_spec
 

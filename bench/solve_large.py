@@ -22,7 +22,7 @@ def main(records: int = 100_000) -> None:
         # that memory in its own peak RSS (Linux keeps the peak across exec)
         n = int(subprocess.run(
             [sys.executable, "-c", "import sys; from pathlib import Path; "
-             "from builder.demo.synthetic import record_count, synthetic_channel; "
+             "from envyard.builder.demo.synthetic import record_count, synthetic_channel; "
              "print(record_count(synthetic_channel(Path(sys.argv[1]), "
              "records=int(sys.argv[2]))))", str(big), str(records)],
             check=True, cwd=REPO, capture_output=True, text=True).stdout)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from common import exit_now
 
-from service.settings import Settings
-from service.storage import open_store
+from envyard.service.settings import Settings
+from envyard.service.storage import open_store
 from tests import objectstores
 
 MB = 1 << 20

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from common import exit_now
 
-from builder.layout import Layout
-from service.usage import inode_table
+from envyard.builder.layout import Layout
+from envyard.service.usage import inode_table
 
 PREFIXES, FILES, SIZE = 20, 5_000, 100_000
 

@@ -12,8 +12,8 @@ import hashlib
 import json
 import re
 
-from builder.spec import EnvSpec
-from builder.virtual import VirtualPackages
+from envyard.builder.spec import EnvSpec
+from envyard.builder.virtual import VirtualPackages
 
 
 def _version_text(spec: str, build: str | None) -> str:

@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from builder.errors import DaskMismatch, SpecError
-from builder.lock import Lockfile
-from builder.yamlfile import load_yaml, plain
+from envyard.builder.errors import DaskMismatch, SpecError
+from envyard.builder.lock import Lockfile
+from envyard.builder.yamlfile import load_yaml, plain
 
 REQUIRED = ("python", "dask", "distributed", "msgpack", "cloudpickle", "tornado", "toolz")
 OPTIONAL = ("numpy", "pandas", "lz4")

@@ -15,10 +15,10 @@ import tarfile
 import tempfile
 from typing import Any
 
-from builder.errors import ImageError
-from builder.image import BuiltImage
-from builder.oci import BlobStore
-from builder.registry import Registry
+from envyard.builder.errors import ImageError
+from envyard.builder.image import BuiltImage
+from envyard.builder.oci import BlobStore
+from envyard.builder.registry import Registry
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes | None = None,

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from builder.errors import FetchError, HashMismatch, Stopped, UnsafeURL
-from builder.urls import URLParts, contained, parse_url
+from envyard.builder.errors import FetchError, HashMismatch, Stopped, UnsafeURL
+from envyard.builder.urls import URLParts, contained, parse_url
 
 _TIMEOUT = 120
 CACHE_LOCK = ".envyard-cache-lock"  # in pkgs/: builds hold it shared, pruning exclusive

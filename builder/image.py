@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from builder.errors import ImageError
-from builder.layers import Layer, env_layers
-from builder.oci import (
+from envyard.builder.errors import ImageError
+from envyard.builder.layers import Layer, env_layers
+from envyard.builder.oci import (
     DOCKER_LAYER_GZIP,
     INDEX_TYPES,
     OCI_CONFIG,
@@ -30,7 +30,7 @@ from builder.oci import (
     canonical,
     digest_of,
 )
-from builder.registry import Registry
+from envyard.builder.registry import Registry
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _OCI_TYPES = {DOCKER_LAYER_GZIP: OCI_LAYER_GZIP,

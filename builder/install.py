@@ -21,10 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder import records
-from builder.aio import run_with_timeout
-from builder.errors import EnvyardError, HashMismatch, InstallError, LockError
-from builder.fetch import (
+from envyard.builder import records
+from envyard.builder.aio import run_with_timeout
+from envyard.builder.errors import EnvyardError, HashMismatch, InstallError, LockError
+from envyard.builder.fetch import (
     Deadline,
     Sources,
     check_url,
@@ -32,10 +32,10 @@ from builder.fetch import (
     package_cache_lock,
     reverify,
 )
-from builder.layout import guard_of, temp_beside, temps_of
-from builder.lock import DEFAULT_CATEGORIES, LockedPackage, Lockfile, no_packages_in
-from builder.pip_install import install_wheel
-from builder.pkgcache import check_extracted, forget, restamp
+from envyard.builder.layout import guard_of, temp_beside, temps_of
+from envyard.builder.lock import DEFAULT_CATEGORIES, LockedPackage, Lockfile, no_packages_in
+from envyard.builder.pip_install import install_wheel
+from envyard.builder.pkgcache import check_extracted, forget, restamp
 
 STAMP = "conda-meta/envyard/lock.json"
 DEFAULT_TIMEOUT = 1800.0

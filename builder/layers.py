@@ -28,8 +28,8 @@ from typing import Any
 
 from isal import igzip  # ISA-L deflate: gzip bytes, ~4x zlib's speed at level 1
 
-from builder.errors import ImageError
-from builder.oci import OCI_LAYER_GZIP, BlobStore, Descriptor
+from envyard.builder.errors import ImageError
+from envyard.builder.oci import OCI_LAYER_GZIP, BlobStore, Descriptor
 
 LAYER_FORMAT = "envyard-layer-4"
 FIXED_MTIME = 315532800  # 1980-01-01, the zip epoch

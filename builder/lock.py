@@ -20,9 +20,9 @@ from typing import Any, Literal
 import msgspec
 import yaml
 
-from builder.errors import LockError, SpecError
-from builder.lock_writer import lock_text
-from builder.yamlfile import load_plain
+from envyard.builder.errors import LockError, SpecError
+from envyard.builder.lock_writer import lock_text
+from envyard.builder.yamlfile import load_plain
 
 #: msgspec 0.22 crashed (SIGSEGV in _core) when builds in several threads converted locks at
 #: once (seen in CI, reproduced ~1 run in 40); its calls here take milliseconds, so they

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from builder.content_hash import content_hash
-from builder.errors import SolveError, SpecError
-from builder.lock import HashModel, LockChannel, LockedPackage, Lockfile, LockMeta
-from builder.solve import (
+from envyard.builder.content_hash import content_hash
+from envyard.builder.errors import SolveError, SpecError
+from envyard.builder.lock import HashModel, LockChannel, LockedPackage, Lockfile, LockMeta
+from envyard.builder.solve import (
     DEFAULT_TIMEOUT,
     SolveRequest,
     channel_url,
@@ -23,8 +23,8 @@ from builder.solve import (
     solve,
     solve_all,
 )
-from builder.spec import EnvSpec
-from builder.virtual import VirtualPackages, load_virtual_packages
+from envyard.builder.spec import EnvSpec
+from envyard.builder.virtual import VirtualPackages, load_virtual_packages
 
 
 @dataclass
@@ -145,7 +145,7 @@ def lock_env(spec: EnvSpec, opts: LockOptions) -> Lockfile:
         packages += conda
         pip_specs = spec.pip_specs(platform)
         if pip_specs:
-            from builder.pip_lock import lock_pip
+            from envyard.builder.pip_lock import lock_pip
 
             if opts.progress:
                 opts.progress(f"resolving pip packages for {platform}")

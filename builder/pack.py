@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from builder.errors import PackError
-from builder.layout import temp_beside
+from envyard.builder.errors import PackError
+from envyard.builder.layout import temp_beside
 
 FORMATS = {".tar.zst": "tar.zst", ".tzst": "tar.zst", ".tar.gz": "tar.gz", ".tgz": "tar.gz",
            ".tar.bz2": "tar.bz2", ".zip": "zip", ".tar": "tar"}

@@ -12,7 +12,7 @@ from installer import install
 from installer.destinations import SchemeDictionaryDestination
 from installer.sources import WheelFile
 
-from builder.errors import InstallError
+from envyard.builder.errors import InstallError
 
 
 def install_wheel(wheel: Path, *, staging: Path, final_prefix: Path, python: str) -> None:

@@ -23,9 +23,9 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from builder.errors import SolveError, SolveTimeout
-from builder.lock import HashModel, LockedPackage
-from builder.pypi_names import pypi_name
+from envyard.builder.errors import SolveError, SolveTimeout
+from envyard.builder.lock import HashModel, LockedPackage
+from envyard.builder.pypi_names import pypi_name
 
 _ARCH = {"linux-64": "x86_64", "linux-aarch64": "aarch64", "linux-ppc64le": "ppc64le",
          "osx-64": "x86_64", "osx-arm64": "arm64"}

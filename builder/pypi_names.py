@@ -26,8 +26,8 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from builder.errors import FetchError
-from builder.layout import envyard_home
+from envyard.builder.errors import FetchError
+from envyard.builder.layout import envyard_home
 
 logger = logging.getLogger(__name__)
 UPSTREAM = "https://raw.githubusercontent.com/prefix-dev/parselmouth/main/files/compressed_mapping.json"

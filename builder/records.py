@@ -21,7 +21,7 @@ import logging
 import os
 from pathlib import Path
 
-from builder.layout import temp_beside
+from envyard.builder.layout import temp_beside
 
 logger = logging.getLogger("envyard")
 

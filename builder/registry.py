@@ -22,8 +22,8 @@ from urllib.parse import urljoin, urlparse
 
 import httpx
 
-from builder.errors import ImageError
-from builder.oci import INDEX_TYPES, MANIFEST_TYPES, BlobStore, Descriptor, digest_of
+from envyard.builder.errors import ImageError
+from envyard.builder.oci import INDEX_TYPES, MANIFEST_TYPES, BlobStore, Descriptor, digest_of
 
 CHUNK = 8 << 20
 ACCEPT = ", ".join((*MANIFEST_TYPES, *INDEX_TYPES))

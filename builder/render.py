@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from builder.errors import LockError
-from builder.lock import DEFAULT_CATEGORIES, LockedPackage, Lockfile, no_packages_in
+from envyard.builder.errors import LockError
+from envyard.builder.lock import DEFAULT_CATEGORIES, LockedPackage, Lockfile, no_packages_in
 
 
 def dependency_order(graph: dict[str, set[str]]) -> list[str]:

@@ -16,9 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from builder.aio import run_with_timeout
-from builder.errors import EnvyardError, IndexUnreachable, SolveError, SolveTimeout, SpecError
-from builder.virtual import VirtualPackages
+from envyard.builder.aio import run_with_timeout
+from envyard.builder.errors import (
+    EnvyardError,
+    IndexUnreachable,
+    SolveError,
+    SolveTimeout,
+    SpecError,
+)
+from envyard.builder.virtual import VirtualPackages
 
 if TYPE_CHECKING:
     from rattler.platform.subdir import SubdirLiteral

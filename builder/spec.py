@@ -12,9 +12,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from builder.errors import SpecError, UnsafeURL
-from builder.urls import canonical_pattern, is_url, matches, parse_url
-from builder.yamlfile import MAX_BYTES, Located, load_yaml
+from envyard.builder.errors import SpecError, UnsafeURL
+from envyard.builder.urls import canonical_pattern, is_url, matches, parse_url
+from envyard.builder.yamlfile import MAX_BYTES, Located, load_yaml
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _CHANNEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/label/[A-Za-z0-9_.-]+)?$")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
-from builder.errors import UnsafeURL
+from envyard.builder.errors import UnsafeURL
 
 SCHEMES = ("file", "http", "https")
 _DEFAULT_PORTS = {"http": 80, "https": 443}

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from builder.errors import SpecError
-from builder.yamlfile import load_yaml, plain
+from envyard.builder.errors import SpecError
+from envyard.builder.yamlfile import load_yaml, plain
 
 if TYPE_CHECKING:
     from rattler import GenericVirtualPackage

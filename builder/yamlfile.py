@@ -12,7 +12,7 @@ from typing import Any, cast
 
 import yaml
 
-from builder.errors import SpecError
+from envyard.builder.errors import SpecError
 
 MAX_BYTES = 1 << 20
 MAX_NODES = 20_000

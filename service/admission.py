@@ -32,8 +32,8 @@ from typing import Any, TypeVar
 import anyio
 from starlette.concurrency import run_in_threadpool
 
-from service.errors import InsufficientStorage, RequestTimeout, TooLarge, Unavailable
-from service.settings import Settings
+from envyard.service.errors import InsufficientStorage, RequestTimeout, TooLarge, Unavailable
+from envyard.service.settings import Settings
 
 logger = logging.getLogger("envyard")
 

@@ -19,27 +19,27 @@ import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from builder.errors import EnvyardError
-from builder.layout import Layout
-from service import csrf
-from service.admission import Admission
-from service.auth import TokenCache
-from service.dask import seed_pins
-from service.db import Database, migrate
-from service.errors import InsufficientStorage, Unavailable, http_status
-from service.inputs import UploadChecker
-from service.jobs import LocalRunner
-from service.runners import Runner
-from service.settings import Settings, load_settings
-from service.storage import open_store
-from service.worker import BuildContext
+from envyard.builder.errors import EnvyardError
+from envyard.builder.layout import Layout
+from envyard.service import csrf
+from envyard.service.admission import Admission
+from envyard.service.auth import TokenCache
+from envyard.service.dask import seed_pins
+from envyard.service.db import Database, migrate
+from envyard.service.errors import InsufficientStorage, Unavailable, http_status
+from envyard.service.inputs import UploadChecker
+from envyard.service.jobs import LocalRunner
+from envyard.service.runners import Runner
+from envyard.service.settings import Settings, load_settings
+from envyard.service.storage import open_store
+from envyard.service.worker import BuildContext
 
 logger = logging.getLogger("envyard")
 
 
 def _scheduled_gc(db: Database, settings: Settings, stop: threading.Event) -> None:
     """Apply the retention rules every ``gc_interval`` seconds until the app stops."""
-    from service.gc import apply_plan
+    from envyard.service.gc import apply_plan
 
     while not stop.wait(settings.gc_interval):
         try:
@@ -50,7 +50,7 @@ def _scheduled_gc(db: Database, settings: Settings, stop: threading.Event) -> No
 
 def make_runner(ctx: BuildContext) -> Runner:
     if ctx.settings.runner == "kubernetes":
-        from service.kube_runner import KubernetesRunner
+        from envyard.service.kube_runner import KubernetesRunner
 
         return KubernetesRunner(ctx)
     return LocalRunner(ctx)
@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         import anyio.to_thread
 
-        from service.follow import LogFollowers
+        from envyard.service.follow import LogFollowers
 
         # the pool is sized from this: requests never wait on each other for connections
         anyio.to_thread.current_default_thread_limiter().total_tokens = \
@@ -107,13 +107,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        max_lock_bytes=settings.max_lock_bytes)
     app.add_middleware(SecurityHeaders, hub_url=settings.hub_public_url)
     if settings.hub_api_url:
-        from service.hub_auth import HubIdentities
+        from envyard.service.hub_auth import HubIdentities
 
         app.state.hub = HubIdentities(settings.hub_api_url, settings.hub_service_name,
                                       dict(settings.hub_grants), settings.hub_admins)
         app.add_middleware(ServicePrefix, prefix=f"/services/{settings.hub_service_name}")
 
-    from service.api import (
+    from envyard.service.api import (
         dask,
         docs,
         environments,

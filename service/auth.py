@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from service.db import Database
-from service.errors import Forbidden, Invalid, Unauthorized
-from service.models import Role, Token, TokenRole, utcnow
+from envyard.service.db import Database
+from envyard.service.errors import Forbidden, Invalid, Unauthorized
+from envyard.service.models import Role, Token, TokenRole, utcnow
 
 PREFIX = "ey_"
 

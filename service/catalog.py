@@ -13,10 +13,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from builder.spec import NAME_RE
-from service.errors import BadName, Conflict, NotFound
-from service.models import Environment, Namespace, Version
-from service.transitions import State
+from envyard.builder.spec import NAME_RE
+from envyard.service.errors import BadName, Conflict, NotFound
+from envyard.service.models import Environment, Namespace, Version
+from envyard.service.transitions import State
 
 
 def check_name(kind: str, name: str) -> str:

@@ -13,7 +13,7 @@ import sys
 import traceback
 from typing import Any
 
-from service.console import info
+from envyard.service.console import info
 
 #: The commands each module of ``service.commands`` registers: a run builds the parser of
 #: its own command only (building all of them cost ~35 ms of every ``envyard lock``).
@@ -31,7 +31,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The CLI's parser: every command, or only ``command`` when it is one of them."""
     import importlib
 
-    from service.errors import exit_codes
+    from envyard.service.errors import exit_codes
 
     parser = argparse.ArgumentParser(
         prog="envyard", description=__doc__,
@@ -41,8 +41,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     modules = [m for m, names in COMMANDS.items() if command in names] or list(COMMANDS)
     for module in modules:
-        importlib.import_module(f"service.commands.{module}").register(sub)
+        importlib.import_module(f"envyard.service.commands.{module}").register(sub)
     return parser
+
+
+#: What ``envyard[service]`` adds to a laptop install; a command that needs one says so.
+SERVICE_STACK = frozenset({"fastapi", "fastapi_offline", "sqlalchemy", "alembic", "uvicorn",
+                           "pydantic_settings", "starlette"})
 
 
 def _exit(code: int) -> None:
@@ -53,7 +58,7 @@ def _exit(code: int) -> None:
 
 def run(argv: list[str] | None = None) -> int:
     """Run one command; return its exit code (errors become messages, never tracebacks)."""
-    from builder.errors import EnvyardError
+    from envyard.builder.errors import EnvyardError
 
     try:
         argv = sys.argv[1:] if argv is None else argv
@@ -64,6 +69,14 @@ def run(argv: list[str] | None = None) -> int:
     except EnvyardError as exc:
         info(f"error: {exc}")
         return exc.exit_code
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in SERVICE_STACK:
+            raise
+        from envyard.builder.errors import ConfigError
+
+        info(f"error: `envyard {argv[0]}` runs the service, which this install lacks "
+             f"({exc.name} is missing): pip install 'envyard[service]'")
+        return ConfigError.exit_code
     except KeyboardInterrupt:
         info("interrupted")
         return 130

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from service.console import info
-from service.errors import (
+from envyard.service.console import info
+from envyard.service.errors import (
     Conflict,
     Forbidden,
     NotFound,
@@ -131,7 +131,7 @@ def plan_sync(client: Client, namespace: str, files: list[Path]) -> list[SyncIte
     """What syncing ``files`` into ``namespace`` would do: a file whose bytes are the
     environment's latest version (ready or still building) is unchanged; any other is
     submitted. ``sync`` and ``demo`` both decide this way."""
-    from builder.spec import read_spec
+    from envyard.builder.spec import read_spec
 
     try:
         known = {r["name"]: r for r in client.get(

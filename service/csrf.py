@@ -17,7 +17,7 @@ import hmac
 
 from starlette.requests import Request
 
-from service.errors import Forbidden
+from envyard.service.errors import Forbidden
 
 COOKIE = "envyard-csrf"
 HEADER = "X-CSRF-Token"

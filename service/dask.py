@@ -9,11 +9,11 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from builder.dask import PinSet, pins_from_lock, read_pins
-from builder.lock import parse_lock
-from service.db import Database
-from service.models import ClusterPins, Environment, Namespace, Version
-from service.settings import Settings
+from envyard.builder.dask import PinSet, pins_from_lock, read_pins
+from envyard.builder.lock import parse_lock
+from envyard.service.db import Database
+from envyard.service.models import ClusterPins, Environment, Namespace, Version
+from envyard.service.settings import Settings
 
 
 def current_pins(session: Session, settings: Settings | None = None) -> PinSet | None:

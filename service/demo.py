@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from builder.demo.channel import demo_channel
-from builder.errors import SpecError
-from service.console import Progress
+from envyard.builder.demo.channel import demo_channel
+from envyard.builder.errors import SpecError
+from envyard.service.console import Progress
 
 
 def _free_port(preferred: int) -> int:
@@ -39,7 +39,7 @@ class DemoService:
     def __init__(self, settings: Any) -> None:
         import uvicorn
 
-        from service.app import create_app
+        from envyard.service.app import create_app
 
         self.app = create_app(settings)
         self.server = uvicorn.Server(uvicorn.Config(self.app, host=settings.host,
@@ -63,10 +63,10 @@ class DemoService:
 def run_demo(envs: Path, home: Path, volume: Path, port: int, show: Progress
              ) -> tuple[DemoService, str, list[dict[str, Any]]]:
     """Start the service, sync ``envs`` into namespace ``demo``, wait for every build."""
-    from service.auth import create_token
-    from service.client import Client, plan_sync
-    from service.models import Role
-    from service.settings import load_settings
+    from envyard.service.auth import create_token
+    from envyard.service.client import Client, plan_sync
+    from envyard.service.models import Role
+    from envyard.service.settings import load_settings
 
     files = sorted(p for p in envs.glob("*.y*ml") if p.is_file())
     if not files:

@@ -27,8 +27,8 @@ as a JSON 500 that says so, never a plain-text page. ``exit_codes`` is the CLI's
 
 from __future__ import annotations
 
-from builder.errors import EnvyardError
-from builder.errors import exit_codes as _exit_codes
+from envyard.builder.errors import EnvyardError
+from envyard.builder.errors import exit_codes as _exit_codes
 
 
 class ServiceError(EnvyardError):

@@ -18,9 +18,9 @@ from pathlib import Path
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from service.db import Database
-from service.models import Version
-from service.transitions import State
+from envyard.service.db import Database
+from envyard.service.models import Version
+from envyard.service.transitions import State
 
 logger = logging.getLogger("envyard")
 

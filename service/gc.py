@@ -25,21 +25,21 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from builder import records
-from builder.fetch import package_cache_lock
-from builder.layout import Layout, guard_of, temp_beside
-from builder.lock import parse_lock
-from builder.pkgcache import recheck, stamp_owner
-from builder.retention import Decision, Rules, VersionFacts, plan
-from service import leftovers
-from service.db import Database
-from service.images import delete_images, prune_store
-from service.models import Environment, Namespace, RetentionRule, Version, utcnow
-from service.runners import build_limit
-from service.settings import Settings
-from service.storage import ArtifactStore, build_key, open_store, pack_key
-from service.transitions import FINISHED, State, check
-from service.usage import inode_table
+from envyard.builder import records
+from envyard.builder.fetch import package_cache_lock
+from envyard.builder.layout import Layout, guard_of, temp_beside
+from envyard.builder.lock import parse_lock
+from envyard.builder.pkgcache import recheck, stamp_owner
+from envyard.builder.retention import Decision, Rules, VersionFacts, plan
+from envyard.service import leftovers
+from envyard.service.db import Database
+from envyard.service.images import delete_images, prune_store
+from envyard.service.models import Environment, Namespace, RetentionRule, Version, utcnow
+from envyard.service.runners import build_limit
+from envyard.service.settings import Settings
+from envyard.service.storage import ArtifactStore, build_key, open_store, pack_key
+from envyard.service.transitions import FINISHED, State, check
+from envyard.service.usage import inode_table
 
 _ENV = (Environment, Version.environment_id == Environment.id)
 _NS = (Namespace, Environment.namespace_id == Namespace.id)

@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from builder.layout import envyard_home
-from service.errors import HubError
-from service.settings import Settings
+from envyard.builder.layout import envyard_home
+from envyard.service.errors import HubError
+from envyard.service.settings import Settings
 
 TOKEN_ENV = "ENVYARD_HUB_SERVICE_TOKEN"
 
@@ -83,7 +83,7 @@ class EmbeddedHub:
         self.dir.mkdir(parents=True, exist_ok=True)
         config = self.dir / "jupyterhub_config.py"
         config.write_text("# written by `envyard serve --hub` at every start\n"
-                          "from service.hub import configure\n"
+                          "from envyard.service.hub import configure\n"
                           f"configure(c, {json.dumps(self.values)!r})\n")
         env = {**os.environ, TOKEN_ENV: self.token,
                "CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(32)}
@@ -124,7 +124,7 @@ def _die_with_parent() -> None:
 
 def configure(c: Any, values_json: str) -> None:
     """Apply envyard's values to a JupyterHub config object (runs inside the hub process)."""
-    from service.hub_auth import jupyter_path
+    from envyard.service.hub_auth import jupyter_path
 
     v = json.loads(values_json)
     hub_dir, name, public = Path(v["dir"]), v["service_name"], v["public_url"]

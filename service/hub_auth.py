@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from builder.spec import NAME_RE
-from service.auth import Principal
-from service.errors import Forbidden, Unauthorized
-from service.models import Role
+from envyard.builder.spec import NAME_RE
+from envyard.service.auth import Principal
+from envyard.service.errors import Forbidden, Unauthorized
+from envyard.service.models import Role
 
 CACHE_SECONDS = 60.0
 CACHE_ENTRIES = 4096

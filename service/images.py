@@ -19,17 +19,17 @@ from typing import Any
 
 from sqlalchemy import select
 
-from builder.errors import EnvyardError, ImageError
-from builder.image import ImageSpec, build_image, push_image
-from builder.install import STAMP
-from builder.layout import Layout
-from builder.oci import OCI_MANIFEST, BlobStore, ImageRef
-from builder.registry import Registry
-from service.buildlog import BuildLog
-from service.db import Database
-from service.models import Environment, Namespace, Version
-from service.settings import Settings
-from service.transitions import State
+from envyard.builder.errors import EnvyardError, ImageError
+from envyard.builder.image import ImageSpec, build_image, push_image
+from envyard.builder.install import STAMP
+from envyard.builder.layout import Layout
+from envyard.builder.oci import OCI_MANIFEST, BlobStore, ImageRef
+from envyard.builder.registry import Registry
+from envyard.service.buildlog import BuildLog
+from envyard.service.db import Database
+from envyard.service.models import Environment, Namespace, Version
+from envyard.service.settings import Settings
+from envyard.service.transitions import State
 
 
 def wanted(settings: Settings, env: Environment, ns: Namespace) -> bool:
@@ -101,7 +101,7 @@ def build_stage(db: Database, settings: Settings, layout: Layout, version_id: in
                 sent = push_image(image, store, target, repo, tags, base)
                 store.tag(f"{repo}:v{number}", image.manifest)
                 if settings.image_docker_host:
-                    from builder.docker_engine import load_into_engine
+                    from envyard.builder.docker_engine import load_into_engine
 
                     load_into_engine(image, store, base, [f"{target.host}/{repo}:{t}"
                                                           for t in tags],

@@ -17,12 +17,12 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-from builder.errors import EnvyardError, LockError, SpecError
-from builder.fetch import Sources
-from builder.install import check_installable
-from builder.lock import Lockfile, parse_lock
-from builder.spec import ChannelPolicy, EnvSpec, parse_spec
-from service.settings import Settings
+from envyard.builder.errors import EnvyardError, LockError, SpecError
+from envyard.builder.fetch import Sources
+from envyard.builder.install import check_installable
+from envyard.builder.lock import Lockfile, parse_lock
+from envyard.builder.spec import ChannelPolicy, EnvSpec, parse_spec
+from envyard.service.settings import Settings
 
 logger = logging.getLogger("envyard")
 
@@ -120,7 +120,7 @@ class UploadChecker:
 
     def __init__(self) -> None:
         self._context = multiprocessing.get_context("forkserver")  # never fork a threaded process
-        self._context.set_forkserver_preload(["service.inputs"])
+        self._context.set_forkserver_preload(["envyard.service.inputs"])
 
     def check(self, kind: str, body: bytes | bytearray, rules: InputRules, *,
               source: str) -> None:

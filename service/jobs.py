@@ -27,9 +27,9 @@ from dataclasses import replace
 
 from sqlalchemy import select
 
-from builder.layout import point
-from service.models import Environment, Namespace
-from service.runners import (
+from envyard.builder.layout import point
+from envyard.service.models import Environment, Namespace
+from envyard.service.runners import (
     RunnerLock,
     build_limit,
     claim,
@@ -39,9 +39,9 @@ from service.runners import (
     settle_orphans,
     unclaimed,
 )
-from service.transitions import cancels_for
-from service.upgrade import settle_pin_moves
-from service.worker import BuildContext, publish_kernel, run_build
+from envyard.service.transitions import cancels_for
+from envyard.service.upgrade import settle_pin_moves
+from envyard.service.worker import BuildContext, publish_kernel, run_build
 
 POLL = 1.0  # seconds between looks for unclaimed versions and dead runners
 logger = logging.getLogger("envyard")
@@ -51,8 +51,8 @@ def restore_volume(ctx: BuildContext) -> None:
     """At start: ``current`` links and kernels from the database (a crash may have come
     between the two), a killed GC's deletions finished, killed processes' leftovers
     removed (those no live process owns)."""
-    from service import leftovers
-    from service.gc import sweep
+    from envyard.service import leftovers
+    from envyard.service.gc import sweep
 
     with ctx.db.session() as s:
         for env, ns in s.execute(select(Environment, Namespace.name).join(Namespace)

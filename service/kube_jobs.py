@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.settings import JobProfile, Settings
+from envyard.service.settings import JobProfile, Settings
 
 #: Exit code of ``envyard worker`` when the build failed (its error is in the database).
 BUILD_FAILED = 3

@@ -22,9 +22,9 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from service.buildlog import BuildLog
-from service.jobs import restore_volume
-from service.kube_jobs import (
+from envyard.service.buildlog import BuildLog
+from envyard.service.jobs import restore_volume
+from envyard.service.kube_jobs import (
     MANAGED,
     VERSION_LABEL,
     claim_of,
@@ -33,12 +33,12 @@ from service.kube_jobs import (
     job_name,
     succeeded,
 )
-from service.models import Environment, Namespace, Version, utcnow
-from service.runners import RunnerLock, claim, settle, unclaimed
-from service.settings import KubernetesSettings
-from service.transitions import LIVE, State
-from service.upgrade import settle_pin_moves
-from service.worker import BuildContext
+from envyard.service.models import Environment, Namespace, Version, utcnow
+from envyard.service.runners import RunnerLock, claim, settle, unclaimed
+from envyard.service.settings import KubernetesSettings
+from envyard.service.transitions import LIVE, State
+from envyard.service.upgrade import settle_pin_moves
+from envyard.service.worker import BuildContext
 
 logger = logging.getLogger("envyard")
 

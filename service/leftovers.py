@@ -25,8 +25,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.fetch import CACHE_LOCK
-from builder.layout import TEMP_KINDS, Layout, guard_of
+from envyard.builder.fetch import CACHE_LOCK
+from envyard.builder.layout import TEMP_KINDS, Layout, guard_of
 
 logger = logging.getLogger("envyard")
 

@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from service.transitions import State
+from envyard.service.transitions import State
 
 
 def utcnow() -> dt.datetime:

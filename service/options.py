@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from builder.layout import envyard_home
+from envyard.builder.layout import envyard_home
 
 DEFAULT_HOME = envyard_home()
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from builder.layout import Layout
-from builder.lock import Lockfile, parse_lock
-from builder.locker import package_sizes
-from service.errors import QuotaExceeded
-from service.gc import make_plan
-from service.models import Environment, Namespace, Version
-from service.settings import Settings
-from service.usage import HAS_FILES, namespace_bytes
+from envyard.builder.layout import Layout
+from envyard.builder.lock import Lockfile, parse_lock
+from envyard.builder.locker import package_sizes
+from envyard.service.errors import QuotaExceeded
+from envyard.service.gc import make_plan
+from envyard.service.models import Environment, Namespace, Version
+from envyard.service.settings import Settings
+from envyard.service.usage import HAS_FILES, namespace_bytes
 
 
 def _mb(n: int) -> str:

@@ -21,10 +21,10 @@ from typing import IO, Protocol
 
 from sqlalchemy import ColumnElement, or_, select, update
 
-from service.db import Database
-from service.models import Version, utcnow
-from service.settings import Settings
-from service.transitions import LIVE, RUNNING, State, check
+from envyard.service.db import Database
+from envyard.service.models import Version, utcnow
+from envyard.service.settings import Settings
+from envyard.service.transitions import LIVE, RUNNING, State, check
 
 INTERRUPTED = "interrupted: the service stopped during this build; submit again"
 ORPHANED = "interrupted: this build's last state could not be recorded; submit again"

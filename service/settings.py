@@ -29,10 +29,10 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from builder.errors import ConfigError
-from builder.fetch import Sources
-from builder.layout import envyard_home
-from builder.spec import ChannelPolicy
+from envyard.builder.errors import ConfigError
+from envyard.builder.fetch import Sources
+from envyard.builder.layout import envyard_home
+from envyard.builder.spec import ChannelPolicy
 
 DEFAULT_ROOT = envyard_home() / "volume"
 
@@ -257,7 +257,7 @@ class Settings(BaseSettings):
         """Where builds may fetch packages from: ``channels`` (default: the configured
         ones) and the pip index, and never a file on the volume (its database, its keys,
         other namespaces' files). No channel at all means nothing may be fetched."""
-        from builder.solve import channel_base_url
+        from envyard.builder.solve import channel_base_url
 
         bases = [channel_base_url(c) for c in (self.channels if channels is None
                                                else channels)]
@@ -266,7 +266,7 @@ class Settings(BaseSettings):
         return Sources.of(bases, [self.root])
 
     def build_platform(self) -> str:
-        from builder.locker import host_platform
+        from envyard.builder.locker import host_platform
 
         return self.platform or host_platform()
 

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 from fastapi.responses import JSONResponse
 
-from builder.layout import Layout
-from service.admission import check_space
-from service.auth import Principal
-from service.buildlog import BuildLog
-from service.catalog import earlier_submission, new_version
-from service.db import Database
-from service.inputs import InputRules, UploadChecker, utf8
-from service.quota import check_quota
-from service.runners import Runner
-from service.settings import Settings
+from envyard.builder.layout import Layout
+from envyard.service.admission import check_space
+from envyard.service.auth import Principal
+from envyard.service.buildlog import BuildLog
+from envyard.service.catalog import earlier_submission, new_version
+from envyard.service.db import Database
+from envyard.service.inputs import InputRules, UploadChecker, utf8
+from envyard.service.quota import check_quota
+from envyard.service.runners import Runner
+from envyard.service.settings import Settings
 
 
 def accept(db: Database, settings: Settings, runner: Runner, checker: UploadChecker,

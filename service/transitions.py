@@ -87,7 +87,7 @@ def move(s: Session, version_id: int, after: State, *, claim: str | None = None,
     (``only_from``: if it is that state) and, with ``claim``, only while that runner holds
     it; with ``unless_cancelled``, not once a cancel is requested. False when the version
     is elsewhere by now (someone else's move came first)."""
-    from service.models import Version
+    from envyard.service.models import Version
 
     if only_from is not None:
         check(only_from, after)
@@ -112,7 +112,7 @@ def request_cancel(s: Session, version: Any, now: dt.datetime) -> State:
     write: a runner may be claiming it this moment); a running one is marked, and its
     build stops at its next stage or download chunk. Returns the state it is in now; the
     caller refuses a finished one."""
-    from service.models import Version
+    from envyard.service.models import Version
 
     if State(version.state) is State.queued and move(
             s, version.id, State.cancelled, only_from=State.queued, error="cancelled",
@@ -129,7 +129,7 @@ def request_cancel(s: Session, version: Any, now: dt.datetime) -> State:
 
 
 def cancel_requested(s: Session, version_id: int) -> bool:
-    from service.models import Version
+    from envyard.service.models import Version
 
     return s.scalar(select(Version.cancel_requested_at).where(
         Version.id == version_id)) is not None
@@ -137,7 +137,7 @@ def cancel_requested(s: Session, version_id: int) -> bool:
 
 def cancels_for(s: Session, runner: str) -> list[int]:
     """The running builds of ``runner`` whose cancel was requested (from any process)."""
-    from service.models import Version
+    from envyard.service.models import Version
 
     return list(s.scalars(select(Version.id).where(
         Version.claimed_by == runner, Version.state.in_([st.value for st in RUNNING]),

@@ -14,20 +14,20 @@ from typing import Any
 
 from sqlalchemy import select
 
-from builder.dask import PinSet, env_versions
-from builder.dask import constraints as dask_constraints
-from builder.errors import IndexUnreachable, SolveError, SpecError
-from builder.layout import Layout
-from builder.lock import parse_lock
-from builder.locker import LockOptions, lock_env
-from builder.spec import parse_spec
-from service.catalog import new_version
-from service.dask import set_pins
-from service.db import Database
-from service.errors import Conflict
-from service.models import Environment, Namespace, PinMove, Version, utcnow
-from service.settings import Settings
-from service.transitions import State
+from envyard.builder.dask import PinSet, env_versions
+from envyard.builder.dask import constraints as dask_constraints
+from envyard.builder.errors import IndexUnreachable, SolveError, SpecError
+from envyard.builder.layout import Layout
+from envyard.builder.lock import parse_lock
+from envyard.builder.locker import LockOptions, lock_env
+from envyard.builder.spec import parse_spec
+from envyard.service.catalog import new_version
+from envyard.service.dask import set_pins
+from envyard.service.db import Database
+from envyard.service.errors import Conflict
+from envyard.service.models import Environment, Namespace, PinMove, Version, utcnow
+from envyard.service.settings import Settings
+from envyard.service.transitions import State
 
 SHOWN = ("python", "dask", "distributed")
 logger = logging.getLogger("envyard")

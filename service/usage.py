@@ -18,9 +18,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from builder.layout import Layout
-from service.models import Environment, Namespace, Version
-from service.transitions import State
+from envyard.builder.layout import Layout
+from envyard.service.models import Environment, Namespace, Version
+from envyard.service.transitions import State
 
 HAS_FILES = (State.ready, State.installing, State.packing, State.deleting)
 

@@ -24,29 +24,29 @@ from typing import Any, TypeVar
 import sqlalchemy.exc
 from sqlalchemy import update
 
-from builder.aio import call_with_timeout
-from builder.dask import check as dask_check
-from builder.dask import constraints as dask_constraints
-from builder.dask import pins_from_constraints
-from builder.errors import DaskMismatch, EnvyardError, PackError, Stopped
-from builder.install import fingerprint, install_lock
-from builder.kernels import has_ipykernel, remove_kernelspec, write_kernelspec
-from builder.layout import Layout, guard_of, point
-from builder.lock import DEFAULT_CATEGORIES, Lockfile, dump_lock, parse_lock
-from builder.locker import LockOptions, lock_env
-from builder.pack import pack_prefix
-from service import images, logs
-from service.buildlog import BuildLog
-from service.dask import current_pins
-from service.db import Database
-from service.inputs import InputRules, checked_lock, checked_spec
-from service.kube_jobs import BUILD_FAILED
-from service.models import Artifact, Environment, Namespace, Version, utcnow
-from service.quota import check_build_quota
-from service.settings import Settings
-from service.storage import ArtifactStore, build_key, pack_key
-from service.transitions import LIVE, RUNNING, State, cancel_requested, check, move
-from service.usage import inode_table
+from envyard.builder.aio import call_with_timeout
+from envyard.builder.dask import check as dask_check
+from envyard.builder.dask import constraints as dask_constraints
+from envyard.builder.dask import pins_from_constraints
+from envyard.builder.errors import DaskMismatch, EnvyardError, PackError, Stopped
+from envyard.builder.install import fingerprint, install_lock
+from envyard.builder.kernels import has_ipykernel, remove_kernelspec, write_kernelspec
+from envyard.builder.layout import Layout, guard_of, point
+from envyard.builder.lock import DEFAULT_CATEGORIES, Lockfile, dump_lock, parse_lock
+from envyard.builder.locker import LockOptions, lock_env
+from envyard.builder.pack import pack_prefix
+from envyard.service import images, logs
+from envyard.service.buildlog import BuildLog
+from envyard.service.dask import current_pins
+from envyard.service.db import Database
+from envyard.service.inputs import InputRules, checked_lock, checked_spec
+from envyard.service.kube_jobs import BUILD_FAILED
+from envyard.service.models import Artifact, Environment, Namespace, Version, utcnow
+from envyard.service.quota import check_build_quota
+from envyard.service.settings import Settings
+from envyard.service.storage import ArtifactStore, build_key, pack_key
+from envyard.service.transitions import LIVE, RUNNING, State, cancel_requested, check, move
+from envyard.service.usage import inode_table
 
 T = TypeVar("T")
 logger = logging.getLogger("envyard")

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from builder.demo.channel import demo_channel
-from builder.demo.simple_index import write_simple_index
-from builder.demo.wheels import ensure_wheels
+from envyard.builder.demo.channel import demo_channel
+from envyard.builder.demo.simple_index import write_simple_index
+from envyard.builder.demo.wheels import ensure_wheels
 from tests.servers import Postgres, serve_directory
 
 REPO = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from builder.lock import read_lock
+from envyard.builder.lock import read_lock
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
 VERSION = "1"  # bump when the records change, so written channels are rebuilt

@@ -20,8 +20,8 @@ from typing import Any
 
 import httpx
 
-from builder.oci import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, BlobStore, canonical
-from builder.registry import Registry
+from envyard.builder.oci import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, BlobStore, canonical
+from envyard.builder.registry import Registry
 from tests.servers import free_port, stop_process
 
 

@@ -32,7 +32,7 @@ python -m pip install -q -e '.[test]'
 # the Dockerfile build test installs offline from this wheelhouse
 wheelhouse="${ENVYARD_HOME:-$HOME/.envyard}/wheelhouse"
 say "building the offline wheelhouse for the Dockerfile test in $wheelhouse (pip)"
-python -m pip wheel -q -w "$wheelhouse" '.[postgresql,kubernetes,gcs,s3]' 'setuptools>=68' wheel
+python -m pip wheel -q -w "$wheelhouse" '.[service,postgresql,kubernetes,gcs,s3]' 'setuptools>=68' wheel
 say "preparing the demo channel (the first time downloads ~55 MB of wheels)"
 envyard demo-channel >/dev/null
 say "done"

@@ -16,9 +16,14 @@ import json
 import random
 from pathlib import Path
 
-from builder.demo.channel import index_channel
-from builder.demo.conda_package import PREFIX_PLACEHOLDER, PackageFile, PackageSpec, write_conda
-from builder.lock import LockedPackage, read_lock
+from envyard.builder.demo.channel import index_channel
+from envyard.builder.demo.conda_package import (
+    PREFIX_PLACEHOLDER,
+    PackageFile,
+    PackageSpec,
+    write_conda,
+)
+from envyard.builder.lock import LockedPackage, read_lock
 from tests.corpus_channel import CORPUS
 
 LOCK = CORPUS / "pangeo-pytorch-notebook" / "2026-01-31-2f5532bd" / "conda-lock.yml"

@@ -18,11 +18,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from builder.demo.conda_package import PackageSpec, write_conda
-from builder.demo.from_wheel import Target, convert_wheel
-from builder.demo.python_package import python_abi_package, python_package
-from builder.demo.wheels import PINS, Pin, ensure_wheels, read_pins
-from builder.errors import ChannelError
+from envyard.builder.demo.conda_package import PackageSpec, write_conda
+from envyard.builder.demo.from_wheel import Target, convert_wheel
+from envyard.builder.demo.python_package import python_abi_package, python_package
+from envyard.builder.demo.wheels import PINS, Pin, ensure_wheels, read_pins
+from envyard.builder.errors import ChannelError
 
 #: Bump when the conversion changes, so cached channels are rebuilt.
 CONVERTER_VERSION = "5"

@@ -20,8 +20,8 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import parse_wheel_filename
 
-from builder.demo.conda_package import PREFIX_PLACEHOLDER, PackageFile, PackageSpec
-from builder.pypi_names import conda_name
+from envyard.builder.demo.conda_package import PREFIX_PLACEHOLDER, PackageFile, PackageSpec
+from envyard.builder.pypi_names import conda_name
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from builder.demo.conda_package import PackageFile, PackageSpec
-from builder.errors import ChannelError
+from envyard.builder.demo.conda_package import PackageFile, PackageSpec
+from envyard.builder.errors import ChannelError
 
 _SKIP_DIRS = {"site-packages", "test", "tests", "idlelib", "tkinter", "turtledemo", "ensurepip",
               "lib2to3", "__pycache__", "unittest/test"}

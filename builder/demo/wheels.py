@@ -14,8 +14,8 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-from builder.errors import ChannelError
-from builder.fetch import sha256_file
+from envyard.builder.errors import ChannelError
+from envyard.builder.fetch import sha256_file
 
 PINS = Path(__file__).with_name("pins.txt")
 _PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",

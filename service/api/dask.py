@@ -7,14 +7,14 @@ from typing import Any, Literal
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from builder.dask import OPTIONAL, REQUIRED, PinSet
-from service.api.deps import DbDep, PrincipalDep, RunnerDep, SettingsDep
-from service.api.params import Name
-from service.catalog import find_environment, find_namespace
-from service.dask import current_pins, set_pins
-from service.errors import BadPins, Forbidden, NotFound
-from service.models import Role
-from service.upgrade import apply_upgrade, what_if
+from envyard.builder.dask import OPTIONAL, REQUIRED, PinSet
+from envyard.service.api.deps import DbDep, PrincipalDep, RunnerDep, SettingsDep
+from envyard.service.api.params import Name
+from envyard.service.catalog import find_environment, find_namespace
+from envyard.service.dask import current_pins, set_pins
+from envyard.service.errors import BadPins, Forbidden, NotFound
+from envyard.service.models import Role
+from envyard.service.upgrade import apply_upgrade, what_if
 
 router = APIRouter(prefix="/api/v1", tags=["dask"])
 

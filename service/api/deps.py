@@ -12,14 +12,14 @@ from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from service import csrf
-from service.auth import PREFIX, Principal
-from service.db import Database
-from service.errors import TooLarge
-from service.models import Role
-from service.runners import Runner
-from service.settings import Settings
-from service.storage import ArtifactStore
+from envyard.service import csrf
+from envyard.service.auth import PREFIX, Principal
+from envyard.service.db import Database
+from envyard.service.errors import TooLarge
+from envyard.service.models import Role
+from envyard.service.runners import Runner
+from envyard.service.settings import Settings
+from envyard.service.storage import ArtifactStore
 
 
 async def get_session(request: Request) -> AsyncIterator[Session]:

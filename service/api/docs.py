@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 
-from service.errors import NotFound
+from envyard.service.errors import NotFound
 
 router = APIRouter(include_in_schema=False)
 

@@ -7,10 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 
-from builder.kernels import kernel_dir
-from builder.layout import Layout
-from service.admission import heavy
-from service.api.deps import (
+from envyard.builder.kernels import kernel_dir
+from envyard.builder.layout import Layout
+from envyard.service.admission import heavy
+from envyard.service.api.deps import (
     DbDep,
     PrincipalDep,
     RunnerDep,
@@ -20,14 +20,14 @@ from service.api.deps import (
     shown_path,
     shown_version,
 )
-from service.api.params import Name
-from service.auth import Principal
-from service.catalog import check_name, find_environment, version_summary
-from service.errors import Invalid
-from service.models import Role
-from service.runners import Runner
-from service.settings import Settings
-from service.submissions import accept
+from envyard.service.api.params import Name
+from envyard.service.auth import Principal
+from envyard.service.catalog import check_name, find_environment, version_summary
+from envyard.service.errors import Invalid
+from envyard.service.models import Role
+from envyard.service.runners import Runner
+from envyard.service.settings import Settings
+from envyard.service.submissions import accept
 
 router = APIRouter(prefix="/api/v1/environments", tags=["environments"])
 

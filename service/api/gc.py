@@ -7,12 +7,12 @@ from typing import Any
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
-from builder.layout import Layout
-from service import leftovers
-from service.api.deps import DbDep, PrincipalDep, SettingsDep
-from service.gc import apply_plan, make_plan
-from service.models import Namespace, Role
-from service.usage import usage_report
+from envyard.builder.layout import Layout
+from envyard.service import leftovers
+from envyard.service.api.deps import DbDep, PrincipalDep, SettingsDep
+from envyard.service.gc import apply_plan, make_plan
+from envyard.service.models import Namespace, Role
+from envyard.service.usage import usage_report
 
 router = APIRouter(prefix="/api/v1", tags=["gc"])
 

@@ -14,10 +14,10 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse
 
-from service import csrf
-from service.api.deps import TOKEN_COOKIE, PrincipalDep, SettingsDep
-from service.errors import NotFound, ServiceError, Unauthorized
-from service.settings import Settings
+from envyard.service import csrf
+from envyard.service.api.deps import TOKEN_COOKIE, PrincipalDep, SettingsDep
+from envyard.service.errors import NotFound, ServiceError, Unauthorized
+from envyard.service.settings import Settings
 
 router = APIRouter(tags=["identity"])
 

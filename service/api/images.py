@@ -8,15 +8,15 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 
-from builder.layout import Layout
-from service import images
-from service.api.deps import DbDep, PrincipalDep, RunnerDep, SettingsDep
-from service.api.params import Name, VersionNumber
-from service.buildlog import BuildLog
-from service.catalog import find_environment, find_namespace, find_version
-from service.errors import Conflict
-from service.models import Role
-from service.transitions import State
+from envyard.builder.layout import Layout
+from envyard.service import images
+from envyard.service.api.deps import DbDep, PrincipalDep, RunnerDep, SettingsDep
+from envyard.service.api.params import Name, VersionNumber
+from envyard.service.buildlog import BuildLog
+from envyard.service.catalog import find_environment, find_namespace, find_version
+from envyard.service.errors import Conflict
+from envyard.service.models import Role
+from envyard.service.transitions import State
 
 router = APIRouter(prefix="/api/v1", tags=["images"])
 

@@ -8,15 +8,15 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from builder.layout import Layout, point
-from service.api.deps import DbDep, PrincipalDep, SettingsDep
-from service.api.params import Name, VersionNumber
-from service.catalog import find_environment, find_namespace, find_version
-from service.errors import Conflict
-from service.images import retag_current
-from service.models import RetentionRule, Role
-from service.transitions import State
-from service.worker import publish_kernel
+from envyard.builder.layout import Layout, point
+from envyard.service.api.deps import DbDep, PrincipalDep, SettingsDep
+from envyard.service.api.params import Name, VersionNumber
+from envyard.service.catalog import find_environment, find_namespace, find_version
+from envyard.service.errors import Conflict
+from envyard.service.images import retag_current
+from envyard.service.models import RetentionRule, Role
+from envyard.service.transitions import State
+from envyard.service.worker import publish_kernel
 
 router = APIRouter(prefix="/api/v1", tags=["lifecycle"])
 

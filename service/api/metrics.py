@@ -6,10 +6,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 from sqlalchemy import func, select
 
-from service.api.deps import RunnerDep, SessionDep, resolve_principal
-from service.errors import NotFound
-from service.models import PinMove, Role, Version
-from service.transitions import State
+from envyard.service.api.deps import RunnerDep, SessionDep, resolve_principal
+from envyard.service.errors import NotFound
+from envyard.service.models import PinMove, Role, Version
+from envyard.service.transitions import State
 
 router = APIRouter(tags=["metrics"])
 

@@ -7,11 +7,11 @@ from typing import Any
 from fastapi import APIRouter
 from sqlalchemy import select
 
-from service.api.deps import PrincipalDep, SessionDep
-from service.api.params import Name
-from service.catalog import check_name, environment_rows
-from service.errors import NotFound
-from service.models import Namespace, Role
+from envyard.service.api.deps import PrincipalDep, SessionDep
+from envyard.service.api.params import Name
+from envyard.service.catalog import check_name, environment_rows
+from envyard.service.errors import NotFound
+from envyard.service.models import Namespace, Role
 
 router = APIRouter(prefix="/api/v1/namespaces", tags=["namespaces"])
 

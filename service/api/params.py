@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Path
 
-from builder.spec import NAME_RE
+from envyard.builder.spec import NAME_RE
 
 Name = Annotated[str, Path(pattern=NAME_RE.pattern, max_length=64)]
 VersionNumber = Annotated[int, Path(ge=1, le=2**31 - 1)]

@@ -14,8 +14,8 @@ from fastapi.responses import (
 )
 from sqlalchemy import select
 
-from builder.layout import Layout
-from service.api.deps import (
+from envyard.builder.layout import Layout
+from envyard.service.api.deps import (
     DbDep,
     PrincipalDep,
     RunnerDep,
@@ -24,18 +24,18 @@ from service.api.deps import (
     StoreDep,
     shown_version,
 )
-from service.api.params import Name, VersionNumber
-from service.catalog import (
+from envyard.service.api.params import Name, VersionNumber
+from envyard.service.catalog import (
     check_name,
     find_environment,
     find_version,
     version_detail,
     version_summary,
 )
-from service.errors import Conflict, NotFound
-from service.models import Role, Version, utcnow
-from service.storage import ArtifactStore, build_key, pack_key
-from service.transitions import State, request_cancel
+from envyard.service.errors import Conflict, NotFound
+from envyard.service.models import Role, Version, utcnow
+from envyard.service.storage import ArtifactStore, build_key, pack_key
+from envyard.service.transitions import State, request_cancel
 
 router = APIRouter(prefix="/api/v1/environments/{namespace}/{name}/versions",
                    tags=["versions"])

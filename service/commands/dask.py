@@ -6,13 +6,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from service.console import emit_json
+from envyard.service.console import emit_json
 
 
 def cmd_dask_check(args: argparse.Namespace) -> None:
-    from builder.dask import DaskMismatch, check, pins_from_lock, read_pins
-    from builder.lock import read_lock
-    from builder.locker import host_platform
+    from envyard.builder.dask import DaskMismatch, check, pins_from_lock, read_pins
+    from envyard.builder.lock import read_lock
+    from envyard.builder.locker import host_platform
 
     platform = args.platform or host_platform()
     if args.pins_lock:
@@ -34,7 +34,7 @@ def cmd_dask_check(args: argparse.Namespace) -> None:
 
 
 def cmd_dask_pins(args: argparse.Namespace) -> None:
-    from service.commands.remote import _client
+    from envyard.service.commands.remote import _client
 
     data = _client(args).get("/api/v1/dask/pins")
     if args.json:
@@ -46,8 +46,8 @@ def cmd_dask_pins(args: argparse.Namespace) -> None:
 
 
 def cmd_dask_upgrade(args: argparse.Namespace) -> None:
-    from builder.dask import read_pins
-    from service.commands.remote import _client
+    from envyard.builder.dask import read_pins
+    from envyard.service.commands.remote import _client
 
     pins = read_pins(args.pins)
     body = {"versions": pins.versions, "source": str(args.pins), "apply": args.apply}
@@ -89,7 +89,7 @@ def register(sub: Any) -> None:
                    help="block: exit 17 on a required mismatch; warn: report only")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_dask_check)
-    from service.commands.remote import _remote
+    from envyard.service.commands.remote import _remote
 
     p = dask.add_parser("pins", help="show the service's cluster pin set")
     _remote(p)

@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from service.console import emit_json, info
+from envyard.service.console import emit_json, info
 
 
 def _target(value: str) -> tuple[str, str | None]:
-    from builder.errors import SpecError
+    from envyard.builder.errors import SpecError
 
     ns, _, name = value.partition("/")
     if not ns or "/" in name:
@@ -24,12 +24,12 @@ def _target(value: str) -> tuple[str, str | None]:
 
 
 def cmd_image_switch(args: argparse.Namespace) -> None:
-    from service.commands.remote import _client
+    from envyard.service.commands.remote import _client
 
     ns, name = _target(args.target)
     enabled = {"enable": True, "disable": False, "inherit": None}[args.image_command]
     if name is None and enabled is None:
-        from builder.errors import SpecError
+        from envyard.builder.errors import SpecError
 
         raise SpecError("only an environment can inherit its namespace's setting")
     path = f"/api/v1/namespaces/{ns}/images" if name is None else \
@@ -40,11 +40,11 @@ def cmd_image_switch(args: argparse.Namespace) -> None:
 
 
 def cmd_image_build(args: argparse.Namespace) -> None:
-    from service.commands.remote import _client, _ref
+    from envyard.service.commands.remote import _client, _ref
 
     ns, name, number = _ref(args.ref)
     if number is None:
-        from builder.errors import SpecError
+        from envyard.builder.errors import SpecError
 
         raise SpecError("image build needs NAMESPACE/NAME/VERSION")
     client = _client(args)
@@ -60,17 +60,17 @@ def cmd_image_build(args: argparse.Namespace) -> None:
     elif image.get("state") == "ready":
         print(f"{image['reference']}  {image['digest']}  ({image['bytes_pushed']} bytes sent)")
     elif image.get("state") == "failed":
-        from builder.errors import ImageError
+        from envyard.builder.errors import ImageError
 
         raise ImageError(image.get("error", "the image build failed"))
 
 
 def cmd_image_push(args: argparse.Namespace) -> None:
-    from builder.errors import ImageError
-    from builder.image import ImageSpec, build_image, push_image
-    from builder.install import STAMP
-    from builder.oci import BlobStore, ImageRef
-    from builder.registry import Registry
+    from envyard.builder.errors import ImageError
+    from envyard.builder.image import ImageSpec, build_image, push_image
+    from envyard.builder.install import STAMP
+    from envyard.builder.oci import BlobStore, ImageRef
+    from envyard.builder.registry import Registry
 
     prefix: Path = args.prefix.resolve()
     if not (prefix / "conda-meta").is_dir():
@@ -83,7 +83,7 @@ def cmd_image_push(args: argparse.Namespace) -> None:
     spec = ImageSpec(base=args.base, dest=args.dest or f"/opt/envyard/envs/{prefix.name}",
                      title=prefix.name, lock_sha256=lock_sha, created=created,
                      max_layers=args.max_layers)
-    from builder.layout import envyard_home
+    from envyard.builder.layout import envyard_home
 
     home = envyard_home()
     store = BlobStore(args.store or home / "images")
@@ -102,7 +102,7 @@ def cmd_image_push(args: argparse.Namespace) -> None:
 
 
 def register(sub: Any) -> None:
-    from service.commands.remote import _remote
+    from envyard.service.commands.remote import _remote
 
     image = sub.add_parser("image", help="OCI images of environments").add_subparsers(
         dest="image_command", required=True, metavar="ACTION")

@@ -7,22 +7,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from service.console import emit_json, info, progress
-from service.options import DEFAULT_HOME, common
+from envyard.service.console import emit_json, info, progress
+from envyard.service.options import DEFAULT_HOME, common
 
 
 def cmd_lock(args: argparse.Namespace) -> None:
-    from builder.lock import read_lock, write_lock
-    from builder.locker import LockOptions, lock_env
-    from builder.spec import ChannelPolicy, read_spec
-    from builder.virtual import load_virtual_packages
+    from envyard.builder.lock import read_lock, write_lock
+    from envyard.builder.locker import LockOptions, lock_env
+    from envyard.builder.spec import ChannelPolicy, read_spec
+    from envyard.builder.virtual import load_virtual_packages
 
     policy = ChannelPolicy.of(args.allow_channel or None)
     spec = read_spec(args.file, policy=policy)
     previous = read_lock(args.output) if args.update else None
     pins: list[str] = []
     if args.follow_pins:
-        from builder.dask import constraints, read_pins
+        from envyard.builder.dask import constraints, read_pins
 
         pins = constraints(read_pins(args.follow_pins))
     with progress(not args.quiet and not args.json) as show:
@@ -54,9 +54,9 @@ def _category_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> None:
-    from builder.install import install_lock
-    from builder.lock import read_lock
-    from builder.locker import host_platform
+    from envyard.builder.install import install_lock
+    from envyard.builder.lock import read_lock
+    from envyard.builder.locker import host_platform
 
     lock = read_lock(args.lockfile)
     packed = None
@@ -65,7 +65,7 @@ def cmd_build(args: argparse.Namespace) -> None:
                               pkgs_dir=args.home / "pkgs", force=args.force,
                               progress=show.step, categories=_categories(args))
         if args.pack is not None:
-            from builder.pack import pack_prefix
+            from envyard.builder.pack import pack_prefix
 
             packed = pack_prefix(result.prefix, args.pack, progress=show.step)
     if args.json:
@@ -84,7 +84,7 @@ def cmd_build(args: argparse.Namespace) -> None:
 
 
 def cmd_pack(args: argparse.Namespace) -> None:
-    from builder.pack import pack_prefix
+    from envyard.builder.pack import pack_prefix
 
     with progress(not args.quiet and not args.json) as show:
         packed = pack_prefix(args.prefix, args.output, threads=args.threads, level=args.level,
@@ -97,9 +97,9 @@ def cmd_pack(args: argparse.Namespace) -> None:
 
 
 def cmd_render(args: argparse.Namespace) -> None:
-    from builder.lock import read_lock
-    from builder.locker import host_platform
-    from builder.render import render_explicit
+    from envyard.builder.lock import read_lock
+    from envyard.builder.locker import host_platform
+    from envyard.builder.render import render_explicit
 
     platform = args.platform or host_platform()
     text = render_explicit(read_lock(args.lockfile), platform, _categories(args))
@@ -113,7 +113,7 @@ def cmd_render(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from service.demo import run_demo
+    from envyard.service.demo import run_demo
 
     with progress(not args.quiet and not args.json) as show:
         service, token, results = run_demo(args.envs, args.home, args.volume or
@@ -143,7 +143,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
                       "PATH=$PWD/env/bin:$PATH env/bin/conda-unpack")
         failed = [r["name"] for r in results if r["state"] != "ready"]
         if failed:
-            from service.errors import BuildFailed
+            from envyard.service.errors import BuildFailed
 
             raise BuildFailed(f"not ready: {', '.join(failed)}")
         if not args.exit:
@@ -154,7 +154,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_pypi_names(args: argparse.Namespace) -> None:
-    from builder import pypi_names
+    from envyard.builder import pypi_names
 
     url = args.url or pypi_names.UPSTREAM
     path = pypi_names.refresh(url)
@@ -162,7 +162,7 @@ def cmd_pypi_names(args: argparse.Namespace) -> None:
 
 
 def cmd_demo_channel(args: argparse.Namespace) -> None:
-    from builder.demo.channel import demo_channel
+    from envyard.builder.demo.channel import demo_channel
 
     print(demo_channel(args.home))
 

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from builder.errors import SpecError, UsageError
-from service.client import Client, client_config, plan_sync
-from service.console import emit_json, info, size, timings
-from service.errors import BuildFailed, RemoteError
+from envyard.builder.errors import SpecError, UsageError
+from envyard.service.client import Client, client_config, plan_sync
+from envyard.service.console import emit_json, info, size, timings
+from envyard.service.errors import BuildFailed, RemoteError
 
 TERMINAL = {"ready", "failed", "cancelled"}
 

@@ -6,15 +6,15 @@ import argparse
 import datetime as dt
 from typing import Any
 
-from service.console import emit_json, info
+from envyard.service.console import emit_json, info
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from service import logs
-    from service.app import create_app
-    from service.settings import load_settings
+    from envyard.service import logs
+    from envyard.service.app import create_app
+    from envyard.service.settings import load_settings
 
     overrides: dict[str, Any] = {}
     if args.host:
@@ -27,7 +27,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     logs.configure(settings.log_format, "debug" if args.log_level == "debug" else "info")
     hub = None
     if args.hub:
-        from service.hub import EmbeddedHub
+        from envyard.service.hub import EmbeddedHub
 
         hub = EmbeddedHub(settings, f"http://{settings.host}:{settings.port}")
         settings = hub.settings_for_service(settings)
@@ -95,9 +95,9 @@ def _days(value: str) -> float:
 
 
 def _roles(pairs: list[str]) -> dict[str, Any]:
-    from service.catalog import check_name
-    from service.errors import ServiceError
-    from service.models import Role
+    from envyard.service.catalog import check_name
+    from envyard.service.errors import ServiceError
+    from envyard.service.models import Role
 
     roles = {}
     for pair in pairs:
@@ -113,9 +113,9 @@ def _roles(pairs: list[str]) -> dict[str, Any]:
 
 
 def cmd_token_create(args: argparse.Namespace) -> None:
-    from service.auth import create_token
-    from service.db import Database, migrate
-    from service.settings import load_settings
+    from envyard.service.auth import create_token
+    from envyard.service.db import Database, migrate
+    from envyard.service.settings import load_settings
 
     roles = _roles(args.role)
     settings = load_settings()
@@ -135,13 +135,13 @@ def cmd_token_create(args: argparse.Namespace) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
-    from builder.layout import Layout
-    from service import logs
-    from service.db import Database
-    from service.kube_jobs import claim_of
-    from service.settings import load_settings
-    from service.storage import open_store
-    from service.worker import BuildContext, run_claimed
+    from envyard.builder.layout import Layout
+    from envyard.service import logs
+    from envyard.service.db import Database
+    from envyard.service.kube_jobs import claim_of
+    from envyard.service.settings import load_settings
+    from envyard.service.storage import open_store
+    from envyard.service.worker import BuildContext, run_claimed
 
     settings = load_settings()
     logs.configure(settings.log_format)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from alembic import context
 
-from service.models import Base
+from envyard.service.models import Base
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # `alembic` CLI use: build an engine from settings
-    from service.db import make_engine
-    from service.settings import Settings
+    from envyard.service.db import make_engine
+    from envyard.service.settings import Settings
 
     connection = make_engine(Settings().db_url).connect()
 

@@ -7,28 +7,28 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from service.errors import ArtifactConflict, StorageError
-from service.storage.base import ArtifactStore, StoredObject
+from envyard.service.errors import ArtifactConflict, StorageError
+from envyard.service.storage.base import ArtifactStore, StoredObject
 
 if TYPE_CHECKING:
-    from service.settings import Settings
+    from envyard.service.settings import Settings
 
 
 def open_store(settings: Settings) -> ArtifactStore:
     if settings.storage == "gcs":
-        from service.storage.gcs import GCSStore
+        from envyard.service.storage.gcs import GCSStore
 
         return GCSStore(settings.storage_bucket, settings.storage_prefix,
                         project=settings.storage_project, endpoint=settings.storage_endpoint,
                         credentials=settings.storage_credentials)
     if settings.storage == "s3":
-        from service.storage.s3 import S3Store
+        from envyard.service.storage.s3 import S3Store
 
         return S3Store(settings.storage_bucket, settings.storage_prefix,
                        endpoint=settings.storage_endpoint, region=settings.storage_region,
                        access_key_id=settings.storage_access_key_id,
                        secret_access_key=settings.storage_secret_access_key)
-    from service.storage.local import LocalStore
+    from envyard.service.storage.local import LocalStore
 
     return LocalStore(settings.root)
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.errors import ArtifactConflict, StorageError
+from envyard.service.errors import ArtifactConflict, StorageError
 
 CHUNK = 1 << 20
 

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from service.storage.base import (
+from envyard.service.storage.base import (
     CHUNK,
     BucketStore,
     StorageError,

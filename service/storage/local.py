@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from service.storage.base import CHUNK, ArtifactStore, StoredObject, check_key
+from envyard.service.storage.base import CHUNK, ArtifactStore, StoredObject, check_key
 
 
 class LocalStore(ArtifactStore):

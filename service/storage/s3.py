@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from service.storage.base import (
+from envyard.service.storage.base import (
     CHUNK,
     BucketStore,
     StorageError,

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from builder.content_hash import conda_dependency, content_hash
-from builder.lock import read_lock
-from builder.spec import read_spec
-from builder.virtual import load_virtual_packages
+from envyard.builder.content_hash import conda_dependency, content_hash
+from envyard.builder.lock import read_lock
+from envyard.builder.spec import read_spec
+from envyard.builder.virtual import load_virtual_packages
 from tests.conftest import CORPUS, REPO
 
 BASE_ENVS = sorted((CORPUS / "pangeo-base-notebook").rglob("environment.yml"))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.dask import (
+from envyard.builder.dask import (
     OPTIONAL,
     REQUIRED,
     PinSet,
@@ -17,8 +17,15 @@ from builder.dask import (
     pins_from_lock,
     read_pins,
 )
-from builder.errors import SpecError
-from builder.lock import HashModel, LockChannel, LockedPackage, Lockfile, LockMeta, read_lock
+from envyard.builder.errors import SpecError
+from envyard.builder.lock import (
+    HashModel,
+    LockChannel,
+    LockedPackage,
+    Lockfile,
+    LockMeta,
+    read_lock,
+)
 from tests.conftest import CORPUS, REPO
 
 CONDA = {"msgpack": "msgpack-python"}
@@ -120,7 +127,7 @@ def test_checks_run_over_every_corpus_lock() -> None:
 
 
 def test_constraints_round_trip() -> None:
-    from builder.dask import pins_from_constraints
+    from envyard.builder.dask import pins_from_constraints
 
     pins = read_pins(REPO / "envs" / "cluster" / "dask-pins.yml")
     back = pins_from_constraints(constraints(pins))

@@ -7,10 +7,10 @@ import time
 import zipfile
 from pathlib import Path
 
-from builder.demo.channel import demo_channel
-from builder.demo.from_wheel import Target, convert_wheel
-from builder.demo.synthetic import record_count, synthetic_channel
-from builder.demo.wheels import read_pins
+from envyard.builder.demo.channel import demo_channel
+from envyard.builder.demo.from_wheel import Target, convert_wheel
+from envyard.builder.demo.synthetic import record_count, synthetic_channel
+from envyard.builder.demo.wheels import read_pins
 from tests.conftest import HOME
 
 
@@ -80,8 +80,8 @@ def test_rebuilt_channel_is_byte_identical(tmp_path: Path) -> None:
     """Locks pin sha256, so a channel rebuilt from the same pins must not change a byte."""
     import hashlib
 
-    from builder.demo.channel import build_channel
-    from builder.demo.wheels import ensure_wheels
+    from envyard.builder.demo.channel import build_channel
+    from envyard.builder.demo.wheels import ensure_wheels
 
     wheels = {p: w for p, w in ensure_wheels(HOME / "wheels", offline=True).items()
               if p.name in ("toolz", "msgpack", "pyyaml")}

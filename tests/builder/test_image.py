@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from builder.errors import ImageError
-from builder.image import ImageSpec, build_image, push_image
-from builder.install import install_lock
-from builder.locker import LockOptions, lock_env
-from builder.oci import BlobStore, ImageRef
-from builder.registry import Registry
-from builder.spec import parse_spec
+from envyard.builder.errors import ImageError
+from envyard.builder.image import ImageSpec, build_image, push_image
+from envyard.builder.install import install_lock
+from envyard.builder.locker import LockOptions, lock_env
+from envyard.builder.oci import BlobStore, ImageRef
+from envyard.builder.registry import Registry
+from envyard.builder.spec import parse_spec
 from tests.images import Podman, RegistryServer, make_base_image
 
 pytestmark = pytest.mark.timeout(900)
@@ -209,7 +209,7 @@ def test_missing_base_and_plain_http(registry: RegistryServer, client: Registry,
 
 def test_docker_sdk_path(client: Registry, base: str, envs: dict[str, Path],
                          tmp_path: Path) -> None:
-    from builder.docker_engine import load_into_engine
+    from envyard.builder.docker_engine import load_into_engine
 
     store = BlobStore(tmp_path / "store")
     image = build_image(envs["a"], spec(base), store, client)

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from builder.errors import HashMismatch, InstallError, LockError
-from builder.install import install_lock, installed_fingerprint
-from builder.lock import Lockfile, read_lock, write_lock
-from builder.locker import LockOptions, lock_env
-from builder.spec import parse_spec, read_spec
+from envyard.builder.errors import HashMismatch, InstallError, LockError
+from envyard.builder.install import install_lock, installed_fingerprint
+from envyard.builder.lock import Lockfile, read_lock, write_lock
+from envyard.builder.locker import LockOptions, lock_env
+from envyard.builder.spec import parse_spec, read_spec
 from tests.conftest import REPO
 
 
@@ -164,7 +164,7 @@ def test_versions_one_package_apart_share_their_records(
     name is not spread, and pruning removes copies no prefix links."""
     import os
 
-    from builder import records
+    from envyard.builder import records
 
     pkgs = tmp_path / "pkgs"
     opts = LockOptions(channels=[str(channel)], platforms=["linux-64"], cache_dir=cache_dir)
@@ -204,7 +204,7 @@ def test_a_volume_without_hard_links_keeps_each_record(tmp_path: Path,
     """Before: a refused link (SMB volumes, EMLINK) failed the build as an internal error."""
     import os
 
-    from builder import records
+    from envyard.builder import records
 
     meta = tmp_path / "conda-meta"
     meta.mkdir()

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from builder.errors import LockError
-from builder.lock import dump_lock, parse_lock, read_lock, write_lock
-from builder.locker import LockOptions, lock_env
-from builder.render import dependency_order, render_explicit
-from builder.spec import read_spec
+from envyard.builder.errors import LockError
+from envyard.builder.lock import dump_lock, parse_lock, read_lock, write_lock
+from envyard.builder.locker import LockOptions, lock_env
+from envyard.builder.render import dependency_order, render_explicit
+from envyard.builder.spec import read_spec
 from tests.conftest import CORPUS, REPO
 
 CORPUS_LOCKS = sorted(CORPUS.rglob("conda-lock.yml"))
@@ -195,8 +195,8 @@ def test_a_specs_category_is_written_to_its_packages(channel: Path, cache_dir: P
                                                     pkgs_dir: Path, tmp_path: Path) -> None:
     """...and a lock whose packages are all optional builds only when they are asked for
     (before: an empty environment, reported built)."""
-    from builder.install import install_lock
-    from builder.spec import parse_spec
+    from envyard.builder.install import install_lock
+    from envyard.builder.spec import parse_spec
 
     spec = parse_spec("category: docs\ndependencies: [python 3.11.*, toolz]\n")
     lock = lock_env(spec, LockOptions(channels=[str(channel)], platforms=["linux-64"],
@@ -233,8 +233,8 @@ def test_a_git_pip_entry_renders_as_conda_lock_renders_it(our_lock: Path,
     """conda-lock writes a git requirement with its commit in `hash.sha256` and its URL in
     `source`; render gives pip `name @ git+...@commit` (before: a bogus `#sha256=<commit>`),
     and a build refuses it with the reason, not 'sha256 is not 64 hex digits'."""
-    from builder.install import check_installable
-    from builder.lock import DependencySource, HashModel, LockedPackage
+    from envyard.builder.install import check_installable
+    from envyard.builder.lock import DependencySource, HashModel, LockedPackage
 
     lock = read_lock(our_lock)
     commit = "0123456789abcdef0123456789abcdef01234567"
@@ -269,7 +269,7 @@ def test_the_lock_writer_writes_what_pyyaml_writes(name: str, version: str, dep_
     a hostile or odd lock may hold: YAML indicators, quotes, numbers, spaces, non-ASCII)."""
     import yaml
 
-    from builder.lock_writer import lock_text
+    from envyard.builder.lock_writer import lock_text
 
     package = {"name": name, "version": version, "manager": "conda", "platform": "linux-64",
                "dependencies": {dep_name: dep, **({} if dep else {"zz": ""})},

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from builder.demo.channel import index_channel
-from builder.demo.synthetic import synthetic_channel
-from builder.errors import SolveError, SpecError
-from builder.locker import LockOptions, lock_env
-from builder.spec import parse_spec
+from envyard.builder.demo.channel import index_channel
+from envyard.builder.demo.synthetic import synthetic_channel
+from envyard.builder.errors import SolveError, SpecError
+from envyard.builder.locker import LockOptions, lock_env
+from envyard.builder.spec import parse_spec
 
 
 def _versions(lock) -> dict[str, str]:  # type: ignore[no-untyped-def]

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from builder.errors import PackError
-from builder.install import install_lock
-from builder.locker import LockOptions, lock_env
-from builder.pack import pack_prefix
-from builder.spec import parse_spec
+from envyard.builder.errors import PackError
+from envyard.builder.install import install_lock
+from envyard.builder.locker import LockOptions, lock_env
+from envyard.builder.pack import pack_prefix
+from envyard.builder.spec import parse_spec
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from builder import pypi_names
-from builder.errors import FetchError, SolveError
-from builder.lock import HashModel, LockedPackage
-from builder.locker import LockOptions, lock_env
-from builder.pip_lock import lock_pip
-from builder.spec import parse_spec
-from builder.virtual import load_virtual_packages
+from envyard.builder import pypi_names
+from envyard.builder.errors import FetchError, SolveError
+from envyard.builder.lock import HashModel, LockedPackage
+from envyard.builder.locker import LockOptions, lock_env
+from envyard.builder.pip_lock import lock_pip
+from envyard.builder.spec import parse_spec
+from envyard.builder.virtual import load_virtual_packages
 from tests.servers import serve_directory
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from builder.locker import LockOptions, lock_env
-from builder.spec import parse_spec, read_spec
-from builder.virtual import load_virtual_packages
+from envyard.builder.locker import LockOptions, lock_env
+from envyard.builder.spec import parse_spec, read_spec
+from envyard.builder.virtual import load_virtual_packages
 from tests.conftest import CORPUS
 
 BASE = CORPUS / "pangeo-base-notebook" / "2026-01-31-2f5532bd"
@@ -24,7 +24,7 @@ def test_the_pangeo_spec_locks_as_conda_lock_locked_it(corpus_channel: Path,
                                                        tmp_path: Path) -> None:
     """All four platforms of the real lock, solved in one `lock_env`: the same packages at
     the same versions (a package or two may differ where conda-lock saw newer metadata)."""
-    from builder.lock import read_lock
+    from envyard.builder.lock import read_lock
 
     real = read_lock(BASE / "conda-lock.yml")
     ours = lock_env(read_spec(BASE / "environment.yml"),
@@ -74,7 +74,7 @@ def test_a_pangeo_sized_environment_installs(tmp_path_factory: pytest.TempPathFa
                                              tmp_path: Path) -> None:
     """885 packages shaped like the real pytorch-notebook lock lock, install (their text
     files relocated to the prefix) and are reused as one environment."""
-    from builder.install import install_lock
+    from envyard.builder.install import install_lock
     from tests.sized_channel import sized_channel, sized_spec
 
     channel = sized_channel(tmp_path_factory.mktemp("sized-channel"))

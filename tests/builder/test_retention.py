@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 
-from builder.retention import Rules, VersionFacts, plan
+from envyard.builder.retention import Rules, VersionFacts, plan
 
 NOW = dt.datetime(2026, 11, 25, tzinfo=dt.UTC)
 

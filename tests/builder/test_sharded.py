@@ -6,9 +6,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from builder.demo.synthetic import synthetic_channel
-from builder.locker import LockOptions, lock_env
-from builder.spec import parse_spec
+from envyard.builder.demo.synthetic import synthetic_channel
+from envyard.builder.locker import LockOptions, lock_env
+from envyard.builder.spec import parse_spec
 from tests.servers import serve_directory
 from tests.sharded_channel import write_shards
 

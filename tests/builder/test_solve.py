@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from builder.aio import run_with_timeout
-from builder.demo.synthetic import synthetic_channel
-from builder.errors import IndexUnreachable, SolveError, SolveTimeout, SpecError
-from builder.solve import SolveRequest, solve, solve_all
-from builder.virtual import load_virtual_packages
+from envyard.builder.aio import run_with_timeout
+from envyard.builder.demo.synthetic import synthetic_channel
+from envyard.builder.errors import IndexUnreachable, SolveError, SolveTimeout, SpecError
+from envyard.builder.solve import SolveRequest, solve, solve_all
+from envyard.builder.virtual import load_virtual_packages
 
 
 def _req(channel: Path, specs: list[str], cache: Path, **kw: object) -> SolveRequest:

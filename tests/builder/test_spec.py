@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.errors import SpecError
-from builder.spec import ChannelPolicy, parse_spec, read_spec
+from envyard.builder.errors import SpecError
+from envyard.builder.spec import ChannelPolicy, parse_spec, read_spec
 from tests.conftest import CORPUS, REPO
 
 CORPUS_ENVS = sorted(CORPUS.rglob("environment.yml"))

@@ -109,8 +109,8 @@ def test_hub_config_and_service_settings_agree(monkeypatch: pytest.MonkeyPatch,
 
     from traitlets.config import Config
 
-    from service.hub_auth import jupyter_path
-    from service.settings import Settings
+    from envyard.service.hub_auth import jupyter_path
+    from envyard.service.settings import Settings
 
     docs = [d for text in _render({"hub": {"enabled": True, "publicUrl": "https://hub.example",
                                            "grants": {"{user}": "developer", "geo": "viewer"}}}
@@ -141,8 +141,8 @@ def test_kubernetes_runner_settings_from_the_chart(monkeypatch: pytest.MonkeyPat
                                                    tmp_path: Path) -> None:
     """The rendered settings start the Kubernetes runner with PostgreSQL and GCS, and the
     Jobs it would create pass strict validation and get the same secrets as the service."""
-    from service.kube_jobs import job_manifest
-    from service.settings import Settings
+    from envyard.service.kube_jobs import job_manifest
+    from envyard.service.settings import Settings
 
     docs = [d for text in _render(VALUE_SETS["kubernetes-gcs"]).values()
             for d in yaml.safe_load_all(text) if d]

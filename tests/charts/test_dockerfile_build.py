@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from builder.registry import Registry
+from envyard.builder.registry import Registry
 from tests.conftest import REPO
 from tests.images import Podman, RegistryServer, make_base_image
 from tests.servers import free_port

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.lock import read_lock, write_lock
-from builder.render import render_explicit
+from envyard.builder.lock import read_lock, write_lock
+from envyard.builder.render import render_explicit
 from tests.conftest import HOME, REPO
 
 ENVYARD = str(Path(sys.executable).with_name("envyard"))
@@ -121,7 +121,7 @@ def test_usage_error_and_help() -> None:
 def test_each_command_has_its_parser_and_help_lists_them_all() -> None:
     """A run builds only its own command's parser: the table that says which module
     registers which command must name every command, and `envyard --help` all of them."""
-    from service.cli import COMMANDS, build_parser
+    from envyard.service.cli import COMMANDS, build_parser
 
     every = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     assert sorted(every) == sorted(c for names in COMMANDS.values() for c in names)
@@ -135,7 +135,7 @@ def test_each_command_has_its_parser_and_help_lists_them_all() -> None:
 
 def test_one_exit_code_table_in_help_readme_and_architecture() -> None:
     """The codes come from the error classes; the docs must print the same table."""
-    from service.errors import exit_code_table, exit_codes
+    from envyard.service.errors import exit_code_table, exit_codes
 
     table = exit_code_table()
     for doc in (REPO / "README.md", REPO / "docs" / "architecture.md"):
@@ -184,7 +184,7 @@ def test_demo_keeps_its_port_after_a_run_and_says_when_it_moves(tmp_path: Path) 
     """Before: a port in TIME_WAIT from the last run counted as taken, silently."""
     import socket
 
-    from service.demo import _free_port
+    from envyard.service.demo import _free_port
 
     with socket.socket() as listener:  # the last run's service (uvicorn sets SO_REUSEADDR)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

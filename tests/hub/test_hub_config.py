@@ -7,8 +7,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from service.hub_auth import grants_for, jupyter_path
-from service.models import Role
+from envyard.service.hub_auth import grants_for, jupyter_path
+from envyard.service.models import Role
 from tests.servers import ENVYARD
 
 DEFAULT = {"{user}": "developer", "shared": "viewer"}

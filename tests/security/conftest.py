@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.lock import Lockfile
+from envyard.builder.lock import Lockfile
 from tests.servers import Service
 
 
@@ -24,8 +24,8 @@ def svc(channel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
 @pytest.fixture(scope="module")
 def small_lock(channel: Path, tmp_path_factory: pytest.TempPathFactory) -> Lockfile:
     """python + toolz from the demo channel, locked for linux-64."""
-    from builder.locker import LockOptions, lock_env
-    from builder.spec import parse_spec
+    from envyard.builder.locker import LockOptions, lock_env
+    from envyard.builder.spec import parse_spec
 
     return lock_env(parse_spec("dependencies: [python=3.11, toolz]\n"),
                     LockOptions(channels=[str(channel)], platforms=["linux-64"],

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.auth import create_token
-from service.db import Database
+from envyard.service.auth import create_token
+from envyard.service.db import Database
 from tests.servers import ENVYARD, Service, free_port
 from tests.service.conftest import api, wait_ready
 

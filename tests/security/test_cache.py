@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from builder.install import install_lock
-from builder.lock import Lockfile
-from builder.locker import LockOptions, lock_env
-from builder.pkgcache import extracted_dir
-from builder.spec import parse_spec
+from envyard.builder.install import install_lock
+from envyard.builder.lock import Lockfile
+from envyard.builder.locker import LockOptions, lock_env
+from envyard.builder.pkgcache import extracted_dir
+from envyard.builder.spec import parse_spec
 
 
 @pytest.fixture
@@ -96,7 +96,7 @@ def test_gc_rechecks_the_cache_after_deleting_prefixes(cache: tuple[Lockfile, Pa
     changed) so the next build need not, and drops a package that no longer matches."""
     import shutil
 
-    from builder.pkgcache import recheck
+    from envyard.builder.pkgcache import recheck
 
     _, pkgs = cache
     toolz = extracted_dir(next(pkgs.glob("toolz-*.conda")))
@@ -117,12 +117,12 @@ def test_an_archive_swapped_after_verification_is_not_linked(
     was linked. rattler's own hash of the archive is now compared with the lock's."""
     import shutil
 
-    import builder.install
+    from envyard.builder import install as builder_install
 
     lock, pkgs = cache
     toolz = next(pkgs.glob("toolz-*.conda"))
     shutil.rmtree(extracted_dir(toolz))
-    real_check = builder.install.check_extracted
+    real_check = builder_install.check_extracted
     swapped: list[Path] = []
 
     def swap_then_check(archives: list[Path]) -> list[str]:
@@ -131,7 +131,7 @@ def test_an_archive_swapped_after_verification_is_not_linked(
             swapped.append(toolz)
         return real_check(archives)
 
-    monkeypatch.setattr(builder.install, "check_extracted", swap_then_check)
+    monkeypatch.setattr(builder_install, "check_extracted", swap_then_check)
     install_lock(lock, prefix=tmp_path / "fifth", platform="linux-64", pkgs_dir=pkgs)
     assert swapped
     out = subprocess.run([str(tmp_path / "fifth" / "bin" / "python"), "-c",

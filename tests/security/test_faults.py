@@ -120,8 +120,8 @@ def test_a_bug_is_a_logged_json_500(tmp_path: Path, channel: Path) -> None:
     """Before: Starlette's plain-text "Internal Server Error"."""
     import asyncio
 
-    from service.app import create_app
-    from service.settings import Settings
+    from envyard.service.app import create_app
+    from envyard.service.settings import Settings
 
     app = create_app(Settings(root=tmp_path / "volume", channels=[str(channel)]))
 
@@ -152,10 +152,10 @@ def test_a_write_that_cannot_commit_is_a_503_not_a_success(
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
-    from service.api.deps import SessionDep
-    from service.app import create_app
-    from service.models import Namespace
-    from service.settings import Settings
+    from envyard.service.api.deps import SessionDep
+    from envyard.service.app import create_app
+    from envyard.service.models import Namespace
+    from envyard.service.settings import Settings
 
     app = create_app(Settings(root=tmp_path / "volume", channels=[str(channel)]))
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.errors import FetchError, UnsafeURL
-from builder.fetch import Sources, fetch
+from envyard.builder.errors import FetchError, UnsafeURL
+from envyard.builder.fetch import Sources, fetch
 
 
 @pytest.fixture
@@ -120,8 +120,8 @@ def test_a_trickling_server_cannot_hold_a_fetch(tmp_path: Path) -> None:
     import threading
     import time
 
-    from builder.errors import Stopped
-    from builder.fetch import Deadline
+    from envyard.builder.errors import Stopped
+    from envyard.builder.fetch import Deadline
 
     class Trickle(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -185,6 +185,6 @@ def test_allow_list_patterns_are_matched_in_the_channels_form(channel: str, patt
                                                                allowed: bool) -> None:
     """Found by review: '*' in a host swallowed a '/', an IPv6 host never matched itself
     (fnmatch read its brackets as a class), default ports and encodings differed."""
-    from builder.spec import ChannelPolicy
+    from envyard.builder.spec import ChannelPolicy
 
     assert ChannelPolicy.of([pattern]).check(channel) is allowed

@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from builder.errors import LockError, SpecError, UnsafeURL
-from builder.lock import parse_lock
-from builder.spec import ChannelPolicy, parse_spec
-from builder.urls import contained, parse_url
+from envyard.builder.errors import LockError, SpecError, UnsafeURL
+from envyard.builder.lock import parse_lock
+from envyard.builder.spec import ChannelPolicy, parse_spec
+from envyard.builder.urls import contained, parse_url
 
 FUZZ = settings(max_examples=int(os.environ.get("ENVYARD_FUZZ_EXAMPLES", "400")),
                 deadline=None, suppress_health_check=[HealthCheck.too_slow])

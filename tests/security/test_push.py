@@ -10,7 +10,7 @@ import httpx
 import msgspec
 import pytest
 
-from builder.lock import LockedPackage, Lockfile, dump_lock
+from envyard.builder.lock import LockedPackage, Lockfile, dump_lock
 from tests.servers import Service
 from tests.service.conftest import api
 

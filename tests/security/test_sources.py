@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from builder.errors import UnsafeURL
-from builder.fetch import Sources, fetch
-from service.settings import Settings
+from envyard.builder.errors import UnsafeURL
+from envyard.builder.fetch import Sources, fetch
+from envyard.service.settings import Settings
 
 
 def test_no_channels_means_nothing_may_be_fetched(tmp_path: Path) -> None:

@@ -12,11 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.catalog import new_version
-from service.db import Database, migrate
-from service.models import Version, utcnow
-from service.runners import ORPHANED, fail_overdue, settle_orphans
-from service.transitions import State
+from envyard.service.catalog import new_version
+from envyard.service.db import Database, migrate
+from envyard.service.models import Version, utcnow
+from envyard.service.runners import ORPHANED, fail_overdue, settle_orphans
+from envyard.service.transitions import State
 from tests.servers import Postgres, Service
 from tests.service.conftest import api, wait_ready
 

@@ -86,11 +86,11 @@ def test_the_log_is_complete_when_the_version_is_ready(
     in CI). Here each state write looks at the log as a follower would at that moment."""
     import asyncio
 
-    from service import worker
-    from service.app import create_app
-    from service.auth import create_token
-    from service.models import Role
-    from service.settings import Settings
+    from envyard.service import worker
+    from envyard.service.app import create_app
+    from envyard.service.auth import create_token
+    from envyard.service.models import Role
+    from envyard.service.settings import Settings
 
     app = create_app(Settings(root=tmp_path / "volume", channels=[str(channel)]))
     last_lines: list[str] = []

@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from builder.install import install_lock
-from builder.locker import LockOptions, lock_env
-from builder.registry import Registry
-from builder.spec import parse_spec
+from envyard.builder.install import install_lock
+from envyard.builder.locker import LockOptions, lock_env
+from envyard.builder.registry import Registry
+from envyard.builder.spec import parse_spec
 from tests.images import RegistryServer, make_base_image
 from tests.servers import Service
 from tests.service.conftest import api, wait_ready

@@ -18,8 +18,8 @@ import httpx
 import pytest
 import yaml
 
-from service.kube_jobs import BUILD_FAILED, job_manifest
-from service.settings import Settings
+from envyard.service.kube_jobs import BUILD_FAILED, job_manifest
+from envyard.service.settings import Settings
 from tests.kube import KubeAPI, Kubelet, kill_when
 from tests.servers import Service
 from tests.service.conftest import api, wait_ready

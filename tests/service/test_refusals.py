@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.lock import read_lock, write_lock
+from envyard.builder.lock import read_lock, write_lock
 from tests.servers import Service
 from tests.service.conftest import api, wait_ready
 

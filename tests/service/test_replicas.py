@@ -102,9 +102,9 @@ def test_gc_waits_for_another_replicas_advisory_lock(postgres: Postgres,
     """Replicas on different nodes share no file lock: GC serialises on PostgreSQL."""
     import psycopg
 
-    from service.db import Database, migrate
-    from service.gc import GC_LOCK_KEY, apply_plan
-    from service.settings import Settings
+    from envyard.service.db import Database, migrate
+    from envyard.service.gc import GC_LOCK_KEY, apply_plan
+    from envyard.service.settings import Settings
 
     url = postgres.new_database()
     db = Database(url)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from builder.errors import ConfigError
-from service.settings import Settings, load_settings
+from envyard.builder.errors import ConfigError
+from envyard.service.settings import Settings, load_settings
 
 
 def test_yaml_file_then_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -70,8 +70,8 @@ def test_migrations_create_exactly_the_models(backend: str, tmp_path: Path,
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from service.db import Database, migrate
-    from service.models import Base
+    from envyard.service.db import Database, migrate
+    from envyard.service.models import Base
 
     url = request.getfixturevalue("postgres").new_database() if backend == "postgresql" \
         else f"sqlite:///{tmp_path / 'db.sqlite'}"

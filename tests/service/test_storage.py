@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.settings import Settings
-from service.storage import ArtifactConflict, ArtifactStore, StorageError, open_store
+from envyard.service.settings import Settings
+from envyard.service.storage import ArtifactConflict, ArtifactStore, StorageError, open_store
 from tests import objectstores
 
 BIG = 40 << 20  # above every backend's one-request limit: parts / multipart / composite

@@ -14,8 +14,8 @@ import httpx
 import pytest
 import zstandard
 
-from service.settings import Settings
-from service.storage import open_store
+from envyard.service.settings import Settings
+from envyard.service.storage import open_store
 from tests import objectstores
 from tests.servers import ENVYARD, Service
 from tests.service.conftest import api, build, wait_ready

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from service.db import Database, migrate
-from service.models import Environment, Namespace, Version, utcnow
-from service.transitions import (
+from envyard.service.db import Database, migrate
+from envyard.service.models import Environment, Namespace, Version, utcnow
+from envyard.service.transitions import (
     FINISHED,
     LIVE,
     RUNNING,
@@ -119,7 +119,7 @@ def test_a_cancel_racing_a_claim_marks_the_build_instead(db: Database) -> None:
 
 def test_a_dead_runners_builds_end_as_they_were_asked(db: Database) -> None:
     """Before: a build being cancelled when its runner died ended 'failed (interrupted)'."""
-    from service.runners import settle
+    from envyard.service.runners import settle
 
     cancelling, running = _version(db, State.installing, "dead"), _version(db, State.solving,
                                                                             "dead")
