@@ -69,7 +69,7 @@ def new_version(session: Session, namespace: str, name: str, *, kind: str,
             return earlier, False
     env.version_counter += 1
     version = Version(environment_id=env.id, number=env.version_counter, kind=kind,
-                      state=State.queued.value, spec_text=spec_text, lock_text=lock_text,
+                      state=State.queued, spec_text=spec_text, lock_text=lock_text,
                       spec_sha256=sha256_text(spec_text) if spec_text is not None else None,
                       idempotency_key=key, timings={})
     session.add(version)

@@ -74,8 +74,8 @@ def run(argv: list[str] | None = None) -> int:
             raise
         from envyard.builder.errors import ConfigError
 
-        info(f"error: `envyard {argv[0]}` runs the service, which this install lacks "
-             f"({exc.name} is missing): pip install 'envyard[service]'")
+        info(f"error: this command runs the service, which this install lacks ({exc.name} "
+             "is missing): pip install 'envyard[service]'")
         return ConfigError.exit_code
     except KeyboardInterrupt:
         info("interrupted")

@@ -38,7 +38,7 @@ from envyard.service.models import Environment, Namespace, RetentionRule, Versio
 from envyard.service.runners import build_limit
 from envyard.service.settings import Settings
 from envyard.service.storage import ArtifactStore, build_key, open_store, pack_key
-from envyard.service.transitions import FINISHED, State, check
+from envyard.service.transitions import FINISHED, State, become
 from envyard.service.usage import inode_table
 
 _ENV = (Environment, Version.environment_id == Environment.id)
@@ -88,14 +88,14 @@ def make_plan(session: Session, settings: Settings, now: dt.datetime | None = No
                     Namespace.name)
              .join(Environment, Version.environment_id == Environment.id)
              .join(Namespace, Environment.namespace_id == Namespace.id)
-             .where(Version.state != State.deleted.value))
+             .where(Version.state != State.deleted))
     elsewhere: set[str] = set()
     if namespaces is not None:
         query = query.where(Namespace.name.in_(list(namespaces)))
         elsewhere = set(session.scalars(
             select(Version.fingerprint).join(Environment).join(Namespace)
             .where(Namespace.name.not_in(list(namespaces)),
-                   Version.state != State.deleted.value, Version.fingerprint.is_not(None))
+                   Version.state != State.deleted, Version.fingerprint.is_not(None))
             .distinct()))
     by_env: dict[int, list[Any]] = {}
     for row in session.execute(query):
@@ -153,7 +153,7 @@ def _remove_tree(path: Path) -> None:
 def _fingerprint_in_use(session: Session, fingerprint: str) -> bool:
     return session.scalar(select(Version.id).where(
         Version.fingerprint == fingerprint,
-        Version.state.in_([s.value for s in KEEP_FILES])).limit(1)) is not None
+        Version.state.in_(list(KEEP_FILES))).limit(1)) is not None
 
 
 def _sweep_shared(db: Database, layout: Layout, fingerprint: str,
@@ -214,10 +214,9 @@ def _apply(db: Database, settings: Settings, layout: Layout, now: dt.datetime | 
         for v, env, ns in s.execute(select(Version, Environment.name, Namespace.name)
                                     .select_from(Version).join(*_ENV).join(*_NS)
                                     .where(Version.state.in_(
-                                        [st.value for st in FINISHED]))):
+                                        list(FINISHED)))):
             if (ns, env, v.number) in doomed and not v.held:
-                check(v.state, State.deleting)
-                v.state_before_gc, v.state = v.state, State.deleting.value
+                become(v, State.deleting, state_before_gc=v.state)
     swept = sweep(db, layout, settings)
     pruned = prune_package_cache(db, layout)
     blobs = prune_store(db, layout)
@@ -234,12 +233,12 @@ def sweep(db: Database, layout: Layout, settings: Settings | None = None) -> lis
         marked = s.execute(select(Version.id, Version.number, Version.fingerprint,
                                   Version.state_before_gc, Environment.name, Namespace.name)
                            .select_from(Version).join(*_ENV).join(*_NS)
-                           .where(Version.state == State.deleting.value)).all()
+                           .where(Version.state == State.deleting)).all()
         doomed_images = [i for (i,) in s.execute(select(Version.image).where(
-            Version.state == State.deleting.value, Version.image.is_not(None)))]
+            Version.state == State.deleting, Version.image.is_not(None)))]
         live_images = {(i["repository"], i.get("digest", "")) for (i,) in s.execute(
             select(Version.image).where(Version.state.not_in(
-                [State.deleting.value, State.deleted.value]), Version.image.is_not(None)))}
+                [State.deleting, State.deleted]), Version.image.is_not(None)))}
     if settings is not None and doomed_images:
         for problem in delete_images(settings, doomed_images, live_images):
             logger.warning("gc could not delete image %s", problem)
@@ -250,17 +249,15 @@ def sweep(db: Database, layout: Layout, settings: Settings | None = None) -> lis
         link = layout.version_link(ns, name, number)
         if link.is_symlink():
             link.unlink()
-        if before in (State.failed.value, State.cancelled.value):
+        if before in (State.failed, State.cancelled):
             log = layout.build_dir(ns, name, number) / "build.log"
             log.unlink(missing_ok=True)
             if store is not None:
                 store.delete(build_key(ns, name, number, "build.log"))
         with db.session(write=True) as s:
             v = s.get(Version, version_id)
-            if v is not None and v.state == State.deleting.value:
-                check(v.state, State.deleted)
-                v.state = State.deleted.value
-                v.finished_at = v.finished_at or utcnow()
+            if v is not None and v.state == State.deleting:
+                become(v, State.deleted, finished_at=v.finished_at or utcnow())
         if fp:
             _sweep_shared(db, layout, fp, store)
         done.append(f"{ns}/{name}/{number}")
@@ -274,7 +271,7 @@ def prune_package_cache(db: Database, layout: Layout) -> int:
     with package_cache_lock(layout.pkgs, shared=False):
         with db.session() as s:
             locks = s.scalars(select(Version.lock_text).where(
-                Version.state.in_([st.value for st in KEEP_FILES]),
+                Version.state.in_(list(KEEP_FILES)),
                 Version.lock_text.is_not(None)))
             wanted: set[str] = set()
             for text in locks:

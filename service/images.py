@@ -1,4 +1,5 @@
-"""Images of versions: built after a version is ready, tagged ``v<N>`` and ``current``.
+"""Images of versions: built after a version is ready, tagged ``v<N>`` (and ``current`` by
+``envyard.service.current``).
 
 Opt-in per namespace (``Namespace.images``) or environment (``Environment.images``, None
 inherits). The image stage runs in the build, after publishing: a failure fails only the
@@ -14,6 +15,7 @@ import hashlib
 import json
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,7 @@ from envyard.service.buildlog import BuildLog
 from envyard.service.db import Database
 from envyard.service.models import Environment, Namespace, Version
 from envyard.service.settings import Settings
-from envyard.service.transitions import State
+from envyard.service.transitions import ImageState, State, set_image
 
 
 def wanted(settings: Settings, env: Environment, ns: Namespace) -> bool:
@@ -60,27 +62,22 @@ def _base_registry(settings: Settings, target: Registry) -> Registry:
                     ca_bundle=settings.image_registry_ca_bundle)
 
 
-def _set_image(db: Database, version_id: int, info: dict[str, Any]) -> None:
+def _set_image(db: Database, version_id: int, after: ImageState, **info: Any) -> None:
     with db.session(write=True) as s:
-        v = s.get(Version, version_id)
+        v = s.get(Version, version_id, with_for_update=True)
         if v is not None:
-            v.image = info
-
-
-def _is_current(db: Database, version_id: int) -> bool:
-    with db.session() as s:
-        v = s.get(Version, version_id)
-        env = s.get(Environment, v.environment_id) if v is not None else None
-        return bool(v and env and env.current_version == v.number)
+            set_image(v, after, **info)
 
 
 def build_stage(db: Database, settings: Settings, layout: Layout, version_id: int,
                 where: tuple[str, str, int], prefix: Path, lock_text: str,
-                log: BuildLog) -> None:
-    """Build and push the version's image; record the outcome. Never raises."""
+                log: BuildLog, is_current: Callable[[], bool]) -> None:
+    """Build and push the version's image, tagged ``v<N>`` (and ``current`` if
+    ``is_current()`` says so once it is built: ``envyard.service.current`` decides);
+    record the outcome. Never raises."""
     ns, name, number = where
     repo = repository(settings, ns, name)
-    _set_image(db, version_id, {"state": "building", "repository": repo})
+    _set_image(db, version_id, ImageState.building, repository=repo)
     log.line(f"image: building {repo}:v{number} on {settings.image_base or '(no base)'}")
     start = time.perf_counter()
     try:
@@ -97,7 +94,7 @@ def build_stage(db: Database, settings: Settings, layout: Layout, version_id: in
             try:
                 image = build_image(prefix, spec, store, base,
                                     progress=lambda i, n: log.progress("image", i, n))
-                tags = [f"v{number}", *(["current"] if _is_current(db, version_id) else [])]
+                tags = [f"v{number}", *(["current"] if is_current() else [])]
                 sent = push_image(image, store, target, repo, tags, base)
                 store.tag(f"{repo}:v{number}", image.manifest)
                 if settings.image_docker_host:
@@ -111,24 +108,26 @@ def build_stage(db: Database, settings: Settings, layout: Layout, version_id: in
                 if base is not target:
                     base.close()
         seconds = round(time.perf_counter() - start, 3)
-        _set_image(db, version_id, {
-            "state": "ready", "repository": repo, "reference": f"{target.host}/{repo}:v{number}",
-            "digest": image.manifest.digest, "tags": tags, "bytes_pushed": sent,
-            "layers": len(image.layers) + len(image.base_layers), "seconds": seconds})
+        info = {"repository": repo, "reference": f"{target.host}/{repo}:v{number}",
+                "digest": image.manifest.digest, "tags": tags, "bytes_pushed": sent,
+                "layers": len(image.layers) + len(image.base_layers), "seconds": seconds}
+        _set_image(db, version_id, ImageState.ready, **info)
         log.line(f"image: pushed {target.host}/{repo}:v{number} ({image.manifest.digest[:19]}, "
                  f"{sent} bytes sent, {len(image.layers)} environment layers) in {seconds} s")
+
     except EnvyardError as exc:
-        _set_image(db, version_id, {"state": "failed", "repository": repo, "error": str(exc)})
+        _set_image(db, version_id, ImageState.failed, repository=repo, error=str(exc))
         log.line(f"image: failed (the environment is ready regardless): {exc}")
     except Exception as exc:  # a bug: the environment stays usable, say what happened
         error = f"internal error: {type(exc).__name__}: {exc}"
-        _set_image(db, version_id, {"state": "failed", "repository": repo, "error": error})
+        _set_image(db, version_id, ImageState.failed, repository=repo, error=error)
         log.line(f"image: failed (the environment is ready regardless): {error}")
 
 
 def retag_current(settings: Settings, layout: Layout, image: dict[str, Any] | None) -> str:
-    """Point the ``current`` tag at this version's image; say what happened."""
-    if not image or image.get("state") != "ready" or not settings.image_registry:
+    """Point the ``current`` tag at this version's image; say what happened (for
+    ``envyard.service.current``, the one mover of ``current``)."""
+    if not image or image.get("state") != ImageState.ready or not settings.image_registry:
         return "no image"
     try:
         manifest = BlobStore(layout.images).read(image["digest"])
@@ -144,7 +143,7 @@ def delete_images(settings: Settings, doomed: list[dict[str, Any]],
     """Delete the manifests of collected versions no live version shares; what failed."""
     problems: list[str] = []
     targets = {(i["repository"], i["digest"]) for i in doomed
-               if i.get("state") == "ready" and i.get("digest")} - live_digests
+               if i.get("state") == ImageState.ready and i.get("digest")} - live_digests
     if not targets or not settings.image_registry:
         return problems
     try:
@@ -167,7 +166,7 @@ def prune_store(db: Database, layout: Layout) -> int:
     with store.lock(shared=False):
         with db.session() as s:
             live = [i for (i,) in s.execute(select(Version.image).where(
-                Version.state.not_in([State.deleting.value, State.deleted.value]),
+                Version.state.not_in([State.deleting, State.deleted]),
                 Version.image.is_not(None)))]
         keep: set[str] = set()
         for image in live:

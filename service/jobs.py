@@ -27,7 +27,7 @@ from dataclasses import replace
 
 from sqlalchemy import select
 
-from envyard.builder.layout import point
+from envyard.service import current
 from envyard.service.models import Environment, Namespace
 from envyard.service.runners import (
     RunnerLock,
@@ -41,7 +41,7 @@ from envyard.service.runners import (
 )
 from envyard.service.transitions import cancels_for
 from envyard.service.upgrade import settle_pin_moves
-from envyard.service.worker import BuildContext, publish_kernel, run_build
+from envyard.service.worker import BuildContext, run_build
 
 POLL = 1.0  # seconds between looks for unclaimed versions and dead runners
 logger = logging.getLogger("envyard")
@@ -58,8 +58,7 @@ def restore_volume(ctx: BuildContext) -> None:
         for env, ns in s.execute(select(Environment, Namespace.name).join(Namespace)
                                  .where(Environment.current_version.is_not(None))):
             assert env.current_version is not None  # the query leaves out the others
-            point(ctx.layout.current_link(ns, env.name), str(env.current_version))
-            publish_kernel(ctx.layout, ns, env.name, env.current_version)
+            current.show(ctx.layout, ns, env.name, env.current_version)
     sweep(ctx.db, ctx.layout, ctx.settings)
     leftovers.sweep(ctx.layout, min_age=build_limit(ctx.settings))
 

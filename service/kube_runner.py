@@ -36,15 +36,15 @@ from envyard.service.kube_jobs import (
 from envyard.service.models import Environment, Namespace, Version, utcnow
 from envyard.service.runners import RunnerLock, claim, settle, unclaimed
 from envyard.service.settings import KubernetesSettings
-from envyard.service.transitions import LIVE, State
+from envyard.service.transitions import LIVE, State, become
 from envyard.service.upgrade import settle_pin_moves
 from envyard.service.worker import BuildContext
 
 logger = logging.getLogger("envyard")
 
-ACTIVE = [s.value for s in LIVE]
+ACTIVE = list(LIVE)
 SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED.items())
-STOPPED = {State.cancelled.value, State.deleting.value, State.deleted.value}
+STOPPED = {State.cancelled, State.deleting, State.deleted}
 GONE = "interrupted: its Kubernetes Job disappeared; submit again"
 
 
@@ -104,7 +104,7 @@ class KubernetesRunner:
                             .join(Environment, Version.environment_id == Environment.id)
                             .join(Namespace, Environment.namespace_id == Namespace.id)
                             .where(Version.id == version_id)).first()
-        if row is None or row[1] != State.queued.value or row[2] is not None:
+        if row is None or row[1] != State.queued or row[2] is not None:
             return False
         number, _, _, name, namespace = row
         try:
@@ -152,10 +152,10 @@ class KubernetesRunner:
         for vid, state in claimed.items():
             if vid in jobs:
                 continue
-            if state == State.queued.value:
+            if state == State.queued:
                 with self.ctx.db.session(write=True) as s:
                     s.execute(update(Version).where(
-                        Version.id == vid, Version.state == State.queued.value,
+                        Version.id == vid, Version.state == State.queued,
                         Version.claimed_by == claim_of(vid)).values(claimed_by=None))
             else:
                 self._fail(vid, GONE)
@@ -166,7 +166,7 @@ class KubernetesRunner:
             v = s.get(Version, version_id, with_for_update=True)
             if v is None or State(v.state).terminal:
                 return
-            v.state, v.error, v.finished_at = state.value, error, utcnow()
+            become(v, state, error=error, finished_at=utcnow())
             where = (v.environment.namespace.name, v.environment.name, v.number)
         BuildLog(self.ctx.layout.build_dir(*where) / "build.log").line(
             "cancelled" if state == State.cancelled else f"error: {error}")

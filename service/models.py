@@ -14,6 +14,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Enum,
     ForeignKey,
     Index,
     String,
@@ -24,6 +25,13 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from envyard.service.transitions import State
+
+
+def state_column(constraint: str) -> Enum:
+    """A version's state as the database holds it: the values of ``State`` under a CHECK
+    constraint, so no writer (a migration, a hand-made UPDATE) stores another word."""
+    return Enum(State, name=constraint, native_enum=False, length=16, create_constraint=True,
+                validate_strings=True, values_callable=lambda states: [s.value for s in states])
 
 
 def utcnow() -> dt.datetime:
@@ -87,7 +95,8 @@ class Version(Base):
     environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id"))
     number: Mapped[int]
     kind: Mapped[str] = mapped_column(String(8))  # "spec" or "lock"
-    state: Mapped[str] = mapped_column(String(16), default=State.queued.value)
+    state: Mapped[State] = mapped_column(state_column("version_state"),
+                                         default=State.queued)
     spec_text: Mapped[str | None] = mapped_column(Text, default=None)
     spec_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
     lock_text: Mapped[str | None] = mapped_column(Text, default=None)
@@ -105,7 +114,8 @@ class Version(Base):
         DateTime(timezone=True), default=None)
     #: sha256 of the client's Idempotency-Key: a retried submission finds this version
     idempotency_key: Mapped[str | None] = mapped_column(String(64), default=None)
-    state_before_gc: Mapped[str | None] = mapped_column(String(16), default=None)
+    state_before_gc: Mapped[State | None] = mapped_column(
+        state_column("version_state_before_gc"), default=None)
     prefix_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
     pack_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

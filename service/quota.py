@@ -47,7 +47,7 @@ def check_build_quota(session: Session, settings: Settings, namespace: str, vers
             select(Version.lock_text).join(Environment).join(Namespace)
             .where(Namespace.name == namespace, Version.id != version_id,
                    Version.lock_text.is_not(None),
-                   Version.state.in_([s.value for s in HAS_FILES]))):
+                   Version.state.in_(list(HAS_FILES)))):
         assert text is not None  # the query leaves out versions without one
         have |= {p.filename for p in parse_lock(text).for_platform(platform)}
     layout = Layout(settings.root)

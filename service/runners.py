@@ -24,7 +24,15 @@ from sqlalchemy import ColumnElement, or_, select, update
 from envyard.service.db import Database
 from envyard.service.models import Version, utcnow
 from envyard.service.settings import Settings
-from envyard.service.transitions import LIVE, RUNNING, State, check
+from envyard.service.transitions import (
+    LIVE,
+    RUNNING,
+    ImageState,
+    State,
+    become,
+    image_state,
+    set_image,
+)
 
 INTERRUPTED = "interrupted: the service stopped during this build; submit again"
 ORPHANED = "interrupted: this build's last state could not be recorded; submit again"
@@ -95,7 +103,7 @@ def claim(db: Database, version_id: int, runner: str) -> bool:
     """Take a queued version for ``runner``; False when another runner has it."""
     with db.session(write=True) as s:
         done = s.execute(update(Version).where(
-            Version.id == version_id, Version.state == State.queued.value,
+            Version.id == version_id, Version.state == State.queued,
             Version.claimed_by.is_(None)).values(claimed_by=runner))
         return done.rowcount == 1  # type: ignore[attr-defined]
 
@@ -103,7 +111,7 @@ def claim(db: Database, version_id: int, runner: str) -> bool:
 def unclaimed(db: Database, limit: int) -> list[int]:
     with db.session() as s:
         return list(s.scalars(select(Version.id).where(
-            Version.state == State.queued.value, Version.claimed_by.is_(None))
+            Version.state == State.queued, Version.claimed_by.is_(None))
             .order_by(Version.id).limit(limit)))
 
 
@@ -119,13 +127,13 @@ def fail_overdue(db: Database, limit: float) -> list[int]:
     it; the build's own later writes then find it no longer theirs. It reads first and
     writes only when there is something to fail (a write takes SQLite's lock)."""
     cutoff = utcnow() - dt.timedelta(seconds=limit)
-    overdue = (Version.state.in_([st.value for st in RUNNING]), Version.started_at < cutoff)
+    overdue = (Version.state.in_(list(RUNNING)), Version.started_at < cutoff)
     with db.session() as s:
         if s.scalar(select(Version.id).where(*overdue).limit(1)) is None:
             return []
     with db.session(write=True) as s:  # the conditions again: one that just published stays
         return list(s.scalars(update(Version).where(*overdue).values(
-            state=State.failed.value, finished_at=utcnow(),
+            state=State.failed, finished_at=utcnow(),
             error=f"did not finish within {limit:.0f} s (the sum of the stage limits); "
             "stopped by the watchdog").returning(Version.id)))
 
@@ -136,7 +144,7 @@ def settle_orphans(db: Database, runner: str, building: Callable[[], set[int]]) 
     ``building()`` is asked *after* the claimed versions are read: a version is reserved
     before it is claimed, so one claimed by then is in it unless it is not being built.
     Reads first; writes only when there are orphans."""
-    live = [st.value for st in LIVE]
+    live = list(LIVE)
     with db.session() as s:
         claimed = set(s.scalars(select(Version.id).where(Version.claimed_by == runner,
                                                          Version.state.in_(live))))
@@ -145,10 +153,10 @@ def settle_orphans(db: Database, runner: str, building: Callable[[], set[int]]) 
         return 0
     mine = (Version.id.in_(orphans), Version.claimed_by == runner)
     with db.session(write=True) as s:
-        s.execute(update(Version).where(*mine, Version.state == State.queued.value)
+        s.execute(update(Version).where(*mine, Version.state == State.queued)
                   .values(claimed_by=None))
         s.execute(update(Version).where(*mine, Version.state.in_(live[1:])).values(
-            state=State.failed.value, finished_at=utcnow(), error=ORPHANED))
+            state=State.failed, finished_at=utcnow(), error=ORPHANED))
     return len(orphans)
 
 
@@ -158,8 +166,8 @@ def hand_back(db: Database, runner: str) -> int:
     with db.session(write=True) as s:
         return s.execute(update(Version).where(  # type: ignore[attr-defined]
             Version.claimed_by == runner,
-            Version.state.in_([st.value for st in LIVE]))
-            .values(state=State.queued.value, claimed_by=None, started_at=None)).rowcount
+            Version.state.in_(list(LIVE)))
+            .values(state=State.queued, claimed_by=None, started_at=None)).rowcount
 
 
 def settle(db: Database, runners: list[str], *, orphans: bool = False) -> int:
@@ -172,22 +180,21 @@ def settle(db: Database, runners: list[str], *, orphans: bool = False) -> int:
     settled = 0
     with db.session(write=True) as s:
         for v in s.scalars(select(Version).where(owner, Version.state.in_(
-                [st.value for st in RUNNING]))):
+                list(RUNNING)))):
             if v.cancel_requested_at is not None:  # it was being cancelled: it is
-                check(v.state, State.cancelled)
-                v.state, v.finished_at, v.error = State.cancelled.value, utcnow(), "cancelled"
+                become(v, State.cancelled, finished_at=utcnow(), error="cancelled")
             else:
-                check(v.state, State.failed)
-                v.state, v.finished_at, v.error = State.failed.value, utcnow(), INTERRUPTED
+                become(v, State.failed, finished_at=utcnow(), error=INTERRUPTED)
             settled += 1
-        for v in s.scalars(select(Version).where(owner, Version.state == State.queued.value)):
+        for v in s.scalars(select(Version).where(owner, Version.state == State.queued)):
             if v.cancel_requested_at is not None:  # handed back while being cancelled
-                v.state, v.finished_at, v.error = State.cancelled.value, utcnow(), "cancelled"
+                become(v, State.cancelled, finished_at=utcnow(), error="cancelled")
             v.claimed_by = None
             settled += 1
         for v in s.scalars(select(Version).where(owner, Version.image.is_not(None))):
-            if (v.image or {}).get("state") == "building":
-                v.image = {**v.image, "state": "failed", "error": INTERRUPTED}  # type: ignore[dict-item]
+            if image_state(v) is ImageState.building:
+                kept = {k: val for k, val in (v.image or {}).items() if k != "state"}
+                set_image(v, ImageState.failed, **{**kept, "error": INTERRUPTED})
                 settled += 1
     return settled
 

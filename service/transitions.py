@@ -8,8 +8,9 @@
 ``TRANSITIONS`` is the whole table. ``move`` writes a state as a conditional ``UPDATE``
 that succeeds only from a state the table allows (and, for a build, only while its
 runner still holds the claim), so a cancel, a watchdog or a hand-back that got there
-first wins and the build learns it. ``check`` guards code that edits a loaded row. A move
-the table never allows is a bug (``IllegalTransition``), not a silent write.
+first wins and the build learns it. ``become`` moves a row loaded under its lock. A move
+the table never allows is a bug (``IllegalTransition``), not a silent write; these two
+are the only writers of a version's state (a test reads the code to keep it so).
 
 A cancel is recorded in the database (``cancel_requested_at``), not only in the memory
 of the process that took the request: whichever process or pod builds the version sees
@@ -102,9 +103,18 @@ def move(s: Session, version_id: int, after: State, *, claim: str | None = None,
 
 
 def check(before: State | str, after: State) -> None:
-    """For code that edits a loaded row: raise unless ``before`` may become ``after``."""
+    """Raise unless ``before`` may become ``after``."""
     if not legal(before, after):
         raise IllegalTransition(f"a {before} version cannot become {after}")
+
+
+def become(version: Any, after: State, **fields: Any) -> None:
+    """Move a loaded row the caller holds locked (``with_for_update``) to ``after``, writing
+    ``fields`` too; an illegal move raises before anything is written."""
+    check(version.state, after)
+    version.state = after
+    for name, value in fields.items():
+        setattr(version, name, value)
 
 
 def request_cancel(s: Session, version: Any, now: dt.datetime) -> State:
@@ -128,6 +138,41 @@ def request_cancel(s: Session, version: Any, now: dt.datetime) -> State:
     return state
 
 
+class ImageState(enum.StrEnum):
+    """A ready version's image: its own small life beside the version's (an image that
+    fails leaves the version ready)."""
+
+    building = "building"
+    ready = "ready"
+    failed = "failed"
+
+
+#: Every legal move of an image (None: no image yet). building -> building is a runner
+#: taking up the rebuild a request queued; ready or failed -> building is a rebuild.
+IMAGE_TRANSITIONS: dict[ImageState | None, frozenset[ImageState]] = {
+    None: frozenset({ImageState.building}),
+    ImageState.building: frozenset({ImageState.building, ImageState.ready,
+                                    ImageState.failed}),
+    ImageState.ready: frozenset({ImageState.building}),
+    ImageState.failed: frozenset({ImageState.building}),
+}
+
+
+def image_state(version: Any) -> ImageState | None:
+    state = (version.image or {}).get("state")
+    return ImageState(state) if state is not None else None
+
+
+def set_image(version: Any, after: ImageState, **info: Any) -> None:
+    """Move a loaded row's image to ``after`` with ``info`` (repository, reference, digest,
+    error …); an illegal move raises before anything is written."""
+    before = image_state(version)
+    if after not in IMAGE_TRANSITIONS[before]:
+        raise IllegalTransition(f"an image that is {before or 'not built'} cannot become "
+                                f"{after}")
+    version.image = {**info, "state": after.value}
+
+
 def cancel_requested(s: Session, version_id: int) -> bool:
     from envyard.service.models import Version
 
@@ -140,10 +185,27 @@ def cancels_for(s: Session, runner: str) -> list[int]:
     from envyard.service.models import Version
 
     return list(s.scalars(select(Version.id).where(
-        Version.claimed_by == runner, Version.state.in_([st.value for st in RUNNING]),
+        Version.claimed_by == runner, Version.state.in_(list(RUNNING)),
         Version.cancel_requested_at.is_not(None))))
 
 
-__all__ = ["FINISHED", "LIVE", "RUNNING", "TRANSITIONS", "IllegalTransition", "State",
-           "cancel_requested", "cancels_for", "check", "legal", "move", "request_cancel",
-           "sources"]
+__all__ = [
+    "FINISHED",
+    "IMAGE_TRANSITIONS",
+    "LIVE",
+    "RUNNING",
+    "TRANSITIONS",
+    "IllegalTransition",
+    "ImageState",
+    "State",
+    "become",
+    "cancel_requested",
+    "cancels_for",
+    "check",
+    "image_state",
+    "legal",
+    "move",
+    "request_cancel",
+    "set_image",
+    "sources",
+]

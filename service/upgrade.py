@@ -42,7 +42,7 @@ def _followers(db: Database, platform: str, namespaces: Collection[str] | None
              .join(Namespace, Environment.namespace_id == Namespace.id)
              .join(Version, (Version.environment_id == Environment.id)
                    & (Version.number == Environment.current_version))
-             .where(Version.state == State.ready.value))
+             .where(Version.state == State.ready))
     if namespaces is not None:
         query = query.where(Namespace.name.in_(list(namespaces)))
     with db.session() as s:
@@ -134,7 +134,7 @@ def settle_pin_moves(db: Database) -> list[str]:
                 Version.id.in_(list(move.version_ids)))))
             if not all(State(st).terminal for st in states):
                 continue
-            if states <= {State.ready.value}:
+            if states <= {State.ready}:
                 set_pins(s, PinSet(dict(move.versions), move.source))
                 move.outcome = "moved"
             else:

@@ -58,7 +58,7 @@ def usage_report(session: Session, layout: Layout,
     query = (select(Namespace.name, Environment.name, Version.fingerprint)
              .join(Environment, Environment.namespace_id == Namespace.id)
              .join(Version, Version.environment_id == Environment.id)
-             .where(Version.state.in_([s.value for s in HAS_FILES]),
+             .where(Version.state.in_(list(HAS_FILES)),
                     Version.fingerprint.is_not(None)).distinct())
     if namespaces is not None:
         query = query.where(Namespace.name.in_(

@@ -30,12 +30,12 @@ from envyard.builder.dask import constraints as dask_constraints
 from envyard.builder.dask import pins_from_constraints
 from envyard.builder.errors import DaskMismatch, EnvyardError, PackError, Stopped
 from envyard.builder.install import fingerprint, install_lock
-from envyard.builder.kernels import has_ipykernel, remove_kernelspec, write_kernelspec
+from envyard.builder.kernels import has_ipykernel
 from envyard.builder.layout import Layout, guard_of, point
 from envyard.builder.lock import DEFAULT_CATEGORIES, Lockfile, dump_lock, parse_lock
 from envyard.builder.locker import LockOptions, lock_env
 from envyard.builder.pack import pack_prefix
-from envyard.service import images, logs
+from envyard.service import current, images, logs
 from envyard.service.buildlog import BuildLog
 from envyard.service.dask import current_pins
 from envyard.service.db import Database
@@ -45,7 +45,15 @@ from envyard.service.models import Artifact, Environment, Namespace, Version, ut
 from envyard.service.quota import check_build_quota
 from envyard.service.settings import Settings
 from envyard.service.storage import ArtifactStore, build_key, pack_key
-from envyard.service.transitions import LIVE, RUNNING, State, cancel_requested, check, move
+from envyard.service.transitions import (
+    LIVE,
+    RUNNING,
+    State,
+    become,
+    cancel_requested,
+    check,
+    move,
+)
 from envyard.service.usage import inode_table
 
 T = TypeVar("T")
@@ -118,7 +126,7 @@ def _set(ctx: BuildContext, version_id: int, state: State | None = None,
                         **changes):
                     return "moved"
                 return "cancelled" if cancel_requested(s, version_id) else "lost"
-            where = [Version.id == version_id, Version.state.in_([st.value for st in LIVE])]
+            where = [Version.id == version_id, Version.state.in_(list(LIVE))]
             if ctx.claim is not None:
                 where.append(Version.claimed_by == ctx.claim)
             done = s.execute(update(Version).where(*where).values(**changes))
@@ -184,7 +192,7 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
     orphan: ``runners.settle_orphans``)."""
     with ctx.db.session() as s:
         v = s.get(Version, version_id)
-        if v is None or v.state != State.queued.value:
+        if v is None or v.state != State.queued:
             return
         env = s.get(Environment, v.environment_id)
         assert env is not None
@@ -213,7 +221,7 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
         channels = ctx.settings.channels or (list(spec.channels) if spec else [])
         if kind == "spec":
             assert spec is not None and spec_text is not None
-            log.stage = State.solving.value
+            log.stage = State.solving
             _set(ctx, version_id, State.solving)
             log.line(f"solving for {platform}")
             start = time.perf_counter()
@@ -253,7 +261,7 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
         categories = tuple(dict.fromkeys((*DEFAULT_CATEGORIES, spec.category))) if spec \
             else DEFAULT_CATEGORIES
         fp = fingerprint(lock, platform, variables, categories)
-        log.stage = State.installing.value
+        log.stage = State.installing
         _set(ctx, version_id, State.installing, fingerprint=fp)
         start = time.perf_counter()
         built = install_lock(lock, prefix=ctx.layout.prefix(fp), platform=platform,
@@ -270,7 +278,7 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
         pack_bytes = None
         if ctx.settings.pack:
             _boundary(ctx, cancel, version_id)
-            log.stage = State.packing.value
+            log.stage = State.packing
             _set(ctx, version_id, State.packing)
             start = time.perf_counter()
             pack_bytes = _pack(ctx, fp, built.prefix, log)
@@ -291,7 +299,7 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
         kernel = has_ipykernel(built.prefix)
 
         def announce() -> None:  # once publishing cannot be refused, before it commits:
-            log.stage = State.ready.value  # a follower stops reading at "ready"
+            log.stage = State.ready  # a follower stops reading at "ready"
             if not kernel:
                 log.line("no kernel: ipykernel is not in this environment")
             log.line("ready")
@@ -300,8 +308,8 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
                  packages=packages, prefix_bytes=prefix_bytes, pack_bytes=pack_bytes)
         logger.info("ready: %d packages, %s", len(packages), timings)
         if image:
-            images.build_stage(ctx.db, ctx.settings, ctx.layout, version_id, where,
-                               built.prefix, lock_text, log)
+            current.publish_image(ctx.db, ctx.settings, ctx.layout, version_id, where,
+                                  built.prefix, lock_text, log)
     except Stopped:  # a download ended early for a cancel or the service stopping
         _stopped(ctx, version_id, Cancelled() if cancel.is_set() else HandedBack(), log,
                  timings)
@@ -376,8 +384,8 @@ def run_claimed(ctx: BuildContext, version_id: int, claim: str) -> int:
         v = s.get(Version, version_id, with_for_update=True)
         if v is None or State(v.state).terminal or v.claimed_by not in (None, claim):
             return 0  # deleted, finished, cancelled, or not ours: nothing to do
-        if v.state != State.queued.value:  # an earlier pod of this Job was lost mid-build
-            v.state = State.queued.value
+        if v.state != State.queued:  # an earlier pod of this Job was lost mid-build
+            become(v, State.queued)
             retried = True
         else:
             retried = False
@@ -394,7 +402,7 @@ def run_claimed(ctx: BuildContext, version_id: int, claim: str) -> int:
             with ctx.db.session() as s:
                 row = s.get(Version, version_id)
                 assert row is not None  # version rows are never deleted (GC marks them)
-                if row.state == State.cancelled.value or cancel_requested(s, version_id):
+                if row.state == State.cancelled or cancel_requested(s, version_id):
                     cancel.set()
                     return
 
@@ -405,7 +413,7 @@ def run_claimed(ctx: BuildContext, version_id: int, claim: str) -> int:
         done.set()
     with ctx.db.session() as s:
         state = s.get(Version, version_id).state  # type: ignore[union-attr]
-    return BUILD_FAILED if state == State.failed.value else 0
+    return BUILD_FAILED if state == State.failed else 0
 
 
 def _stopped(ctx: BuildContext, version_id: int, stop: Exception, log: BuildLog,
@@ -415,7 +423,7 @@ def _stopped(ctx: BuildContext, version_id: int, stop: Exception, log: BuildLog,
         log.line("the service is stopping: back to the queue, to be built again")
         _quietly(ctx, version_id, State.queued, claimed_by=None, started_at=None)
         return
-    log.stage = State.cancelled.value
+    log.stage = State.cancelled
     log.line("cancelled")
     _quietly(ctx, version_id, State.cancelled, finished_at=utcnow(),
              timings=timings, error="cancelled")
@@ -450,7 +458,7 @@ def _publish(ctx: BuildContext, version_id: int, where: tuple[str, str, int],
             raise Lost  # cancelled, handed back or failed meanwhile (e.g. its Job deleted)
         if v.cancel_requested_at is not None:
             raise Cancelled  # asked in another process: the build ends here, not ready
-        check(v.state, State.ready)
+        check(v.state, State.ready)  # (raises before the log says ready)
         announce()
         for kind, (path, size) in artifacts.items():
             s.add(Artifact(version_id=v.id, kind=kind, path=path,
@@ -459,23 +467,10 @@ def _publish(ctx: BuildContext, version_id: int, where: tuple[str, str, int],
         assert env is not None
         for k, val in fields.items():
             setattr(v, k, val)
-        v.state, v.finished_at = State.ready.value, utcnow()
-        moved = env.current_version is None or v.number > env.current_version
-        if moved:
-            env.current_version = v.number
+        become(v, State.ready, finished_at=utcnow())
+        moved = current.point_at(env, v.number, forward_only=True)
     if moved:
-        point(ctx.layout.current_link(where[0], where[1]), str(where[2]))
-        publish_kernel(ctx.layout, *where)
-
-
-def publish_kernel(layout: Layout, namespace: str, name: str, number: int) -> str:
-    """Point the environment's kernelspec at version ``number``; say what happened."""
-    spec = write_kernelspec(layout.jupyter, namespace, name, number,
-                            layout.version_link(namespace, name, number))
-    if spec is None:
-        remove_kernelspec(layout.jupyter, namespace, name)
-        return "no kernel: ipykernel is not in this environment"
-    return f"kernel {namespace}/{name} (v{number}) at {spec}"
+        current.show(ctx.layout, *where)
 
 
 __all__ = ["BuildContext", "run_build", "run_claimed"]

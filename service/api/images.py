@@ -14,9 +14,10 @@ from envyard.service.api.deps import DbDep, PrincipalDep, RunnerDep, SettingsDep
 from envyard.service.api.params import Name, VersionNumber
 from envyard.service.buildlog import BuildLog
 from envyard.service.catalog import find_environment, find_namespace, find_version
+from envyard.service.current import publish_image
 from envyard.service.errors import Conflict
 from envyard.service.models import Role
-from envyard.service.transitions import State
+from envyard.service.transitions import ImageState, State, image_state, set_image
 
 router = APIRouter(prefix="/api/v1", tags=["images"])
 
@@ -72,17 +73,18 @@ def build_version_image(namespace: Name, name: Name, number: VersionNumber, db: 
     _needs_registry(settings)
     with db.session(write=True) as s:
         v = find_version(s, namespace, name, number)
-        if v.state != State.ready.value or not v.fingerprint or not v.lock_text:
+        if v.state != State.ready or not v.fingerprint or not v.lock_text:
             raise Conflict(f"version {number} is {v.state}; only a ready version gets an image")
-        if (v.image or {}).get("state") == "building":
+        if image_state(v) is ImageState.building:
             raise Conflict(f"the image of version {number} is being built")
-        v.image = {"state": "building", "repository": images.repository(settings, namespace,
-                                                                         name)}
+        set_image(v, ImageState.building,
+                  repository=images.repository(settings, namespace, name))
         v.claimed_by = runner.id  # if this process dies, another runner settles the image
         version_id, fp, lock_text = v.id, v.fingerprint, v.lock_text
     layout = Layout(settings.root)
     log = BuildLog(layout.build_dir(namespace, name, number) / "build.log")
     runner.run_image(functools.partial(
-        images.build_stage, db, settings, layout, version_id, (namespace, name, number),
+        publish_image, db, settings, layout, version_id, (namespace, name, number),
         layout.prefix(fp), lock_text, log))
-    return {"namespace": namespace, "name": name, "version": number, "image": "building"}
+    return {"namespace": namespace, "name": name, "version": number,
+            "image": ImageState.building}

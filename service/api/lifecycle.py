@@ -8,15 +8,13 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from envyard.builder.layout import Layout, point
 from envyard.service.api.deps import DbDep, PrincipalDep, SettingsDep
 from envyard.service.api.params import Name, VersionNumber
-from envyard.service.catalog import find_environment, find_namespace, find_version
+from envyard.service.catalog import find_namespace, find_version
+from envyard.service.current import make_current
 from envyard.service.errors import Conflict
-from envyard.service.images import retag_current
 from envyard.service.models import RetentionRule, Role
 from envyard.service.transitions import State
-from envyard.service.worker import publish_kernel
 
 router = APIRouter(prefix="/api/v1", tags=["lifecycle"])
 
@@ -43,19 +41,7 @@ def rollback(namespace: Name, name: Name, body: Rollback, db: DbDep, who: Princi
              settings: SettingsDep) -> dict[str, Any]:
     """Point ``current`` at an earlier (or any) ready version."""
     who.require(namespace, Role.developer)
-    with db.session(write=True) as s:
-        env = find_environment(s, namespace, name)
-        v = find_version(s, namespace, name, body.version)
-        if v.state != State.ready.value:
-            raise Conflict(f"version {body.version} is {v.state}; only a ready version can "
-                           "be current")
-        env.current_version = v.number
-        image = v.image
-    layout = Layout(settings.root)
-    point(layout.current_link(namespace, name), str(body.version))
-    kernel = publish_kernel(layout, namespace, name, body.version)
-    return {"namespace": namespace, "name": name, "current_version": body.version,
-            "kernel": kernel, "image": retag_current(settings, layout, image)}
+    return make_current(db, settings, namespace, name, body.version)
 
 
 def _hold(db: Any, who: Any, namespace: str, name: str, number: int, held: bool
@@ -63,7 +49,7 @@ def _hold(db: Any, who: Any, namespace: str, name: str, number: int, held: bool
     who.require(namespace, Role.developer)
     with db.session(write=True) as s:
         v = find_version(s, namespace, name, number)
-        if v.state in (State.deleting.value, State.deleted.value):
+        if v.state in (State.deleting, State.deleted):
             raise Conflict(f"version {number} is {v.state}; it cannot be held")
         v.held = held
     return {"namespace": namespace, "name": name, "number": number, "held": held}

@@ -27,9 +27,9 @@ def metrics(request: Request, session: SessionDep, runner: RunnerDep) -> str:
     counts = dict(session.execute(select(Version.state, func.count()).group_by(Version.state))
                   .all())
     lines = ["# HELP envyard_versions Versions by state.", "# TYPE envyard_versions gauge"]
-    lines += [f'envyard_versions{{state="{s.value}"}} {counts.get(s.value, 0)}' for s in State]
+    lines += [f'envyard_versions{{state="{s.value}"}} {counts.get(s, 0)}' for s in State]
     durations = [sum(v.values()) for v in session.scalars(
-        select(Version.timings).where(Version.state == State.ready.value)) if v]
+        select(Version.timings).where(Version.state == State.ready)) if v]
     lines += ["# HELP envyard_build_seconds Build time of ready versions.",
               "# TYPE envyard_build_seconds summary",
               f"envyard_build_seconds_count {len(durations)}",
@@ -40,7 +40,7 @@ def metrics(request: Request, session: SessionDep, runner: RunnerDep) -> str:
               "# TYPE envyard_bytes_stored gauge"]
     stored = session.execute(
         select(Version.fingerprint, func.max(Version.prefix_bytes), func.max(Version.pack_bytes))
-        .where(Version.state == State.ready.value).group_by(Version.fingerprint)).all()
+        .where(Version.state == State.ready).group_by(Version.fingerprint)).all()
     lines.append(f'envyard_bytes_stored{{part="prefixes"}} {sum(r[1] or 0 for r in stored)}')
     lines.append(f'envyard_bytes_stored{{part="packs"}} {sum(r[2] or 0 for r in stored)}')
     waiting = session.scalar(select(func.count()).select_from(PinMove)

@@ -130,7 +130,7 @@ def _text(where: tuple[str, str], v: Version, store: ArtifactStore, settings: An
           filename: str, text: str) -> Response:
     """Spec and lock: from the store once published there (signed URL), else the
     database's copy."""
-    if not store.local and v.state == State.ready.value:
+    if not store.local and v.state == State.ready:
         stored = _from_store(store, settings, build_key(*where, v.number, filename),
                              filename, "text/yaml")
         if stored is not None:
@@ -157,7 +157,7 @@ def download_pack(namespace: Name, name: Name, number: VersionNumber, session: S
     _check(namespace, name, who)
     v = find_version(session, namespace, name, number)
     filename = f"{namespace}-{name}-{number}.tar.zst"
-    if v.state == State.ready.value and v.fingerprint and v.pack_bytes is not None:
+    if v.state == State.ready and v.fingerprint and v.pack_bytes is not None:
         if not store.local:
             found = _from_store(store, settings, pack_key(v.fingerprint), filename,
                                 "application/zstd")

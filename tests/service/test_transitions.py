@@ -12,16 +12,20 @@ from envyard.service.db import Database, migrate
 from envyard.service.models import Environment, Namespace, Version, utcnow
 from envyard.service.transitions import (
     FINISHED,
+    IMAGE_TRANSITIONS,
     LIVE,
     RUNNING,
     TRANSITIONS,
     IllegalTransition,
+    ImageState,
     State,
     cancels_for,
     check,
+    image_state,
     legal,
     move,
     request_cancel,
+    set_image,
 )
 
 
@@ -130,3 +134,90 @@ def test_a_dead_runners_builds_end_as_they_were_asked(db: Database) -> None:
     assert settle(db, ["dead"]) == 3
     assert [_state(db, v) for v in (cancelling, running, handed_back)] == [
         "cancelled", "failed", "cancelled"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_database_holds_only_states(backend: str, tmp_path_factory: pytest.TempPathFactory,
+                                        request: pytest.FixtureRequest) -> None:
+    """The state column is typed: a row reads back as a ``State``, and a write of any other
+    word (a hand-made UPDATE, a bug in a migration) is refused by the database itself."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    url = request.getfixturevalue("postgres").new_database() if backend == "postgresql" \
+        else f"sqlite:///{tmp_path_factory.mktemp('typed') / 'envyard.db'}"
+    database = Database(url)
+    try:
+        migrate(database.engine)
+        with database.session(write=True) as s:
+            ns = Namespace(name="typed")
+            s.add(ns)
+            s.flush()
+            env = Environment(namespace_id=ns.id, name="states")
+            s.add(env)
+            s.flush()
+            for number, state in enumerate(State, 1):  # every state is storable
+                s.add(Version(environment_id=env.id, number=number, kind="spec", state=state))
+        with database.session() as s:
+            assert [v.state for v in s.query(Version).order_by(Version.number)] == list(State)
+            assert all(type(v.state) is State for v in s.query(Version))
+        for column in ("state", "state_before_gc"):
+            with pytest.raises(IntegrityError), database.session(write=True) as s:
+                s.execute(text(f"UPDATE versions SET {column} = 'readdy'"))
+    finally:
+        database.engine.dispose()
+
+
+def _writes(attribute: str) -> dict[str, int]:
+    """Where the service assigns ``<row>.<attribute>`` (file -> line of the first write)."""
+    import ast
+
+    from tests.conftest import REPO
+
+    found: dict[str, int] = {}
+    for path in sorted((REPO / "service").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = (node.targets if isinstance(node, ast.Assign)
+                       else [node.target] if isinstance(node, ast.AugAssign | ast.AnnAssign)
+                       else [])
+            names = [t for target in targets
+                     for t in (target.elts if isinstance(target, ast.Tuple) else [target])]
+            if any(isinstance(t, ast.Attribute) and t.attr == attribute for t in names):
+                found.setdefault(str(path.relative_to(REPO)), node.lineno)
+    return found
+
+
+def test_one_owner_writes_a_versions_state_and_one_moves_current() -> None:
+    """A version's state changes only through ``transitions`` (``move`` and ``become``), and
+    ``current`` only through ``current`` (pointer, link, kernel, image tag): a new module
+    that edits either by hand fails here."""
+    assert set(_writes("state")) == {"service/transitions.py"}, _writes("state")
+    assert set(_writes("current_version")) == {"service/current.py"}, \
+        _writes("current_version")
+    from tests.conftest import REPO
+
+    movers = {str(p.relative_to(REPO)) for p in (REPO / "service").rglob("*.py")
+              if "current_link(" in p.read_text() or "write_kernelspec(" in p.read_text()
+              or "retag_current(" in p.read_text()}
+    assert movers == {"service/current.py", "service/images.py"}  # (images: the tag's mechanics)
+
+
+@pytest.mark.parametrize(("before", "after"),
+                         list(itertools.product([None, *ImageState], ImageState)))
+def test_every_image_edge(before: ImageState | None, after: ImageState) -> None:
+    """An image's life: a rebuild may start from ready or failed, never twice at once from
+    a request (building -> building is only the runner taking it up); a finished image
+    never becomes another finished state without being built again."""
+    import types
+
+    version = types.SimpleNamespace(image=None if before is None else
+                                    {"state": before.value, "repository": "r"})
+    if after in IMAGE_TRANSITIONS[before]:
+        set_image(version, after, repository="r", digest="sha256:x")
+        assert version.image == {"state": after.value, "repository": "r", "digest": "sha256:x"}
+        assert image_state(version) is after
+    else:
+        with pytest.raises(IllegalTransition):
+            set_image(version, after, repository="r")
+        assert image_state(version) is before
+    assert (ImageState.ready in IMAGE_TRANSITIONS[before]) is (before is ImageState.building)
