@@ -44,8 +44,9 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
     return create_engine(url, pool_pre_ping=True, **pool)
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest migration (Alembic, run in-process)."""
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to the newest migration, or to ``revision`` (Alembic, run
+    in-process)."""
     from alembic import command
     from alembic.config import Config
 
@@ -53,7 +54,7 @@ def migrate(engine: Engine) -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.execution_options(envyard_write=True).begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, revision)
 
 
 class Database:

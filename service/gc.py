@@ -30,11 +30,11 @@ from envyard.builder.fetch import package_cache_lock
 from envyard.builder.layout import Layout, guard_of, temp_beside
 from envyard.builder.lock import parse_lock
 from envyard.builder.pkgcache import recheck, stamp_owner
-from envyard.builder.retention import Decision, Rules, VersionFacts, plan
-from envyard.service import leftovers
+from envyard.builder.retention import Decision, VersionFacts, plan
+from envyard.service import leftovers, policy
 from envyard.service.db import Database
 from envyard.service.images import delete_images, prune_store
-from envyard.service.models import Environment, Namespace, RetentionRule, Version, utcnow
+from envyard.service.models import Environment, Namespace, Version, utcnow
 from envyard.service.runners import build_limit
 from envyard.service.settings import Settings
 from envyard.service.storage import ArtifactStore, build_key, open_store, pack_key
@@ -61,16 +61,6 @@ class PlanRow:
         return self.__dict__.copy()
 
 
-def rules_for(settings: Settings, overrides: dict[tuple[str, str], RetentionRule],
-              namespace: str, name: str) -> Rules:
-    rules = Rules(settings.keep_last, settings.keep_days, settings.failed_log_days)
-    for key in ((namespace, ""), (namespace, name)):
-        r = overrides.get(key)
-        if r is not None:
-            rules = rules.merged(Rules(r.keep_last, r.keep_days, r.failed_log_days))
-    return rules
-
-
 def _aware(t: dt.datetime) -> dt.datetime:
     return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
@@ -81,7 +71,7 @@ def make_plan(session: Session, settings: Settings, now: dt.datetime | None = No
     only of ``namespaces`` when given (the others are then neither read nor planned, and
     every prefix they use counts as kept, so the bytes freed are never overstated)."""
     now = now or utcnow()
-    overrides = {(r.namespace, r.environment): r for r in session.scalars(select(RetentionRule))}
+    overrides = policy.load_rules(session, namespaces)
     query = (select(Version.environment_id, Version.number, Version.state, Version.created_at,
                     Version.held, Version.fingerprint, Version.prefix_bytes,
                     Version.pack_bytes, Environment.current_version, Environment.name,
@@ -106,7 +96,7 @@ def make_plan(session: Session, settings: Settings, now: dt.datetime | None = No
         facts = [VersionFacts(v[1], v[2], _aware(v[3]), held=v[4], current=v[8] == v[1])
                  for v in versions]
         decisions = {d.number: d for d in plan(
-            facts, rules_for(settings, overrides, ns, name), now)}
+            facts, policy.retention_rules(settings, overrides, ns, name), now)}
         decided += [(v, decisions[v[1]]) for v in versions]
     rows = []
     freed = _freed_bytes(Layout(settings.root), decided, elsewhere)

@@ -29,14 +29,9 @@ from envyard.builder.oci import OCI_MANIFEST, BlobStore, ImageRef
 from envyard.builder.registry import Registry
 from envyard.service.buildlog import BuildLog
 from envyard.service.db import Database
-from envyard.service.models import Environment, Namespace, Version
+from envyard.service.models import Version
 from envyard.service.settings import Settings
 from envyard.service.transitions import ImageState, State, set_image
-
-
-def wanted(settings: Settings, env: Environment, ns: Namespace) -> bool:
-    enabled = env.images if env.images is not None else ns.images
-    return bool(enabled and settings.image_registry)
 
 
 def repository(settings: Settings, namespace: str, name: str) -> str:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from envyard.service.settings import JobProfile, Settings
+from envyard.service import policy
+from envyard.service.settings import Settings
 
 #: Exit code of ``envyard worker`` when the build failed (its error is in the database).
 BUILD_FAILED = 3
@@ -38,15 +39,10 @@ def deadline(settings: Settings) -> int:
                + settings.kubernetes.deadline_margin)
 
 
-def profile(settings: Settings, namespace: str) -> JobProfile:
-    profiles = settings.kubernetes.profiles
-    return profiles.get(namespace) or profiles.get("*") or JobProfile()
-
-
 def job_manifest(settings: Settings, version_id: int, namespace: str, name: str,
                  number: int) -> dict[str, Any]:
     k = settings.kubernetes
-    p = profile(settings, namespace)
+    p = policy.job_profile(settings, namespace).value
     labels = {**MANAGED, VERSION_LABEL: str(version_id), "envyard.io/namespace": namespace}
     env: list[dict[str, Any]] = [{"name": "ENVYARD_ROOT", "value": str(settings.root)}]
     mounts: list[dict[str, Any]] = [{"name": "volume", "mountPath": str(settings.root)}]

@@ -58,9 +58,10 @@ class Namespace(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     quota_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
-    dask_policy: Mapped[str] = mapped_column(String(8), default="warn", server_default="warn")
-    dask_follow: Mapped[bool] = mapped_column(default=False, server_default=false())
-    images: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # overrides of the service's defaults, None: not set (``service.policy`` resolves them)
+    dask_policy: Mapped[str | None] = mapped_column(String(8), default=None)
+    dask_follow: Mapped[bool | None] = mapped_column(default=None)
+    images: Mapped[bool | None] = mapped_column(default=None)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     environments: Mapped[list[Environment]] = relationship(back_populates="namespace")

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from envyard.builder.layout import Layout
 from envyard.builder.lock import Lockfile, parse_lock
 from envyard.builder.locker import package_sizes
+from envyard.service import policy
 from envyard.service.errors import QuotaExceeded
 from envyard.service.gc import make_plan
 from envyard.service.models import Environment, Namespace, Version
@@ -39,7 +40,7 @@ def _refuse(session: Session, settings: Settings, namespace: str, used: int, quo
 def check_build_quota(session: Session, settings: Settings, namespace: str, version_id: int,
                       lock: Lockfile, platform: str) -> None:
     """Before installing: refuse if the packages the namespace lacks would exceed its quota."""
-    quota = session.scalar(select(Namespace.quota_bytes).where(Namespace.name == namespace))
+    quota = _quota(session, namespace)
     if quota is None:
         return
     have: set[str] = set()
@@ -59,8 +60,13 @@ def check_build_quota(session: Session, settings: Settings, namespace: str, vers
         raise _refuse(session, settings, namespace, used, quota, estimate)
 
 
+def _quota(session: Session, namespace: str) -> int | None:
+    ns = session.scalar(select(Namespace).where(Namespace.name == namespace))
+    return policy.quota(ns).value if ns is not None else None
+
+
 def check_quota(session: Session, settings: Settings, namespace: str, name: str) -> None:
-    quota = session.scalar(select(Namespace.quota_bytes).where(Namespace.name == namespace))
+    quota = _quota(session, namespace)
     if quota is None:
         return
     used = namespace_bytes(session, Layout(settings.root), namespace)

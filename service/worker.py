@@ -35,7 +35,7 @@ from envyard.builder.layout import Layout, guard_of, point
 from envyard.builder.lock import DEFAULT_CATEGORIES, Lockfile, dump_lock, parse_lock
 from envyard.builder.locker import LockOptions, lock_env
 from envyard.builder.pack import pack_prefix
-from envyard.service import current, images, logs
+from envyard.service import current, logs, policy
 from envyard.service.buildlog import BuildLog
 from envyard.service.dask import current_pins
 from envyard.service.db import Database
@@ -200,13 +200,13 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
         assert ns is not None
         where = (ns.name, env.name, v.number)
         kind, spec_text, lock_text = v.kind, v.spec_text, v.lock_text
-        follow = env.dask_follow if env.dask_follow is not None else ns.dask_follow
-        policy = ns.dask_policy
+        follow = policy.dask_follow(env, ns).value
+        dask_policy = policy.dask_policy(ns).value
         pins = current_pins(s, ctx.settings)
         if v.constraints:  # built to move the cluster: checked against the pins it moves to
             pins = pins_from_constraints(list(v.constraints), "the proposed pins")
         extra = dask_constraints(pins) if pins and (follow or v.constraints) else []
-        image = images.wanted(ctx.settings, env, ns)
+        image = policy.images(ctx.settings, env, ns).value
     bdir = ctx.layout.build_dir(*where)
     log = BuildLog(bdir / "build.log")
     timings: dict[str, float] = {}
@@ -249,7 +249,7 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
                 log.line(f"dask pin check against {pins.source or 'the cluster pins'}:")
                 for row in report.lines():
                     log.line("  " + row)
-            if report.applies and not report.ok and policy == "block":
+            if report.applies and not report.ok and dask_policy == "block":
                 bad = [v.package for v in report.blocking] + (
                     ["dask/distributed lockstep"] if report.lockstep else [])
                 raise DaskMismatch(f"required packages differ from the Dask cluster's pins: "

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from envyard.builder.dask import OPTIONAL, REQUIRED, PinSet
+from envyard.service import policy
 from envyard.service.api.deps import DbDep, PrincipalDep, RunnerDep, SettingsDep
 from envyard.service.api.params import Name
 from envyard.service.catalog import find_environment, find_namespace
@@ -79,7 +80,8 @@ def namespace_dask(namespace: Name, body: NamespaceDaskIn, db: DbDep,
             ns.dask_policy = body.policy
         if body.follow is not None:
             ns.dask_follow = body.follow
-        return {"namespace": namespace, "policy": ns.dask_policy, "follow": ns.dask_follow}
+        return {"namespace": namespace, "policy": policy.dask_policy(ns).value,
+                "follow": policy.dask_follow(None, ns).value}
 
 
 @router.put("/environments/{namespace}/{name}/dask")

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generic, Literal, TypeVar
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
+from envyard.service import policy
 from envyard.service.api.deps import DbDep, PrincipalDep, SettingsDep
 from envyard.service.api.params import Name, VersionNumber
-from envyard.service.catalog import find_namespace, find_version
+from envyard.service.catalog import find_environment, find_namespace, find_version
 from envyard.service.current import make_current
 from envyard.service.errors import Conflict
 from envyard.service.models import RetentionRule, Role
+from envyard.service.settings import JobProfile
 from envyard.service.transitions import State
 
 router = APIRouter(prefix="/api/v1", tags=["lifecycle"])
+T = TypeVar("T")
 
 
 class Rollback(BaseModel):
@@ -106,3 +109,49 @@ def set_quota(namespace: Name, body: QuotaIn, db: DbDep, who: PrincipalDep) -> d
         ns = find_namespace(s, namespace)
         ns.quota_bytes = body.bytes
     return {"namespace": namespace, "quota_bytes": body.bytes}
+
+
+class Value(BaseModel, Generic[T]):
+    """A policy's value in force and the layer that set it."""
+
+    value: T
+    source: Literal["service", "namespace", "environment"] = Field(
+        description="service: the service's setting; namespace or environment: an override")
+
+
+class RetentionOut(BaseModel):
+    keep_last: Value[int | None]
+    keep_days: Value[float | None]
+    failed_log_days: Value[float | None]
+
+
+class PolicyOut(BaseModel):
+    """Every policy in force, each with where its value came from."""
+
+    namespace: str
+    name: str | None = None
+    retention: RetentionOut
+    dask_follow: Value[bool]
+    dask_policy: Value[Literal["warn", "block"]]
+    images: Value[bool]
+    job_profile: Value[JobProfile]
+    quota_bytes: Value[int | None]
+
+
+@router.get("/namespaces/{namespace}/policy", response_model=PolicyOut)
+def namespace_policy(namespace: Name, db: DbDep, who: PrincipalDep,
+                     settings: SettingsDep) -> dict[str, Any]:
+    """The policies an environment of this namespace gets unless it overrides them."""
+    who.require(namespace, Role.viewer)
+    with db.session() as s:
+        return policy.for_namespace(s, settings, find_namespace(s, namespace))
+
+
+@router.get("/environments/{namespace}/{name}/policy", response_model=PolicyOut)
+def environment_policy(namespace: Name, name: Name, db: DbDep, who: PrincipalDep,
+                       settings: SettingsDep) -> dict[str, Any]:
+    """The policies this environment's builds and GC follow, and where each comes from."""
+    who.require(namespace, Role.viewer)
+    with db.session() as s:
+        env = find_environment(s, namespace, name)
+        return policy.for_environment(s, settings, env, env.namespace)

@@ -222,3 +222,47 @@ def test_scheduled_gc_and_cli(channel: Path, tmp_path: Path) -> None:
             assert "would delete 0 version(s)" in cli("gc", "--dry-run")
     finally:
         svc.stop()
+
+
+def test_every_policy_reads_back_with_where_it_came_from(service: Service) -> None:
+    """Namespace default -> environment override, one rule for every policy: what GC and
+    the builds will do, readable before they do it."""
+    admin = service.token("pol=admin")
+    with api(service, admin) as c:
+        _build(c, "pol/a", "toolz")
+        _build(c, "pol/b", "toolz")
+        fresh = c.get("/api/v1/environments/pol/a/policy").json()
+        assert fresh["retention"]["keep_last"] == {"value": 5, "source": "service"}
+        assert fresh["dask_follow"] == {"value": False, "source": "service"}
+        assert fresh["quota_bytes"] == {"value": None, "source": "service"}
+        assert fresh["images"] == {"value": False, "source": "service"}  # no registry
+
+        c.put("/api/v1/retention/pol", json={"keep_last": 3, "keep_days": 0})
+        c.put("/api/v1/retention/pol/a", json={"keep_last": 1})
+        c.put("/api/v1/namespaces/pol/dask", json={"follow": True})
+        c.put("/api/v1/environments/pol/b/dask", json={"follow": False})
+        c.put("/api/v1/namespaces/pol/quota", json={"bytes": 10**12})
+
+        a = c.get("/api/v1/environments/pol/a/policy").json()
+        assert a["retention"] == {"keep_last": {"value": 1, "source": "environment"},
+                                  "keep_days": {"value": 0, "source": "namespace"},
+                                  "failed_log_days": {"value": 7, "source": "service"}}
+        assert a["dask_follow"] == {"value": True, "source": "namespace"}
+        assert a["quota_bytes"] == {"value": 10**12, "source": "namespace"}
+        b = c.get("/api/v1/environments/pol/b/policy").json()
+        assert b["retention"]["keep_last"] == {"value": 3, "source": "namespace"}
+        assert b["dask_follow"] == {"value": False, "source": "environment"}
+        ns = c.get("/api/v1/namespaces/pol/policy").json()
+        assert ns["name"] is None and ns["retention"]["keep_last"]["value"] == 3
+        assert ns["job_profile"]["source"] == "service"
+        # GC follows exactly what was read back: a's keep_last is 1, b's is 3
+        _build(c, "pol/a", "pyyaml")
+        plan = {(r["name"], r["number"]): r for r in c.get(
+            "/api/v1/gc/plan", params={"namespace": "pol"}).json()}
+        assert plan[("a", 1)]["delete"] and not plan[("b", 1)]["delete"]
+    viewer = service.token("pol=viewer")
+    with api(service, viewer) as c:
+        assert c.get("/api/v1/environments/pol/a/policy").status_code == 200
+    with api(service, service.token("other=admin")) as c:
+        assert c.get("/api/v1/environments/pol/a/policy").status_code == 403
+        assert c.get("/api/v1/namespaces/pol/policy").status_code == 403

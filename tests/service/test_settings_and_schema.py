@@ -82,3 +82,32 @@ def test_migrations_create_exactly_the_models(backend: str, tmp_path: Path,
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     db.engine.dispose()
     assert diff == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_old_namespace_defaults_become_unset_overrides(backend: str, tmp_path: Path,
+                                                        request: pytest.FixtureRequest) -> None:
+    """Before 0011 a namespace always held Dask follow, Dask policy and images (false,
+    'warn', false: the defaults); after it, those read as "not set", so a policy says the
+    service's default applies, while a value a namespace admin chose is kept."""
+    from sqlalchemy import text
+
+    from envyard.service.db import Database, migrate
+
+    url = request.getfixturevalue("postgres").new_database() if backend == "postgresql" \
+        else f"sqlite:///{tmp_path / 'db.sqlite'}"
+    db = Database(url)
+    try:
+        migrate(db.engine, "0010")
+        with db.engine.begin() as conn:
+            conn.execute(text("INSERT INTO namespaces (name, dask_policy, dask_follow, images, "
+                              "created_at) VALUES ('plain', 'warn', false, false, "
+                              "CURRENT_TIMESTAMP), ('chosen', 'block', true, true, "
+                              "CURRENT_TIMESTAMP)"))
+        migrate(db.engine)
+        with db.engine.connect() as conn:
+            rows = dict((r[0], tuple(r[1:])) for r in conn.execute(text(
+                "SELECT name, dask_policy, dask_follow, images FROM namespaces")))
+        assert rows == {"plain": (None, None, None), "chosen": ("block", True, True)}
+    finally:
+        db.engine.dispose()
