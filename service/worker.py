@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -25,16 +25,17 @@ import sqlalchemy.exc
 from sqlalchemy import update
 
 from envyard.builder.aio import call_with_timeout
+from envyard.builder.dask import PinSet, pins_from_constraints
 from envyard.builder.dask import check as dask_check
 from envyard.builder.dask import constraints as dask_constraints
-from envyard.builder.dask import pins_from_constraints
 from envyard.builder.errors import DaskMismatch, EnvyardError, PackError, Stopped
-from envyard.builder.install import fingerprint, install_lock
+from envyard.builder.install import InstallResult, fingerprint, install_lock
 from envyard.builder.kernels import has_ipykernel
 from envyard.builder.layout import Layout, guard_of, point
-from envyard.builder.lock import DEFAULT_CATEGORIES, Lockfile, dump_lock, parse_lock
+from envyard.builder.lock import DEFAULT_CATEGORIES, Lockfile, dump_lock
 from envyard.builder.locker import LockOptions, lock_env
 from envyard.builder.pack import pack_prefix
+from envyard.builder.spec import EnvSpec
 from envyard.service import current, logs, policy
 from envyard.service.buildlog import BuildLog
 from envyard.service.dask import current_pins
@@ -57,6 +58,7 @@ from envyard.service.transitions import (
 from envyard.service.usage import inode_table
 
 T = TypeVar("T")
+Solved = tuple[str, Lockfile]  # a solve's lock: its text and the object it was made from
 logger = logging.getLogger("envyard")
 
 
@@ -83,9 +85,9 @@ class BuildContext:
     store: ArtifactStore  # where packs, specs, locks and logs are published
     claim: str | None = None  # the claimed_by of this runner's builds; writes require it
     stopping: threading.Event = field(default_factory=threading.Event)  # hand builds back
-    solves: dict[str, Future[str]] = field(default_factory=dict)
+    solves: dict[str, Future[Solved]] = field(default_factory=dict)
     solves_lock: threading.Lock = field(default_factory=threading.Lock)
-    solved: dict[str, tuple[float, str]] = field(default_factory=dict)
+    solved: dict[str, tuple[float, Solved]] = field(default_factory=dict)
 
 #: How long a finished solve answers identical submissions (the channel may change later).
 SOLVE_REUSE_SECONDS = 60.0
@@ -156,9 +158,10 @@ def _boundary(ctx: BuildContext, cancel: threading.Event, version_id: int) -> No
         raise HandedBack
 
 
-def _solve_once(ctx: BuildContext, key: str, solve: Any) -> tuple[str, bool]:
+def _solve_once(ctx: BuildContext, key: str, solve: Callable[[], Solved]
+                ) -> tuple[Solved, bool]:
     """Run ``solve()`` unless an identical one is running or has just finished; then share
-    its lock text. Returns the text and whether it was shared."""
+    its lock (text and object, read-only). Returns it and whether it was shared."""
     now = time.monotonic()
     with ctx.solves_lock:
         recent = ctx.solved.get(key)
@@ -166,7 +169,7 @@ def _solve_once(ctx: BuildContext, key: str, solve: Any) -> tuple[str, bool]:
             return recent[1], True
         running = ctx.solves.get(key)
         if running is None:
-            mine: Future[str] = Future()
+            mine: Future[Solved] = Future()
             ctx.solves[key] = mine
     if running is not None:
         return running.result(), True
@@ -186,6 +189,214 @@ def _solve_once(ctx: BuildContext, key: str, solve: Any) -> tuple[str, bool]:
             ctx.solves.pop(key, None)
 
 
+@dataclass
+class Build:
+    """One build: what it was given, and what each stage hands the next. The spec is
+    parsed once and the solved lock kept as the object the solver made (its text is
+    written for the record, never read back)."""
+
+    ctx: BuildContext
+    version_id: int
+    cancel: threading.Event
+    where: tuple[str, str, int]
+    kind: str  # "spec" or "lock"
+    spec_text: str | None
+    lock_text: str | None
+    pins: PinSet | None
+    extra: list[str]  # the Dask pins as solver constraints, when followed
+    dask_policy: str
+    image: bool
+    log: BuildLog
+    platform: str = ""
+    rules: InputRules | None = None
+    spec: EnvSpec | None = None
+    lock: Lockfile | None = None
+    fp: str = ""
+    built: InstallResult | None = None
+    pack_bytes: int | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A step of a build. The wrapper (``run_stages``) checks for a cancel before it,
+    moves the version to ``state`` (with ``fields``), runs it, and, for a ``timed`` stage,
+    records its seconds and logs what it returned with them."""
+
+    name: str
+    run: Callable[[Build], str | None]
+    state: State | None = None
+    fields: Callable[[Build], dict[str, Any]] = lambda b: {}
+    applies: Callable[[Build], bool] = lambda b: True
+    timed: bool = False
+    cancellable: bool = True  # False after publishing: a ready version is not cancelled
+
+
+def _read(b: Build) -> str | None:
+    """The spec, checked again where it is used (not only at the door), parsed once."""
+    b.platform = b.ctx.settings.build_platform()
+    b.rules = InputRules.of(b.ctx.settings)
+    where = b.where
+    if b.spec_text is not None:
+        b.spec = checked_spec(b.spec_text, b.rules, source=f"{where[0]}/{where[1]}.yml")
+    _set(b.ctx, b.version_id, started_at=utcnow())
+    return None
+
+
+def _channels(b: Build) -> list[str]:
+    return b.ctx.settings.channels or (list(b.spec.channels) if b.spec else [])
+
+
+def _solve(b: Build) -> str:
+    assert b.spec is not None and b.spec_text is not None
+    ctx, channels = b.ctx, _channels(b)
+    b.log.line(f"solving for {b.platform}")
+    if b.extra:
+        b.log.line(f"solving within the cluster's pins: {', '.join(b.extra)}")
+    key = hashlib.sha256(json.dumps([b.spec_text, channels, b.platform, b.extra]).encode()
+                         ).hexdigest()
+    spec = b.spec
+
+    def solve() -> tuple[str, Lockfile]:
+        lock = lock_env(spec, LockOptions(
+            channels=channels, platforms=[b.platform], constraints=b.extra,
+            timeout=ctx.settings.solve_timeout, cache_dir=ctx.layout.cache,
+            pip_index=ctx.settings.pip_index))
+        return dump_lock(lock), lock
+
+    (b.lock_text, b.lock), shared = _solve_once(ctx, key, solve)
+    _set(ctx, b.version_id, lock_text=b.lock_text)
+    return "reused the solve of an identical submission" if shared else "solved"
+
+
+def _check(b: Build) -> None:
+    """The lock against the Dask cluster's pins and the namespace's quota."""
+    assert b.lock_text is not None and b.rules is not None
+    (b.ctx.layout.build_dir(*b.where) / "conda-lock.yml").write_text(b.lock_text)
+    if b.lock is None:  # a pushed lock: hostile until checked
+        b.lock = checked_lock(b.lock_text, b.rules, source="the lock")
+    lock, log = b.lock, b.log
+    if b.pins is not None:
+        report = dask_check(lock, b.platform, b.pins)
+        _set(b.ctx, b.version_id, dask_report=report.as_dict())
+        if report.applies:
+            log.line(f"dask pin check against {b.pins.source or 'the cluster pins'}:")
+            for row in report.lines():
+                log.line("  " + row)
+        if report.applies and not report.ok and b.dask_policy == "block":
+            bad = [v.package for v in report.blocking] + (
+                ["dask/distributed lockstep"] if report.lockstep else [])
+            raise DaskMismatch(f"required packages differ from the Dask cluster's pins: "
+                               f"{', '.join(bad)} (namespace policy: block)")
+    with b.ctx.db.session() as s:
+        check_build_quota(s, b.ctx.settings, b.where[0], b.version_id, lock, b.platform)
+    b.fp = fingerprint(lock, b.platform, _variables(b), _categories(b))
+    return None
+
+
+def _variables(b: Build) -> dict[str, str]:
+    return b.spec.variables if b.spec else {}
+
+
+def _categories(b: Build) -> tuple[str, ...]:
+    """A spec's own category is what it asked for; a pushed lock gets conda-lock's."""
+    if b.spec is None:
+        return DEFAULT_CATEGORIES
+    return tuple(dict.fromkeys((*DEFAULT_CATEGORIES, b.spec.category)))
+
+
+def _install(b: Build) -> str:
+    assert b.lock is not None and b.rules is not None
+    ctx, cancel = b.ctx, b.cancel
+    b.built = built = install_lock(
+        b.lock, prefix=ctx.layout.prefix(b.fp), platform=b.platform, pkgs_dir=ctx.layout.pkgs,
+        force=True, variables=_variables(b), timeout=ctx.settings.install_timeout,
+        progress=b.log.progress, categories=_categories(b), shared_records=True,
+        sources=b.rules.lock_sources(b.lock) if b.kind == "lock"
+        else ctx.settings.package_sources(_channels(b)),
+        stop=lambda: cancel.is_set() or ctx.stopping.is_set())
+    return (("reused the prefix" if built.reused else "installed")
+            + f" {built.conda_packages} conda + {built.pip_packages} pip packages")
+
+
+def _pack_stage(b: Build) -> str:
+    assert b.built is not None
+    b.pack_bytes = _pack(b.ctx, b.fp, b.built.prefix, b.log)
+    return f"packed {b.pack_bytes} bytes"
+
+
+def _publish_stage(b: Build) -> None:
+    """Link the version to its prefix, store its files, and make it ready (and current,
+    if it is the newest) in one transaction."""
+    assert b.built is not None and b.lock is not None
+    ctx, where, log, built = b.ctx, b.where, b.log, b.built
+    point(ctx.layout.version_link(*where), os.path.relpath(
+        built.prefix, ctx.layout.env_dir(where[0], where[1])))
+    packages = sorted(({"name": p.name, "version": p.version, "manager": p.manager}
+                       for p in b.lock.for_platform(b.platform)), key=lambda p: p["name"])
+    prefix_bytes = sum(inode_table(ctx.layout, b.fp).values())  # cached for usage reports
+    bdir = ctx.layout.build_dir(*where)
+    if b.spec_text is not None:
+        (bdir / "environment.yml").write_text(b.spec_text)
+    artifacts = _store_files(ctx, where, bdir, has_spec=b.spec_text is not None)
+    artifacts["prefix"] = (str(built.prefix), prefix_bytes)
+    if b.pack_bytes is not None:
+        artifacts["pack"] = (ctx.store.uri(pack_key(b.fp)), b.pack_bytes)
+    kernel = has_ipykernel(built.prefix)
+
+    def announce() -> None:  # once publishing cannot be refused, before it commits:
+        log.stage = State.ready  # a follower stops reading at "ready"
+        if not kernel:
+            log.line("no kernel: ipykernel is not in this environment")
+        log.line("ready")
+
+    _publish(ctx, b.version_id, where, artifacts, announce, timings=b.timings,
+             packages=packages, prefix_bytes=prefix_bytes, pack_bytes=b.pack_bytes)
+    logger.info("ready: %d packages, %s", len(packages), b.timings)
+    return None
+
+
+def _image_stage(b: Build) -> None:
+    assert b.built is not None and b.lock_text is not None
+    current.publish_image(b.ctx.db, b.ctx.settings, b.ctx.layout, b.version_id, b.where,
+                          b.built.prefix, b.lock_text, b.log)
+    return None
+
+
+#: A build, in order. A pushed lock skips the solve; without packs there is no packing.
+STAGES = (
+    Stage("read", _read),
+    Stage("solve", _solve, State.solving, applies=lambda b: b.kind == "spec", timed=True),
+    Stage("check", _check),
+    Stage("install", _install, State.installing, fields=lambda b: {"fingerprint": b.fp},
+          timed=True),
+    Stage("pack", _pack_stage, State.packing, applies=lambda b: b.ctx.settings.pack,
+          timed=True),
+    Stage("publish", _publish_stage),
+    Stage("image", _image_stage, applies=lambda b: b.image, cancellable=False),
+)
+
+
+def run_stages(b: Build, stages: Sequence[Stage] = STAGES) -> None:
+    """Run ``stages`` in order, each checked for a cancel, moved to its state, timed and
+    logged the same way. Raises what a stage raises (``run_build`` settles it)."""
+    for stage in stages:
+        if not stage.applies(b):
+            continue
+        if stage.cancellable:
+            _boundary(b.ctx, b.cancel, b.version_id)
+        if stage.state is not None:
+            b.log.stage = stage.state
+            _set(b.ctx, b.version_id, stage.state, **stage.fields(b))
+        logger.debug("stage %s", stage.name)
+        start = time.perf_counter()
+        said = stage.run(b)
+        if stage.timed:
+            b.timings[stage.name] = seconds = round(time.perf_counter() - start, 3)
+            if said:
+                b.log.line(f"{said} in {seconds} s")
+
+
 def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> None:
     """Build one version to a terminal state. It raises only when the database stays
     away past the retries (``retrying``); the runner then settles the version (an
@@ -199,132 +410,33 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
         ns = s.get(Namespace, env.namespace_id)
         assert ns is not None
         where = (ns.name, env.name, v.number)
-        kind, spec_text, lock_text = v.kind, v.spec_text, v.lock_text
-        follow = policy.dask_follow(env, ns).value
-        dask_policy = policy.dask_policy(ns).value
         pins = current_pins(s, ctx.settings)
         if v.constraints:  # built to move the cluster: checked against the pins it moves to
             pins = pins_from_constraints(list(v.constraints), "the proposed pins")
-        extra = dask_constraints(pins) if pins and (follow or v.constraints) else []
-        image = policy.images(ctx.settings, env, ns).value
-    bdir = ctx.layout.build_dir(*where)
-    log = BuildLog(bdir / "build.log")
-    timings: dict[str, float] = {}
+        follow = policy.dask_follow(env, ns).value
+        b = Build(ctx, version_id, cancel, where, v.kind, v.spec_text, v.lock_text, pins,
+                  dask_constraints(pins) if pins and (follow or v.constraints) else [],
+                  policy.dask_policy(ns).value, policy.images(ctx.settings, env, ns).value,
+                  BuildLog(ctx.layout.build_dir(*where) / "build.log"))
+    log = b.log
     about = logs.building.set("/".join(map(str, where)))  # in every record of this build
     try:
-        _boundary(ctx, cancel, version_id)
-        _set(ctx, version_id, started_at=utcnow())
-        platform = ctx.settings.build_platform()
-        rules = InputRules.of(ctx.settings)  # checked again where used, not only at the door
-        spec = checked_spec(spec_text, rules, source=f"{where[0]}/{where[1]}.yml") \
-            if spec_text is not None else None
-        channels = ctx.settings.channels or (list(spec.channels) if spec else [])
-        if kind == "spec":
-            assert spec is not None and spec_text is not None
-            log.stage = State.solving
-            _set(ctx, version_id, State.solving)
-            log.line(f"solving for {platform}")
-            start = time.perf_counter()
-            if extra:
-                log.line(f"solving within the cluster's pins: {', '.join(extra)}")
-            key = hashlib.sha256(json.dumps([spec_text, channels, platform, extra]).encode()
-                                 ).hexdigest()
-            lock_text, shared = _solve_once(ctx, key, lambda: dump_lock(lock_env(
-                spec, LockOptions(channels=channels, platforms=[platform], constraints=extra,
-                                  timeout=ctx.settings.solve_timeout,
-                                  cache_dir=ctx.layout.cache, pip_index=ctx.settings.pip_index))))
-            timings["solve"] = round(time.perf_counter() - start, 3)
-            log.line(("reused the solve of an identical submission" if shared else "solved")
-                     + f" in {timings['solve']} s")
-            _set(ctx, version_id, lock_text=lock_text)
-        assert lock_text is not None
-        (bdir / "conda-lock.yml").write_text(lock_text)
-        lock: Lockfile = checked_lock(lock_text, rules, source="the lock") if kind == "lock" \
-            else parse_lock(lock_text)
-        _boundary(ctx, cancel, version_id)
-        if pins is not None:
-            report = dask_check(lock, platform, pins)
-            _set(ctx, version_id, dask_report=report.as_dict())
-            if report.applies:
-                log.line(f"dask pin check against {pins.source or 'the cluster pins'}:")
-                for row in report.lines():
-                    log.line("  " + row)
-            if report.applies and not report.ok and dask_policy == "block":
-                bad = [v.package for v in report.blocking] + (
-                    ["dask/distributed lockstep"] if report.lockstep else [])
-                raise DaskMismatch(f"required packages differ from the Dask cluster's pins: "
-                                   f"{', '.join(bad)} (namespace policy: block)")
-        with ctx.db.session() as s:
-            check_build_quota(s, ctx.settings, where[0], version_id, lock, platform)
-        variables = spec.variables if spec else {}
-        # a spec's own category is what it asked for; a pushed lock gets conda-lock's default
-        categories = tuple(dict.fromkeys((*DEFAULT_CATEGORIES, spec.category))) if spec \
-            else DEFAULT_CATEGORIES
-        fp = fingerprint(lock, platform, variables, categories)
-        log.stage = State.installing
-        _set(ctx, version_id, State.installing, fingerprint=fp)
-        start = time.perf_counter()
-        built = install_lock(lock, prefix=ctx.layout.prefix(fp), platform=platform,
-                             pkgs_dir=ctx.layout.pkgs, force=True, variables=variables,
-                             timeout=ctx.settings.install_timeout, progress=log.progress,
-                             sources=rules.lock_sources(lock) if kind == "lock"
-                             else ctx.settings.package_sources(channels),
-                             stop=lambda: cancel.is_set() or ctx.stopping.is_set(),
-                             categories=categories, shared_records=True)
-        timings["install"] = round(time.perf_counter() - start, 3)
-        log.line(("reused the prefix" if built.reused else "installed") +
-                 f" {built.conda_packages} conda + {built.pip_packages} pip packages "
-                 f"in {timings['install']} s")
-        pack_bytes = None
-        if ctx.settings.pack:
-            _boundary(ctx, cancel, version_id)
-            log.stage = State.packing
-            _set(ctx, version_id, State.packing)
-            start = time.perf_counter()
-            pack_bytes = _pack(ctx, fp, built.prefix, log)
-            timings["pack"] = round(time.perf_counter() - start, 3)
-            log.line(f"packed {pack_bytes} bytes in {timings['pack']} s")
-        _boundary(ctx, cancel, version_id)
-        point(ctx.layout.version_link(*where), os.path.relpath(
-            built.prefix, ctx.layout.env_dir(where[0], where[1])))
-        packages = sorted(({"name": p.name, "version": p.version, "manager": p.manager}
-                           for p in lock.for_platform(platform)), key=lambda p: p["name"])
-        prefix_bytes = sum(inode_table(ctx.layout, fp).values())  # cached for usage reports
-        if spec_text is not None:
-            (bdir / "environment.yml").write_text(spec_text)
-        artifacts = _store_files(ctx, where, bdir, has_spec=spec_text is not None)
-        artifacts["prefix"] = (str(built.prefix), prefix_bytes)
-        if pack_bytes is not None:
-            artifacts["pack"] = (ctx.store.uri(pack_key(fp)), pack_bytes)
-        kernel = has_ipykernel(built.prefix)
-
-        def announce() -> None:  # once publishing cannot be refused, before it commits:
-            log.stage = State.ready  # a follower stops reading at "ready"
-            if not kernel:
-                log.line("no kernel: ipykernel is not in this environment")
-            log.line("ready")
-
-        _publish(ctx, version_id, where, artifacts, announce, timings=timings,
-                 packages=packages, prefix_bytes=prefix_bytes, pack_bytes=pack_bytes)
-        logger.info("ready: %d packages, %s", len(packages), timings)
-        if image:
-            current.publish_image(ctx.db, ctx.settings, ctx.layout, version_id, where,
-                                  built.prefix, lock_text, log)
+        run_stages(b)
     except Stopped:  # a download ended early for a cancel or the service stopping
         _stopped(ctx, version_id, Cancelled() if cancel.is_set() else HandedBack(), log,
-                 timings)
+                 b.timings)
     except Lost:
         log.line("stopped: this build was cancelled, handed back or failed meanwhile")
     except (HandedBack, Cancelled) as stop:
-        _stopped(ctx, version_id, stop, log, timings)
+        _stopped(ctx, version_id, stop, log, b.timings)
     except EnvyardError as exc:
         log.line(f"error: {exc}")
         logger.info("failed: %s", str(exc)[:2000] or type(exc).__name__)
-        _fail(ctx, version_id, str(exc), timings)
+        _fail(ctx, version_id, str(exc), b.timings)
     except Exception as exc:  # a bug: record it, keep serving
         log.line(f"internal error: {type(exc).__name__}: {exc}")
         logger.exception("internal error in the build")
-        _fail(ctx, version_id, f"internal error: {type(exc).__name__}: {exc}", timings)
+        _fail(ctx, version_id, f"internal error: {type(exc).__name__}: {exc}", b.timings)
     finally:
         if not ctx.store.local and log.path.exists():
             try:  # the log's last word goes to the store; only this build writes it

@@ -127,6 +127,58 @@ def test_the_log_is_complete_when_the_version_is_ready(
     assert len(last_lines) == 1 and last_lines[0].endswith("[ready] ready"), last_lines
 
 
+def test_a_build_reads_its_spec_once_and_never_reads_back_its_lock(
+        tmp_path: Path, channel: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside one build the spec is parsed once and the lock the solver made is used as
+    it is: it was written to text and parsed back before (~0.1 s of YAML on an
+    800-package lock). Counts the YAML reads done by build threads."""
+    import asyncio
+    import threading
+
+    from envyard.builder import lock as lock_module
+    from envyard.builder import spec as spec_module
+    from envyard.service.app import create_app
+    from envyard.service.auth import create_token
+    from envyard.service.models import Role
+    from envyard.service.settings import Settings
+
+    reads: list[str] = []
+
+    def counted(kind: str, real: Any) -> Any:
+        def read(*args: Any, **kwargs: Any) -> Any:
+            if threading.current_thread().name.startswith("envyard-build"):
+                reads.append(kind)
+            return real(*args, **kwargs)
+        return read
+
+    monkeypatch.setattr(spec_module, "load_yaml", counted("spec", spec_module.load_yaml))
+    monkeypatch.setattr(lock_module, "load_plain", counted("lock", lock_module.load_plain))
+    app = create_app(Settings(root=tmp_path / "volume", channels=[str(channel)]))
+
+    async def call() -> dict[str, Any]:
+        async with app.router.lifespan_context(app):
+            with app.state.db.session(write=True) as s:
+                token = create_token(s, name="t", roles={"team": Role.developer})
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t",
+                                         headers={"Authorization": f"Bearer {token}"}) as c:
+                r = await c.post("/api/v1/environments/team/once/versions",
+                                 content="dependencies: [python=3.11, toolz]\n")
+                assert r.status_code == 202, r.text
+                url = f"/api/v1/environments/team/once/versions/{r.json()['version']}"
+                for _ in range(600):
+                    v = (await c.get(url)).json()
+                    if v["state"] in ("ready", "failed"):
+                        return v
+                    await asyncio.sleep(0.2)
+        raise AssertionError("the build did not finish")
+
+    v = asyncio.run(call())
+    assert v["state"] == "ready", v["error"]
+    assert reads == ["spec"], reads
+    assert set(v["timings"]) == {"solve", "install", "pack"}
+
+
 def test_log_stream_follows_the_stages(service: Service, dev_token: str) -> None:
     with api(service, dev_token) as c:
         number = c.post("/api/v1/environments/team/streamed/versions",
