@@ -11,6 +11,7 @@ from envyard.builder.dask import OPTIONAL, REQUIRED, PinSet
 from envyard.service import policy
 from envyard.service.api.deps import DbDep, PrincipalDep, RunnerDep, SettingsDep
 from envyard.service.api.params import Name
+from envyard.service.api.schemas import EnvironmentDask, NamespaceDask, Pins, Upgrade
 from envyard.service.catalog import find_environment, find_namespace
 from envyard.service.dask import current_pins, set_pins
 from envyard.service.errors import BadPins, Forbidden, NotFound
@@ -49,7 +50,7 @@ def _pins(body: PinsIn) -> PinSet:
     return PinSet(dict(body.versions), body.source or "API")
 
 
-@router.get("/dask/pins")
+@router.get("/dask/pins", response_model=Pins)
 def get_pins(db: DbDep, who: PrincipalDep, settings: SettingsDep) -> dict[str, Any]:
     """The pin set in force (the versions the scheduler and workers run)."""
     with db.session() as s:
@@ -59,7 +60,7 @@ def get_pins(db: DbDep, who: PrincipalDep, settings: SettingsDep) -> dict[str, A
     return {"versions": pins.versions, "source": pins.source}
 
 
-@router.put("/dask/pins")
+@router.put("/dask/pins", response_model=Pins)
 def put_pins(body: PinsIn, db: DbDep, who: PrincipalDep) -> dict[str, Any]:
     """Replace the pin set (admin on every namespace)."""
     who.require("*", Role.admin)
@@ -69,7 +70,7 @@ def put_pins(body: PinsIn, db: DbDep, who: PrincipalDep) -> dict[str, Any]:
     return {"versions": pins.versions, "source": pins.source}
 
 
-@router.put("/namespaces/{namespace}/dask")
+@router.put("/namespaces/{namespace}/dask", response_model=NamespaceDask)
 def namespace_dask(namespace: Name, body: NamespaceDaskIn, db: DbDep,
                    who: PrincipalDep) -> dict[str, Any]:
     """Block or warn on required mismatches; whether environments follow the pins."""
@@ -84,7 +85,7 @@ def namespace_dask(namespace: Name, body: NamespaceDaskIn, db: DbDep,
                 "follow": policy.dask_follow(None, ns).value}
 
 
-@router.put("/environments/{namespace}/{name}/dask")
+@router.put("/environments/{namespace}/{name}/dask", response_model=EnvironmentDask)
 def environment_dask(namespace: Name, name: Name, body: EnvironmentDaskIn, db: DbDep,
                      who: PrincipalDep) -> dict[str, Any]:
     """Whether this environment is locked within the cluster's pins."""
@@ -95,7 +96,7 @@ def environment_dask(namespace: Name, name: Name, body: EnvironmentDaskIn, db: D
     return {"namespace": namespace, "name": name, "follow": body.follow}
 
 
-@router.post("/dask/upgrade")
+@router.post("/dask/upgrade", response_model=Upgrade)
 def upgrade(body: UpgradeIn, db: DbDep, who: PrincipalDep, settings: SettingsDep,
             runner: RunnerDep) -> dict[str, Any]:
     """What-if: re-lock every environment with distributed against ``versions``; with

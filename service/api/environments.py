@@ -21,6 +21,7 @@ from envyard.service.api.deps import (
     shown_version,
 )
 from envyard.service.api.params import Name
+from envyard.service.api.schemas import Accepted, EnvironmentOut
 from envyard.service.auth import Principal
 from envyard.service.catalog import check_name, find_environment, version_summary
 from envyard.service.errors import Invalid
@@ -53,7 +54,7 @@ async def _submit(request: Request, settings: Settings, runner: Runner, who: Pri
                        request.app.state.checker, who, client, where, kind, body, key)
 
 
-@router.get("/{namespace}/{name}")
+@router.get("/{namespace}/{name}", response_model=EnvironmentOut)
 def read_environment(namespace: Name, name: Name, session: SessionDep,
                      who: PrincipalDep, settings: SettingsDep) -> dict[str, Any]:
     """An environment, its current version and every version's state."""
@@ -68,7 +69,7 @@ def read_environment(namespace: Name, name: Name, session: SessionDep,
 
 
 @router.post("/{namespace}/{name}/versions", status_code=202, openapi_extra=_BODY,
-             responses={202: {"description": "queued"}})
+             responses={202: {"description": "queued", "model": Accepted}})
 async def submit_spec(namespace: Name, name: Name, request: Request, db: DbDep,
                       who: PrincipalDep, settings: SettingsDep, runner: RunnerDep,
                       idempotency_key: IdempotencyKey = None) -> JSONResponse:
@@ -78,7 +79,7 @@ async def submit_spec(namespace: Name, name: Name, request: Request, db: DbDep,
 
 
 @router.post("/{namespace}/{name}/locks", status_code=202, openapi_extra=_BODY,
-             responses={202: {"description": "queued"}})
+             responses={202: {"description": "queued", "model": Accepted}})
 async def push_lock(namespace: Name, name: Name, request: Request, db: DbDep,
                     who: PrincipalDep, settings: SettingsDep, runner: RunnerDep,
                     idempotency_key: IdempotencyKey = None) -> JSONResponse:

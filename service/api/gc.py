@@ -10,6 +10,7 @@ from sqlalchemy import select
 from envyard.builder.layout import Layout
 from envyard.service import leftovers
 from envyard.service.api.deps import DbDep, PrincipalDep, SettingsDep
+from envyard.service.api.schemas import GcDone, Leftovers, NamespaceUsage, PlanRow
 from envyard.service.gc import apply_plan, make_plan
 from envyard.service.models import Namespace, Role
 from envyard.service.usage import usage_report
@@ -17,7 +18,7 @@ from envyard.service.usage import usage_report
 router = APIRouter(prefix="/api/v1", tags=["gc"])
 
 
-@router.get("/gc/plan")
+@router.get("/gc/plan", response_model=list[PlanRow])
 def gc_plan(db: DbDep, who: PrincipalDep, settings: SettingsDep,
             namespace: str | None = Query(None, max_length=64)) -> list[dict[str, Any]]:
     """One row per version of the namespaces the caller may read: kept or deleted, by
@@ -33,14 +34,14 @@ def gc_plan(db: DbDep, who: PrincipalDep, settings: SettingsDep,
     return [r.as_dict() for r in rows]
 
 
-@router.post("/gc")
+@router.post("/gc", response_model=GcDone)
 def gc_apply(db: DbDep, who: PrincipalDep, settings: SettingsDep) -> dict[str, Any]:
     """Apply the plan everywhere (needs admin on every namespace: role on '*')."""
     who.require("*", Role.admin)
     return apply_plan(db, settings)
 
 
-@router.get("/usage/leftovers")
+@router.get("/usage/leftovers", response_model=Leftovers)
 def usage_leftovers(who: PrincipalDep, settings: SettingsDep) -> dict[str, Any]:
     """Files killed processes left on the volume (staging, old prefixes, GC trash, partial
     packs and downloads), each removed by the next GC or start once no one owns it.
@@ -51,7 +52,7 @@ def usage_leftovers(who: PrincipalDep, settings: SettingsDep) -> dict[str, Any]:
     return {"bytes": sum(f.bytes for f in found), "files": [f.as_dict(layout) for f in found]}
 
 
-@router.get("/usage")
+@router.get("/usage", response_model=dict[str, NamespaceUsage])
 def usage(db: DbDep, who: PrincipalDep, settings: SettingsDep) -> dict[str, Any]:
     """Bytes per namespace the caller may read and per environment (a file shared by
     prefixes counts once)."""

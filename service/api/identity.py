@@ -16,6 +16,7 @@ from fastapi.responses import RedirectResponse
 
 from envyard.service import csrf
 from envyard.service.api.deps import TOKEN_COOKIE, PrincipalDep, SettingsDep
+from envyard.service.api.schemas import WhoAmI
 from envyard.service.errors import NotFound, ServiceError, Unauthorized
 from envyard.service.settings import Settings
 
@@ -24,7 +25,7 @@ router = APIRouter(tags=["identity"])
 STATE_COOKIE = "envyard-oauth-state"
 
 
-@router.get("/api/v1/whoami")
+@router.get("/api/v1/whoami", response_model=WhoAmI)
 def whoami(principal: PrincipalDep) -> dict[str, Any]:
     """The caller's name and roles, as envyard resolved them; for a browser logged in by
     cookie also the CSRF token its writes must send (header X-CSRF-Token)."""

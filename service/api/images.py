@@ -12,6 +12,7 @@ from envyard.builder.layout import Layout
 from envyard.service import images
 from envyard.service.api.deps import DbDep, PrincipalDep, RunnerDep, SettingsDep
 from envyard.service.api.params import Name, VersionNumber
+from envyard.service.api.schemas import EnvironmentImages, ImageQueued, NamespaceImages
 from envyard.service.buildlog import BuildLog
 from envyard.service.catalog import find_environment, find_namespace, find_version
 from envyard.service.current import publish_image
@@ -38,7 +39,7 @@ def _needs_registry(settings: Any) -> None:
                        "(setting image_registry)")
 
 
-@router.put("/namespaces/{namespace}/images")
+@router.put("/namespaces/{namespace}/images", response_model=NamespaceImages)
 def namespace_images(namespace: Name, body: NamespaceImagesIn, db: DbDep, who: PrincipalDep,
                      settings: SettingsDep) -> dict[str, Any]:
     """Build an image for every new version in the namespace (or stop doing so)."""
@@ -51,7 +52,7 @@ def namespace_images(namespace: Name, body: NamespaceImagesIn, db: DbDep, who: P
     return {"namespace": namespace, "images": body.enabled}
 
 
-@router.put("/environments/{namespace}/{name}/images")
+@router.put("/environments/{namespace}/{name}/images", response_model=EnvironmentImages)
 def environment_images(namespace: Name, name: Name, body: EnvironmentImagesIn, db: DbDep,
                        who: PrincipalDep, settings: SettingsDep) -> dict[str, Any]:
     """Images for this environment on, off, or (null) as its namespace says."""
@@ -64,7 +65,8 @@ def environment_images(namespace: Name, name: Name, body: EnvironmentImagesIn, d
     return {"namespace": namespace, "name": name, "images": body.enabled}
 
 
-@router.post("/environments/{namespace}/{name}/versions/{number}/image", status_code=202)
+@router.post("/environments/{namespace}/{name}/versions/{number}/image", status_code=202,
+             response_model=ImageQueued)
 def build_version_image(namespace: Name, name: Name, number: VersionNumber, db: DbDep,
                         who: PrincipalDep, settings: SettingsDep,
                         runner: RunnerDep) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from envyard.service import policy
 from envyard.service.api.deps import DbDep, PrincipalDep, SettingsDep
 from envyard.service.api.params import Name, VersionNumber
+from envyard.service.api.schemas import CurrentOut, HoldOut, QuotaSet, RetentionSet
 from envyard.service.catalog import find_environment, find_namespace, find_version
 from envyard.service.current import make_current
 from envyard.service.errors import Conflict
@@ -39,7 +40,7 @@ class QuotaIn(BaseModel):
     bytes: int | None = Field(None, ge=0, le=2**62, description="None removes the quota.")
 
 
-@router.post("/environments/{namespace}/{name}/rollback")
+@router.post("/environments/{namespace}/{name}/rollback", response_model=CurrentOut)
 def rollback(namespace: Name, name: Name, body: Rollback, db: DbDep, who: PrincipalDep,
              settings: SettingsDep) -> dict[str, Any]:
     """Point ``current`` at an earlier (or any) ready version."""
@@ -58,14 +59,14 @@ def _hold(db: Any, who: Any, namespace: str, name: str, number: int, held: bool
     return {"namespace": namespace, "name": name, "number": number, "held": held}
 
 
-@router.post("/environments/{namespace}/{name}/versions/{number}/hold")
+@router.post("/environments/{namespace}/{name}/versions/{number}/hold", response_model=HoldOut)
 def hold(namespace: Name, name: Name, number: VersionNumber, db: DbDep,
          who: PrincipalDep) -> dict[str, Any]:
     """Keep this version whatever the retention rules say."""
     return _hold(db, who, namespace, name, number, True)
 
 
-@router.delete("/environments/{namespace}/{name}/versions/{number}/hold")
+@router.delete("/environments/{namespace}/{name}/versions/{number}/hold", response_model=HoldOut)
 def unhold(namespace: Name, name: Name, number: VersionNumber, db: DbDep,
            who: PrincipalDep) -> dict[str, Any]:
     """Let the retention rules decide again."""
@@ -85,7 +86,7 @@ def _set_rule(db: Any, namespace: str, environment: str, body: RetentionIn) -> d
             **body.model_dump()}
 
 
-@router.put("/retention/{namespace}")
+@router.put("/retention/{namespace}", response_model=RetentionSet)
 def set_namespace_retention(namespace: Name, body: RetentionIn, db: DbDep,
                             who: PrincipalDep) -> dict[str, Any]:
     """Override the global retention for a namespace (unset fields inherit)."""
@@ -93,7 +94,7 @@ def set_namespace_retention(namespace: Name, body: RetentionIn, db: DbDep,
     return _set_rule(db, namespace, "", body)
 
 
-@router.put("/retention/{namespace}/{name}")
+@router.put("/retention/{namespace}/{name}", response_model=RetentionSet)
 def set_environment_retention(namespace: Name, name: Name, body: RetentionIn, db: DbDep,
                               who: PrincipalDep) -> dict[str, Any]:
     """Override the retention for one environment (unset fields inherit)."""
@@ -101,7 +102,7 @@ def set_environment_retention(namespace: Name, name: Name, body: RetentionIn, db
     return _set_rule(db, namespace, name, body)
 
 
-@router.put("/namespaces/{namespace}/quota")
+@router.put("/namespaces/{namespace}/quota", response_model=QuotaSet)
 def set_quota(namespace: Name, body: QuotaIn, db: DbDep, who: PrincipalDep) -> dict[str, Any]:
     """Set (or with null remove) the namespace's storage quota in bytes."""
     who.require(namespace, Role.admin)

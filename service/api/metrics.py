@@ -7,6 +7,7 @@ from fastapi.responses import PlainTextResponse
 from sqlalchemy import func, select
 
 from envyard.service.api.deps import RunnerDep, SessionDep, resolve_principal
+from envyard.service.api.schemas import Health
 from envyard.service.errors import NotFound
 from envyard.service.models import PinMove, Role, Version
 from envyard.service.transitions import State
@@ -51,6 +52,6 @@ def metrics(request: Request, session: SessionDep, runner: RunnerDep) -> str:
     return "\n".join(lines) + "\n"
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=Health)
 def healthz() -> dict[str, str]:
     return {"status": "ok"}

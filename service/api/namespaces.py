@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from envyard.service.api.deps import PrincipalDep, SessionDep
 from envyard.service.api.params import Name
+from envyard.service.api.schemas import NamespaceOut, NamespaceRow
 from envyard.service.catalog import check_name, environment_rows
 from envyard.service.errors import NotFound
 from envyard.service.models import Namespace, Role
@@ -16,14 +17,14 @@ from envyard.service.models import Namespace, Role
 router = APIRouter(prefix="/api/v1/namespaces", tags=["namespaces"])
 
 
-@router.get("")
+@router.get("", response_model=list[NamespaceRow])
 def list_namespaces(session: SessionDep, who: PrincipalDep) -> list[dict[str, Any]]:
     """The namespaces the caller may read."""
     names = session.scalars(select(Namespace.name).order_by(Namespace.name))
     return [{"name": n} for n in names if who.can(n, Role.viewer)]
 
 
-@router.get("/{namespace}")
+@router.get("/{namespace}", response_model=NamespaceOut)
 def read_namespace(namespace: Name, session: SessionDep, who: PrincipalDep) -> dict[str, Any]:
     """One namespace and its environments."""
     check_name("namespace", namespace)

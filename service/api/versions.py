@@ -25,6 +25,7 @@ from envyard.service.api.deps import (
     shown_version,
 )
 from envyard.service.api.params import Name, VersionNumber
+from envyard.service.api.schemas import CancelOut, VersionDetail, VersionSummary
 from envyard.service.catalog import (
     check_name,
     find_environment,
@@ -47,7 +48,7 @@ def _check(namespace: Name, name: Name, who: Any, role: Role = Role.viewer) -> N
     who.require(namespace, role)
 
 
-@router.get("")
+@router.get("", response_model=list[VersionSummary])
 def list_versions(namespace: Name, name: Name, session: SessionDep, who: PrincipalDep,
                   settings: SettingsDep, limit: int = Query(100, ge=1, le=1000),
                   offset: int = Query(0, ge=0, le=1_000_000_000)
@@ -61,7 +62,7 @@ def list_versions(namespace: Name, name: Name, session: SessionDep, who: Princip
             for v in rows]
 
 
-@router.get("/{number}")
+@router.get("/{number}", response_model=VersionDetail)
 def read_version(namespace: Name, name: Name, number: VersionNumber, session: SessionDep,
                  who: PrincipalDep, settings: SettingsDep) -> dict[str, Any]:
     """State, timings, sizes and package list of one version."""
@@ -92,7 +93,8 @@ def _log_path(settings: Any, namespace: Name, name: Name, number: int) -> Any:
 
 
 @router.get("/{number}/log", responses={200: {"content": {"text/plain": {},
-                                                           "text/event-stream": {}}}})
+                                                           "text/event-stream": {}}}},
+            response_class=PlainTextResponse)
 def read_log(namespace: Name, name: Name, number: VersionNumber, db: DbDep, who: PrincipalDep,
              settings: SettingsDep, store: StoreDep, request: Request,
              follow: bool = False) -> Response:
@@ -168,7 +170,7 @@ def download_pack(namespace: Name, name: Name, number: VersionNumber, session: S
     raise NotFound(f"version {number} has no pack (state {v.state})")
 
 
-@router.post("/{number}/cancel")
+@router.post("/{number}/cancel", response_model=CancelOut)
 def cancel_version(namespace: Name, name: Name, number: VersionNumber, db: DbDep, who: PrincipalDep,
                    runner: RunnerDep) -> dict[str, Any]:
     """Cancel a queued or running build; a finished one cannot be cancelled (409)."""

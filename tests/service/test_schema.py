@@ -20,3 +20,24 @@ def test_schemathesis_finds_no_5xx(service: Service, tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "No issues found" in done.stdout or "passed" in done.stdout.lower()
+
+
+def test_every_json_answer_has_a_documented_shape(tmp_path: Path) -> None:
+    """Each route that answers JSON declares its model, so ``/docs`` shows the fields a
+    client gets (FastAPI checks each answer against it); only file, text and stream
+    routes answer without one."""
+    from envyard.service.app import create_app
+    from envyard.service.settings import Settings
+
+    schema = create_app(Settings(root=tmp_path / "volume")).openapi()
+    untyped = []
+    for path, methods in schema["paths"].items():
+        for method, op in methods.items():
+            ok = {code: r for code, r in op["responses"].items() if code.startswith("2")}
+            for answer in ok.values():
+                json_answer = answer.get("content", {}).get("application/json")
+                if json_answer is not None and json_answer.get("schema") in ({}, None):
+                    untyped.append(f"{method.upper()} {path}")
+    assert untyped == [], untyped
+    version = schema["components"]["schemas"]["VersionDetail"]["properties"]
+    assert {"state", "packages", "timings", "artifacts", "current"} <= set(version)

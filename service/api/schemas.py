@@ -1,0 +1,239 @@
+"""What the API answers: one model per answer, so ``/docs`` shows each route's shape and
+FastAPI checks every answer against it (a field a route forgets is an error in the test
+run, not a surprise in a client)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from envyard.service.transitions import ImageState, State
+
+
+class Package(BaseModel):
+    name: str
+    version: str
+    manager: Literal["conda", "pip"]
+
+
+class Artifact(BaseModel):
+    path: str = Field(description="Where it is: relative to the volume unless you are a "
+                      "namespace admin, or a store URI.")
+    bytes: int | None
+
+
+class VersionSummary(BaseModel):
+    namespace: str
+    name: str
+    number: int
+    kind: Literal["spec", "lock"] = Field(description="spec: solved here; lock: pushed")
+    state: State
+    created_at: dt.datetime
+    finished_at: dt.datetime | None
+    spec_sha256: str | None
+    error: str | None
+
+
+class Image(BaseModel, extra="allow"):
+    state: ImageState
+    repository: str
+    reference: str | None = None
+    digest: str | None = None
+    error: str | None = None
+
+
+class VersionDetail(VersionSummary):
+    started_at: dt.datetime | None
+    timings: dict[str, float] = Field(description="Seconds per timed stage: solve, install, "
+                                      "pack.")
+    fingerprint: str | None = Field(description="The prefix's identity: identical locks "
+                                    "share one prefix.")
+    prefix_bytes: int | None
+    pack_bytes: int | None
+    packages: list[Package]
+    dask: dict[str, Any] | None = Field(description="The Dask pin check: applies, ok, "
+                                        "lockstep and a verdict per package.")
+    image: Image | None
+    artifacts: dict[str, Artifact] = Field(description="spec, lock, log, prefix, pack.")
+    current: bool = Field(description="Whether this is the environment's current version.")
+
+
+class EnvironmentOut(BaseModel):
+    namespace: str
+    name: str
+    current_version: int | None
+    kernel: str | None = Field(description="The kernelspec of the current version.")
+    versions: list[VersionSummary]
+
+
+class EnvironmentRow(BaseModel):
+    namespace: str
+    name: str
+    current_version: int | None
+    latest_version: int | None
+    latest_state: State | None
+    latest_spec_sha256: str | None
+
+
+class NamespaceRow(BaseModel):
+    name: str
+
+
+class NamespaceOut(BaseModel):
+    name: str
+    environments: list[EnvironmentRow]
+
+
+class Accepted(BaseModel):
+    """A submission queued (or, for a retried Idempotency-Key, the version it made)."""
+
+    namespace: str
+    name: str
+    version: int
+    state: State
+    url: str
+
+
+class CancelOut(BaseModel):
+    namespace: str
+    name: str
+    number: int
+    state: State | Literal["cancelling"] = Field(
+        description="cancelling: it stops at its next stage or download chunk")
+
+
+class CurrentOut(BaseModel):
+    namespace: str
+    name: str
+    current_version: int
+    kernel: str
+    image: str
+
+
+class HoldOut(BaseModel):
+    namespace: str
+    name: str
+    number: int
+    held: bool
+
+
+class WhoAmI(BaseModel):
+    name: str
+    roles: dict[str, Literal["viewer", "developer", "admin"]]
+    csrf_token: str | None = Field(None, description="For a browser logged in by cookie: "
+                                   "send it as X-CSRF-Token with every write.")
+
+
+class RetentionSet(BaseModel):
+    namespace: str
+    environment: str | None
+    keep_last: int | None
+    keep_days: float | None
+    failed_log_days: float | None
+
+
+class QuotaSet(BaseModel):
+    namespace: str
+    quota_bytes: int | None
+
+
+class Pins(BaseModel):
+    versions: dict[str, str]
+    source: str
+
+
+class NamespaceDask(BaseModel):
+    namespace: str
+    policy: Literal["warn", "block"]
+    follow: bool
+
+
+class EnvironmentDask(BaseModel):
+    namespace: str
+    name: str
+    follow: bool | None
+
+
+class NamespaceImages(BaseModel):
+    namespace: str
+    images: bool
+
+
+class EnvironmentImages(BaseModel):
+    namespace: str
+    name: str
+    images: bool | None
+
+
+class ImageQueued(BaseModel):
+    namespace: str
+    name: str
+    version: int
+    image: ImageState
+
+
+class PlanRow(BaseModel):
+    namespace: str
+    name: str
+    number: int
+    state: State
+    delete: bool
+    reason: str = Field(description="The rule that keeps or deletes it.")
+    bytes: int = Field(description="Bytes deleting it frees (files no kept version shares).")
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Leftover(BaseModel):
+    path: str = Field(description="Relative to the volume.")
+    kind: str
+    bytes: int
+
+
+class Leftovers(BaseModel):
+    bytes: int
+    files: list[Leftover]
+
+
+class GcDone(BaseModel):
+    deleted: list[str] = Field(description="NAMESPACE/NAME/NUMBER of each version whose "
+                               "files were removed.")
+    pruned_cache_entries: int
+    pruned_image_blobs: int
+    removed_leftovers: list[Leftover]
+    planned: list[PlanRow]
+
+
+class EnvironmentUsage(BaseModel):
+    bytes: int
+    prefixes: int
+
+
+class NamespaceUsage(BaseModel):
+    bytes: int = Field(description="Files shared by prefixes count once.")
+    environments: dict[str, EnvironmentUsage]
+    quota_bytes: int | None
+
+
+class WhatIfRow(BaseModel):
+    environment: str
+    current: dict[str, str | None] = Field(description="python, dask and distributed now.")
+    would_be: dict[str, str | None] | None
+    solvable: bool
+    conflict: str | None
+
+
+class Submitted(BaseModel):
+    environment: str
+    version: int
+
+
+class Upgrade(BaseModel):
+    rows: list[WhatIfRow]
+    submitted: list[Submitted] | None = Field(None, description="With apply: the versions "
+                                              "built for the new pins.")
+    pins: str | None = None
