@@ -23,6 +23,7 @@ import httpx
 from envyard.builder.oci import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, BlobStore, canonical
 from envyard.builder.registry import Registry
 from tests.servers import free_port, stop_process
+from tests.waiting import wait_until
 
 
 class TokenServer:
@@ -178,15 +179,16 @@ class RegistryServer:
             self.proc = subprocess.Popen(["docker-registry", "serve",
                                           str(self.dir / "config.yml")],
                                          stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(f"{'https' if self.ca else 'http'}://{self.host}/v2/", timeout=1,
-                          verify=ssl.create_default_context(cafile=self.ca) if self.ca else True)
-                return self
-            except httpx.TransportError:
-                time.sleep(0.05)
-        raise RuntimeError("docker-registry did not start")
+        verify = ssl.create_default_context(cafile=self.ca) if self.ca else True
+
+        def answers() -> bool:
+            httpx.get(f"{'https' if self.ca else 'http'}://{self.host}/v2/", timeout=1,
+                      verify=verify)
+            return True
+
+        wait_until(answers, timeout=30, what="docker-registry to answer", every=0.05,
+                   ignoring=(httpx.TransportError,))
+        return self
 
     def stop(self) -> None:
         stop_process(self.proc)
@@ -313,9 +315,7 @@ class Podman:
         self.service = subprocess.Popen([*self.base, "system", "service", "--time=0",
                                          f"unix://{sock}"], env=self.env,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not sock.exists():
-            time.sleep(0.05)
+        wait_until(sock.exists, timeout=30, what="podman's API socket", every=0.05)
         return f"unix://{sock}"
 
     def stop(self) -> None:

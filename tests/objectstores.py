@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
 from tests.servers import free_port, stop_process
+from tests.waiting import wait_until
 
 BUCKET = "envyard-test"
 
@@ -31,16 +31,16 @@ class _Emulator:
     def _spawn(self, cmd: list[str], probe: str) -> None:
         with (self.dir / f"{self.backend}-{self.port}.log").open("ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=log)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{cmd[0]} exited with {self.proc.returncode}")
-            try:
-                httpx.get(self.url + probe, timeout=1)
-                return
-            except httpx.TransportError:
-                time.sleep(0.05)
-        raise RuntimeError(f"{cmd[0]} did not answer in 30 s")
+        proc = self.proc
+
+        def answers() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{cmd[0]} exited with {proc.returncode}")
+            httpx.get(self.url + probe, timeout=1)
+            return True
+
+        wait_until(answers, timeout=30, what=f"{cmd[0]} to answer", every=0.05,
+                   ignoring=(httpx.TransportError,))
 
     def stop(self) -> None:
         stop_process(self.proc)

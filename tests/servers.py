@@ -13,7 +13,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from tests.waiting import wait_until
 
 ENVYARD = str(Path(sys.executable).with_name("envyard"))
 
@@ -129,16 +130,16 @@ class Service:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen([ENVYARD, "serve", *self.args], env=self.env,
                                          stdout=subprocess.DEVNULL, stderr=log)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"envyard serve exited with {self.proc.returncode}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise RuntimeError("envyard serve did not become ready in 60 s")
+        proc = self.proc
+
+        def healthy() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"envyard serve exited with {proc.returncode}")
+            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+
+        wait_until(healthy, timeout=60, what="envyard serve to answer /healthz",
+                   ignoring=(httpx.TransportError,))
+        return self
 
     def token(self, *roles: str, expires_in_days: float | None = None) -> str:
         cmd = [ENVYARD, "token", "create", "--name", "test"]

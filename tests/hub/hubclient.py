@@ -7,11 +7,12 @@ import asyncio
 import contextlib
 import json
 import re
-import time
 import uuid
 from typing import Any
 
 import httpx
+
+from tests.waiting import wait_until
 
 
 class HubUser:
@@ -38,14 +39,11 @@ class HubUser:
         resp = self.api.post(f"/hub/api/users/{self.name}/server")
         if resp.status_code not in (201, 202, 400):  # 400: already running
             raise RuntimeError(f"server start: {resp.status_code} {resp.text}")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             model = self.api.get(f"/hub/api/users/{self.name}").json()
-            server = (model.get("servers") or {}).get("", {})
-            if server.get("ready"):
-                return
-            time.sleep(0.2)
-        raise RuntimeError(f"{self.name}'s server not ready in {timeout} s")
+            return bool((model.get("servers") or {}).get("", {}).get("ready"))
+
+        wait_until(ready, timeout=timeout, what=f"{self.name}'s server to be ready", every=0.2)
 
     def kernelspecs(self) -> dict[str, Any]:
         resp = self.api.get(f"/user/{self.name}/api/kernelspecs")

@@ -15,6 +15,7 @@ import pytest
 from tests.hub.hubclient import HubUser
 from tests.servers import Service, free_port
 from tests.service.conftest import wait_ready
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -27,6 +28,11 @@ WHOAMI = ("import json, os, urllib.request as u\n"
           "print(json.load(u.urlopen(r))['name'])")
 
 
+
+def _wait_for_hub(url: str) -> None:
+    wait_until(lambda: httpx.get(f"{url}/hub/api/", timeout=1).status_code == 200,
+               timeout=60, what="the hub to answer", every=0.2, ignoring=(httpx.TransportError,))
+
 @pytest.fixture(scope="module")
 def hub(channel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     port = free_port()
@@ -35,15 +41,7 @@ def hub(channel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
     svc.root.mkdir()
     svc.start()
     svc.hub_url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{svc.hub_url}/hub/api/", timeout=1).status_code == 200:  # type: ignore[attr-defined]
-                break
-        except httpx.TransportError:
-            time.sleep(0.2)
-    else:
-        raise AssertionError("the hub did not answer in 60 s")
+    _wait_for_hub(svc.hub_url)  # type: ignore[attr-defined]
     yield svc
     svc.stop()
 
@@ -177,15 +175,7 @@ def test_sigterm_stops_the_hub_and_its_user_servers_and_exits_0(
     svc.root.mkdir()
     svc.start()
     hub_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{hub_url}/hub/api/", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "the hub did not answer in 60 s"
-        time.sleep(0.2)
+    _wait_for_hub(hub_url)
     user = HubUser(hub_url, "frank")
     user.start_server()
     user.close()

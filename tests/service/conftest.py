@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ import httpx
 import pytest
 
 from tests.servers import Service
+from tests.waiting import wait_until
 
 TERMINAL = {"ready", "failed", "cancelled"}
 
@@ -40,13 +40,11 @@ def api(service: Service, token: str | None) -> httpx.Client:
 
 def wait_ready(client: httpx.Client, env: str, number: int, timeout: float = 180
                ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = client.get(f"/api/v1/environments/{env}/versions/{number}").json()
-        if v["state"] in TERMINAL:
-            return v
-        time.sleep(0.1)
-    raise AssertionError(f"{env} version {number} did not finish in {timeout} s")
+    def finished() -> dict[str, Any] | None:
+        v: dict[str, Any] = client.get(f"/api/v1/environments/{env}/versions/{number}").json()
+        return v if v["state"] in TERMINAL else None
+
+    return wait_until(finished, timeout=timeout, what=f"{env} version {number} to finish")
 
 
 def build(client: httpx.Client, env: str, deps: str) -> dict[str, Any]:

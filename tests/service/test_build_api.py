@@ -79,17 +79,43 @@ def test_push_laptop_lock_builds_without_solving(service: Service, dev_token: st
     assert done.stdout.strip() == "2025.12.0", done.stderr
 
 
+def build_in_process(app: Any, env: str, spec: str) -> dict[str, Any]:
+    """Start ``app`` in this process, submit ``spec`` to ``env`` as a developer, and wait
+    for the build to end; its version as the API answers it."""
+    import asyncio
+
+    from envyard.service.auth import create_token
+    from envyard.service.models import Role
+
+    async def call() -> dict[str, Any]:
+        async with app.router.lifespan_context(app):
+            with app.state.db.session(write=True) as s:
+                token = create_token(s, name="t", roles={env.split("/")[0]: Role.developer})
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t",
+                                         headers={"Authorization": f"Bearer {token}"}) as c:
+                r = await c.post(f"/api/v1/environments/{env}/versions", content=spec)
+                assert r.status_code == 202, r.text
+                url = r.json()["url"]
+                deadline = asyncio.get_running_loop().time() + 120
+                while asyncio.get_running_loop().time() < deadline:
+                    v: dict[str, Any] = (await c.get(url)).json()
+                    if v["state"] in ("ready", "failed", "cancelled"):
+                        return v
+                    await asyncio.sleep(0.2)
+        raise AssertionError(f"the build of {env} did not finish within 120 s")
+
+    return asyncio.run(call())
+
+
 def test_the_log_is_complete_when_the_version_is_ready(
         tmp_path: Path, channel: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A follower stops reading at a terminal state. The "ready" line used to be written
     after the state was committed, so a follower could end on "[packing] packed …" (seen
     in CI). Here each state write looks at the log as a follower would at that moment."""
-    import asyncio
 
     from envyard.service import worker
     from envyard.service.app import create_app
-    from envyard.service.auth import create_token
-    from envyard.service.models import Role
     from envyard.service.settings import Settings
 
     app = create_app(Settings(root=tmp_path / "volume", channels=[str(channel)]))
@@ -104,25 +130,7 @@ def test_the_log_is_complete_when_the_version_is_ready(
 
     monkeypatch.setattr(worker, "_publish", publish)
 
-    async def call() -> dict[str, Any]:
-        async with app.router.lifespan_context(app):
-            with app.state.db.session(write=True) as s:
-                token = create_token(s, name="t", roles={"team": Role.developer})
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t",
-                                         headers={"Authorization": f"Bearer {token}"}) as c:
-                r = await c.post("/api/v1/environments/team/complete/versions",
-                                 content="dependencies: [python=3.11]\n")
-                assert r.status_code == 202, r.text
-                url = f"/api/v1/environments/team/complete/versions/{r.json()['version']}"
-                for _ in range(600):
-                    v = (await c.get(url)).json()
-                    if v["state"] in ("ready", "failed"):
-                        return v
-                    await asyncio.sleep(0.2)
-        raise AssertionError("the build did not finish")
-
-    v = asyncio.run(call())
+    v = build_in_process(app, "team/complete", "dependencies: [python=3.11]\n")
     assert v["state"] == "ready", v["error"]
     assert len(last_lines) == 1 and last_lines[0].endswith("[ready] ready"), last_lines
 
@@ -132,14 +140,11 @@ def test_a_build_reads_its_spec_once_and_never_reads_back_its_lock(
     """Inside one build the spec is parsed once and the lock the solver made is used as
     it is: it was written to text and parsed back before (~0.1 s of YAML on an
     800-package lock). Counts the YAML reads done by build threads."""
-    import asyncio
     import threading
 
     from envyard.builder import lock as lock_module
     from envyard.builder import spec as spec_module
     from envyard.service.app import create_app
-    from envyard.service.auth import create_token
-    from envyard.service.models import Role
     from envyard.service.settings import Settings
 
     reads: list[str] = []
@@ -155,25 +160,7 @@ def test_a_build_reads_its_spec_once_and_never_reads_back_its_lock(
     monkeypatch.setattr(lock_module, "load_plain", counted("lock", lock_module.load_plain))
     app = create_app(Settings(root=tmp_path / "volume", channels=[str(channel)]))
 
-    async def call() -> dict[str, Any]:
-        async with app.router.lifespan_context(app):
-            with app.state.db.session(write=True) as s:
-                token = create_token(s, name="t", roles={"team": Role.developer})
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t",
-                                         headers={"Authorization": f"Bearer {token}"}) as c:
-                r = await c.post("/api/v1/environments/team/once/versions",
-                                 content="dependencies: [python=3.11, toolz]\n")
-                assert r.status_code == 202, r.text
-                url = f"/api/v1/environments/team/once/versions/{r.json()['version']}"
-                for _ in range(600):
-                    v = (await c.get(url)).json()
-                    if v["state"] in ("ready", "failed"):
-                        return v
-                    await asyncio.sleep(0.2)
-        raise AssertionError("the build did not finish")
-
-    v = asyncio.run(call())
+    v = build_in_process(app, "team/once", "dependencies: [python=3.11, toolz]\n")
     assert v["state"] == "ready", v["error"]
     assert reads == ["spec"], reads
     assert set(v["timings"]) == {"solve", "install", "pack"}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import httpx
 
 from tests.servers import Service
 from tests.service.conftest import api, wait_ready
+from tests.waiting import wait_until
 
 SMALL = "dependencies: [python=3.11, toolz]\n"
 
@@ -53,11 +53,10 @@ def test_killed_mid_build_leaves_nothing_stuck(channel: Path, tmp_path: Path) ->
             assert wait_ready(c, "team/geo", first["version"])["state"] == "ready"
             big = ("dependencies: [python=3.11, dask, distributed, numpy, pandas, ipykernel]\n")
             second = c.post("/api/v1/environments/team/geo/versions", content=big).json()
-            deadline = time.monotonic() + 60
-            while c.get(f"/api/v1/environments/team/geo/versions/{second['version']}"
-                        ).json()["state"] not in ("installing", "packing"):
-                assert time.monotonic() < deadline
-                time.sleep(0.02)
+            wait_until(lambda: c.get(f"/api/v1/environments/team/geo/versions/"
+                                     f"{second['version']}").json()["state"]
+                       in ("installing", "packing"), timeout=60,
+                       what="the big build to install", every=0.02)
             queued = c.post("/api/v1/environments/team/geo/versions",
                             content="dependencies: [python=3.11, pyyaml]\n").json()
         svc.kill()
@@ -90,3 +89,39 @@ def test_concurrent_first_submissions_to_new_namespaces(service: Service) -> Non
 
     with ThreadPoolExecutor(12) as pool:
         assert set(pool.map(submit, range(24))) == {202}
+
+
+def test_image_rebuilds_share_the_build_slots(tmp_path: Path) -> None:
+    """An image rebuild asked through the API used to start a bare thread each: ten asks
+    ran ten image builds beside the builds. They now wait for one of the runner's
+    ``build_concurrency`` slots, as builds do."""
+    import asyncio
+    import threading
+    import time
+
+    from envyard.service.app import create_app
+    from envyard.service.settings import Settings
+
+    app = create_app(Settings(root=tmp_path / "volume", build_concurrency=2))
+    running, most, done = 0, 0, threading.Semaphore(0)
+    lock = threading.Lock()
+
+    def image_stage() -> None:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.2)
+        with lock:
+            running -= 1
+        done.release()
+
+    async def ask_ten() -> None:
+        async with app.router.lifespan_context(app):
+            for _ in range(10):
+                app.state.runner.run_image(image_stage)
+            for _ in range(10):
+                assert await asyncio.to_thread(done.acquire, True, 30)
+
+    asyncio.run(ask_ten())
+    assert most == 2

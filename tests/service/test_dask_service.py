@@ -3,12 +3,12 @@ applies upgrades."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from tests.conftest import REPO
 from tests.servers import Service
 from tests.service.conftest import api, wait_ready
+from tests.waiting import wait_until
 
 OLD = "dependencies: [python=3.11, dask=2025.12.0, distributed, toolz]\n"
 ANY = "dependencies: [python=3.11, dask, distributed, toolz]\n"
@@ -73,10 +73,8 @@ def test_pins_checks_policy_follow_whatif_apply(channel: Path, tmp_path: Path) -
             for s in applied["submitted"]:
                 v = wait_ready(c, s["environment"], s["version"])
                 assert v["state"] == "ready" and v["dask"]["ok"] is True
-            deadline = time.monotonic() + 30
-            while c.get("/api/v1/dask/pins").json()["versions"]["dask"] != "2026.1.2":
-                assert time.monotonic() < deadline, "pins did not move"
-                time.sleep(0.2)
+            wait_until(lambda: c.get("/api/v1/dask/pins").json()["versions"]["dask"]
+                       == "2026.1.2", timeout=30, what="the pins to move", every=0.2)
     finally:
         svc.stop()
 
@@ -155,10 +153,9 @@ def test_an_applied_upgrade_survives_a_restart(channel: Path, tmp_path: Path) ->
     try:
         with api(again, token) as c:
             assert wait_ready(c, built["environment"], built["version"])["state"] == "ready"
-            deadline = time.monotonic() + 30
-            while c.get("/api/v1/dask/pins").json()["versions"]["dask"] != "2026.1.2":
-                assert time.monotonic() < deadline, "the pins did not move after the restart"
-                time.sleep(0.2)
+            wait_until(lambda: c.get("/api/v1/dask/pins").json()["versions"]["dask"]
+                       == "2026.1.2", timeout=30, what="the pins to move after the restart",
+                       every=0.2)
             metrics = c.get("/metrics").text
             assert "envyard_pin_moves_waiting 0" in metrics
     finally:

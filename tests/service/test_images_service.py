@@ -4,7 +4,6 @@ a collected version's manifest unless a live version shares it."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from envyard.builder.spec import parse_spec
 from tests.images import RegistryServer, make_base_image
 from tests.servers import Service
 from tests.service.conftest import api, wait_ready
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -68,13 +68,11 @@ def _blobs_of(blobs: Path, digest: str) -> set[str]:
 
 def image_done(c: httpx.Client, env: str, number: int, timeout: float = 300
                ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def finished() -> dict[str, Any] | None:
         image = c.get(f"/api/v1/environments/{env}/versions/{number}").json()["image"]
-        if image and image["state"] in ("ready", "failed"):
-            return image
-        time.sleep(0.1)
-    raise AssertionError(f"the image of {env} v{number} did not finish")
+        return image if image and image["state"] in ("ready", "failed") else None
+
+    return wait_until(finished, timeout=timeout, what=f"the image of {env} v{number}")
 
 
 def build(c: httpx.Client, env: str, text: str) -> tuple[int, dict[str, Any]]:

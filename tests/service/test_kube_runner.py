@@ -23,6 +23,7 @@ from envyard.service.settings import Settings
 from tests.kube import KubeAPI, Kubelet, kill_when
 from tests.servers import Service
 from tests.service.conftest import api, wait_ready
+from tests.waiting import wait_until
 
 NS = "builds"
 PROFILES = {"gpu": {"resources": {"requests": {"cpu": "2", "memory": "8Gi"},
@@ -89,25 +90,18 @@ def _version_id(svc: Service, env: str, number: int) -> int:
 def _job(batch: Any, name: str, timeout: float = 30) -> Any:
     from kubernetes.client import ApiException
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            return batch.read_namespaced_job(name, NS)
-        except ApiException:
-            time.sleep(0.05)
-    raise AssertionError(f"Job {name} was not created")
+    return wait_until(lambda: batch.read_namespaced_job(name, NS), timeout=timeout,
+                      what=f"Job {name} to be created", every=0.05, ignoring=(ApiException,))
 
 
 def _finished(batch: Any, name: str, timeout: float = 60) -> Any:
     """The Job's status once the pod has exited (the version may be ready a moment
     before its worker process ends)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def finished() -> Any:
         status = batch.read_namespaced_job(name, NS).status
-        if status and (status.succeeded or status.failed):
-            return status
-        time.sleep(0.05)
-    raise AssertionError(f"Job {name} did not finish")
+        return status if status and (status.succeeded or status.failed) else None
+
+    return wait_until(finished, timeout=timeout, what=f"Job {name} to finish", every=0.05)
 
 
 def _gone(batch: Any, name: str, timeout: float = 30) -> bool:

@@ -13,6 +13,7 @@ import httpx
 
 from tests.servers import Service
 from tests.service.conftest import api, build, wait_ready
+from tests.waiting import wait_until
 
 PKGS = ["toolz", "msgpack-python", "pyyaml", "markupsafe", "tblib", "zict", "locket", "lz4"]
 
@@ -212,11 +213,9 @@ def test_scheduled_gc_and_cli(channel: Path, tmp_path: Path) -> None:
             assert f"keep   sched/env/{second} (ready): current" in plan
             assert f"keep   sched/env/{third} (ready): among the last 2 ready" in plan
             cli("unhold", f"sched/env/{first}")
-            deadline = time.monotonic() + 30
-            while c.get(f"/api/v1/environments/sched/env/versions/{first}"
-                        ).json()["state"] != "deleted":
-                assert time.monotonic() < deadline, "the scheduled GC never ran"
-                time.sleep(0.2)
+            wait_until(lambda: c.get(f"/api/v1/environments/sched/env/versions/{first}"
+                                     ).json()["state"] == "deleted",
+                       timeout=30, what="the scheduled GC to run", every=0.2)
             usage = json.loads(cli("usage", "--json"))
             assert usage["sched"]["environments"]["env"]["prefixes"] == 2
             assert "would delete 0 version(s)" in cli("gc", "--dry-run")

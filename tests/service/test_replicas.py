@@ -4,10 +4,10 @@ numbered once and built once; a replica killed mid-build is settled by the other
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, text
 
 from tests.servers import Postgres, Service
 from tests.service.conftest import TERMINAL, wait_ready
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(900)
 SMALL = "dependencies: [python=3.11, toolz]\n"
@@ -74,22 +75,18 @@ def test_killed_replica_is_settled_by_the_other(replicas: list[Service]) -> None
         for _ in range(8):
             assert c.post("/api/v1/environments/team/kill/versions",
                           content=SMALL).status_code == 202
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not _rows(
-                replicas[0].database_url, "SELECT id FROM versions WHERE state IN "
-                "('solving','installing','packing')"):
-            time.sleep(0.02)
+        wait_until(lambda: _rows(replicas[0].database_url, "SELECT id FROM versions WHERE "
+                                 "state IN ('solving','installing','packing')"),
+                   timeout=60, what="a build to start", every=0.02)
     replicas[0].kill()
     with httpx.Client(base_url=replicas[1].url, headers=headers, timeout=60) as c:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            versions = [c.get(f"/api/v1/environments/team/kill/versions/{n}").json()
-                        for n in range(1, 9)]
-            if all(v["state"] in TERMINAL for v in versions):
-                break
-            time.sleep(0.2)
-        else:
-            raise AssertionError(f"not settled: {[v['state'] for v in versions]}")
+        def settled() -> list[dict[str, Any]] | None:
+            found = [c.get(f"/api/v1/environments/team/kill/versions/{n}").json()
+                     for n in range(1, 9)]
+            return found if all(v["state"] in TERMINAL for v in found) else None
+
+        versions = wait_until(settled, timeout=300, what="every build to be settled",
+                              every=0.2)
     assert {v["state"] for v in versions} <= {"ready", "failed"}
     # what the killed replica was building failed; the rest was built by the other
     assert any(v["state"] == "failed" for v in versions)
@@ -149,10 +146,8 @@ def test_a_cancel_reaches_the_process_that_builds(postgres: Postgres, channel: P
             with httpx.Client(base_url=builder.url, headers=headers, timeout=60) as c:
                 number = c.post("/api/v1/environments/team/stop/versions",
                                 content=SMALL).json()["version"]
-                deadline = time.monotonic() + 120
-                while not any("/toolz-" in p for p in requested):
-                    assert time.monotonic() < deadline, "the build never fetched toolz"
-                    time.sleep(0.05)
+                wait_until(lambda: any("/toolz-" in p for p in requested), timeout=120,
+                           what="the build to fetch toolz", every=0.05)
             with httpx.Client(base_url=other.url, headers=headers, timeout=60) as c:
                 r = c.post(f"/api/v1/environments/team/stop/versions/{number}/cancel")
                 assert r.status_code == 200 and r.json()["state"] == "cancelling", r.text
