@@ -41,7 +41,7 @@ def wait_url(url: str, timeout: float = 60) -> None:
 def started(work: Path, hub: bool) -> tuple[Service, str, float]:
     port = free_port()
     svc = Service(work / ("hub" if hub else "plain") / "volume", channel(),
-                  extra_env={"ENVYARD_HUB_PORT": str(port)}, args=["--hub"] if hub else [])
+                  extra_env={"ENVYARD_HUB__PORT": str(port)}, args=["--hub"] if hub else [])
     svc.root.mkdir(parents=True)
     begin = time.perf_counter()
     svc.start()

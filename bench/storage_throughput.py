@@ -47,9 +47,8 @@ def main() -> None:
         print(f"{mbs:.0f} MB pack; baseline local copy {mbs / copy:.0f} MB/s")
         for backend in ("local", "gcs", "s3"):
             server = None if backend == "local" else objectstores.start(backend, work)
-            env = {} if server is None else {
-                k[len("ENVYARD_"):].lower(): v for k, v in server.settings().items()}
-            store = open_store(Settings(root=work / f"vol-{backend}", **env))
+            storage = {} if server is None else server.storage()
+            store = open_store(Settings(root=work / f"vol-{backend}", storage=storage))
             try:
                 up = best(lambda i, s=store: s.put(f"packs/p{i}.tar.zst", src))
                 down = best(lambda i, s=store, b=backend: s.download(

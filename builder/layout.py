@@ -32,6 +32,11 @@ def envyard_home() -> Path:
     return Path(os.environ.get("ENVYARD_HOME") or Path.home() / ".envyard")
 
 
+def envyard_cache() -> Path:
+    """Where a laptop's solves cache repodata when no cache is given: the XDG cache."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "envyard"
+
+
 @dataclass(frozen=True)
 class Layout:
     root: Path

@@ -14,6 +14,7 @@ from typing import Any
 
 from envyard.builder.content_hash import content_hash
 from envyard.builder.errors import SolveError, SpecError
+from envyard.builder.layout import envyard_cache
 from envyard.builder.lock import HashModel, LockChannel, LockedPackage, Lockfile, LockMeta
 from envyard.builder.solve import (
     DEFAULT_TIMEOUT,
@@ -35,7 +36,7 @@ class LockOptions:
     platforms: Sequence[str] = ()
     virtual: VirtualPackages = field(default_factory=load_virtual_packages)
     timeout: float = DEFAULT_TIMEOUT
-    cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "envyard")
+    cache_dir: Path = field(default_factory=envyard_cache)
     pip_index: str | None = None
     previous: Lockfile | None = None
     update: Sequence[str] = ()

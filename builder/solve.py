@@ -24,6 +24,7 @@ from envyard.builder.errors import (
     SolveTimeout,
     SpecError,
 )
+from envyard.builder.layout import envyard_cache
 from envyard.builder.virtual import VirtualPackages
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ class SolveRequest:
     locked: Sequence[Any] = ()
     constraints: Sequence[str] = ()
     timeout: float = DEFAULT_TIMEOUT
-    cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "envyard" / "repodata")
+    cache_dir: Path = field(default_factory=lambda: envyard_cache() / "repodata")
 
 
 def _clean(message: str) -> str:

@@ -96,7 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.db = db
     app.state.store = store
     app.state.hub = None
-    app.state.csrf_key = csrf.key_from(settings.hub_service_token)
+    app.state.csrf_key = csrf.key_from(settings.hub.service_token)
     app.state.tokens = TokenCache(db)
     app.state.checker = UploadChecker()
     _errors(app)
@@ -105,13 +105,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        processing=settings.request_threads,
                        max_spec_bytes=settings.max_spec_bytes,
                        max_lock_bytes=settings.max_lock_bytes)
-    app.add_middleware(SecurityHeaders, hub_url=settings.hub_public_url)
-    if settings.hub_api_url:
+    app.add_middleware(SecurityHeaders, hub_url=settings.hub.public_url)
+    if settings.hub.api_url:
         from envyard.service.hub_auth import HubIdentities
 
-        app.state.hub = HubIdentities(settings.hub_api_url, settings.hub_service_name,
-                                      dict(settings.hub_grants), settings.hub_admins)
-        app.add_middleware(ServicePrefix, prefix=f"/services/{settings.hub_service_name}")
+        app.state.hub = HubIdentities(settings.hub.api_url, settings.hub.service_name,
+                                      dict(settings.hub.grants), settings.hub.admins)
+        app.add_middleware(ServicePrefix, prefix=f"/services/{settings.hub.service_name}")
 
     from envyard.service.api import (
         dask,

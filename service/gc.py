@@ -232,7 +232,7 @@ def sweep(db: Database, layout: Layout, settings: Settings | None = None) -> lis
     if settings is not None and doomed_images:
         for problem in delete_images(settings, doomed_images, live_images):
             logger.warning("gc could not delete image %s", problem)
-    store = open_store(settings) if settings is not None and settings.storage != "local" \
+    store = open_store(settings) if settings is not None and settings.storage.backend != "local" \
         else None
     done = []
     for version_id, number, fp, before, name, ns in marked:

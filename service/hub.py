@@ -28,7 +28,7 @@ from envyard.builder.layout import envyard_home
 from envyard.service.errors import HubError
 from envyard.service.settings import Settings
 
-TOKEN_ENV = "ENVYARD_HUB_SERVICE_TOKEN"
+TOKEN_ENV = "ENVYARD_HUB__SERVICE_TOKEN"
 
 
 def _free_port() -> int:
@@ -45,7 +45,7 @@ def find_proxy(command: str) -> str:
         if found:
             return found
     raise HubError(f"{command} not found: `npm install -g configurable-http-proxy` (or set "
-                   "ENVYARD_HUB_PROXY_COMMAND to its path)")
+                   "ENVYARD_HUB__PROXY_COMMAND to its path)")
 
 
 def _singleuser() -> list[str]:
@@ -60,23 +60,25 @@ class EmbeddedHub:
         if importlib.util.find_spec("jupyterhub") is None:
             raise HubError("JupyterHub is not installed: pip install 'envyard[hub]'")
         self.dir = settings.root / "hub"
-        self.public_url = f"http://{settings.host}:{settings.hub_port}"
+        self.public_url = f"http://{settings.host}:{settings.hub.port}"
         self.token = secrets.token_hex(32)
         self.values: dict[str, Any] = {
             "dir": str(self.dir), "public_url": self.public_url,
             "hub_port": _free_port(), "proxy_api_port": _free_port(),
-            "proxy_command": find_proxy(settings.hub_proxy_command),
-            "singleuser": _singleuser(), "service_name": settings.hub_service_name,
+            "proxy_command": find_proxy(settings.hub.proxy_command),
+            "singleuser": _singleuser(), "service_name": settings.hub.service_name,
             "service_url": service_url, "jupyter_root": str(settings.root / "jupyter"),
-            "grants": dict(settings.hub_grants), "password": settings.hub_password,
+            "grants": dict(settings.hub.grants), "password": settings.hub.password,
         }
         self.proc: subprocess.Popen[bytes] | None = None
 
     def settings_for_service(self, settings: Settings) -> Settings:
         """The service's settings, pointed at this hub."""
-        return settings.model_copy(update={
-            "hub_api_url": f"http://127.0.0.1:{self.values['hub_port']}/hub/api",
-            "hub_public_url": self.public_url, "hub_service_token": self.token,
+        hub = settings.hub.model_copy(update={
+            "api_url": f"http://127.0.0.1:{self.values['hub_port']}/hub/api",
+            "public_url": self.public_url, "service_token": self.token})
+        return Settings.model_validate({  # validated: a misspelt key fails here, not later
+            **settings.model_dump(), "hub": hub.model_dump(),
             "trusted_proxies": ["127.0.0.1"]})  # the hub's proxy says who the client is
 
     def start(self) -> None:

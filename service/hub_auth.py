@@ -2,8 +2,8 @@
 
 envyard is registered in the hub as a service. A request carrying a token envyard did not
 issue is asked about at the hub (``GET /hub/api/user``); the token must grant access to
-this service. The user's roles come from ``hub_grants`` (by default developer on the
-namespace named after the user, viewer on ``shared``) and ``hub_admins``. The same rules
+this service. The user's roles come from ``hub.grants`` (by default developer on the
+namespace named after the user, viewer on ``shared``) and ``hub.admins``. The same rules
 choose which namespaces' kernels a user's server sees (``jupyter_path``), so what a user
 may read through the API and in the notebook is one decision.
 """

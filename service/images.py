@@ -37,24 +37,24 @@ from envyard.service.transitions import ImageState, State, set_image
 def repository(settings: Settings, namespace: str, name: str) -> str:
     """``<prefix><ns>-<name>``, lower-cased into the registry's name grammar."""
     raw = f"{namespace}-{name}".lower()
-    return settings.image_repository_prefix + re.sub(r"[._-]{2,}", "-", raw)
+    return settings.image.repository_prefix + re.sub(r"[._-]{2,}", "-", raw)
 
 
 def target_registry(settings: Settings) -> Registry:
-    if not settings.image_registry:
-        raise ImageError("no registry is configured (image_registry)")
-    return Registry(settings.image_registry, username=settings.image_registry_username,
-                    password=settings.image_registry_password,
-                    insecure=settings.image_registry_insecure,
-                    ca_bundle=settings.image_registry_ca_bundle)
+    if not settings.image.registry:
+        raise ImageError("no registry is configured (image.registry)")
+    return Registry(settings.image.registry, username=settings.image.registry_username,
+                    password=settings.image.registry_password,
+                    insecure=settings.image.registry_insecure,
+                    ca_bundle=settings.image.registry_ca_bundle)
 
 
 def _base_registry(settings: Settings, target: Registry) -> Registry:
-    host = ImageRef.parse(settings.image_base).registry
+    host = ImageRef.parse(settings.image.base).registry
     if host == target.host:
         return target
-    return Registry(host, insecure=settings.image_registry_insecure,
-                    ca_bundle=settings.image_registry_ca_bundle)
+    return Registry(host, insecure=settings.image.registry_insecure,
+                    ca_bundle=settings.image.registry_ca_bundle)
 
 
 def _set_image(db: Database, version_id: int, after: ImageState, **info: Any) -> None:
@@ -73,16 +73,16 @@ def build_stage(db: Database, settings: Settings, layout: Layout, version_id: in
     ns, name, number = where
     repo = repository(settings, ns, name)
     _set_image(db, version_id, ImageState.building, repository=repo)
-    log.line(f"image: building {repo}:v{number} on {settings.image_base or '(no base)'}")
+    log.line(f"image: building {repo}:v{number} on {settings.image.base or '(no base)'}")
     start = time.perf_counter()
     try:
-        if not settings.image_base:
-            raise ImageError("no base image is configured (image_base)")
+        if not settings.image.base:
+            raise ImageError("no base image is configured (image.base)")
         created = dt.datetime.fromtimestamp((prefix / STAMP).stat().st_mtime, dt.UTC)
-        spec = ImageSpec(base=settings.image_base, dest=f"{settings.image_root}/{ns}/{name}",
+        spec = ImageSpec(base=settings.image.base, dest=f"{settings.image.root}/{ns}/{name}",
                          title=f"{ns}/{name}", created=created,
                          lock_sha256=hashlib.sha256(lock_text.encode()).hexdigest(),
-                         max_layers=settings.image_layers)
+                         max_layers=settings.image.layers)
         store = BlobStore(layout.images)
         with target_registry(settings) as target, store.lock(shared=True):
             base = _base_registry(settings, target)
@@ -92,13 +92,13 @@ def build_stage(db: Database, settings: Settings, layout: Layout, version_id: in
                 tags = [f"v{number}", *(["current"] if is_current() else [])]
                 sent = push_image(image, store, target, repo, tags, base)
                 store.tag(f"{repo}:v{number}", image.manifest)
-                if settings.image_docker_host:
+                if settings.image.docker_host:
                     from envyard.builder.docker_engine import load_into_engine
 
                     load_into_engine(image, store, base, [f"{target.host}/{repo}:{t}"
                                                           for t in tags],
-                                     settings.image_docker_host)
-                    log.line(f"image: loaded into the engine at {settings.image_docker_host}")
+                                     settings.image.docker_host)
+                    log.line(f"image: loaded into the engine at {settings.image.docker_host}")
             finally:
                 if base is not target:
                     base.close()
@@ -122,7 +122,7 @@ def build_stage(db: Database, settings: Settings, layout: Layout, version_id: in
 def retag_current(settings: Settings, layout: Layout, image: dict[str, Any] | None) -> str:
     """Point the ``current`` tag at this version's image; say what happened (for
     ``envyard.service.current``, the one mover of ``current``)."""
-    if not image or image.get("state") != ImageState.ready or not settings.image_registry:
+    if not image or image.get("state") != ImageState.ready or not settings.image.registry:
         return "no image"
     try:
         manifest = BlobStore(layout.images).read(image["digest"])
@@ -139,7 +139,7 @@ def delete_images(settings: Settings, doomed: list[dict[str, Any]],
     problems: list[str] = []
     targets = {(i["repository"], i["digest"]) for i in doomed
                if i.get("state") == ImageState.ready and i.get("digest")} - live_digests
-    if not targets or not settings.image_registry:
+    if not targets or not settings.image.registry:
         return problems
     try:
         with target_registry(settings) as registry:

@@ -83,7 +83,7 @@ def dask_policy(ns: Namespace) -> Effective[str]:
 
 def images(settings: Settings, env: Environment | None, ns: Namespace) -> Effective[bool]:
     """Whether ready versions get an image: never without a registry."""
-    if not settings.image_registry:
+    if not settings.image.registry:
         return Effective(False, "service")
     return resolve(False, ("namespace", ns.images),
                    ("environment", env.images if env is not None else None))

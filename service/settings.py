@@ -98,6 +98,79 @@ class KubernetesSettings(BaseModel):
         "tolerations.")
 
 
+class ImageSettings(BaseModel):
+    """Images of versions: where they are pushed, what they are built on."""
+
+    model_config = ConfigDict(extra="forbid")
+    registry: str | None = Field(
+        None, description="Registry images are pushed to (host:port or https://host); "
+        "unset, no images are built.")
+    repository_prefix: str = Field(
+        "", description="Prefix of image repositories: <prefix><ns>-<name>:v<N>.")
+    base: str = Field("", description="Base image reference, e.g. "
+                            "registry.example.org/debian:bookworm-slim.")
+    registry_username: str | None = Field(None, description="Registry user name.")
+    registry_password: str | None = Field(None, description="Registry password.")
+    registry_insecure: bool = Field(
+        False, description="Allow plain HTTP to a registry that is not on loopback.")
+    registry_ca_bundle: str | None = Field(
+        None, description="CA bundle (PEM) for a registry with a private certificate.")
+    layers: int = Field(64, ge=1, le=120, description="Most layers an environment "
+                              "gets (packages are grouped into them).")
+    root: str = Field("/opt/envyard/envs", description="Where environments live in "
+                            "images: <root>/<ns>/<name>.")
+    docker_host: str | None = Field(
+        None, description="A Docker-compatible engine (DOCKER_HOST form) that also receives "
+        "each image, e.g. unix:///run/podman/podman.sock.")
+
+
+class HubSettings(BaseModel):
+    """JupyterHub: its API, envyard's identity in it, and who gets which role."""
+
+    model_config = ConfigDict(extra="forbid")
+    api_url: str | None = Field(
+        None, description="JupyterHub API URL (…/hub/api); set, envyard accepts hub tokens "
+        "and hub OAuth logins (`envyard serve --hub` sets it).")
+    public_url: str | None = Field(
+        None, description="The hub's URL as browsers see it (OAuth redirects); default: "
+        "api_url without /hub/api.")
+    service_name: str = Field("envyard", description="envyard's service name in the hub.")
+    service_token: str | None = Field(
+        None, description="envyard's API token as a hub service (its OAuth client secret).")
+    grants: dict[str, Literal["viewer", "developer", "admin"]] = Field(
+        {"{user}": "developer", "shared": "viewer"},
+        description="Roles a hub user gets, by namespace; '{user}' is the user's own name.")
+    admins: Literal["viewer", "developer", "admin"] | None = Field(
+        "admin", description="Role hub admins get on every namespace; null: none.")
+    port: int = Field(8000, description="Public port of the hub `serve --hub` starts.")
+    proxy_command: str = Field(
+        "configurable-http-proxy", description="configurable-http-proxy executable (npm).")
+    password: str | None = Field(
+        None, description="Shared password of the embedded hub's dummy login; null: any.")
+
+
+class StorageSettings(BaseModel):
+    """Where packs, locks, specs and logs are kept."""
+
+    model_config = ConfigDict(extra="forbid")
+    backend: Literal["local", "gcs", "s3"] = Field(
+        "local", description="Where packs, locks, specs and logs are kept: the volume, Google "
+        "Cloud Storage or S3.")
+    bucket: str = Field("", description="Bucket of the gcs or s3 store.")
+    prefix: str = Field("", description="Prefix of every object name in the bucket.")
+    endpoint: str | None = Field(
+        None, description="API endpoint of an S3-compatible store or a GCS emulator.")
+    region: str | None = Field(None, description="S3 region.")
+    project: str | None = Field(None, description="GCS project.")
+    credentials: Path | None = Field(
+        None, description="GCS service-account key file; it also signs download URLs.")
+    access_key_id: str | None = Field(None, description="S3 access key id; unset: "
+                                              "boto3's own lookup (env, instance role).")
+    secret_access_key: str | None = Field(None, description="S3 secret key.")
+    url_seconds: int = Field(900, ge=1, le=604800, description="Lifetime of signed "
+                                     "download URLs.")
+
+
 class Settings(BaseSettings):
     """Typed settings, read once at start-up."""
 
@@ -134,61 +207,9 @@ class Settings(BaseSettings):
         "its current version's lock is the pin set (wins over the stored pins).")
     max_spec_bytes: int = Field(1 << 20, description="Largest environment file accepted.")
     max_lock_bytes: int = Field(64 << 20, description="Largest lockfile accepted.")
-    image_registry: str | None = Field(
-        None, description="Registry images are pushed to (host:port or https://host); "
-        "unset, no images are built.")
-    image_repository_prefix: str = Field(
-        "", description="Prefix of image repositories: <prefix><ns>-<name>:v<N>.")
-    image_base: str = Field("", description="Base image reference, e.g. "
-                            "registry.example.org/debian:bookworm-slim.")
-    image_registry_username: str | None = Field(None, description="Registry user name.")
-    image_registry_password: str | None = Field(None, description="Registry password.")
-    image_registry_insecure: bool = Field(
-        False, description="Allow plain HTTP to a registry that is not on loopback.")
-    image_registry_ca_bundle: str | None = Field(
-        None, description="CA bundle (PEM) for a registry with a private certificate.")
-    image_layers: int = Field(64, ge=1, le=120, description="Most layers an environment "
-                              "gets (packages are grouped into them).")
-    image_root: str = Field("/opt/envyard/envs", description="Where environments live in "
-                            "images: <image_root>/<ns>/<name>.")
-    image_docker_host: str | None = Field(
-        None, description="A Docker-compatible engine (DOCKER_HOST form) that also receives "
-        "each image, e.g. unix:///run/podman/podman.sock.")
-    hub_api_url: str | None = Field(
-        None, description="JupyterHub API URL (…/hub/api); set, envyard accepts hub tokens "
-        "and hub OAuth logins (`envyard serve --hub` sets it).")
-    hub_public_url: str | None = Field(
-        None, description="The hub's URL as browsers see it (OAuth redirects); default: "
-        "hub_api_url without /hub/api.")
-    hub_service_name: str = Field("envyard", description="envyard's service name in the hub.")
-    hub_service_token: str | None = Field(
-        None, description="envyard's API token as a hub service (its OAuth client secret).")
-    hub_grants: dict[str, Literal["viewer", "developer", "admin"]] = Field(
-        {"{user}": "developer", "shared": "viewer"},
-        description="Roles a hub user gets, by namespace; '{user}' is the user's own name.")
-    hub_admins: Literal["viewer", "developer", "admin"] | None = Field(
-        "admin", description="Role hub admins get on every namespace; null: none.")
-    hub_port: int = Field(8000, description="Public port of the hub `serve --hub` starts.")
-    hub_proxy_command: str = Field(
-        "configurable-http-proxy", description="configurable-http-proxy executable (npm).")
-    hub_password: str | None = Field(
-        None, description="Shared password of the embedded hub's dummy login; null: any.")
-    storage: Literal["local", "gcs", "s3"] = Field(
-        "local", description="Where packs, locks, specs and logs are kept: the volume, Google "
-        "Cloud Storage or S3.")
-    storage_bucket: str = Field("", description="Bucket of the gcs or s3 store.")
-    storage_prefix: str = Field("", description="Prefix of every object name in the bucket.")
-    storage_endpoint: str | None = Field(
-        None, description="API endpoint of an S3-compatible store or a GCS emulator.")
-    storage_region: str | None = Field(None, description="S3 region.")
-    storage_project: str | None = Field(None, description="GCS project.")
-    storage_credentials: Path | None = Field(
-        None, description="GCS service-account key file; it also signs download URLs.")
-    storage_access_key_id: str | None = Field(None, description="S3 access key id; unset: "
-                                              "boto3's own lookup (env, instance role).")
-    storage_secret_access_key: str | None = Field(None, description="S3 secret key.")
-    storage_url_seconds: int = Field(900, ge=1, le=604800, description="Lifetime of signed "
-                                     "download URLs.")
+    image: ImageSettings = Field(default_factory=lambda: ImageSettings())
+    hub: HubSettings = Field(default_factory=lambda: HubSettings())
+    storage: StorageSettings = Field(default_factory=lambda: StorageSettings())
     runner: Literal["local", "kubernetes"] = Field(
         "local", description="Where builds run: threads of this process, or Kubernetes Jobs.")
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
@@ -217,8 +238,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _backends_complete(self) -> Settings:
-        if self.storage != "local" and not self.storage_bucket:
-            raise ValueError(f"storage {self.storage!r} needs storage_bucket")
+        if self.storage.backend != "local" and not self.storage.bucket:
+            raise ValueError(f"storage.backend {self.storage.backend!r} needs storage.bucket")
         if self.runner == "kubernetes" and not (self.kubernetes.image and
                                                 self.kubernetes.volume_claim):
             raise ValueError("runner 'kubernetes' needs kubernetes.image and "
@@ -271,15 +292,38 @@ class Settings(BaseSettings):
         return self.platform or host_platform()
 
 
+#: The grouped settings' old flat names (``image_registry`` is now ``image.registry``).
+RENAMED = {f"{group}_{name}": f"{group}.{name}"
+           for group, model in (("image", ImageSettings), ("hub", HubSettings),
+                                ("storage", StorageSettings))
+           for name in model.model_fields} | {"storage": "storage.backend"}
+
+
+def _new_name(old: str) -> str:
+    new = RENAMED[old]
+    return f"{new} (ENVYARD_{new.replace('.', '__').upper()})"
+
+
 def load_settings(**given: Any) -> Settings:
     """The settings from the environment and ``ENVYARD_CONFIG``; a malformed one is a
-    ``ConfigError`` naming the variable and the form it expects (not an internal error)."""
+    ``ConfigError`` naming the variable and the form it expects (not an internal error),
+    and one under its old flat name says its new one (never silently ignored)."""
+    old = sorted(k for k, v in os.environ.items() if k.startswith("ENVYARD_")
+                 and k[8:].lower() in RENAMED and not (k == "ENVYARD_STORAGE"
+                                                       and v.lstrip().startswith("{")))
+    if old:
+        raise ConfigError("renamed settings: " + "; ".join(
+            f"{k} is now {_new_name(k[8:].lower())}" for k in old))
     try:
         return Settings(**given)
     except SettingsError as exc:  # a value the environment source could not decode
         cause = str(exc)
         field = cause.split('"')[1] if '"' in cause else "?"
-        raise ConfigError(f"ENVYARD_{field.upper()}: cannot be read; it expects JSON "
+        kind = Settings.model_fields[field].annotation if field in Settings.model_fields \
+            else None
+        nested = isinstance(kind, type) and issubclass(kind, BaseModel)
+        name = f"one of ENVYARD_{field.upper()}__*" if nested else f"ENVYARD_{field.upper()}"
+        raise ConfigError(f"{name}: cannot be read; it expects JSON "
                           f"(see `envyard serve --help`) ({cause})") from None
     except ValidationError as exc:
         problems = []
@@ -290,6 +334,9 @@ def load_settings(**given: Any) -> Settings:
             secret = any(w in key.lower() for w in ("password", "secret", "token", "key"))
             shown = isinstance(err.get("input"), str | int | float) and not secret and \
                 err["type"] != "extra_forbidden"  # a misspelt key's value may be a secret
+            if err["type"] == "extra_forbidden" and key in RENAMED:
+                problems.append(f"{key} is now {_new_name(key)}")
+                continue
             problems.append(f"{name}: {err['msg']}"
                             + (f" (got {err['input']!r})" if shown else ""))
         raise ConfigError("bad setting: " + "; ".join(problems)) from None

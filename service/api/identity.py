@@ -38,11 +38,11 @@ def whoami(principal: PrincipalDep) -> dict[str, Any]:
 
 def _hub(settings: Settings) -> tuple[str, str, str]:
     """(public hub URL, API URL, redirect URI), or 404 when no hub is configured."""
-    if not (settings.hub_api_url and settings.hub_service_token):
-        raise NotFound("no JupyterHub is configured (hub_api_url, hub_service_token)")
-    api = settings.hub_api_url.rstrip("/")
-    public = (settings.hub_public_url or api.removesuffix("/hub/api")).rstrip("/")
-    return public, api, f"{public}/services/{settings.hub_service_name}/oauth_callback"
+    if not (settings.hub.api_url and settings.hub.service_token):
+        raise NotFound("no JupyterHub is configured (hub.api_url, hub.service_token)")
+    api = settings.hub.api_url.rstrip("/")
+    public = (settings.hub.public_url or api.removesuffix("/hub/api")).rstrip("/")
+    return public, api, f"{public}/services/{settings.hub.service_name}/oauth_callback"
 
 
 def _cookie_path(request: Request) -> str:
@@ -60,7 +60,7 @@ def _safe_next(request: Request, target: str | None) -> str:
 def login(request: Request, settings: SettingsDep, next: str | None = None) -> RedirectResponse:
     public, _, redirect_uri = _hub(settings)
     state = secrets.token_urlsafe(24)
-    query = urlencode({"client_id": f"service-{settings.hub_service_name}",
+    query = urlencode({"client_id": f"service-{settings.hub.service_name}",
                        "redirect_uri": redirect_uri, "response_type": "code", "state": state})
     resp = RedirectResponse(f"{public}/hub/api/oauth2/authorize?{query}", status_code=302)
     resp.set_cookie(STATE_COOKIE, f"{state}:{_safe_next(request, next)}", max_age=600,
@@ -79,8 +79,8 @@ def oauth_callback(request: Request, settings: SettingsDep, code: str = "",
         raise Unauthorized("OAuth state mismatch: start again at /login")
     try:
         resp = httpx.post(f"{api}/oauth2/token", timeout=10, data={
-            "client_id": f"service-{settings.hub_service_name}",
-            "client_secret": settings.hub_service_token, "grant_type": "authorization_code",
+            "client_id": f"service-{settings.hub.service_name}",
+            "client_secret": settings.hub.service_token, "grant_type": "authorization_code",
             "code": code, "redirect_uri": redirect_uri})
     except httpx.TransportError as exc:
         raise ServiceError(f"cannot reach the hub: {exc}") from None

@@ -34,9 +34,9 @@ class EnvironmentImagesIn(BaseModel):
 
 
 def _needs_registry(settings: Any) -> None:
-    if not settings.image_registry:
+    if not settings.image.registry:
         raise Conflict("images are not available: the service has no registry "
-                       "(setting image_registry)")
+                       "(setting image.registry)")
 
 
 @router.put("/namespaces/{namespace}/images", response_model=NamespaceImages)

@@ -79,7 +79,7 @@ def _from_store(store: ArtifactStore, settings: Any, key: str, filename: str,
                 media_type: str) -> Response | None:
     """A remote artifact: a redirect to a signed URL if the backend signs, else its bytes
     streamed through here; None when the store does not have it."""
-    url = store.signed_url(key, filename, settings.storage_url_seconds)
+    url = store.signed_url(key, filename, settings.storage.url_seconds)
     if url is not None:
         return RedirectResponse(url, status_code=307)
     if store.stat(key) is None:

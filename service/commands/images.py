@@ -87,7 +87,7 @@ def cmd_image_push(args: argparse.Namespace) -> None:
 
     home = envyard_home()
     store = BlobStore(args.store or home / "images")
-    password = os.environ.get("ENVYARD_IMAGE_REGISTRY_PASSWORD")
+    password = os.environ.get("ENVYARD_IMAGE__REGISTRY_PASSWORD")
     start = time.perf_counter()
     with Registry(to.registry, username=args.username, password=password,
                   insecure=args.insecure) as target, \
@@ -124,7 +124,7 @@ def register(sub: Any) -> None:
                          description="No daemon: the base is pulled by reference, the "
                          "environment becomes layers grouped by package (paths rewritten to "
                          "--dest), and only what the registry lacks is uploaded. The password "
-                         "comes from ENVYARD_IMAGE_REGISTRY_PASSWORD.")
+                         "comes from ENVYARD_IMAGE__REGISTRY_PASSWORD.")
     p.add_argument("prefix", type=Path, help="an environment (e.g. from `envyard build`)")
     p.add_argument("--base", required=True, help="base image reference")
     p.add_argument("--to", required=True, help="REGISTRY/REPOSITORY:TAG to push")
@@ -134,6 +134,7 @@ def register(sub: Any) -> None:
     p.add_argument("--insecure", action="store_true",
                    help="allow plain HTTP to a registry that is not on loopback")
     p.add_argument("--max-layers", type=int, default=64)
-    p.add_argument("--store", type=Path, help="blob store (default ~/.envyard/images)")
+    p.add_argument("--store", type=Path, help="blob store (default $ENVYARD_HOME/images, "
+                   "ENVYARD_HOME being ~/.envyard unless set)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_image_push)

@@ -22,7 +22,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     if args.port:
         overrides["port"] = args.port
     if args.hub_port:
-        overrides["hub_port"] = args.hub_port
+        overrides["hub"] = {"port": args.hub_port}
     settings = load_settings(**overrides)
     logs.configure(settings.log_format, "debug" if args.log_level == "debug" else "info")
     hub = None
@@ -36,8 +36,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
          f"(API docs at /docs; volume {settings.root})")
     if hub:
         info(f"JupyterHub at {hub.public_url} (log in as any user"
-             f"{'' if settings.hub_password else ', any password'}); envyard behind it at "
-             f"{hub.public_url}/services/{settings.hub_service_name}/")
+             f"{'' if settings.hub.password else ', any password'}); envyard behind it at "
+             f"{hub.public_url}/services/{settings.hub.service_name}/")
     config = uvicorn.Config(
         create_app(settings), host=settings.host, port=settings.port,
         log_level=args.log_level, proxy_headers=bool(settings.trusted_proxies),
@@ -157,14 +157,17 @@ def register(sub: Any) -> None:
     p = sub.add_parser("serve", help="run the envyard service (HTTP API and builds)",
                        description="Run the service with the settings from ENVYARD_* "
                        "variables and the YAML file named by ENVYARD_CONFIG. Defaults: "
-                       "SQLite and a volume under ~/.envyard/volume, builds in-process.")
+                       "SQLite and a volume under ~/.envyard/volume, builds in-process. "
+                       "Grouped settings (image, hub, storage, kubernetes) are "
+                       "ENVYARD_GROUP__NAME, e.g. ENVYARD_IMAGE__REGISTRY, or image: "
+                       "{registry: …} in the file.")
     p.add_argument("--host", help="address to bind (setting: host)")
     p.add_argument("--port", type=int, help="port to bind (setting: port)")
     p.add_argument("--hub", action="store_true",
                    help="also run a JupyterHub (configurable-http-proxy from npm, local "
                    "spawner) with envyard as its service: hub users log in to envyard and "
                    "see the kernels of the namespaces they may read")
-    p.add_argument("--hub-port", type=int, help="the hub's public port (setting: hub_port)")
+    p.add_argument("--hub-port", type=int, help="the hub's public port (setting: hub.port)")
     p.add_argument("--log-level", default="warning",
                    choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=cmd_serve)

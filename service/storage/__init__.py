@@ -15,19 +15,19 @@ if TYPE_CHECKING:
 
 
 def open_store(settings: Settings) -> ArtifactStore:
-    if settings.storage == "gcs":
+    if settings.storage.backend == "gcs":
         from envyard.service.storage.gcs import GCSStore
 
-        return GCSStore(settings.storage_bucket, settings.storage_prefix,
-                        project=settings.storage_project, endpoint=settings.storage_endpoint,
-                        credentials=settings.storage_credentials)
-    if settings.storage == "s3":
+        return GCSStore(settings.storage.bucket, settings.storage.prefix,
+                        project=settings.storage.project, endpoint=settings.storage.endpoint,
+                        credentials=settings.storage.credentials)
+    if settings.storage.backend == "s3":
         from envyard.service.storage.s3 import S3Store
 
-        return S3Store(settings.storage_bucket, settings.storage_prefix,
-                       endpoint=settings.storage_endpoint, region=settings.storage_region,
-                       access_key_id=settings.storage_access_key_id,
-                       secret_access_key=settings.storage_secret_access_key)
+        return S3Store(settings.storage.bucket, settings.storage.prefix,
+                       endpoint=settings.storage.endpoint, region=settings.storage.region,
+                       access_key_id=settings.storage.access_key_id,
+                       secret_access_key=settings.storage.secret_access_key)
     from envyard.service.storage.local import LocalStore
 
     return LocalStore(settings.root)

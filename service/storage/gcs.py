@@ -4,7 +4,7 @@ Small objects are one upload with ``ifGenerationMatch=0`` (create only). Large o
 uploaded as parts in parallel to temporary names and composed into the final name, again
 with ``ifGenerationMatch=0``; the parts are then deleted. Every upload is verified by
 CRC32C, and the sha256 goes into the object's metadata. Signed URLs need a service-account
-key (``storage_credentials``); without one, downloads stream through envyard.
+key (``storage.credentials``); without one, downloads stream through envyard.
 """
 
 from __future__ import annotations

@@ -129,9 +129,9 @@ def test_hub_config_and_service_settings_agree(monkeypatch: pytest.MonkeyPatch,
     settings_file.write_text(maps["ey-settings"]["envyard.yml"])
     monkeypatch.setenv("ENVYARD_CONFIG", str(settings_file))
     settings = Settings()
-    assert settings.hub_api_url == "http://ey-hub:8081/hub/api"
-    assert settings.hub_public_url == "https://hub.example"
-    assert paths == jupyter_path(settings.root / "jupyter", "alice", settings.hub_grants)
+    assert settings.hub.api_url == "http://ey-hub:8081/hub/api"
+    assert settings.hub.public_url == "https://hub.example"
+    assert paths == jupyter_path(settings.root / "jupyter", "alice", settings.hub.grants)
     # Helm merges maps: the default `shared` grant stays unless set to null
     assert set(paths.split(":")) == {"/srv/envyard/jupyter/alice", "/srv/envyard/jupyter/geo",
                                      "/srv/envyard/jupyter/shared"}
@@ -151,7 +151,7 @@ def test_kubernetes_runner_settings_from_the_chart(monkeypatch: pytest.MonkeyPat
     settings_file.write_text(maps["ey-settings"]["envyard.yml"])
     monkeypatch.setenv("ENVYARD_CONFIG", str(settings_file))
     settings = Settings()
-    assert settings.runner == "kubernetes" and settings.storage == "gcs"
+    assert settings.runner == "kubernetes" and settings.storage.backend == "gcs"
     assert settings.kubernetes.namespace == "hub"
     assert settings.kubernetes.volume_claim == "ey-volume"
     assert settings.kubernetes.profiles["gpu"].node_selector == {"pool": "gpu"}
@@ -166,8 +166,8 @@ def test_kubernetes_runner_settings_from_the_chart(monkeypatch: pytest.MonkeyPat
     assert pod["containers"][0]["image"] == deployment["spec"]["template"]["spec"][
         "containers"][0]["image"]
     assert {"name": "secret-0", "secret": {"secretName": "gcs-key"}} in pod["volumes"]
-    assert settings.storage_credentials is not None and \
-        str(settings.storage_credentials).startswith(
+    assert settings.storage.credentials is not None and \
+        str(settings.storage.credentials).startswith(
             pod["containers"][0]["volumeMounts"][-1]["mountPath"])
     f = tmp_path / "job.yaml"
     f.write_text(yaml.safe_dump(job))

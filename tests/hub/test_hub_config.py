@@ -40,7 +40,7 @@ def test_jupyter_path_lists_readable_namespaces(tmp_path: Path) -> None:
 
 def test_serve_hub_without_proxy_says_what_to_install(tmp_path: Path) -> None:
     env = {**os.environ, "ENVYARD_ROOT": str(tmp_path / "v"),
-           "ENVYARD_HUB_PROXY_COMMAND": "no-such-proxy", "ENVYARD_HOME": str(tmp_path)}
+           "ENVYARD_HUB__PROXY_COMMAND": "no-such-proxy", "ENVYARD_HOME": str(tmp_path)}
     done = subprocess.run([ENVYARD, "serve", "--hub", "--port", "1"], env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 20

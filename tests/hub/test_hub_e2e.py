@@ -37,7 +37,7 @@ def _wait_for_hub(url: str) -> None:
 def hub(channel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     port = free_port()
     svc = Service(tmp_path_factory.mktemp("hub") / "volume", channel,
-                  extra_env={"ENVYARD_HUB_PORT": str(port)}, args=["--hub"])
+                  extra_env={"ENVYARD_HUB__PORT": str(port)}, args=["--hub"])
     svc.root.mkdir()
     svc.start()
     svc.hub_url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
@@ -170,7 +170,7 @@ def test_sigterm_stops_the_hub_and_its_user_servers_and_exits_0(
     import psutil
 
     port = free_port()
-    svc = Service(tmp_path / "volume", channel, extra_env={"ENVYARD_HUB_PORT": str(port)},
+    svc = Service(tmp_path / "volume", channel, extra_env={"ENVYARD_HUB__PORT": str(port)},
                   args=["--hub"])
     svc.root.mkdir()
     svc.start()

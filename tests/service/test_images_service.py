@@ -42,8 +42,8 @@ def registry(channel: Path, cache_dir: Path, pkgs_dir: Path,
 
 
 def _service(root: Path, channel: Path, registry: str, base: str) -> Service:
-    svc = Service(root, channel, extra_env={"ENVYARD_IMAGE_REGISTRY": registry,
-                                            "ENVYARD_IMAGE_BASE": base})
+    svc = Service(root, channel, extra_env={"ENVYARD_IMAGE__REGISTRY": registry,
+                                            "ENVYARD_IMAGE__BASE": base})
     svc.root.mkdir(parents=True)
     return svc.start()
 
@@ -152,7 +152,7 @@ def test_images_need_a_registry(service: Service) -> None:
     with api(service, service.token("*=admin")) as c:
         c.post("/api/v1/environments/noreg/x/versions", content="dependencies: [python]\n")
         resp = c.put("/api/v1/namespaces/noreg/images", json={"enabled": True})
-        assert resp.status_code == 409 and "image_registry" in resp.json()["detail"]
+        assert resp.status_code == 409 and "image.registry" in resp.json()["detail"]
         resp = c.put("/api/v1/namespaces/noreg/images", json={"enabled": "yes please"})
         assert resp.status_code == 422
 

@@ -111,3 +111,32 @@ def test_old_namespace_defaults_become_unset_overrides(backend: str, tmp_path: P
         assert rows == {"plain": (None, None, None), "chosen": ("block", True, True)}
     finally:
         db.engine.dispose()
+
+
+def test_grouped_settings_and_their_old_names(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Image, hub and storage settings are groups (``image.registry``,
+    ``ENVYARD_IMAGE__REGISTRY``); a setting under its old flat name is refused with its
+    new one, never silently ignored (an upgraded service would have lost its registry)."""
+    config = tmp_path / "envyard.yml"
+    config.write_text("image:\n  registry: registry.example.org\nhub:\n  port: 9000\n")
+    monkeypatch.setenv("ENVYARD_CONFIG", str(config))
+    monkeypatch.setenv("ENVYARD_IMAGE__BASE", "registry.example.org/debian:12")
+    monkeypatch.setenv("ENVYARD_STORAGE__BACKEND", "s3")
+    monkeypatch.setenv("ENVYARD_STORAGE__BUCKET", "envs")
+    s = load_settings(hub={"password": "given"})
+    assert (s.image.registry, s.image.base) == ("registry.example.org",
+                                                 "registry.example.org/debian:12")
+    assert (s.hub.port, s.hub.password, s.hub.service_name) == (9000, "given", "envyard")
+    assert (s.storage.backend, s.storage.bucket) == ("s3", "envs")
+
+    monkeypatch.setenv("ENVYARD_IMAGE_REGISTRY_PASSWORD", "s3cr3t")
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert "ENVYARD_IMAGE_REGISTRY_PASSWORD is now image.registry_password " \
+           "(ENVYARD_IMAGE__REGISTRY_PASSWORD)" in str(err.value)
+    assert "s3cr3t" not in str(err.value)
+    monkeypatch.delenv("ENVYARD_IMAGE_REGISTRY_PASSWORD")
+    config.write_text("hub_grants: {'{user}': admin}\n")
+    with pytest.raises(ConfigError, match=r"hub_grants is now hub\.grants"):
+        load_settings()

@@ -28,9 +28,8 @@ def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         yield open_store(Settings(root=work / "volume"))
         return
     server = objectstores.start(request.param, work)
-    env = {k[len("ENVYARD_"):].lower(): v for k, v in server.settings().items()}
     try:
-        yield open_store(Settings(root=work / "volume", **env))
+        yield open_store(Settings(root=work / "volume", storage=server.storage()))
     finally:
         server.stop()
 
@@ -163,9 +162,8 @@ def test_bad_keys_are_refused(store: ArtifactStore, tmp_path: Path, key: str) ->
 def test_a_missing_bucket_is_a_clear_error(backend: str, tmp_path: Path) -> None:
     server = objectstores.start(backend, tmp_path)
     try:
-        env = {k[len("ENVYARD_"):].lower(): v for k, v in server.settings().items()}
-        store = open_store(Settings(root=tmp_path / "v", **{**env,
-                                                           "storage_bucket": "no-such-bucket"}))
+        store = open_store(Settings(root=tmp_path / "v", storage={
+            **server.storage(), "bucket": "no-such-bucket"}))
         with pytest.raises(StorageError, match=r"cannot upload to .*no-such-bucket"):
             store.put("packs/x.tar.zst", _file(tmp_path, "x", 100))
     finally:
@@ -175,10 +173,9 @@ def test_a_missing_bucket_is_a_clear_error(backend: str, tmp_path: Path) -> None
 def test_an_unreachable_endpoint_is_a_clear_error(tmp_path: Path) -> None:
     from tests.servers import free_port
 
-    store = open_store(Settings(root=tmp_path, storage="s3", storage_bucket="envyard-test",
-                                storage_endpoint=f"http://127.0.0.1:{free_port()}",
-                                storage_access_key_id="x", storage_secret_access_key="y",
-                                storage_region="us-east-1"))
+    store = open_store(Settings(root=tmp_path, storage={
+        "backend": "s3", "bucket": "envyard-test", "endpoint": f"http://127.0.0.1:{free_port()}",
+        "access_key_id": "x", "secret_access_key": "y", "region": "us-east-1"}))
     with pytest.raises(StorageError, match="cannot read s3://envyard-test/packs/x"):
         store.stat("packs/x.tar.zst")
     with pytest.raises(StorageError, match="cannot list"):
@@ -186,5 +183,5 @@ def test_an_unreachable_endpoint_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_object_storage_needs_a_bucket(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="needs storage_bucket"):
-        Settings(root=tmp_path, storage="s3")
+    with pytest.raises(ValueError, match=r"needs storage\.bucket"):
+        Settings(root=tmp_path, storage={"backend": "s3"})

@@ -31,7 +31,7 @@ def stored(request: pytest.FixtureRequest, channel: Path,
     svc.root.mkdir()
     try:
         svc.start()
-        yield svc, Settings(root=svc.root, **{k[8:].lower(): v for k, v in env.items()})
+        yield svc, Settings(root=svc.root, storage=server.storage())
     finally:
         svc.stop()
         server.stop()
@@ -51,7 +51,7 @@ def test_artifacts_live_in_the_bucket(stored: tuple[Service, Settings]) -> None:
         r = c.get(f"/api/v1/environments/obj/nb/versions/{v['number']}/pack")
         assert r.status_code == 307
         signed = r.headers["location"]
-        assert signed.startswith(settings.storage_endpoint or "") and "Signature" in signed
+        assert signed.startswith(settings.storage.endpoint or "") and "Signature" in signed
         data = httpx.get(signed, timeout=30).content
         assert len(data) == v["pack_bytes"]
         assert store.stat(f"packs/{v['fingerprint']}.tar.zst").sha256 == \

@@ -17,15 +17,15 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
     secretKeyRef: {name: {{ .Values.database.existingSecret }}, key: {{ .Values.database.secretKey }}}
 {{- end }}
 {{- if .Values.images.existingSecret }}
-- name: ENVYARD_IMAGE_REGISTRY_PASSWORD
+- name: ENVYARD_IMAGE__REGISTRY_PASSWORD
   valueFrom:
     secretKeyRef: {name: {{ .Values.images.existingSecret }}, key: password}
 {{- end }}
 {{- if and (eq .Values.storage.backend "s3") .Values.storage.existingSecret }}
-- name: ENVYARD_STORAGE_ACCESS_KEY_ID
+- name: ENVYARD_STORAGE__ACCESS_KEY_ID
   valueFrom:
     secretKeyRef: {name: {{ .Values.storage.existingSecret }}, key: access-key-id}
-- name: ENVYARD_STORAGE_SECRET_ACCESS_KEY
+- name: ENVYARD_STORAGE__SECRET_ACCESS_KEY
   valueFrom:
     secretKeyRef: {name: {{ .Values.storage.existingSecret }}, key: secret-access-key}
 {{- end }}
