@@ -96,7 +96,7 @@ def environment_dask(namespace: Name, name: Name, body: EnvironmentDaskIn, db: D
     return {"namespace": namespace, "name": name, "follow": body.follow}
 
 
-@router.post("/dask/upgrade", response_model=Upgrade)
+@router.post("/dask/upgrade", response_model=Upgrade, response_model_exclude_unset=True)
 def upgrade(body: UpgradeIn, db: DbDep, who: PrincipalDep, settings: SettingsDep,
             runner: RunnerDep) -> dict[str, Any]:
     """What-if: re-lock every environment with distributed against ``versions``; with

@@ -25,7 +25,7 @@ router = APIRouter(tags=["identity"])
 STATE_COOKIE = "envyard-oauth-state"
 
 
-@router.get("/api/v1/whoami", response_model=WhoAmI)
+@router.get("/api/v1/whoami", response_model=WhoAmI, response_model_exclude_unset=True)
 def whoami(principal: PrincipalDep) -> dict[str, Any]:
     """The caller's name and roles, as envyard resolved them; for a browser logged in by
     cookie also the CSRF token its writes must send (header X-CSRF-Token)."""
