@@ -24,6 +24,7 @@ from envyard.builder.layout import Layout
 from envyard.service import csrf
 from envyard.service.admission import Admission
 from envyard.service.auth import TokenCache
+from envyard.service.buildstate import BuildContext
 from envyard.service.dask import seed_pins
 from envyard.service.db import Database, migrate
 from envyard.service.errors import InsufficientStorage, Unavailable, http_status
@@ -32,7 +33,6 @@ from envyard.service.jobs import LocalRunner
 from envyard.service.runners import Runner
 from envyard.service.settings import Settings, load_settings
 from envyard.service.storage import open_store
-from envyard.service.worker import BuildContext
 
 logger = logging.getLogger("envyard")
 

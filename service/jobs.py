@@ -28,6 +28,7 @@ from dataclasses import replace
 from sqlalchemy import select
 
 from envyard.service import current
+from envyard.service.buildstate import BuildContext
 from envyard.service.models import Environment, Namespace
 from envyard.service.runners import (
     RunnerLock,
@@ -41,7 +42,7 @@ from envyard.service.runners import (
 )
 from envyard.service.transitions import cancels_for
 from envyard.service.upgrade import settle_pin_moves
-from envyard.service.worker import BuildContext, run_build
+from envyard.service.worker import run_build
 
 POLL = 1.0  # seconds between looks for unclaimed versions and dead runners
 logger = logging.getLogger("envyard")

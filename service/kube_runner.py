@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 from envyard.service.buildlog import BuildLog
+from envyard.service.buildstate import BuildContext
 from envyard.service.jobs import restore_volume
 from envyard.service.kube_jobs import (
     MANAGED,
@@ -38,7 +39,6 @@ from envyard.service.runners import RunnerLock, claim, settle, unclaimed
 from envyard.service.settings import KubernetesSettings
 from envyard.service.transitions import LIVE, State, become
 from envyard.service.upgrade import settle_pin_moves
-from envyard.service.worker import BuildContext
 
 logger = logging.getLogger("envyard")
 

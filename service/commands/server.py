@@ -137,11 +137,12 @@ def cmd_token_create(args: argparse.Namespace) -> None:
 def cmd_worker(args: argparse.Namespace) -> None:
     from envyard.builder.layout import Layout
     from envyard.service import logs
+    from envyard.service.buildstate import BuildContext
     from envyard.service.db import Database
     from envyard.service.kube_jobs import claim_of
     from envyard.service.settings import load_settings
     from envyard.service.storage import open_store
-    from envyard.service.worker import BuildContext, run_claimed
+    from envyard.service.worker import run_claimed
 
     settings = load_settings()
     logs.configure(settings.log_format)

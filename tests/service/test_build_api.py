@@ -114,13 +114,13 @@ def test_the_log_is_complete_when_the_version_is_ready(
     after the state was committed, so a follower could end on "[packing] packed …" (seen
     in CI). Here each state write looks at the log as a follower would at that moment."""
 
-    from envyard.service import worker
+    from envyard.service import stages
     from envyard.service.app import create_app
     from envyard.service.settings import Settings
 
     app = create_app(Settings(root=tmp_path / "volume", channels=[str(channel)]))
     last_lines: list[str] = []
-    real_publish = worker._publish
+    real_publish = stages.publish
 
     def publish(ctx: Any, version_id: int, where: tuple[str, str, int], *a: Any,
                 **kw: Any) -> None:
@@ -128,7 +128,7 @@ def test_the_log_is_complete_when_the_version_is_ready(
         log = ctx.layout.build_dir(*where) / "build.log"
         last_lines.append(log.read_text().splitlines()[-1])
 
-    monkeypatch.setattr(worker, "_publish", publish)
+    monkeypatch.setattr(stages, "publish", publish)
 
     v = build_in_process(app, "team/complete", "dependencies: [python=3.11]\n")
     assert v["state"] == "ready", v["error"]
