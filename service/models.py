@@ -109,7 +109,10 @@ class Version(Base):
     constraints: Mapped[list[Any] | None] = mapped_column(default=None)
     dask_report: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     image: Mapped[dict[str, Any] | None] = mapped_column(default=None)  # state, ref, digest…
-    claimed_by: Mapped[str | None] = mapped_column(String(32), default=None)  # runner id
+    #: who answers for the version's unfinished work (its build, or a ready version's image
+    #: build): a service process's runner id, or ``job/<name>`` for a Kubernetes Job; if
+    #: that owner dies, whoever notices settles the work (``runners.settle``)
+    claimed_by: Mapped[str | None] = mapped_column(String(32), default=None)
     #: set by a cancel of a running build; its builder, in whatever process, stops
     cancel_requested_at: Mapped[dt.datetime | None] = mapped_column(
         DateTime(timezone=True), default=None)
