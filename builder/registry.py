@@ -45,7 +45,8 @@ class Registry:
         parsed = urlparse(url)
         if parsed.scheme == "http" and not (insecure or _loopback(parsed.hostname or "")):
             raise ImageError(f"{url}: plain HTTP is only used for loopback registries "
-                             "(set image_registry_insecure to allow it)")
+                             "(allow it with the service's image.registry_insecure or "
+                             "the CLI's --insecure)")
         self.base = f"{parsed.scheme}://{parsed.netloc}"
         self.host = parsed.netloc
         # no password is an empty one, for Basic and token requests alike (httpx cannot send None)

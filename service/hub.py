@@ -26,7 +26,7 @@ from typing import Any
 
 from envyard.builder.layout import envyard_home
 from envyard.service.errors import HubError
-from envyard.service.settings import Settings
+from envyard.service.settings import HubSettings, Settings
 
 TOKEN_ENV = "ENVYARD_HUB__SERVICE_TOKEN"
 
@@ -74,12 +74,12 @@ class EmbeddedHub:
 
     def settings_for_service(self, settings: Settings) -> Settings:
         """The service's settings, pointed at this hub."""
-        hub = settings.hub.model_copy(update={
+        hub = HubSettings.model_validate({
+            **settings.hub.model_dump(),
             "api_url": f"http://127.0.0.1:{self.values['hub_port']}/hub/api",
             "public_url": self.public_url, "service_token": self.token})
-        return Settings.model_validate({  # validated: a misspelt key fails here, not later
-            **settings.model_dump(), "hub": hub.model_dump(),
-            "trusted_proxies": ["127.0.0.1"]})  # the hub's proxy says who the client is
+        return settings.model_copy(update={  # (re-reading the environment would not do)
+            "hub": hub, "trusted_proxies": ["127.0.0.1"]})  # the hub's proxy: the client
 
     def start(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ from envyard.service.buildlog import BuildLog
 from envyard.service.db import Database
 from envyard.service.models import Version
 from envyard.service.settings import Settings
-from envyard.service.transitions import ImageState, State, set_image
+from envyard.service.transitions import IllegalTransition, ImageState, State, set_image
 
 
 def repository(settings: Settings, namespace: str, name: str) -> str:
@@ -57,11 +57,21 @@ def _base_registry(settings: Settings, target: Registry) -> Registry:
                     ca_bundle=settings.image.registry_ca_bundle)
 
 
-def _set_image(db: Database, version_id: int, after: ImageState, **info: Any) -> None:
+def _set_image(db: Database, version_id: int, after: ImageState, **info: Any) -> bool:
+    """Record the image's outcome; False when it was settled meanwhile (a runner that took
+    this process for dead failed it as interrupted): that answer stands."""
     with db.session(write=True) as s:
         v = s.get(Version, version_id, with_for_update=True)
-        if v is not None:
+        if v is None:
+            return False
+        try:
             set_image(v, after, **info)
+        except IllegalTransition:
+            return False
+        return True
+
+
+SETTLED = "image: its state was settled meanwhile (taken as interrupted); build it again"
 
 
 def build_stage(db: Database, settings: Settings, layout: Layout, version_id: int,
@@ -72,7 +82,9 @@ def build_stage(db: Database, settings: Settings, layout: Layout, version_id: in
     record the outcome. Never raises."""
     ns, name, number = where
     repo = repository(settings, ns, name)
-    _set_image(db, version_id, ImageState.building, repository=repo)
+    if not _set_image(db, version_id, ImageState.building, repository=repo):
+        log.line(SETTLED)
+        return
     log.line(f"image: building {repo}:v{number} on {settings.image.base or '(no base)'}")
     start = time.perf_counter()
     try:
@@ -106,16 +118,18 @@ def build_stage(db: Database, settings: Settings, layout: Layout, version_id: in
         info = {"repository": repo, "reference": f"{target.host}/{repo}:v{number}",
                 "digest": image.manifest.digest, "tags": tags, "bytes_pushed": sent,
                 "layers": len(image.layers) + len(image.base_layers), "seconds": seconds}
-        _set_image(db, version_id, ImageState.ready, **info)
+        if not _set_image(db, version_id, ImageState.ready, **info):
+            log.line(SETTLED)
+            return
         log.line(f"image: pushed {target.host}/{repo}:v{number} ({image.manifest.digest[:19]}, "
                  f"{sent} bytes sent, {len(image.layers)} environment layers) in {seconds} s")
 
-    except EnvyardError as exc:
-        _set_image(db, version_id, ImageState.failed, repository=repo, error=str(exc))
-        log.line(f"image: failed (the environment is ready regardless): {exc}")
-    except Exception as exc:  # a bug: the environment stays usable, say what happened
-        error = f"internal error: {type(exc).__name__}: {exc}"
-        _set_image(db, version_id, ImageState.failed, repository=repo, error=error)
+    except Exception as exc:  # the environment stays ready and usable: say what happened
+        error = str(exc) if isinstance(exc, EnvyardError) \
+            else f"internal error: {type(exc).__name__}: {exc}"
+        if not _set_image(db, version_id, ImageState.failed, repository=repo, error=error):
+            log.line(SETTLED)
+            return
         log.line(f"image: failed (the environment is ready regardless): {error}")
 
 

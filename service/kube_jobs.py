@@ -66,6 +66,9 @@ def job_manifest(settings: Settings, version_id: int, namespace: str, name: str,
         container["resources"] = p.resources
     pod: dict[str, Any] = {
         "restartPolicy": "Never", "containers": [container], "volumes": volumes,
+        # Kubernetes' service links would inject ENVYARD_<SERVICE>_PORT=tcp://… variables,
+        # which read as envyard settings (a release named envyard: ENVYARD_PORT)
+        "enableServiceLinks": False,
         "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000,
                             "fsGroup": 1000},
     }

@@ -31,6 +31,7 @@ from envyard.service.transitions import (
     State,
     become,
     image_state,
+    move_all,
     set_image,
 )
 
@@ -132,10 +133,9 @@ def fail_overdue(db: Database, limit: float) -> list[int]:
         if s.scalar(select(Version.id).where(*overdue).limit(1)) is None:
             return []
     with db.session(write=True) as s:  # the conditions again: one that just published stays
-        return list(s.scalars(update(Version).where(*overdue).values(
-            state=State.failed, finished_at=utcnow(),
-            error=f"did not finish within {limit:.0f} s (the sum of the stage limits); "
-            "stopped by the watchdog").returning(Version.id)))
+        return move_all(s, State.failed, *overdue, finished_at=utcnow(),
+                        error=f"did not finish within {limit:.0f} s (the sum of the stage "
+                        "limits); stopped by the watchdog")
 
 
 def settle_orphans(db: Database, runner: str, building: Callable[[], set[int]]) -> int:
@@ -155,8 +155,8 @@ def settle_orphans(db: Database, runner: str, building: Callable[[], set[int]]) 
     with db.session(write=True) as s:
         s.execute(update(Version).where(*mine, Version.state == State.queued)
                   .values(claimed_by=None))
-        s.execute(update(Version).where(*mine, Version.state.in_(live[1:])).values(
-            state=State.failed, finished_at=utcnow(), error=ORPHANED))
+        move_all(s, State.failed, *mine, Version.state.in_(live[1:]), finished_at=utcnow(),
+                 error=ORPHANED)
     return len(orphans)
 
 
@@ -164,10 +164,13 @@ def hand_back(db: Database, runner: str) -> int:
     """A stopping runner's unfinished versions go back to the queue, unclaimed, to be
     built from the start by the next runner (stages are idempotent)."""
     with db.session(write=True) as s:
-        return s.execute(update(Version).where(  # type: ignore[attr-defined]
-            Version.claimed_by == runner,
-            Version.state.in_(list(LIVE)))
-            .values(state=State.queued, claimed_by=None, started_at=None)).rowcount
+        queued = s.execute(update(Version).where(
+            Version.claimed_by == runner, Version.state == State.queued)
+            .values(claimed_by=None)).rowcount  # type: ignore[attr-defined]
+        running = move_all(s, State.queued, Version.claimed_by == runner,
+                           Version.state.in_(list(RUNNING)), claimed_by=None,
+                           started_at=None)
+        return int(queued) + len(running)
 
 
 def settle(db: Database, runners: list[str], *, orphans: bool = False) -> int:

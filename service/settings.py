@@ -337,6 +337,10 @@ def load_settings(**given: Any) -> Settings:
             if err["type"] == "extra_forbidden" and key in RENAMED:
                 problems.append(f"{key} is now {_new_name(key)}")
                 continue
+            if key == "storage" and isinstance(err.get("input"), str):  # the old storage: s3
+                problems.append(f"storage: {err['input']} is now storage: {{backend: "
+                                f"{err['input']}}} (ENVYARD_STORAGE__BACKEND)")
+                continue
             problems.append(f"{name}: {err['msg']}"
                             + (f" (got {err['input']!r})" if shown else ""))
         raise ConfigError("bad setting: " + "; ".join(problems)) from None

@@ -134,12 +134,12 @@ class Stage:
 
 def _read(b: Build) -> str | None:
     """The spec, checked again where it is used (not only at the door), parsed once."""
+    record(b.ctx, b.version_id, started_at=utcnow())
     b.platform = b.ctx.settings.build_platform()
     b.rules = InputRules.of(b.ctx.settings)
     where = b.where
     if b.spec_text is not None:
         b.spec = checked_spec(b.spec_text, b.rules, source=f"{where[0]}/{where[1]}.yml")
-    record(b.ctx, b.version_id, started_at=utcnow())
     return None
 
 

@@ -8,9 +8,10 @@
 ``TRANSITIONS`` is the whole table. ``move`` writes a state as a conditional ``UPDATE``
 that succeeds only from a state the table allows (and, for a build, only while its
 runner still holds the claim), so a cancel, a watchdog or a hand-back that got there
-first wins and the build learns it. ``become`` moves a row loaded under its lock. A move
-the table never allows is a bug (``IllegalTransition``), not a silent write; these two
-are the only writers of a version's state (a test reads the code to keep it so).
+first wins and the build learns it. ``become`` moves a row loaded under its lock,
+``move_all`` many rows at once. A move
+the table never allows is a bug (``IllegalTransition``), not a silent write; these are
+the only writers of a version's state (a test reads the code to keep it so).
 
 A cancel is recorded in the database (``cancel_requested_at``), not only in the memory
 of the process that took the request: whichever process or pod builds the version sees
@@ -100,6 +101,15 @@ def move(s: Session, version_id: int, after: State, *, claim: str | None = None,
         where.append(Version.cancel_requested_at.is_(None))
     done = s.execute(update(Version).where(*where).values(state=after.value, **fields))
     return bool(done.rowcount)  # type: ignore[attr-defined]
+
+
+def move_all(s: Session, after: State, *where: Any, **fields: Any) -> list[int]:
+    """Move every version matching ``where`` whose state may become ``after`` (a watchdog,
+    a runner settling or handing back many at once); the ids moved."""
+    from envyard.service.models import Version
+
+    return list(s.scalars(update(Version).where(*where, Version.state.in_(sources(after)))
+                          .values(state=after.value, **fields).returning(Version.id)))
 
 
 def check(before: State | str, after: State) -> None:
@@ -205,6 +215,7 @@ __all__ = [
     "image_state",
     "legal",
     "move",
+    "move_all",
     "request_cancel",
     "set_image",
     "sources",

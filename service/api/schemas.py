@@ -5,11 +5,15 @@ run, not a surprise in a client)."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PlainSerializer
 
 from envyard.service.transitions import ImageState, State
+
+
+#: A time as the API has always written it: ISO 8601 with its offset (``+00:00``).
+Time = Annotated[dt.datetime, PlainSerializer(lambda t: t.isoformat(), return_type=str)]
 
 
 class Package(BaseModel):
@@ -30,8 +34,8 @@ class VersionSummary(BaseModel):
     number: int
     kind: Literal["spec", "lock"] = Field(description="spec: solved here; lock: pushed")
     state: State
-    created_at: dt.datetime
-    finished_at: dt.datetime | None
+    created_at: Time
+    finished_at: Time | None
     spec_sha256: str | None
     error: str | None
 
@@ -45,7 +49,7 @@ class Image(BaseModel, extra="allow"):
 
 
 class VersionDetail(VersionSummary):
-    started_at: dt.datetime | None
+    started_at: Time | None
     timings: dict[str, float] = Field(description="Seconds per timed stage: solve, install, "
                                       "pack.")
     fingerprint: str | None = Field(description="The prefix's identity: identical locks "

@@ -87,6 +87,11 @@ def cmd_image_push(args: argparse.Namespace) -> None:
 
     home = envyard_home()
     store = BlobStore(args.store or home / "images")
+    from envyard.builder.errors import ConfigError
+
+    if "ENVYARD_IMAGE_REGISTRY_PASSWORD" in os.environ:
+        raise ConfigError("ENVYARD_IMAGE_REGISTRY_PASSWORD is now "
+                          "ENVYARD_IMAGE__REGISTRY_PASSWORD (two underscores)")
     password = os.environ.get("ENVYARD_IMAGE__REGISTRY_PASSWORD")
     start = time.perf_counter()
     with Registry(to.registry, username=args.username, password=password,

@@ -165,6 +165,10 @@ def test_kubernetes_runner_settings_from_the_chart(monkeypatch: pytest.MonkeyPat
         [e for e in job_env if "valueFrom" in e]  # database URL: the same Secret
     assert pod["containers"][0]["image"] == deployment["spec"]["template"]["spec"][
         "containers"][0]["image"]
+    # found by review: a release named like a Service gets ENVYARD_<SVC>_PORT=tcp://…
+    # injected by Kubernetes, read as a setting (ENVYARD_PORT) or refused as an old name
+    assert deployment["spec"]["template"]["spec"]["enableServiceLinks"] is False
+    assert pod["enableServiceLinks"] is False
     assert {"name": "secret-0", "secret": {"secretName": "gcs-key"}} in pod["volumes"]
     assert settings.storage.credentials is not None and \
         str(settings.storage.credentials).startswith(

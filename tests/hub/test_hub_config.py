@@ -7,6 +7,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from envyard.service.hub_auth import grants_for, jupyter_path
 from envyard.service.models import Role
 from tests.servers import ENVYARD
@@ -47,3 +49,25 @@ def test_serve_hub_without_proxy_says_what_to_install(tmp_path: Path) -> None:
     assert "npm install -g configurable-http-proxy" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "v" / "hub").exists()
+
+
+def test_the_hub_keeps_every_other_setting_of_the_service(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: pointing the settings at the embedded hub re-read the environment
+    and the file, and a profile spelt ``nodeSelector`` (as the README writes it) then
+    failed validation: `serve --hub` ended in an internal error."""
+    from envyard.service.hub import EmbeddedHub
+    from envyard.service.settings import load_settings
+
+    config = tmp_path / "envyard.yml"
+    config.write_text("kubernetes: {profiles: {gpu: {nodeSelector: {pool: gpu}}}}\n"
+                      "image: {registry: registry.example.org}\n")
+    monkeypatch.setenv("ENVYARD_CONFIG", str(config))
+    monkeypatch.setenv("ENVYARD_IMAGE__REGISTRY_PASSWORD", "s3cr3t")
+    settings = load_settings(root=tmp_path / "volume")
+    hub = EmbeddedHub(settings, "http://127.0.0.1:8765")
+    shown = hub.settings_for_service(settings)
+    assert shown.hub.api_url and shown.hub.api_url.startswith("http://127.0.0.1:")
+    assert shown.hub.service_token == hub.token and shown.trusted_proxies == ["127.0.0.1"]
+    assert shown.kubernetes.profiles["gpu"].node_selector == {"pool": "gpu"}
+    assert shown.image.registry_password == "s3cr3t" and shown.root == tmp_path / "volume"

@@ -41,3 +41,12 @@ def test_every_json_answer_has_a_documented_shape(tmp_path: Path) -> None:
     assert untyped == [], untyped
     version = schema["components"]["schemas"]["VersionDetail"]["properties"]
     assert {"state", "packages", "timings", "artifacts", "current"} <= set(version)
+    # times are written as before the models: ISO 8601 with the offset, not pydantic's "Z"
+    import datetime as dt
+
+    from envyard.service.api.schemas import VersionSummary
+
+    shown = VersionSummary(namespace="n", name="e", number=1, kind="spec", state="ready",
+                           created_at=dt.datetime(2026, 12, 2, tzinfo=dt.UTC),
+                           finished_at=None, spec_sha256=None, error=None)
+    assert shown.model_dump(mode="json")["created_at"] == "2026-12-02T00:00:00+00:00"

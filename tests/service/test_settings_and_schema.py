@@ -140,3 +140,52 @@ def test_grouped_settings_and_their_old_names(tmp_path: Path,
     config.write_text("hub_grants: {'{user}': admin}\n")
     with pytest.raises(ConfigError, match=r"hub_grants is now hub\.grants"):
         load_settings()
+    config.write_text("storage: s3\n")
+    monkeypatch.delenv("ENVYARD_STORAGE__BACKEND")
+    monkeypatch.delenv("ENVYARD_STORAGE__BUCKET")
+    with pytest.raises(ConfigError, match=r"storage: s3 is now storage: \{backend: s3\}"):
+        load_settings()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_populated_database_upgrades(backend: str, tmp_path: Path,
+                                       request: pytest.FixtureRequest) -> None:
+    """Found by review: on SQLite, 0010 and 0011 rebuild tables that others refer to, and
+    with foreign keys on the drop of the old table failed as soon as a namespace had an
+    environment or a version an artifact: an upgraded service did not start."""
+    from sqlalchemy import text
+
+    from envyard.service.db import Database, migrate
+
+    url = request.getfixturevalue("postgres").new_database() if backend == "postgresql" \
+        else f"sqlite:///{tmp_path / 'db.sqlite'}"
+    db = Database(url)
+    try:
+        migrate(db.engine, "0009")
+        with db.engine.begin() as conn:
+            for statement in (
+                    "INSERT INTO namespaces (id, name, dask_policy, dask_follow, images, "
+                    "created_at) VALUES (1, 'team', 'warn', false, false, CURRENT_TIMESTAMP)",
+                    "INSERT INTO environments (id, namespace_id, name, current_version, "
+                    "version_counter, created_at) VALUES (1, 1, 'geo', 1, 1, "
+                    "CURRENT_TIMESTAMP)",
+                    "INSERT INTO versions (id, environment_id, number, kind, state, timings, "
+                    "held, created_at) VALUES (1, 1, 1, 'spec', 'ready', '{}', false, "
+                    "CURRENT_TIMESTAMP)",
+                    "INSERT INTO artifacts (version_id, kind, path, bytes) VALUES "
+                    "(1, 'log', 'builds/team/geo/1/build.log', 10)"):
+                conn.execute(text(statement))
+        migrate(db.engine)
+        with db.session() as s:
+            from envyard.service.models import Artifact, Environment, Version
+
+            v = s.get(Version, 1)
+            assert v is not None and v.state == "ready" and v.environment.name == "geo"
+            assert [a.kind for a in s.query(Artifact)] == ["log"]
+            assert s.get(Environment, 1).current_version == 1  # type: ignore[union-attr]
+        if backend == "sqlite":  # and the keys are enforced again afterwards
+            with pytest.raises(Exception, match="FOREIGN KEY"), db.engine.begin() as conn:
+                conn.execute(text("INSERT INTO artifacts (version_id, kind, path) "
+                                  "VALUES (99, 'log', 'x')"))
+    finally:
+        db.engine.dispose()

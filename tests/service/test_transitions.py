@@ -169,7 +169,8 @@ def test_the_database_holds_only_states(backend: str, tmp_path_factory: pytest.T
 
 
 def _writes(attribute: str) -> dict[str, int]:
-    """Where the service assigns ``<row>.<attribute>`` (file -> line of the first write)."""
+    """Where the service assigns ``<row>.<attribute>`` or sets it in an UPDATE (file ->
+    line of the first write)."""
     import ast
 
     from tests.conftest import REPO
@@ -182,7 +183,10 @@ def _writes(attribute: str) -> dict[str, int]:
                        else [])
             names = [t for target in targets
                      for t in (target.elts if isinstance(target, ast.Tuple) else [target])]
-            if any(isinstance(t, ast.Attribute) and t.attr == attribute for t in names):
+            if any(isinstance(t, ast.Attribute) and t.attr == attribute for t in names) or (
+                    isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "values"  # an UPDATE … SET attribute = …
+                    and any(k.arg == attribute for k in node.keywords)):
                 found.setdefault(str(path.relative_to(REPO)), node.lineno)
     return found
 
@@ -221,3 +225,23 @@ def test_every_image_edge(before: ImageState | None, after: ImageState) -> None:
             set_image(version, after, repository="r")
         assert image_state(version) is before
     assert (ImageState.ready in IMAGE_TRANSITIONS[before]) is (before is ImageState.building)
+
+
+def test_an_image_settled_meanwhile_keeps_its_answer(db: Database) -> None:
+    """Found by review: a runner that took this process for dead fails its image build as
+    interrupted; the push finishing afterwards raised IllegalTransition out of a stage that
+    must never raise. The settled answer now stands and the build says so."""
+    from envyard.service.images import _set_image
+
+    version_id = _version(db, State.ready)
+    with db.session(write=True) as s:
+        v = s.get(Version, version_id)
+        set_image(v, ImageState.building, repository="r")
+        set_image(v, ImageState.failed, repository="r", error="interrupted")
+    assert _set_image(db, version_id, ImageState.ready, repository="r") is False
+    assert _set_image(db, version_id, ImageState.failed, repository="r") is False
+    with db.session() as s:
+        v = s.get(Version, version_id)
+        assert v is not None and v.image == {"repository": "r", "error": "interrupted",
+                                             "state": "failed"}
+    assert _set_image(db, version_id, ImageState.building, repository="r") is True
