@@ -27,6 +27,7 @@ _HOMES = {
     "InstallResult": "install", "check_installable": "install", "install_lock": "install",
     "PackResult": "pack", "pack_prefix": "pack",
     "render_explicit": "render",
+    "LockDiff": "diff", "diff_locks": "diff",
     "DaskReport": "dask", "PinSet": "dask", "pins_from_lock": "dask", "read_pins": "dask",
     "EnvyardError": "errors", "SpecError": "errors", "SolveError": "errors",
     "LockError": "errors", "FetchError": "errors", "InstallError": "errors",
@@ -34,14 +35,15 @@ _HOMES = {
 }
 
 __all__ = ["ChannelError", "ChannelPolicy", "DaskMismatch", "DaskReport", "EnvSpec",
-    "EnvyardError", "FetchError", "InstallError", "InstallResult", "LockError", "LockOptions",
-    "LockedPackage", "Lockfile", "PackError", "PackResult", "PinSet", "SolveError", "SpecError",
-    "check_installable", "dump_lock", "host_platform", "install_lock", "lock_env", "pack_prefix",
-    "parse_lock", "parse_spec", "pins_from_lock", "read_lock", "read_pins", "read_spec",
-    "render_explicit", "write_lock"]
+    "EnvyardError", "FetchError", "InstallError", "InstallResult", "LockDiff", "LockError",
+    "LockOptions", "LockedPackage", "Lockfile", "PackError", "PackResult", "PinSet", "SolveError",
+    "SpecError", "check_installable", "diff_locks", "dump_lock", "host_platform", "install_lock",
+    "lock_env", "pack_prefix", "parse_lock", "parse_spec", "pins_from_lock", "read_lock",
+    "read_pins", "read_spec", "render_explicit", "write_lock"]
 
 if TYPE_CHECKING:
     from envyard.builder.dask import DaskReport, PinSet, pins_from_lock, read_pins
+    from envyard.builder.diff import LockDiff, diff_locks
     from envyard.builder.errors import (
         ChannelError,
         DaskMismatch,

@@ -9,13 +9,14 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import Depends, Header, Request
+from fastapi import Path as FastAPIPath
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from envyard.service import csrf
 from envyard.service.auth import PREFIX, Principal
 from envyard.service.db import Database
-from envyard.service.errors import TooLarge
+from envyard.service.errors import Invalid, NotFound, TooLarge
 from envyard.service.models import Role
 from envyard.service.runners import Runner
 from envyard.service.settings import Settings
@@ -173,3 +174,33 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 RunnerDep = Annotated[Runner, Depends(get_runner)]
 StoreDep = Annotated[ArtifactStore, Depends(get_store)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+#: A version in a path: its number, or ``current`` (the environment's current version).
+VersionRef = Annotated[str, FastAPIPath(
+    pattern=r"^(current|[1-9][0-9]{0,9})$", max_length=10,
+    description="A version number, or `current` for the environment's current version.")]
+
+
+def resolve_version(session: Session, who: Principal, namespace: str, name: str,
+                    ref: str) -> int:
+    """The number ``ref`` names; ``current`` is looked up only for a caller who may read
+    the namespace (so an unreadable environment does not say it exists)."""
+    if ref != "current":
+        value = int(ref)
+        if value > 2**31 - 1:
+            raise Invalid(f"no version number is that large: {ref}")
+        return value
+    who.require(namespace, Role.viewer)
+    from envyard.service.catalog import find_environment
+
+    env = find_environment(session, namespace, name)
+    if env.current_version is None:
+        raise NotFound(f"{namespace}/{name} has no current version yet")
+    return env.current_version
+
+
+def version_number(namespace: str, name: str, number: VersionRef, session: SessionDep,
+                   who: PrincipalDep) -> int:
+    """A route's ``{number}``: a version number, or ``current``."""
+    return resolve_version(session, who, namespace, name, number)

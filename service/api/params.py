@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Path
+from fastapi import Depends, Path
 
 from envyard.builder.spec import NAME_RE
+from envyard.service.api.deps import version_number
 
 Name = Annotated[str, Path(pattern=NAME_RE.pattern, max_length=64)]
-VersionNumber = Annotated[int, Path(ge=1, le=2**31 - 1)]
+#: ``{number}`` in a path: a version number or ``current``, resolved before the route runs
+VersionNumber = Annotated[int, Depends(version_number)]

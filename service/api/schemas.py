@@ -11,7 +11,6 @@ from pydantic import BaseModel, Field, PlainSerializer
 
 from envyard.service.transitions import ImageState, State
 
-
 #: A time as the API has always written it: ISO 8601 with its offset (``+00:00``).
 Time = Annotated[dt.datetime, PlainSerializer(lambda t: t.isoformat(), return_type=str)]
 
@@ -241,3 +240,31 @@ class Upgrade(BaseModel):
     submitted: list[Submitted] | None = Field(None, description="With apply: the versions "
                                               "built for the new pins.")
     pins: str | None = None
+
+
+class PackageChange(BaseModel):
+    name: str
+    manager: Literal["conda", "pip"]
+    kind: Literal["added", "removed", "major", "minor", "patch", "build", "other"] = Field(
+        description="major, minor or patch: the first version segment that differs; build: "
+        "the same version, another build")
+    before: str | None
+    after: str | None
+    before_build: str | None
+    after_build: str | None
+    direction: Literal["up", "down", "same"] | None
+
+
+class VersionDiff(BaseModel):
+    """What moving from version ``a`` to version ``b`` changes on the service's platform."""
+
+    namespace: str
+    name: str
+    a: int
+    b: int
+    platform: str
+    summary: dict[str, int] = Field(description="How many were added, removed, and changed "
+                                    "by kind.")
+    added: list[PackageChange]
+    removed: list[PackageChange]
+    changed: list[PackageChange]

@@ -1,4 +1,5 @@
-"""Versions: list, read, follow the log, download spec/lock/pack/log, cancel."""
+"""Versions: list, read, follow the log, download spec/lock/pack/log, cancel, diff; a
+version is named by its number or ``current``."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from fastapi.responses import (
 )
 from sqlalchemy import select
 
+from envyard.builder.diff import diff_locks
 from envyard.builder.layout import Layout
+from envyard.builder.lock import parse_lock
 from envyard.service.api.deps import (
     DbDep,
     PrincipalDep,
@@ -22,10 +25,12 @@ from envyard.service.api.deps import (
     SessionDep,
     SettingsDep,
     StoreDep,
+    VersionRef,
+    resolve_version,
     shown_version,
 )
 from envyard.service.api.params import Name, VersionNumber
-from envyard.service.api.schemas import CancelOut, VersionDetail, VersionSummary
+from envyard.service.api.schemas import CancelOut, VersionDetail, VersionDiff, VersionSummary
 from envyard.service.catalog import (
     check_name,
     find_environment,
@@ -186,3 +191,22 @@ def cancel_version(namespace: Name, name: Name, number: VersionNumber, db: DbDep
         state = find_version(s, namespace, name, number).state
     return {"namespace": namespace, "name": name, "number": number,
             "state": state if State(state).terminal else "cancelling"}
+
+
+@router.get("/{a}/diff/{b}", response_model=VersionDiff)
+def diff_versions(namespace: Name, name: Name, a: VersionRef, b: VersionRef,
+                  session: SessionDep, who: PrincipalDep, settings: SettingsDep
+                  ) -> dict[str, Any]:
+    """What changes from version ``a`` to version ``b`` (either may be ``current``):
+    packages added, removed, and changed, each change major, minor, patch or build only."""
+    _check(namespace, name, who)
+    numbers = [resolve_version(session, who, namespace, name, ref) for ref in (a, b)]
+    locks = []
+    for number in numbers:
+        v = find_version(session, namespace, name, number)
+        if not v.lock_text:
+            raise Conflict(f"version {number} has no lock ({v.state}): nothing to compare")
+        locks.append(parse_lock(v.lock_text, source=f"version {number}'s lock"))
+    diff = diff_locks(locks[0], locks[1], settings.build_platform())
+    return {"namespace": namespace, "name": name, "a": numbers[0], "b": numbers[1],
+            **diff.as_dict()}

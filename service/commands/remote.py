@@ -36,6 +36,33 @@ def _ref(value: str) -> tuple[str, str, int | None]:
     raise UsageError(f"{value!r}: expected NAMESPACE/NAME or NAMESPACE/NAME/VERSION")
 
 
+def _version_ref(value: str) -> str:
+    if value != "current" and not (value.isdigit() and int(value) >= 1):
+        raise UsageError(f"{value!r}: expected a version number or 'current'")
+    return value
+
+
+def cmd_diff(args: argparse.Namespace) -> None:
+    ns, name = _env(args.env)
+    a, b = _version_ref(args.a), _version_ref(args.b)
+    data = _client(args).get(f"/api/v1/environments/{ns}/{name}/versions/{a}/diff/{b}")
+    if args.json:
+        emit_json(data)
+        return
+    counts = ", ".join(f"{n} {kind}" for kind, n in data["summary"].items() if n)
+    print(f"{ns}/{name} v{data['a']} -> v{data['b']} on {data['platform']}: "
+          + (counts or "no change"))
+    from envyard.builder.diff import Change, LockDiff
+
+    def changes(rows: list[dict[str, Any]]) -> list[Change]:
+        return [Change(**row) for row in rows]
+
+    diff = LockDiff(data["platform"], changes(data["added"]), changes(data["removed"]),
+                    changes(data["changed"]))
+    for line in diff.lines(width=80):
+        print(line)
+
+
 def _wait(client: Client, env: str, number: int, quiet: bool) -> str:
     """Follow the build log until the version is ready, failed or cancelled."""
     state = "queued"
@@ -326,6 +353,15 @@ def register(sub: Any) -> None:
     p.add_argument("ref", help="NAMESPACE/NAME or NAMESPACE/NAME/VERSION")
     _remote(p)
     p.set_defaults(func=cmd_show)
+    p = sub.add_parser("diff", help="what changes between two versions of an environment",
+                       description="Packages added (+), removed (-) and changed (~), each "
+                       "change marked major, minor, patch or build; A and B are version "
+                       "numbers or 'current'.")
+    p.add_argument("env", help="NAMESPACE/NAME")
+    p.add_argument("a", metavar="A")
+    p.add_argument("b", metavar="B")
+    _remote(p)
+    p.set_defaults(func=cmd_diff)
     p = sub.add_parser("logs", help="print a version's build log")
     p.add_argument("ref", help="NAMESPACE/NAME/VERSION")
     p.add_argument("-f", "--follow", action="store_true", help="follow until the build ends")

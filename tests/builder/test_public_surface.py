@@ -9,9 +9,9 @@ import envyard.builder
 
 PUBLIC = [
     "ChannelError", "ChannelPolicy", "DaskMismatch", "DaskReport", "EnvSpec", "EnvyardError",
-    "FetchError", "InstallError", "InstallResult", "LockError", "LockOptions",
+    "FetchError", "InstallError", "InstallResult", "LockDiff", "LockError", "LockOptions",
     "LockedPackage", "Lockfile", "PackError", "PackResult", "PinSet", "SolveError",
-    "SpecError", "check_installable", "dump_lock", "host_platform",
+    "SpecError", "check_installable", "diff_locks", "dump_lock", "host_platform",
     "install_lock", "lock_env", "pack_prefix", "parse_lock", "parse_spec", "pins_from_lock",
     "read_lock", "read_pins", "read_spec", "render_explicit", "write_lock",
 ]

@@ -219,3 +219,41 @@ def test_a_specs_own_category_builds_and_an_all_optional_push_is_refused(
         lock = c.get(f"/api/v1/environments/team/docs/versions/{v['number']}/lock").text
         r = c.post("/api/v1/environments/team/docs-push/locks", content=lock)
         assert r.status_code == 422 and "its packages are in docs" in r.text, r.text
+
+
+def test_current_names_a_version_and_two_versions_diff(service: Service, tmp_path: Path
+                                                        ) -> None:
+    """``current`` works where a version number does; the diff of two versions says what
+    adding a package moved, in the API and in ``envyard diff``."""
+    from tests.service.conftest import build
+
+    token = service.token("names=developer")
+    with api(service, token) as c:
+        assert c.get("/api/v1/environments/names/geo/versions/current").status_code == 404
+        first = build(c, "names/geo", "pyyaml")["number"]
+        second = build(c, "names/geo", "pyyaml, toolz")["number"]
+        now = c.get("/api/v1/environments/names/geo/versions/current").json()
+        assert now["number"] == second and now["current"] is True
+        assert c.get("/api/v1/environments/names/geo/versions/current/lock").text == \
+            c.get(f"/api/v1/environments/names/geo/versions/{second}/lock").text
+        diff = c.get(f"/api/v1/environments/names/geo/versions/{first}/diff/current").json()
+        assert (diff["a"], diff["b"]) == (first, second)
+        assert [p["name"] for p in diff["added"]] == ["toolz"]
+        assert diff["removed"] == [] and diff["changed"] == []
+        back = c.get(f"/api/v1/environments/names/geo/versions/current/diff/{first}").json()
+        assert [p["name"] for p in back["removed"]] == ["toolz"]
+        assert c.get("/api/v1/environments/names/geo/versions/latest").status_code == 422
+    with api(service, service.token("elsewhere=developer")) as c:  # no reading by name
+        assert c.get("/api/v1/environments/names/geo/versions/current").status_code == 403
+        assert c.get("/api/v1/environments/names/nothing/versions/current/lock"
+                     ).status_code == 403
+    env = {"ENVYARD_SERVER": service.url, "ENVYARD_TOKEN": token,
+           "XDG_CONFIG_HOME": str(tmp_path)}
+    import os
+
+    done = subprocess.run([ENVYARD, "diff", "names/geo", str(first), "current"],
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **env})
+    assert done.returncode == 0, done.stderr
+    assert f"names/geo v{first} -> v{second}" in done.stdout and "+ toolz " in done.stdout
+    assert all(len(line) <= 80 for line in done.stdout.splitlines())
