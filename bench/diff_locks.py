@@ -32,8 +32,10 @@ def main() -> None:
     diff_locks(a, b, "linux-64")  # imports (rattler's version ordering) outside the timing
 
     def bare() -> object:
-        va = {(p.manager, p.name): (p.version, p.build) for p in a.for_platform("linux-64")}
-        vb = {(p.manager, p.name): (p.version, p.build) for p in b.for_platform("linux-64")}
+        va = {(p.manager, p.name): (p.version, p.build_string)
+              for p in a.for_platform("linux-64")}
+        vb = {(p.manager, p.name): (p.version, p.build_string)
+              for p in b.for_platform("linux-64")}
         return {k for k in va.keys() | vb.keys() if va.get(k) != vb.get(k)}
 
     ours, baseline = best_of(lambda: diff_locks(a, b, "linux-64")), best_of(bare)

@@ -113,17 +113,18 @@ def _direction(before: LockedPackage, after: LockedPackage) -> Direction:
 def diff_locks(before: Lockfile, after: Lockfile, platform: str) -> LockDiff:
     """What moving from ``before`` to ``after`` changes on ``platform``, sorted by name."""
     a, b = _packages(before, platform), _packages(after, platform)
-    added = [Change(p.name, p.manager, "added", None, p.version, after_build=p.build)
+    added = [Change(p.name, p.manager, "added", None, p.version, after_build=p.conda_build)
              for key, p in sorted(b.items()) if key not in a]
-    removed = [Change(p.name, p.manager, "removed", p.version, None, before_build=p.build)
+    removed = [Change(p.name, p.manager, "removed", p.version, None,
+                      before_build=p.conda_build)
                for key, p in sorted(a.items()) if key not in b]
     changed = []
     for key in sorted(a.keys() & b.keys()):
         old, new = a[key], b[key]
-        if old.version == new.version and old.build == new.build:
+        if old.version == new.version and old.conda_build == new.conda_build:
             continue
         changed.append(Change(new.name, new.manager, change_kind(old.version, new.version),
-                              old.version, new.version, old.build, new.build,
+                              old.version, new.version, old.conda_build, new.conda_build,
                               _direction(old, new)))
     return LockDiff(platform, sorted(added, key=_by_name), sorted(removed, key=_by_name),
                     sorted(changed, key=_by_name))

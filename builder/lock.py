@@ -124,6 +124,13 @@ class LockedPackage(_Strict, kw_only=True):
         return self.url.rsplit("/", 1)[-1].split("#", 1)[0]
 
     @property
+    def conda_build(self) -> str | None:
+        """A conda package's build (the lock's field, else its file name's); None for pip."""
+        if self.manager != "conda":
+            return None
+        return self.build or self.build_string
+
+    @property
     def build_string(self) -> str:
         stem = self.filename
         for ext in (".conda", ".tar.bz2", ".whl"):

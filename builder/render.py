@@ -1,4 +1,5 @@
-"""Render one platform of a lock as a conda ``@EXPLICIT`` file, in conda-lock's order.
+"""Render one platform of a lock as a conda ``@EXPLICIT`` file, in conda-lock's order, or
+as an environment.yml pinned to the locked versions.
 
 conda installs an explicit file top to bottom, so packages come in dependency order: level by
 level, each level sorted by name, with python before pip and cycles broken at the package
@@ -64,3 +65,29 @@ def render_explicit(lock: Lockfile, platform: str,
                                               else "")
         lines.append(f"# pip {line}")
     return "\n".join(lines) + "\n"
+
+
+def render_pinned(lock: Lockfile, platform: str, *, name: str | None = None,
+                  categories: Sequence[str] = DEFAULT_CATEGORIES) -> str:
+    """An environment.yml that asks for exactly the locked packages of ``platform``
+    (conda: ``name=version=build``, pip: ``name==version``), with the lock's channels:
+    for tools that take a spec, not a lock."""
+    import yaml
+
+    if platform not in lock.metadata.platforms:
+        raise LockError(f"the lock has no platform {platform} "
+                        f"(it has: {', '.join(lock.metadata.platforms)})")
+    pkgs = lock.selected(platform, categories=categories)
+    conda = sorted((p for p in pkgs if p.manager == "conda" and not p.name.startswith("__")),
+                   key=lambda p: p.name)
+    if not conda:
+        raise LockError(no_packages_in(lock, platform, categories))
+    pip = sorted((p for p in pkgs if p.manager == "pip"), key=lambda p: p.name)
+    dependencies: list[object] = [f"{p.name}={p.version}={p.conda_build}" for p in conda]
+    if pip:
+        dependencies.append({"pip": [f"{p.name}=={p.version}" for p in pip]})
+    spec: dict[str, object] = {"name": name} if name else {}
+    spec |= {"channels": [c.url for c in lock.metadata.channels],
+             "dependencies": dependencies}
+    header = f"# pinned to the lock's {platform} packages\n"
+    return header + yaml.safe_dump(spec, sort_keys=False, default_flow_style=False)

@@ -17,7 +17,8 @@ from sqlalchemy import select
 
 from envyard.builder.diff import diff_locks
 from envyard.builder.layout import Layout
-from envyard.builder.lock import parse_lock
+from envyard.builder.lock import Lockfile, parse_lock
+from envyard.builder.render import render_explicit, render_pinned
 from envyard.service.api.deps import (
     DbDep,
     PrincipalDep,
@@ -154,6 +155,34 @@ def download_lock(namespace: Name, name: Name, number: VersionNumber, session: S
     if v.lock_text is None:
         raise NotFound(f"version {number} has no lock yet (state {v.state})")
     return _text((namespace, name), v, store, settings, "conda-lock.yml", v.lock_text)
+
+
+@router.get("/{number}/explicit", response_class=PlainTextResponse)
+def download_explicit(namespace: Name, name: Name, number: VersionNumber, session: SessionDep,
+                      who: PrincipalDep, settings: SettingsDep) -> Response:
+    """The service platform's ``@EXPLICIT`` file (``conda create --file``), as
+    ``conda-lock render -k explicit`` writes it."""
+    return PlainTextResponse(render_explicit(_locked(session, namespace, name, number, who),
+                                             settings.build_platform()))
+
+
+@router.get("/{number}/environment.yml", response_class=PlainTextResponse)
+def download_pinned_spec(namespace: Name, name: Name, number: VersionNumber,
+                         session: SessionDep, who: PrincipalDep,
+                         settings: SettingsDep) -> Response:
+    """An environment.yml pinned to this version's locked packages (every package
+    ``name=version=build``, pip's ``name==version``)."""
+    lock = _locked(session, namespace, name, number, who)
+    return PlainTextResponse(render_pinned(lock, settings.build_platform(), name=name),
+                             media_type="text/yaml")
+
+
+def _locked(session: Any, namespace: str, name: str, number: int, who: Any) -> Lockfile:
+    _check(namespace, name, who)
+    v = find_version(session, namespace, name, number)
+    if v.lock_text is None:
+        raise NotFound(f"version {number} has no lock yet (state {v.state})")
+    return parse_lock(v.lock_text, source=f"version {number}'s lock")
 
 
 @router.get("/{number}/pack", response_class=FileResponse)

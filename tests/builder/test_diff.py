@@ -93,8 +93,10 @@ def test_two_real_locks_months_apart() -> None:
     names_b = {(p.manager, p.name) for p in b.for_platform("linux-64")}
     assert {(c.manager, c.name) for c in diff.added} == names_b - names_a
     assert {(c.manager, c.name) for c in diff.removed} == names_a - names_b
-    versions_a = {(p.manager, p.name): (p.version, p.build) for p in a.for_platform("linux-64")}
-    versions_b = {(p.manager, p.name): (p.version, p.build) for p in b.for_platform("linux-64")}
+    versions_a = {(p.manager, p.name): (p.version, p.build_string)
+                  for p in a.for_platform("linux-64")}
+    versions_b = {(p.manager, p.name): (p.version, p.build_string)
+                  for p in b.for_platform("linux-64")}
     assert {(c.manager, c.name) for c in diff.changed} == {
         k for k in names_a & names_b if versions_a[k] != versions_b[k]}
     assert diff_locks(a, a, "linux-64").empty

@@ -12,7 +12,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from envyard.builder.errors import LockError
-from envyard.builder.lock import dump_lock, parse_lock, read_lock, write_lock
+from envyard.builder.lock import Lockfile, dump_lock, parse_lock, read_lock, write_lock
 from envyard.builder.locker import LockOptions, lock_env
 from envyard.builder.render import dependency_order, render_explicit
 from envyard.builder.spec import read_spec
@@ -281,3 +281,26 @@ def test_the_lock_writer_writes_what_pyyaml_writes(name: str, version: str, dep_
                          Dumper=yaml.SafeDumper,  # conda-lock's: PyYAML's Python emitter
                          sort_keys=False)
     assert lock_text(1, meta, packages) == expected
+
+
+def test_a_pinned_spec_solves_back_to_its_lock(our_lock: Path, channel: Path,
+                                               cache_dir: Path) -> None:
+    """``render_pinned`` (the API's …/environment.yml) asks for exactly the locked
+    packages: solving it again on the same channel gives every package, version and
+    build of the lock, and nothing else."""
+    from envyard.builder.render import render_pinned
+    from envyard.builder.spec import parse_spec
+
+    lock = read_lock(our_lock)
+    text = render_pinned(lock, "linux-64", name="pinned")
+    spec = parse_spec(text)
+    assert spec.name == "pinned" and "__glibc" not in text
+    again = lock_env(spec, LockOptions(channels=[str(channel)], platforms=["linux-64"],
+                                       cache_dir=cache_dir))
+
+    def packages(one: Lockfile) -> set[tuple[str, str, str | None]]:
+        return {(p.name, p.version, p.build) for p in one.for_platform("linux-64")}
+
+    assert packages(again) == packages(lock)
+    with pytest.raises(LockError, match="no platform osx-arm64"):
+        render_pinned(lock, "osx-arm64")

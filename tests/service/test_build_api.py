@@ -243,6 +243,18 @@ def test_current_names_a_version_and_two_versions_diff(service: Service, tmp_pat
         back = c.get(f"/api/v1/environments/names/geo/versions/current/diff/{first}").json()
         assert [p["name"] for p in back["removed"]] == ["toolz"]
         assert c.get("/api/v1/environments/names/geo/versions/latest").status_code == 422
+        from envyard.builder.lock import parse_lock
+        from envyard.builder.render import render_explicit
+
+        lock = parse_lock(c.get("/api/v1/environments/names/geo/versions/current/lock").text)
+        explicit = c.get("/api/v1/environments/names/geo/versions/current/explicit").text
+        assert explicit == render_explicit(lock, "linux-64") and "@EXPLICIT" in explicit
+        pinned = c.get(f"/api/v1/environments/names/geo/versions/{first}/environment.yml")
+        assert pinned.status_code == 200 and "name: geo" in pinned.text
+        toolz = next(p for p in lock.package if p.name == "toolz")
+        assert "toolz" not in pinned.text  # (v1 has none)
+        assert f"toolz={toolz.version}={toolz.conda_build}" in c.get(
+            "/api/v1/environments/names/geo/versions/current/environment.yml").text
     with api(service, service.token("elsewhere=developer")) as c:  # no reading by name
         assert c.get("/api/v1/environments/names/geo/versions/current").status_code == 403
         assert c.get("/api/v1/environments/names/nothing/versions/current/lock"
