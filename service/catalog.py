@@ -56,7 +56,8 @@ def get_or_create_environment(session: Session, namespace: str, name: str) -> En
 
 def new_version(session: Session, namespace: str, name: str, *, kind: str,
                 spec_text: str | None = None, lock_text: str | None = None,
-                idempotency_key: str | None = None) -> tuple[Version, bool]:
+                idempotency_key: str | None = None, message: str | None = None,
+                submitted_by: str | None = None) -> tuple[Version, bool]:
     """Add version N+1 of ``namespace/name`` in state queued; returns it and True. With an
     ``idempotency_key`` that an earlier request of this environment used, returns that
     request's version and False instead (under the environment row's lock, so two racing
@@ -71,7 +72,8 @@ def new_version(session: Session, namespace: str, name: str, *, kind: str,
     version = Version(environment_id=env.id, number=env.version_counter, kind=kind,
                       state=State.queued, spec_text=spec_text, lock_text=lock_text,
                       spec_sha256=sha256_text(spec_text) if spec_text is not None else None,
-                      idempotency_key=key, timings={})
+                      idempotency_key=key, timings={}, message=message,
+                      submitted_by=submitted_by)
     session.add(version)
     session.flush()
     return version, True
@@ -128,7 +130,8 @@ def find_version(session: Session, namespace: str, name: str, number: int) -> Ve
 def version_summary(v: Version, namespace: str, name: str) -> dict[str, Any]:
     return {"namespace": namespace, "name": name, "number": v.number, "kind": v.kind,
             "state": v.state, "created_at": v.created_at, "finished_at": v.finished_at,
-            "spec_sha256": v.spec_sha256, "error": v.error}
+            "spec_sha256": v.spec_sha256, "error": v.error, "message": v.message,
+            "submitted_by": v.submitted_by}
 
 
 def version_detail(v: Version, namespace: str, name: str) -> dict[str, Any]:

@@ -78,6 +78,7 @@ class Environment(Base):
     version_counter: Mapped[int] = mapped_column(default=0)
     dask_follow: Mapped[bool | None] = mapped_column(default=None)  # None: the namespace's
     images: Mapped[bool | None] = mapped_column(default=None)  # None: the namespace's
+    description: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     namespace: Mapped[Namespace] = relationship(back_populates="environments")
@@ -116,6 +117,8 @@ class Version(Base):
     #: set by a cancel of a running build; its builder, in whatever process, stops
     cancel_requested_at: Mapped[dt.datetime | None] = mapped_column(
         DateTime(timezone=True), default=None)
+    message: Mapped[str | None] = mapped_column(Text, default=None)  # why, by who submitted
+    submitted_by: Mapped[str | None] = mapped_column(String(100), default=None)  # a name
     #: sha256 of the client's Idempotency-Key: a retried submission finds this version
     idempotency_key: Mapped[str | None] = mapped_column(String(64), default=None)
     state_before_gc: Mapped[State | None] = mapped_column(

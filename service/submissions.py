@@ -25,7 +25,8 @@ from envyard.service.settings import Settings
 
 def accept(db: Database, settings: Settings, runner: Runner, checker: UploadChecker,
             who: Principal, client: str, where: tuple[str, str], kind: str,
-            body: bytes | bytearray, key: str | None) -> JSONResponse:
+            body: bytes | bytearray, key: str | None, message: str | None = None
+            ) -> JSONResponse:
     """Check the input, number a new version (after the quota check), queue its build,
     answer 202. Runs in a worker thread: parsing a large lock takes a while."""
     namespace, name = where
@@ -43,7 +44,7 @@ def accept(db: Database, settings: Settings, runner: Runner, checker: UploadChec
         check_quota(s, settings, namespace, name)
     with db.session(write=True) as s:
         version, created = new_version(s, namespace, name, kind=kind, idempotency_key=key,
-                                       **texts)
+                                       message=message, submitted_by=who.name[:100], **texts)
         version_id, number, state = version.id, version.number, version.state
     if created:
         BuildLog(Layout(settings.root).build_dir(namespace, name, number) / "build.log").line(

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from envyard.builder.kernels import kernel_dir
 from envyard.builder.layout import Layout
@@ -21,7 +22,7 @@ from envyard.service.api.deps import (
     shown_version,
 )
 from envyard.service.api.params import Name
-from envyard.service.api.schemas import Accepted, EnvironmentOut
+from envyard.service.api.schemas import Accepted, DescriptionSet, EnvironmentOut
 from envyard.service.auth import Principal
 from envyard.service.catalog import check_name, find_environment, version_summary
 from envyard.service.errors import Invalid
@@ -41,17 +42,26 @@ IdempotencyKey = Annotated[str | None, Header(
     "timeout) gets the version the first attempt made instead of a second one.")]
 
 
+#: Why this version: a line for the history, shown beside who submitted it.
+Message = Annotated[str | None, Query(max_length=500, description="Why this change: "
+                                      "shown in the environment's history.")]
+
+
 async def _submit(request: Request, settings: Settings, runner: Runner, who: Principal,
-                  where: tuple[str, str], kind: str, key: str | None) -> JSONResponse:
+                  where: tuple[str, str], kind: str, key: str | None,
+                  message: str | None = None) -> JSONResponse:
     check_name("namespace", where[0]), check_name("environment", where[1])
     who.require(where[0], Role.developer)
     if key is not None and not key.isprintable():
         raise Invalid("Idempotency-Key must be printable text")
+    if message is not None and not message.isprintable():
+        raise Invalid("message must be printable text on one line")
     limit = settings.max_spec_bytes if kind == "spec" else settings.max_lock_bytes
     body = await read_body(request, limit)
     client = request.client.host if request.client else "unknown"
     return await heavy(accept, request.app.state.db, settings, runner,
-                       request.app.state.checker, who, client, where, kind, body, key)
+                       request.app.state.checker, who, client, where, kind, body, key,
+                       message)
 
 
 @router.get("/{namespace}/{name}", response_model=EnvironmentOut)
@@ -62,7 +72,8 @@ def read_environment(namespace: Name, name: Name, session: SessionDep,
     who.require(namespace, Role.viewer)
     env = find_environment(session, namespace, name)
     kernel = kernel_dir(Layout(settings.root).jupyter, namespace, name) / "kernel.json"
-    return {"namespace": namespace, "name": name, "current_version": env.current_version,
+    return {"namespace": namespace, "name": name, "description": env.description,
+            "current_version": env.current_version,
             "kernel": shown_path(kernel, settings, who, namespace) if kernel.exists() else None,
             "versions": [shown_version(version_summary(v, namespace, name), settings, who,
                                        namespace) for v in env.versions]}
@@ -72,17 +83,35 @@ def read_environment(namespace: Name, name: Name, session: SessionDep,
              responses={202: {"description": "queued", "model": Accepted}})
 async def submit_spec(namespace: Name, name: Name, request: Request, db: DbDep,
                       who: PrincipalDep, settings: SettingsDep, runner: RunnerDep,
-                      idempotency_key: IdempotencyKey = None) -> JSONResponse:
+                      idempotency_key: IdempotencyKey = None,
+                      message: Message = None) -> JSONResponse:
     """Submit an environment.yml (the body) as the next version; it is solved and built."""
     return await _submit(request, settings, runner, who, (namespace, name), "spec",
-                         idempotency_key)
+                         idempotency_key, message)
 
 
 @router.post("/{namespace}/{name}/locks", status_code=202, openapi_extra=_BODY,
              responses={202: {"description": "queued", "model": Accepted}})
 async def push_lock(namespace: Name, name: Name, request: Request, db: DbDep,
                     who: PrincipalDep, settings: SettingsDep, runner: RunnerDep,
-                    idempotency_key: IdempotencyKey = None) -> JSONResponse:
+                    idempotency_key: IdempotencyKey = None,
+                    message: Message = None) -> JSONResponse:
     """Push a conda-lock.yml (the body): the next version is built from exactly it."""
     return await _submit(request, settings, runner, who, (namespace, name), "lock",
-                         idempotency_key)
+                         idempotency_key, message)
+
+
+class DescriptionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    description: str | None = Field(max_length=2000, description="None removes it.")
+
+
+@router.put("/{namespace}/{name}/description", response_model=DescriptionSet)
+def set_description(namespace: Name, name: Name, body: DescriptionIn, db: DbDep,
+                    who: PrincipalDep) -> dict[str, Any]:
+    """What the environment is for, shown with it (developers of the namespace)."""
+    who.require(namespace, Role.developer)
+    with db.session(write=True) as s:
+        env = find_environment(s, namespace, name)
+        env.description = body.description
+    return {"namespace": namespace, "name": name, "description": body.description}

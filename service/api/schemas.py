@@ -37,6 +37,8 @@ class VersionSummary(BaseModel):
     finished_at: Time | None
     spec_sha256: str | None
     error: str | None
+    message: str | None = Field(description="Why: what its submitter said (--message).")
+    submitted_by: str | None = Field(description="Who submitted or pushed it.")
 
 
 class Image(BaseModel, extra="allow"):
@@ -66,9 +68,16 @@ class VersionDetail(VersionSummary):
 class EnvironmentOut(BaseModel):
     namespace: str
     name: str
+    description: str | None
     current_version: int | None
     kernel: str | None = Field(description="The kernelspec of the current version.")
     versions: list[VersionSummary]
+
+
+class DescriptionSet(BaseModel):
+    namespace: str
+    name: str
+    description: str | None
 
 
 class EnvironmentRow(BaseModel):

@@ -102,13 +102,17 @@ def _submission_headers() -> dict[str, str]:
     return {"Content-Type": "text/yaml", "Idempotency-Key": uuid.uuid4().hex}
 
 
+def _message(args: argparse.Namespace) -> dict[str, str]:
+    return {"message": args.message} if args.message else {}
+
+
 def cmd_submit(args: argparse.Namespace) -> None:
     ns, name = _env(args.env)
     client = _client(args)
     body = _read(args.file)
     result = client.request("POST", f"/api/v1/environments/{ns}/{name}/versions",
                             content=body, headers=_submission_headers(),
-                            retries=SUBMIT_RETRIES).json()
+                            params=_message(args), retries=SUBMIT_RETRIES).json()
     _submitted(args, client, result)
 
 
@@ -117,7 +121,7 @@ def cmd_push(args: argparse.Namespace) -> None:
     client = _client(args)
     result = client.request("POST", f"/api/v1/environments/{ns}/{name}/locks",
                             content=_read(args.lockfile), headers=_submission_headers(),
-                            retries=SUBMIT_RETRIES).json()
+                            params=_message(args), retries=SUBMIT_RETRIES).json()
     _submitted(args, client, result)
 
 
@@ -158,8 +162,12 @@ def cmd_show(args: argparse.Namespace) -> None:
         current = data["current_version"]
         print(f"{ns}/{name}  current version: "
               + (str(current) if current is not None else "none yet (no version is ready)"))
+        if data.get("description"):
+            print(f"  {data['description']}")
         for v in data["versions"]:
-            print(f"  {v['number']:>4}  {v['state']:<10} {v['kind']:<4} {v['created_at']}"
+            who = f"  by {v['submitted_by']}" if v.get("submitted_by") else ""
+            print(f"  {v['number']:>4}  {v['state']:<10} {v['kind']:<4} {v['created_at']}{who}"
+                  + (f"  {v['message']}" if v.get("message") else "")
                   + (f"  {v['error']}" if v["error"] else ""))
         return
     data = client.get(f"/api/v1/environments/{ns}/{name}/versions/{number}")
@@ -340,6 +348,7 @@ def register(sub: Any) -> None:
         p = sub.add_parser(cmd, help=f"send {what} to the service as a new version")
         p.add_argument("lockfile" if cmd == "push" else "file", type=Path)
         p.add_argument("--env", required=True, help="NAMESPACE/NAME")
+        p.add_argument("-m", "--message", help="why this change (shown in the history)")
         p.add_argument("--wait", action="store_true",
                        help="follow the build log until the version is ready or failed")
         p.add_argument("-q", "--quiet", action="store_true", help="with --wait: no log")

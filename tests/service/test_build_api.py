@@ -269,3 +269,42 @@ def test_current_names_a_version_and_two_versions_diff(service: Service, tmp_pat
     assert done.returncode == 0, done.stderr
     assert f"names/geo v{first} -> v{second}" in done.stdout and "+ toolz " in done.stdout
     assert all(len(line) <= 80 for line in done.stdout.splitlines())
+
+
+def test_who_submitted_each_version_and_why(service: Service, tmp_path: Path) -> None:
+    """Every version records who submitted it and, when given, why; an environment has a
+    description its developers set; a message must be one printable line."""
+    import os
+
+    from tests.service.conftest import wait_ready
+
+    token = service.token("hist=developer")
+    env = {**os.environ, "ENVYARD_SERVER": service.url, "ENVYARD_TOKEN": token,
+           "XDG_CONFIG_HOME": str(tmp_path)}
+    spec = tmp_path / "env.yml"
+    spec.write_text("dependencies: [python=3.11, pyyaml]\n")
+    done = subprocess.run([ENVYARD, "submit", str(spec), "--env", "hist/geo", "--wait", "-q",
+                           "-m", "pyyaml for the config reader"], capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    with api(service, token) as c:
+        r = c.post("/api/v1/environments/hist/geo/versions", params={"message": "bad\nline"},
+                   content="dependencies: [python=3.11]\n")
+        assert r.status_code == 422 and "one line" in r.text
+        assert c.put("/api/v1/environments/hist/geo/description",
+                     json={"description": "geospatial notebooks"}).status_code == 200
+        read = c.get("/api/v1/environments/hist/geo").json()
+        assert read["description"] == "geospatial notebooks"
+        (first,) = read["versions"]
+        assert first["message"] == "pyyaml for the config reader"
+        assert first["submitted_by"] == "token 'test'"  # who the service says it is
+        second = c.post("/api/v1/environments/hist/geo/versions",
+                        content="dependencies: [python=3.11]\n").json()["version"]
+        assert wait_ready(c, "hist/geo", second)["message"] is None
+    shown = subprocess.run([ENVYARD, "show", "hist/geo"], capture_output=True, text=True,
+                           timeout=60, env=env)
+    assert "geospatial notebooks" in shown.stdout
+    assert "by token 'test'  pyyaml for the config reader" in shown.stdout
+    with api(service, service.token("hist=viewer")) as c:
+        assert c.put("/api/v1/environments/hist/geo/description",
+                     json={"description": "mine"}).status_code == 403
