@@ -51,6 +51,7 @@ def get_or_create_environment(session: Session, namespace: str, name: str) -> En
     if env is None:
         _insert_quietly(session, Environment(namespace_id=ns.id, name=name))
         env = session.scalars(env_query).one()
+    env.deleted_at = None  # a submission under a deleted name brings it back
     return env
 
 
@@ -113,7 +114,8 @@ def find_namespace(session: Session, namespace: str) -> Namespace:
 
 def find_environment(session: Session, namespace: str, name: str) -> Environment:
     env = session.scalar(select(Environment).join(Namespace).where(
-        Namespace.name == namespace, Environment.name == name))
+        Namespace.name == namespace, Environment.name == name,
+        Environment.deleted_at.is_(None)))
     if env is None:
         raise NotFound(f"no environment {namespace}/{name}")
     return env
@@ -121,7 +123,8 @@ def find_environment(session: Session, namespace: str, name: str) -> Environment
 
 def find_version(session: Session, namespace: str, name: str, number: int) -> Version:
     version = session.scalar(select(Version).join(Environment).join(Namespace).where(
-        Namespace.name == namespace, Environment.name == name, Version.number == number))
+        Namespace.name == namespace, Environment.name == name, Version.number == number,
+        Environment.deleted_at.is_(None)))
     if version is None:
         raise NotFound(f"no version {number} of {namespace}/{name}")
     return version
@@ -150,7 +153,8 @@ def environment_rows(session: Session, namespace: str) -> list[dict[str, Any]]:
                Version.spec_sha256).join(Namespace)
         .outerjoin(Version, (Version.environment_id == Environment.id)
                    & (Version.number == Environment.version_counter))
-        .where(Namespace.name == namespace).order_by(Environment.name)).all()
+        .where(Namespace.name == namespace, Environment.deleted_at.is_(None))
+        .order_by(Environment.name)).all()
     return [{"namespace": namespace, "name": name, "current_version": current,
              "latest_version": number, "latest_state": state, "latest_spec_sha256": digest}
             for name, current, number, state, digest in rows]

@@ -21,7 +21,7 @@ COMMANDS = {
     "local": ("lock", "build", "pack", "render", "demo", "pypi-names", "demo-channel"),
     "server": ("serve", "worker", "token"),
     "remote": ("submit", "push", "ls", "show", "logs", "cancel", "rollback", "hold",
-               "unhold", "gc", "usage", "sync", "diff"),
+               "unhold", "gc", "usage", "sync", "diff", "delete"),
     "dask": ("dask",),
     "images": ("image",),
 }

@@ -5,7 +5,8 @@
 Jupyter kernelspec and its image's ``current`` tag. ``point_at`` writes the pointer inside
 the caller's transaction (publishing a build marks it ready in the same one); ``show``
 makes the volume agree after the commit; a crash in between is repaired at start, where
-``show`` runs for every environment. ``make_current`` is rollback: all four at once.
+``show`` runs for every environment. ``make_current`` is rollback: all four at once;
+``withdraw`` and ``hide`` take them away from a deleted environment.
 ``publish_image`` tags a new image ``current`` if its version is current by then.
 """
 
@@ -33,6 +34,17 @@ def point_at(env: Environment, number: int, *, forward_only: bool = False) -> bo
         return False
     env.current_version = number
     return True
+
+
+def withdraw(env: Environment) -> None:
+    """No version is current any more (the environment is being deleted)."""
+    env.current_version = None
+
+
+def hide(layout: Layout, namespace: str, name: str) -> None:
+    """The volume shows no current version: no link, no kernel."""
+    layout.current_link(namespace, name).unlink(missing_ok=True)
+    remove_kernelspec(layout.jupyter, namespace, name)
 
 
 def show(layout: Layout, namespace: str, name: str, number: int) -> str:
@@ -81,4 +93,5 @@ def publish_image(db: Database, settings: Settings, layout: Layout, version_id: 
                        is_current=lambda: is_current(db, version_id))
 
 
-__all__ = ["is_current", "make_current", "point_at", "publish_image", "show"]
+__all__ = ["hide", "is_current", "make_current", "point_at", "publish_image", "show",
+           "withdraw"]

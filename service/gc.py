@@ -30,7 +30,7 @@ from envyard.builder.fetch import package_cache_lock
 from envyard.builder.layout import Layout, guard_of, temp_beside
 from envyard.builder.lock import parse_lock
 from envyard.builder.pkgcache import recheck, stamp_owner
-from envyard.builder.retention import Decision, VersionFacts, plan
+from envyard.builder.retention import Decision, Rules, VersionFacts, plan
 from envyard.service import leftovers, policy
 from envyard.service.db import Database
 from envyard.service.images import delete_images, prune_store
@@ -65,6 +65,10 @@ def _aware(t: dt.datetime) -> dt.datetime:
     return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
+#: A deleted environment's versions: none is kept by a rule (holds were released).
+COLLECT_ALL = Rules(keep_last=0, keep_days=0, failed_log_days=0)
+
+
 def make_plan(session: Session, settings: Settings, now: dt.datetime | None = None,
               namespaces: Collection[str] | None = None) -> list[PlanRow]:
     """One row per version that still has files, with the rule that keeps or deletes it;
@@ -75,7 +79,7 @@ def make_plan(session: Session, settings: Settings, now: dt.datetime | None = No
     query = (select(Version.environment_id, Version.number, Version.state, Version.created_at,
                     Version.held, Version.fingerprint, Version.prefix_bytes,
                     Version.pack_bytes, Environment.current_version, Environment.name,
-                    Namespace.name)
+                    Namespace.name, Environment.deleted_at)
              .join(Environment, Version.environment_id == Environment.id)
              .join(Namespace, Environment.namespace_id == Namespace.id)
              .where(Version.state != State.deleted))
@@ -95,8 +99,9 @@ def make_plan(session: Session, settings: Settings, now: dt.datetime | None = No
         ns, name = versions[0][10], versions[0][9]
         facts = [VersionFacts(v[1], v[2], _aware(v[3]), held=v[4], current=v[8] == v[1])
                  for v in versions]
-        decisions = {d.number: d for d in plan(
-            facts, policy.retention_rules(settings, overrides, ns, name), now)}
+        rules = COLLECT_ALL if versions[0][11] is not None \
+            else policy.retention_rules(settings, overrides, ns, name)
+        decisions = {d.number: d for d in plan(facts, rules, now)}
         decided += [(v, decisions[v[1]]) for v in versions]
     rows = []
     freed = _freed_bytes(Layout(settings.root), decided, elsewhere)

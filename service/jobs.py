@@ -50,8 +50,8 @@ logger = logging.getLogger("envyard")
 
 def restore_volume(ctx: BuildContext) -> None:
     """At start: ``current`` links and kernels from the database (a crash may have come
-    between the two), a killed GC's deletions finished, killed processes' leftovers
-    removed (those no live process owns)."""
+    between the two; a deleted environment has none), a killed GC's deletions finished,
+    killed processes' leftovers removed (those no live process owns)."""
     from envyard.service import leftovers
     from envyard.service.gc import sweep
 
@@ -60,6 +60,9 @@ def restore_volume(ctx: BuildContext) -> None:
                                  .where(Environment.current_version.is_not(None))):
             assert env.current_version is not None  # the query leaves out the others
             current.show(ctx.layout, ns, env.name, env.current_version)
+        for name, ns in s.execute(select(Environment.name, Namespace.name).join(Namespace)
+                                  .where(Environment.deleted_at.is_not(None))):
+            current.hide(ctx.layout, ns, name)  # deleted: a crash may have come before
     sweep(ctx.db, ctx.layout, ctx.settings)
     leftovers.sweep(ctx.layout, min_age=build_limit(ctx.settings))
 

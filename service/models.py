@@ -79,6 +79,10 @@ class Environment(Base):
     dask_follow: Mapped[bool | None] = mapped_column(default=None)  # None: the namespace's
     images: Mapped[bool | None] = mapped_column(default=None)  # None: the namespace's
     description: Mapped[str | None] = mapped_column(Text, default=None)
+    #: set by a delete: gone from listings and kernels, every version collectable; the
+    #: rows stay as the record (a later submission under the name brings it back)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True),
+                                                           default=None)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     namespace: Mapped[Namespace] = relationship(back_populates="environments")

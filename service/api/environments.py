@@ -22,9 +22,10 @@ from envyard.service.api.deps import (
     shown_version,
 )
 from envyard.service.api.params import Name
-from envyard.service.api.schemas import Accepted, DescriptionSet, EnvironmentOut
+from envyard.service.api.schemas import Accepted, Deleted, DescriptionSet, EnvironmentOut
 from envyard.service.auth import Principal
 from envyard.service.catalog import check_name, find_environment, version_summary
+from envyard.service.deletion import delete_environments
 from envyard.service.errors import Invalid
 from envyard.service.models import Role
 from envyard.service.runners import Runner
@@ -115,3 +116,15 @@ def set_description(namespace: Name, name: Name, body: DescriptionIn, db: DbDep,
         env = find_environment(s, namespace, name)
         env.description = body.description
     return {"namespace": namespace, "name": name, "description": body.description}
+
+
+@router.delete("/{namespace}/{name}", response_model=Deleted)
+def delete_environment(namespace: Name, name: Name, db: DbDep, who: PrincipalDep,
+                       settings: SettingsDep,
+                       force: bool = Query(False, description="also when versions are held "
+                                           "(their holds are released)")) -> dict[str, Any]:
+    """Delete the environment: gone from listings and kernels at once, its builds
+    cancelled, every version collected by the next GC; spec, lock and log stay as the
+    record. Submitting under the name again brings it back."""
+    who.require(namespace, Role.developer)
+    return delete_environments(db, settings, namespace, name, force=force)

@@ -1,16 +1,17 @@
-"""GET namespaces and the environments in one."""
+"""Namespaces: list them, read one (its environments), delete one."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from sqlalchemy import select
 
-from envyard.service.api.deps import PrincipalDep, SessionDep
+from envyard.service.api.deps import DbDep, PrincipalDep, SessionDep, SettingsDep
 from envyard.service.api.params import Name
-from envyard.service.api.schemas import NamespaceOut, NamespaceRow
+from envyard.service.api.schemas import Deleted, NamespaceOut, NamespaceRow
 from envyard.service.catalog import check_name, environment_rows
+from envyard.service.deletion import delete_environments
 from envyard.service.errors import NotFound
 from envyard.service.models import Namespace, Role
 
@@ -32,3 +33,12 @@ def read_namespace(namespace: Name, session: SessionDep, who: PrincipalDep) -> d
     if session.scalar(select(Namespace.id).where(Namespace.name == namespace)) is None:
         raise NotFound(f"no namespace {namespace}")
     return {"name": namespace, "environments": environment_rows(session, namespace)}
+
+
+@router.delete("/{namespace}", response_model=Deleted)
+def delete_namespace(namespace: Name, db: DbDep, who: PrincipalDep, settings: SettingsDep,
+                     force: bool = Query(False, description="also when versions are held")
+                     ) -> dict[str, Any]:
+    """Delete every environment of the namespace (admins of it), as one delete each."""
+    who.require(namespace, Role.admin)
+    return delete_environments(db, settings, namespace, force=force)

@@ -80,6 +80,14 @@ class DescriptionSet(BaseModel):
     description: str | None
 
 
+class Deleted(BaseModel):
+    namespace: str
+    deleted: list[str] = Field(description="The environments deleted.")
+    versions: int = Field(description="Their versions, collected by the next GC.")
+    released_holds: list[str]
+    cancelled_builds: int
+
+
 class EnvironmentRow(BaseModel):
     namespace: str
     name: str

@@ -63,6 +63,27 @@ def cmd_diff(args: argparse.Namespace) -> None:
         print(line)
 
 
+def cmd_delete(args: argparse.Namespace) -> None:
+    if args.namespace:
+        if "/" in args.target:
+            raise UsageError(f"--namespace {args.target!r}: expected a namespace's name")
+        path = f"/api/v1/namespaces/{args.target}"
+    else:
+        ns, name = _env(args.target)
+        path = f"/api/v1/environments/{ns}/{name}"
+    result = _client(args).request("DELETE", path,
+                                   params={"force": "true"} if args.force else {}).json()
+    if args.json:
+        emit_json(result)
+        return
+    ns = result["namespace"]
+    print(f"deleted {', '.join(f'{ns}/{n}' for n in result['deleted'])}: "
+          f"{result['versions']} versions, collected by the next GC (their spec, lock and "
+          "log stay)")
+    if result["released_holds"]:
+        print(f"  released holds: {', '.join(result['released_holds'])}")
+
+
 def _wait(client: Client, env: str, number: int, quiet: bool) -> str:
     """Follow the build log until the version is ready, failed or cancelled."""
     state = "queued"
@@ -371,6 +392,16 @@ def register(sub: Any) -> None:
     p.add_argument("b", metavar="B")
     _remote(p)
     p.set_defaults(func=cmd_diff)
+    p = sub.add_parser("delete", help="delete an environment (or with --namespace, all of a "
+                       "namespace's)", description="Gone from listings and kernels at once; "
+                       "its versions are collected by the next GC, their spec, lock and log "
+                       "kept. Held versions refuse it unless --force.")
+    p.add_argument("target", help="NAMESPACE/NAME, or NAMESPACE with --namespace")
+    p.add_argument("--namespace", action="store_true", help="delete every environment of "
+                   "the namespace (its admins)")
+    p.add_argument("--force", action="store_true", help="also when versions are held")
+    _remote(p)
+    p.set_defaults(func=cmd_delete)
     p = sub.add_parser("logs", help="print a version's build log")
     p.add_argument("ref", help="NAMESPACE/NAME/VERSION")
     p.add_argument("-f", "--follow", action="store_true", help="follow until the build ends")

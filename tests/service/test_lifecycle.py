@@ -265,3 +265,57 @@ def test_every_policy_reads_back_with_where_it_came_from(service: Service) -> No
     with api(service, service.token("other=admin")) as c:
         assert c.get("/api/v1/environments/pol/a/policy").status_code == 403
         assert c.get("/api/v1/namespaces/pol/policy").status_code == 403
+
+
+def test_delete_is_at_once_for_users_and_gc_collects_the_rest(service: Service) -> None:
+    """Gone from listings and kernels at once; held versions refuse it unless forced; GC
+    then removes the files while each version's record stays; the name can be used
+    again; a namespace delete covers all its environments and needs its admin."""
+    from sqlalchemy import create_engine, text
+
+    dev, admin = service.token("gone=developer"), service.token("*=admin")
+    env_dir = service.root / "envs" / "gone" / "geo"
+    with api(service, dev) as c:
+        first = build(c, "gone/geo", "ipykernel")["number"]
+        second = _build(c, "gone/geo", "ipykernel, toolz")
+        _build(c, "gone/other", "toolz")
+        kernel = c.get("/api/v1/environments/gone/geo").json()["kernel"]
+        assert kernel and (service.root / kernel).exists()
+        assert c.post(f"/api/v1/environments/gone/geo/versions/{first}/hold").status_code \
+            == 200
+        refused = c.delete("/api/v1/environments/gone/geo")
+        assert refused.status_code == 409 and f"gone/geo/{first}" in refused.text
+        done = c.delete("/api/v1/environments/gone/geo", params={"force": "true"}).json()
+        assert done["deleted"] == ["geo"] and done["released_holds"] == [f"gone/geo/{first}"]
+        assert c.get("/api/v1/environments/gone/geo").status_code == 404
+        assert c.get(f"/api/v1/environments/gone/geo/versions/{first}/lock"
+                     ).status_code == 404
+        assert [e["name"] for e in c.get("/api/v1/namespaces/gone").json()["environments"]
+                ] == ["other"]
+        assert not (service.root / kernel).exists()  # the kernel at once
+        assert not (env_dir / "current").exists()
+        assert c.delete("/api/v1/namespaces/gone").status_code == 403  # admins only
+    with api(service, service.token("elsewhere=developer")) as c:
+        assert c.delete("/api/v1/environments/gone/other").status_code == 403
+    with api(service, admin) as c:
+        plan = {(r["name"], r["number"]): r for r in c.get(
+            "/api/v1/gc/plan", params={"namespace": "gone"}).json()}
+        assert plan[("geo", first)]["delete"] and plan[("geo", second)]["delete"]
+        c.post("/api/v1/gc")
+        assert not (env_dir / str(first)).exists() and not (env_dir / str(second)).exists()
+        engine = create_engine(service.database_url
+                               or f"sqlite:///{service.root / 'envyard.db'}")
+        with engine.connect() as conn:
+            rows = conn.execute(text(
+                "SELECT v.state, v.lock_text IS NOT NULL FROM versions v JOIN environments "
+                "e ON e.id = v.environment_id WHERE e.name = 'geo'")).all()
+        engine.dispose()
+        assert sorted(rows) == [("deleted", True), ("deleted", True)]  # the record stays
+    with api(service, dev) as c:
+        again = _build(c, "gone/geo", "toolz")  # the name is free again: numbering goes on
+        assert again == second + 1
+        assert c.get("/api/v1/environments/gone/geo").json()["current_version"] == again
+    with api(service, service.token("gone=admin")) as c:
+        whole = c.delete("/api/v1/namespaces/gone").json()
+        assert sorted(whole["deleted"]) == ["geo", "other"]
+        assert c.get("/api/v1/namespaces/gone").json()["environments"] == []
