@@ -72,8 +72,8 @@ class LockDiff:
 
 def _packages(lock: Lockfile, platform: str) -> dict[tuple[str, str], LockedPackage]:
     found: dict[tuple[str, str], LockedPackage] = {}
-    for p in lock.for_platform(platform):
-        found.setdefault((p.manager, p.name), p)  # a package listed once per category
+    for p in lock.selected(platform):  # what is installed: main and dev, as conda-lock
+        found.setdefault((p.manager, p.name), p)
     return found
 
 
@@ -93,21 +93,23 @@ def change_kind(before: str, after: str) -> Kind:
     return "patch"  # one extends the other: 1.2 -> 1.2.1
 
 
-def _direction(before: LockedPackage, after: LockedPackage) -> Direction:
-    """Whether the version went up or down, by the manager's own ordering."""
+def _direction(before: LockedPackage, after: LockedPackage) -> Direction | None:
+    """Whether the version went up or down by the manager's own ordering ("same" for
+    1.0 -> 1.0.0); None when the manager cannot read one of them."""
     if before.version == after.version:
         return "same"
     try:
         if before.manager == "pip":
             from packaging.version import Version
 
-            return "up" if Version(after.version) > Version(before.version) else "down"
+            old, new = Version(before.version), Version(after.version)
+            return "same" if old == new else "up" if new > old else "down"
         import rattler
 
-        return "up" if rattler.Version(after.version) > rattler.Version(before.version) \
-            else "down"
-    except Exception:  # a version its manager cannot read: order is unknown, say "up"
-        return "up"
+        was, now = rattler.Version(before.version), rattler.Version(after.version)
+        return "same" if was == now else "up" if now > was else "down"
+    except Exception:  # unreadable: the order is unknown
+        return None
 
 
 def diff_locks(before: Lockfile, after: Lockfile, platform: str) -> LockDiff:

@@ -68,7 +68,8 @@ def render_explicit(lock: Lockfile, platform: str,
 
 
 def render_pinned(lock: Lockfile, platform: str, *, name: str | None = None,
-                  categories: Sequence[str] = DEFAULT_CATEGORIES) -> str:
+                  categories: Sequence[str] = DEFAULT_CATEGORIES,
+                  pip_index: str | None = None) -> str:
     """An environment.yml that asks for exactly the locked packages of ``platform``
     (conda: ``name=version=build``, pip: ``name==version``), with the lock's channels:
     for tools that take a spec, not a lock."""
@@ -84,10 +85,13 @@ def render_pinned(lock: Lockfile, platform: str, *, name: str | None = None,
         raise LockError(no_packages_in(lock, platform, categories))
     pip = sorted((p for p in pkgs if p.manager == "pip"), key=lambda p: p.name)
     dependencies: list[object] = [f"{p.name}={p.version}={p.conda_build}" for p in conda]
-    if pip:
-        dependencies.append({"pip": [f"{p.name}=={p.version}" for p in pip]})
+    if pip:  # from the index the lock was made with (pip reads the option in the list)
+        dependencies.append({"pip": [*([f"--index-url {pip_index}"] if pip_index else []),
+                                     *(f"{p.name}=={p.version}" for p in pip)]})
+    channels = [c.url for c in lock.metadata.channels]
+    if "defaults" not in channels:  # conda would add its defaults channel otherwise
+        channels.append("nodefaults")
     spec: dict[str, object] = {"name": name} if name else {}
-    spec |= {"channels": [c.url for c in lock.metadata.channels],
-             "dependencies": dependencies}
+    spec |= {"channels": channels, "dependencies": dependencies}
     header = f"# pinned to the lock's {platform} packages\n"
     return header + yaml.safe_dump(spec, sort_keys=False, default_flow_style=False)

@@ -38,8 +38,10 @@ def _insert_quietly(session: Session, row: Namespace | Environment) -> None:
         pass
 
 
-def get_or_create_environment(session: Session, namespace: str, name: str) -> Environment:
-    """The environment row, created if needed, locked for this transaction."""
+def get_or_create_environment(session: Session, namespace: str, name: str, *,
+                              revive: bool = False) -> Environment:
+    """The environment row, created if needed, locked for this transaction; a deleted one
+    only with ``revive`` (a user's submission under the name), else ``NotFound``."""
     ns_query = select(Namespace).where(Namespace.name == namespace)
     ns = session.scalar(ns_query)
     if ns is None:
@@ -51,19 +53,23 @@ def get_or_create_environment(session: Session, namespace: str, name: str) -> En
     if env is None:
         _insert_quietly(session, Environment(namespace_id=ns.id, name=name))
         env = session.scalars(env_query).one()
-    env.deleted_at = None  # a submission under a deleted name brings it back
+    if env.deleted_at is not None:
+        if not revive:
+            raise NotFound(f"{namespace}/{name} was deleted")
+        env.deleted_at = None  # its old versions stay collectable (collect_through)
     return env
 
 
 def new_version(session: Session, namespace: str, name: str, *, kind: str,
                 spec_text: str | None = None, lock_text: str | None = None,
                 idempotency_key: str | None = None, message: str | None = None,
-                submitted_by: str | None = None) -> tuple[Version, bool]:
+                submitted_by: str | None = None, revive: bool = False
+                ) -> tuple[Version, bool]:
     """Add version N+1 of ``namespace/name`` in state queued; returns it and True. With an
     ``idempotency_key`` that an earlier request of this environment used, returns that
     request's version and False instead (under the environment row's lock, so two racing
     retries make one version); the same key with another body is a conflict."""
-    env = get_or_create_environment(session, namespace, name)
+    env = get_or_create_environment(session, namespace, name, revive=revive)
     key = sha256_text(idempotency_key) if idempotency_key else None
     if key is not None:
         earlier = _earlier(session, env.id, key, kind, spec_text, lock_text)

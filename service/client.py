@@ -93,7 +93,7 @@ class Client:
     def get(self, path: str, **kw: Any) -> Any:
         return self.request("GET", path, **kw).json()
 
-    def follow_log(self, env: str, number: int) -> Iterator[tuple[str, str]]:
+    def follow_log(self, env: str, number: int | str) -> Iterator[tuple[str, str]]:
         """(event, data) pairs of the log stream until the build ends."""
         import httpx
 

@@ -21,7 +21,7 @@ from envyard.service import images
 from envyard.service.buildlog import BuildLog
 from envyard.service.catalog import find_environment, find_version
 from envyard.service.db import Database
-from envyard.service.errors import Conflict
+from envyard.service.errors import Conflict, NotFound
 from envyard.service.models import Environment, Version
 from envyard.service.settings import Settings
 from envyard.service.transitions import State
@@ -29,7 +29,10 @@ from envyard.service.transitions import State
 
 def point_at(env: Environment, number: int, *, forward_only: bool = False) -> bool:
     """Set the database pointer (the only writer of ``current_version``); with
-    ``forward_only`` (a build publishing), never back past a newer version. True if moved."""
+    ``forward_only`` (a build publishing), never back past a newer version; never for a
+    deleted environment. True if moved."""
+    if env.deleted_at is not None:
+        return False
     if forward_only and env.current_version is not None and number <= env.current_version:
         return False
     env.current_version = number
@@ -64,12 +67,16 @@ def make_current(db: Database, settings: Settings, namespace: str, name: str,
     """Point ``current`` at a ready version (a rollback, or forward again): the pointer,
     the link, the kernel and the image tag."""
     with db.session(write=True) as s:
-        env = find_environment(s, namespace, name)
+        env = s.get(Environment, find_environment(s, namespace, name).id,
+                    with_for_update=True, populate_existing=True)  # a delete may be racing
         v = find_version(s, namespace, name, number)
         if v.state != State.ready:
             raise Conflict(f"version {number} is {v.state}; only a ready version can "
                            "be current")
-        point_at(env, v.number)
+        if env is not None and v.number <= (env.collect_through or 0):
+            raise Conflict(f"version {number} was deleted with the environment")
+        if env is None or not point_at(env, v.number):
+            raise NotFound(f"no environment {namespace}/{name}")
         image = v.image
     layout = Layout(settings.root)
     return {"namespace": namespace, "name": name, "current_version": number,

@@ -17,7 +17,7 @@ from envyard.builder.layout import Layout
 from envyard.service import current
 from envyard.service.db import Database
 from envyard.service.errors import Conflict, NotFound
-from envyard.service.models import Environment, Namespace, utcnow
+from envyard.service.models import Environment, Namespace, Version, utcnow
 from envyard.service.settings import Settings
 from envyard.service.transitions import LIVE, State, request_cancel
 
@@ -27,6 +27,11 @@ def delete_environments(db: Database, settings: Settings, namespace: str,
     """Delete ``namespace/name``, or every environment of ``namespace``."""
     now = utcnow()
     with db.session(write=True) as s:
+        # the versions' rows first, then the environments', as publishing takes them
+        s.execute(select(Version.id).join(Environment).join(Namespace)
+                  .where(Namespace.name == namespace, Environment.deleted_at.is_(None),
+                         *([Environment.name == name] if name is not None else []))
+                  .order_by(Version.id).with_for_update(of=Version))
         query = (select(Environment).join(Namespace)
                  .where(Namespace.name == namespace, Environment.deleted_at.is_(None))
                  .with_for_update())
@@ -49,7 +54,7 @@ def delete_environments(db: Database, settings: Settings, namespace: str,
                     request_cancel(s, v, now)
                     cancelled += 1
             current.withdraw(env)
-            env.deleted_at = now
+            env.deleted_at, env.collect_through = now, env.version_counter
         names = [env.name for env in envs]
         versions = sum(len(env.versions) for env in envs)
     layout = Layout(settings.root)

@@ -79,7 +79,7 @@ def make_plan(session: Session, settings: Settings, now: dt.datetime | None = No
     query = (select(Version.environment_id, Version.number, Version.state, Version.created_at,
                     Version.held, Version.fingerprint, Version.prefix_bytes,
                     Version.pack_bytes, Environment.current_version, Environment.name,
-                    Namespace.name, Environment.deleted_at)
+                    Namespace.name, Environment.collect_through)
              .join(Environment, Version.environment_id == Environment.id)
              .join(Namespace, Environment.namespace_id == Namespace.id)
              .where(Version.state != State.deleted))
@@ -97,11 +97,15 @@ def make_plan(session: Session, settings: Settings, now: dt.datetime | None = No
     decided: list[tuple[Any, Decision]] = []
     for versions in by_env.values():
         ns, name = versions[0][10], versions[0][9]
-        facts = [VersionFacts(v[1], v[2], _aware(v[3]), held=v[4], current=v[8] == v[1])
-                 for v in versions]
-        rules = COLLECT_ALL if versions[0][11] is not None \
-            else policy.retention_rules(settings, overrides, ns, name)
-        decisions = {d.number: d for d in plan(facts, rules, now)}
+        through = versions[0][11] or 0  # deleted with the environment: collected
+        gone = [v for v in versions if v[1] <= through]
+        kept = [v for v in versions if v[1] > through]
+        decisions = {d.number: d for d in plan(
+            [VersionFacts(v[1], v[2], _aware(v[3]), held=v[4], current=v[8] == v[1])
+             for v in kept], policy.retention_rules(settings, overrides, ns, name), now)}
+        decisions |= {d.number: Decision(d.number, d.delete, "the environment was deleted"
+                                         if d.delete else d.reason) for d in plan(
+            [VersionFacts(v[1], v[2], _aware(v[3])) for v in gone], COLLECT_ALL, now)}
         decided += [(v, decisions[v[1]]) for v in versions]
     rows = []
     freed = _freed_bytes(Layout(settings.root), decided, elsewhere)

@@ -83,6 +83,9 @@ class Environment(Base):
     #: rows stay as the record (a later submission under the name brings it back)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True),
                                                            default=None)
+    #: every version numbered up to this was deleted with the environment: GC collects
+    #: them even after a submission under the name brought the environment back
+    collect_through: Mapped[int | None] = mapped_column(default=None)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     namespace: Mapped[Namespace] = relationship(back_populates="environments")

@@ -44,7 +44,8 @@ def accept(db: Database, settings: Settings, runner: Runner, checker: UploadChec
         check_quota(s, settings, namespace, name)
     with db.session(write=True) as s:
         version, created = new_version(s, namespace, name, kind=kind, idempotency_key=key,
-                                       message=message, submitted_by=who.name[:100], **texts)
+                                       message=message, submitted_by=who.name[:100],
+                                       revive=True, **texts)
         version_id, number, state = version.id, version.number, version.state
     if created:
         BuildLog(Layout(settings.root).build_dir(namespace, name, number) / "build.log").line(

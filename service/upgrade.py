@@ -105,7 +105,10 @@ def apply_upgrade(db: Database, settings: Settings, pins: PinSet,
             spec_text = s.scalar(select(Version.spec_text).join(Environment).join(
                 Namespace, Environment.namespace_id == Namespace.id).where(
                 Namespace.name == ns, Environment.name == name,
-                Version.number == Environment.current_version))
+                Version.number == Environment.current_version,
+                Environment.deleted_at.is_(None)))
+            if spec_text is None:  # deleted (or emptied) during the what-if: not moved
+                continue
             v, _ = new_version(s, ns, name, kind="spec", spec_text=spec_text)
             v.constraints = extra
             submitted.append((v.id, r["environment"], v.number))

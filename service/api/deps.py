@@ -191,8 +191,10 @@ def resolve_version(session: Session, who: Principal, namespace: str, name: str,
         if value > 2**31 - 1:
             raise Invalid(f"no version number is that large: {ref}")
         return value
+    from envyard.service.catalog import check_name, find_environment
+
+    check_name("namespace", namespace), check_name("environment", name)  # (before the route)
     who.require(namespace, Role.viewer)
-    from envyard.service.catalog import find_environment
 
     env = find_environment(session, namespace, name)
     if env.current_version is None:

@@ -112,6 +112,9 @@ def set_description(namespace: Name, name: Name, body: DescriptionIn, db: DbDep,
                     who: PrincipalDep) -> dict[str, Any]:
     """What the environment is for, shown with it (developers of the namespace)."""
     who.require(namespace, Role.developer)
+    if body.description is not None and not all(
+            ch.isprintable() or ch == "\n" for ch in body.description):
+        raise Invalid("description must be printable text (lines may break)")
     with db.session(write=True) as s:
         env = find_environment(s, namespace, name)
         env.description = body.description

@@ -173,7 +173,8 @@ def download_pinned_spec(namespace: Name, name: Name, number: VersionNumber,
     """An environment.yml pinned to this version's locked packages (every package
     ``name=version=build``, pip's ``name==version``)."""
     lock = _locked(session, namespace, name, number, who)
-    return PlainTextResponse(render_pinned(lock, settings.build_platform(), name=name),
+    return PlainTextResponse(render_pinned(lock, settings.build_platform(), name=name,
+                                           pip_index=settings.pip_index),
                              media_type="text/yaml")
 
 

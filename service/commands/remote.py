@@ -27,13 +27,14 @@ def _env(value: str) -> tuple[str, str]:
     return ns, name
 
 
-def _ref(value: str) -> tuple[str, str, int | None]:
+def _ref(value: str) -> tuple[str, str, int | str | None]:
     parts = value.split("/")
     if len(parts) == 2:
         return parts[0], parts[1], None
-    if len(parts) == 3 and parts[2].isdigit():
-        return parts[0], parts[1], int(parts[2])
-    raise UsageError(f"{value!r}: expected NAMESPACE/NAME or NAMESPACE/NAME/VERSION")
+    if len(parts) == 3 and (parts[2].isdigit() or parts[2] == "current"):
+        return parts[0], parts[1], int(parts[2]) if parts[2].isdigit() else "current"
+    raise UsageError(f"{value!r}: expected NAMESPACE/NAME or NAMESPACE/NAME/VERSION "
+                     "(a number or 'current')")
 
 
 def _version_ref(value: str) -> str:

@@ -80,6 +80,9 @@ def test_versions_order_as_their_manager_orders_them() -> None:
     final = msgspec.structs.replace(rc, version="2.0")
     diff = diff_locks(_with(REAL, [final]), _with(REAL, [rc]), "linux-64")
     assert [(c.name, c.direction) for c in diff.changed] == [(pip.name, "down")]
+    same = msgspec.structs.replace(conda, version="1.9.0")  # equal by conda's ordering
+    diff = diff_locks(_with(REAL, [conda]), _with(REAL, [same]), "linux-64")
+    assert [(c.kind, c.direction) for c in diff.changed] == [("patch", "same")]
 
 
 def test_two_real_locks_months_apart() -> None:

@@ -319,3 +319,20 @@ def test_delete_is_at_once_for_users_and_gc_collects_the_rest(service: Service) 
         whole = c.delete("/api/v1/namespaces/gone").json()
         assert sorted(whole["deleted"]) == ["geo", "other"]
         assert c.get("/api/v1/namespaces/gone").json()["environments"] == []
+
+
+def test_a_name_used_again_before_gc_keeps_its_deleted_versions_collectable(
+        service: Service) -> None:
+    """Found by review: a submission under a deleted name before the next GC brought the
+    deleted versions back under the normal rules (kept as "among the last 5 ready")."""
+    admin = service.token("*=admin")
+    with api(service, admin) as c:
+        old = _build(c, "again/geo", "toolz")
+        assert c.delete("/api/v1/environments/again/geo").status_code == 200
+        new = _build(c, "again/geo", "pyyaml")
+        plan = {r["number"]: r for r in c.get("/api/v1/gc/plan",
+                                              params={"namespace": "again"}).json()}
+        assert plan[old]["delete"] and plan[old]["reason"] == "the environment was deleted"
+        assert not plan[new]["delete"] and plan[new]["reason"] == "current"
+        assert c.post("/api/v1/environments/again/geo/rollback",
+                      json={"version": old}).status_code == 409

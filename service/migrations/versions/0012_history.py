@@ -19,6 +19,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('description', sa.Text(), nullable=True))
         batch_op.add_column(sa.Column('deleted_at', sa.DateTime(timezone=True),
                                       nullable=True))
+        batch_op.add_column(sa.Column('collect_through', sa.Integer(), nullable=True))
     with op.batch_alter_table('versions', schema=None) as batch_op:
         batch_op.add_column(sa.Column('message', sa.Text(), nullable=True))
         batch_op.add_column(sa.Column('submitted_by', sa.String(length=100), nullable=True))
@@ -29,5 +30,6 @@ def downgrade() -> None:
         batch_op.drop_column('submitted_by')
         batch_op.drop_column('message')
     with op.batch_alter_table('environments', schema=None) as batch_op:
+        batch_op.drop_column('collect_through')
         batch_op.drop_column('deleted_at')
         batch_op.drop_column('description')
