@@ -20,8 +20,8 @@ from envyard.service.console import info
 COMMANDS = {
     "local": ("lock", "build", "pack", "render", "demo", "pypi-names", "demo-channel"),
     "server": ("serve", "worker", "token"),
-    "remote": ("submit", "push", "ls", "show", "logs", "cancel", "rollback", "hold",
-               "unhold", "gc", "usage", "sync", "diff", "delete"),
+    "remote": ("submit", "push", "ls", "show", "logs", "cancel", "sync", "diff"),
+    "lifecycle": ("rollback", "hold", "unhold", "gc", "usage", "delete"),
     "dask": ("dask",),
     "images": ("image",),
 }

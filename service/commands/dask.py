@@ -34,9 +34,9 @@ def cmd_dask_check(args: argparse.Namespace) -> None:
 
 
 def cmd_dask_pins(args: argparse.Namespace) -> None:
-    from envyard.service.commands.remote import _client
+    from envyard.service.commands.remote import client_for
 
-    data = _client(args).get("/api/v1/dask/pins")
+    data = client_for(args).get("/api/v1/dask/pins")
     if args.json:
         emit_json(data)
         return
@@ -47,11 +47,11 @@ def cmd_dask_pins(args: argparse.Namespace) -> None:
 
 def cmd_dask_upgrade(args: argparse.Namespace) -> None:
     from envyard.builder.dask import read_pins
-    from envyard.service.commands.remote import _client
+    from envyard.service.commands.remote import client_for
 
     pins = read_pins(args.pins)
     body = {"versions": pins.versions, "source": str(args.pins), "apply": args.apply}
-    client = _client(args)
+    client = client_for(args)
     client.http.timeout = 1800
     result = client.request("POST", "/api/v1/dask/upgrade", json=body).json()
     if args.json:
@@ -89,15 +89,15 @@ def register(sub: Any) -> None:
                    help="block: exit 17 on a required mismatch; warn: report only")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_dask_check)
-    from envyard.service.commands.remote import _remote
+    from envyard.service.commands.remote import add_remote_options
 
     p = dask.add_parser("pins", help="show the service's cluster pin set")
-    _remote(p)
+    add_remote_options(p)
     p.set_defaults(func=cmd_dask_pins)
     p = dask.add_parser("upgrade", help="what-if: re-lock every Dask environment against "
                         "new pins (publishes nothing unless --apply)")
     p.add_argument("--pins", type=Path, required=True, help="the proposed pin file")
     p.add_argument("--apply", action="store_true",
                    help="build the new versions; the pins move once all are ready")
-    _remote(p)
+    add_remote_options(p)
     p.set_defaults(func=cmd_dask_upgrade)

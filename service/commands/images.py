@@ -24,7 +24,7 @@ def _target(value: str) -> tuple[str, str | None]:
 
 
 def cmd_image_switch(args: argparse.Namespace) -> None:
-    from envyard.service.commands.remote import _client
+    from envyard.service.commands.remote import client_for
 
     ns, name = _target(args.target)
     enabled = {"enable": True, "disable": False, "inherit": None}[args.image_command]
@@ -34,20 +34,20 @@ def cmd_image_switch(args: argparse.Namespace) -> None:
         raise SpecError("only an environment can inherit its namespace's setting")
     path = f"/api/v1/namespaces/{ns}/images" if name is None else \
         f"/api/v1/environments/{ns}/{name}/images"
-    result = _client(args).request("PUT", path, json={"enabled": enabled}).json()
+    result = client_for(args).request("PUT", path, json={"enabled": enabled}).json()
     emit_json(result) if args.json else print(
         f"images for {args.target}: {'inherited' if enabled is None else args.image_command + 'd'}")
 
 
 def cmd_image_build(args: argparse.Namespace) -> None:
-    from envyard.service.commands.remote import _client, _ref
+    from envyard.service.commands.remote import client_for, version_ref
 
-    ns, name, number = _ref(args.ref)
+    ns, name, number = version_ref(args.ref)
     if number is None:
         from envyard.builder.errors import SpecError
 
         raise SpecError("image build needs NAMESPACE/NAME/VERSION")
-    client = _client(args)
+    client = client_for(args)
     url = f"/api/v1/environments/{ns}/{name}/versions/{number}"
     client.request("POST", f"{url}/image")
     info(f"building the image of {ns}/{name} version {number}")
@@ -107,7 +107,7 @@ def cmd_image_push(args: argparse.Namespace) -> None:
 
 
 def register(sub: Any) -> None:
-    from envyard.service.commands.remote import _remote
+    from envyard.service.commands.remote import add_remote_options
 
     image = sub.add_parser("image", help="OCI images of environments").add_subparsers(
         dest="image_command", required=True, metavar="ACTION")
@@ -116,14 +116,14 @@ def register(sub: Any) -> None:
                          ("inherit", "an environment follows its namespace again")):
         p = image.add_parser(action, help=f"{text} (NAMESPACE or NAMESPACE/NAME)")
         p.add_argument("target", metavar="NAMESPACE[/NAME]")
-        _remote(p)
+        add_remote_options(p)
         p.set_defaults(func=cmd_image_switch)
     p = image.add_parser("build", help="build (or retry) the image of a ready version",
                          description="The service builds the image in the background; "
                          "--wait follows it to the end.")
     p.add_argument("ref", metavar="NAMESPACE/NAME/VERSION")
     p.add_argument("--wait", action="store_true")
-    _remote(p)
+    add_remote_options(p)
     p.set_defaults(func=cmd_image_build)
     p = image.add_parser("push", help="build an image from a local prefix and push it",
                          description="No daemon: the base is pulled by reference, the "

@@ -11,23 +11,23 @@ from typing import Any
 from envyard.builder.errors import SpecError, UsageError
 from envyard.service.client import Client, client_config, plan_sync
 from envyard.service.console import emit_json, info, size, timings
-from envyard.service.errors import BuildFailed, RemoteError
+from envyard.service.errors import BuildFailed
 
 TERMINAL = {"ready", "failed", "cancelled"}
 
 
-def _client(args: argparse.Namespace) -> Client:
+def client_for(args: argparse.Namespace) -> Client:
     return Client(*client_config(args.server, args.token))
 
 
-def _env(value: str) -> tuple[str, str]:
+def env_ref(value: str) -> tuple[str, str]:
     ns, _, name = value.partition("/")
     if not ns or not name or "/" in name:
         raise UsageError(f"--env {value!r}: expected NAMESPACE/NAME")
     return ns, name
 
 
-def _ref(value: str) -> tuple[str, str, int | str | None]:
+def version_ref(value: str) -> tuple[str, str, int | str | None]:
     parts = value.split("/")
     if len(parts) == 2:
         return parts[0], parts[1], None
@@ -44,9 +44,9 @@ def _version_ref(value: str) -> str:
 
 
 def cmd_diff(args: argparse.Namespace) -> None:
-    ns, name = _env(args.env)
+    ns, name = env_ref(args.env)
     a, b = _version_ref(args.a), _version_ref(args.b)
-    data = _client(args).get(f"/api/v1/environments/{ns}/{name}/versions/{a}/diff/{b}")
+    data = client_for(args).get(f"/api/v1/environments/{ns}/{name}/versions/{a}/diff/{b}")
     if args.json:
         emit_json(data)
         return
@@ -62,27 +62,6 @@ def cmd_diff(args: argparse.Namespace) -> None:
                     changes(data["changed"]))
     for line in diff.lines(width=80):
         print(line)
-
-
-def cmd_delete(args: argparse.Namespace) -> None:
-    if args.namespace:
-        if "/" in args.target:
-            raise UsageError(f"--namespace {args.target!r}: expected a namespace's name")
-        path = f"/api/v1/namespaces/{args.target}"
-    else:
-        ns, name = _env(args.target)
-        path = f"/api/v1/environments/{ns}/{name}"
-    result = _client(args).request("DELETE", path,
-                                   params={"force": "true"} if args.force else {}).json()
-    if args.json:
-        emit_json(result)
-        return
-    ns = result["namespace"]
-    print(f"deleted {', '.join(f'{ns}/{n}' for n in result['deleted'])}: "
-          f"{result['versions']} versions, collected by the next GC (their spec, lock and "
-          "log stay)")
-    if result["released_holds"]:
-        print(f"  released holds: {', '.join(result['released_holds'])}")
 
 
 def _wait(client: Client, env: str, number: int, quiet: bool) -> str:
@@ -129,8 +108,8 @@ def _message(args: argparse.Namespace) -> dict[str, str]:
 
 
 def cmd_submit(args: argparse.Namespace) -> None:
-    ns, name = _env(args.env)
-    client = _client(args)
+    ns, name = env_ref(args.env)
+    client = client_for(args)
     body = _read(args.file)
     result = client.request("POST", f"/api/v1/environments/{ns}/{name}/versions",
                             content=body, headers=_submission_headers(),
@@ -139,8 +118,8 @@ def cmd_submit(args: argparse.Namespace) -> None:
 
 
 def cmd_push(args: argparse.Namespace) -> None:
-    ns, name = _env(args.env)
-    client = _client(args)
+    ns, name = env_ref(args.env)
+    client = client_for(args)
     result = client.request("POST", f"/api/v1/environments/{ns}/{name}/locks",
                             content=_read(args.lockfile), headers=_submission_headers(),
                             params=_message(args), retries=SUBMIT_RETRIES).json()
@@ -155,7 +134,7 @@ def _read(path: Path) -> bytes:
 
 
 def cmd_ls(args: argparse.Namespace) -> None:
-    client = _client(args)
+    client = client_for(args)
     if args.namespace:
         rows = client.get(f"/api/v1/namespaces/{args.namespace}")["environments"]
         if args.json:
@@ -174,8 +153,8 @@ def cmd_ls(args: argparse.Namespace) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> None:
-    ns, name, number = _ref(args.ref)
-    client = _client(args)
+    ns, name, number = version_ref(args.ref)
+    client = client_for(args)
     if number is None:
         data = client.get(f"/api/v1/environments/{ns}/{name}")
         if args.json:
@@ -226,10 +205,10 @@ def cmd_show(args: argparse.Namespace) -> None:
 
 
 def cmd_logs(args: argparse.Namespace) -> None:
-    ns, name, number = _ref(args.ref)
+    ns, name, number = version_ref(args.ref)
     if number is None:
         raise UsageError("logs needs NAMESPACE/NAME/VERSION")
-    client = _client(args)
+    client = client_for(args)
     if args.follow:
         for event, data in client.follow_log(f"{ns}/{name}", number):
             if event == "log":
@@ -240,10 +219,10 @@ def cmd_logs(args: argparse.Namespace) -> None:
 
 
 def cmd_cancel(args: argparse.Namespace) -> None:
-    ns, name, number = _ref(args.ref)
+    ns, name, number = version_ref(args.ref)
     if number is None:
         raise UsageError("cancel needs NAMESPACE/NAME/VERSION")
-    result = _client(args).request(
+    result = client_for(args).request(
         "POST", f"/api/v1/environments/{ns}/{name}/versions/{number}/cancel").json()
     if args.json:
         emit_json(result)
@@ -254,7 +233,7 @@ def cmd_cancel(args: argparse.Namespace) -> None:
 def cmd_sync(args: argparse.Namespace) -> None:
     """Every spec file in DIR is one environment; only changed files become versions."""
 
-    client = _client(args)
+    client = client_for(args)
     files = sorted(p for p in args.dir.glob("*.y*ml") if p.is_file())
     if not files:
         raise SpecError(f"no environment files (*.yml) in {args.dir}")
@@ -288,77 +267,7 @@ def cmd_sync(args: argparse.Namespace) -> None:
         raise BuildFailed("not ready: " + ", ".join(failed))
 
 
-def cmd_rollback(args: argparse.Namespace) -> None:
-    ns, name = _env(args.env)
-    result = _client(args).request("POST", f"/api/v1/environments/{ns}/{name}/rollback",
-                                   json={"version": args.version}).json()
-    if args.json:
-        emit_json(result)
-    else:
-        print(f"{ns}/{name}: current is now version {result['current_version']}")
-
-
-def cmd_hold(args: argparse.Namespace) -> None:
-    ns, name, number = _ref(args.ref)
-    if number is None:
-        raise UsageError(f"{args.command} needs NAMESPACE/NAME/VERSION")
-    method = "POST" if args.command == "hold" else "DELETE"
-    result = _client(args).request(
-        method, f"/api/v1/environments/{ns}/{name}/versions/{number}/hold").json()
-    if args.json:
-        emit_json(result)
-    else:
-        print(f"{ns}/{name} version {number}: " + ("held" if result["held"] else "not held"))
-
-
-def cmd_gc(args: argparse.Namespace) -> None:
-    client = _client(args)
-    if args.dry_run:
-        rows = client.get("/api/v1/gc/plan", params={"namespace": args.namespace}
-                          if args.namespace else None)
-        if args.json:
-            emit_json({"plan": rows})
-            return
-        for r in rows:
-            action = "delete" if r["delete"] else "keep  "
-            freed = f"  frees {r['bytes'] / 1e6:.1f} MB" if r["bytes"] else ""
-            print(f"{action} {r['namespace']}/{r['name']}/{r['number']} ({r['state']}): "
-                  f"{r['reason']}{freed}")
-        total = sum(r["bytes"] for r in rows if r["delete"])
-        print(f"would delete {sum(r['delete'] for r in rows)} version(s), "
-              f"freeing {total / 1e6:.1f} MB")
-        return
-    result = client.request("POST", "/api/v1/gc").json()
-    if args.json:
-        emit_json(result)
-    else:
-        for name in result["deleted"]:
-            print(f"deleted {name}")
-        print(f"{len(result['deleted'])} version(s) deleted, "
-              f"{result['pruned_cache_entries']} package cache entries pruned")
-
-
-def cmd_usage(args: argparse.Namespace) -> None:
-    client = _client(args)
-    report = client.get("/api/v1/usage")
-    try:  # the volume's own leftovers, for tokens with a role on '*'
-        left = client.get("/api/v1/usage/leftovers")
-    except RemoteError:
-        left = None
-    if args.json:
-        emit_json(report if left is None else {**report, "(leftovers)": left})
-        return
-    for ns, row in report.items():
-        quota = f" of {row['quota_bytes'] / 1e6:.1f} MB" if row["quota_bytes"] else ""
-        print(f"{ns}: {row['bytes'] / 1e6:.1f} MB{quota}")
-        for env, e in row["environments"].items():
-            print(f"  {env}: {e['bytes'] / 1e6:.1f} MB in {e['prefixes']} prefix(es)")
-    if left and left["files"]:
-        print(f"leftovers of killed processes: {left['bytes'] / 1e6:.1f} MB in "
-              f"{len(left['files'])} file(s), removed by the next gc once unowned")
-
-
-def _remote(p: argparse.ArgumentParser) -> None:
+def add_remote_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server", help="service URL (env ENVYARD_SERVER, or client.yml)")
     p.add_argument("--token", help="API token (env ENVYARD_TOKEN, or client.yml)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -374,15 +283,15 @@ def register(sub: Any) -> None:
         p.add_argument("--wait", action="store_true",
                        help="follow the build log until the version is ready or failed")
         p.add_argument("-q", "--quiet", action="store_true", help="with --wait: no log")
-        _remote(p)
+        add_remote_options(p)
         p.set_defaults(func=func)
     p = sub.add_parser("ls", help="list namespaces, or the environments of one")
     p.add_argument("namespace", nargs="?")
-    _remote(p)
+    add_remote_options(p)
     p.set_defaults(func=cmd_ls)
     p = sub.add_parser("show", help="show an environment's versions, or one version")
     p.add_argument("ref", help="NAMESPACE/NAME or NAMESPACE/NAME/VERSION")
-    _remote(p)
+    add_remote_options(p)
     p.set_defaults(func=cmd_show)
     p = sub.add_parser("diff", help="what changes between two versions of an environment",
                        description="Packages added (+), removed (-) and changed (~), each "
@@ -391,47 +300,17 @@ def register(sub: Any) -> None:
     p.add_argument("env", help="NAMESPACE/NAME")
     p.add_argument("a", metavar="A")
     p.add_argument("b", metavar="B")
-    _remote(p)
+    add_remote_options(p)
     p.set_defaults(func=cmd_diff)
-    p = sub.add_parser("delete", help="delete an environment (or with --namespace, all of a "
-                       "namespace's)", description="Gone from listings and kernels at once; "
-                       "its versions are collected by the next GC, their spec, lock and log "
-                       "kept. Held versions refuse it unless --force.")
-    p.add_argument("target", help="NAMESPACE/NAME, or NAMESPACE with --namespace")
-    p.add_argument("--namespace", action="store_true", help="delete every environment of "
-                   "the namespace (its admins)")
-    p.add_argument("--force", action="store_true", help="also when versions are held")
-    _remote(p)
-    p.set_defaults(func=cmd_delete)
     p = sub.add_parser("logs", help="print a version's build log")
     p.add_argument("ref", help="NAMESPACE/NAME/VERSION")
     p.add_argument("-f", "--follow", action="store_true", help="follow until the build ends")
-    _remote(p)
+    add_remote_options(p)
     p.set_defaults(func=cmd_logs)
     p = sub.add_parser("cancel", help="cancel a queued or running build")
     p.add_argument("ref", help="NAMESPACE/NAME/VERSION")
-    _remote(p)
+    add_remote_options(p)
     p.set_defaults(func=cmd_cancel)
-    p = sub.add_parser("rollback", help="point an environment's current at another version")
-    p.add_argument("env", help="NAMESPACE/NAME")
-    p.add_argument("version", type=int)
-    _remote(p)
-    p.set_defaults(func=cmd_rollback)
-    for cmd, what in (("hold", "keep a version whatever the retention rules say"),
-                      ("unhold", "let the retention rules decide about a version again")):
-        p = sub.add_parser(cmd, help=what)
-        p.add_argument("ref", help="NAMESPACE/NAME/VERSION")
-        _remote(p)
-        p.set_defaults(func=cmd_hold)
-    p = sub.add_parser("gc", help="apply the retention rules (or --dry-run: show the plan)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print every version with the rule that keeps or deletes it")
-    p.add_argument("--namespace", help="with --dry-run: only this namespace")
-    _remote(p)
-    p.set_defaults(func=cmd_gc)
-    p = sub.add_parser("usage", help="bytes per namespace and environment, with quotas")
-    _remote(p)
-    p.set_defaults(func=cmd_usage)
     p = sub.add_parser("sync", help="submit every changed spec file in a folder",
                        description="Every *.yml in DIR is one environment of NAMESPACE "
                        "(named by its 'name:' or file name); files whose content the latest "
@@ -439,5 +318,5 @@ def register(sub: Any) -> None:
     p.add_argument("dir", type=Path)
     p.add_argument("--namespace", required=True)
     p.add_argument("--wait", action="store_true", help="wait until every build ends")
-    _remote(p)
+    add_remote_options(p)
     p.set_defaults(func=cmd_sync)
