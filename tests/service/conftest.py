@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from envyard.service.db import Database
 from tests.servers import Service
 from tests.waiting import wait_until
 
@@ -26,6 +27,16 @@ def service(request: pytest.FixtureRequest, channel: Path,
     svc.start()
     yield svc
     svc.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A database of each backend with no schema yet: a test migrates it as it needs."""
+    url = request.getfixturevalue("postgres").new_database() \
+        if request.param == "postgresql" else f"sqlite:///{tmp_path / 'envyard.db'}"
+    db = Database(url)
+    yield db
+    db.engine.dispose()
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from envyard.builder.errors import ConfigError
+from envyard.service.db import Database
 from envyard.service.settings import Settings, load_settings
 
 
@@ -64,53 +65,39 @@ def test_a_bad_setting_names_itself_and_exits_3(tmp_path: Path) -> None:
     assert "s3cr3t" not in str(err.value)
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_migrations_create_exactly_the_models(backend: str, tmp_path: Path,
-                                              request: pytest.FixtureRequest) -> None:
+def test_migrations_create_exactly_the_models(empty_db: Database) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from envyard.service.db import Database, migrate
+    from envyard.service.db import migrate
     from envyard.service.models import Base
 
-    url = request.getfixturevalue("postgres").new_database() if backend == "postgresql" \
-        else f"sqlite:///{tmp_path / 'db.sqlite'}"
-    db = Database(url)
-    migrate(db.engine)
-    migrate(db.engine)  # applying again is a no-op
-    with db.engine.connect() as conn:
+    migrate(empty_db.engine)
+    migrate(empty_db.engine)  # applying again is a no-op
+    with empty_db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
-    db.engine.dispose()
     assert diff == []
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_old_namespace_defaults_become_unset_overrides(backend: str, tmp_path: Path,
-                                                        request: pytest.FixtureRequest) -> None:
+def test_old_namespace_defaults_become_unset_overrides(empty_db: Database) -> None:
     """Before 0011 a namespace always held Dask follow, Dask policy and images (false,
     'warn', false: the defaults); after it, those read as "not set", so a policy says the
     service's default applies, while a value a namespace admin chose is kept."""
     from sqlalchemy import text
 
-    from envyard.service.db import Database, migrate
+    from envyard.service.db import migrate
 
-    url = request.getfixturevalue("postgres").new_database() if backend == "postgresql" \
-        else f"sqlite:///{tmp_path / 'db.sqlite'}"
-    db = Database(url)
-    try:
-        migrate(db.engine, "0010")
-        with db.engine.begin() as conn:
-            conn.execute(text("INSERT INTO namespaces (name, dask_policy, dask_follow, images, "
-                              "created_at) VALUES ('plain', 'warn', false, false, "
-                              "CURRENT_TIMESTAMP), ('chosen', 'block', true, true, "
-                              "CURRENT_TIMESTAMP)"))
-        migrate(db.engine)
-        with db.engine.connect() as conn:
-            rows = dict((r[0], tuple(r[1:])) for r in conn.execute(text(
-                "SELECT name, dask_policy, dask_follow, images FROM namespaces")))
-        assert rows == {"plain": (None, None, None), "chosen": ("block", True, True)}
-    finally:
-        db.engine.dispose()
+    migrate(empty_db.engine, "0010")
+    with empty_db.engine.begin() as conn:
+        conn.execute(text("INSERT INTO namespaces (name, dask_policy, dask_follow, images, "
+                          "created_at) VALUES ('plain', 'warn', false, false, "
+                          "CURRENT_TIMESTAMP), ('chosen', 'block', true, true, "
+                          "CURRENT_TIMESTAMP)"))
+    migrate(empty_db.engine)
+    with empty_db.engine.connect() as conn:
+        rows = dict((r[0], tuple(r[1:])) for r in conn.execute(text(
+            "SELECT name, dask_policy, dask_follow, images FROM namespaces")))
+    assert rows == {"plain": (None, None, None), "chosen": ("block", True, True)}
 
 
 def test_grouped_settings_and_their_old_names(tmp_path: Path,
@@ -147,45 +134,37 @@ def test_grouped_settings_and_their_old_names(tmp_path: Path,
         load_settings()
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_a_populated_database_upgrades(backend: str, tmp_path: Path,
-                                       request: pytest.FixtureRequest) -> None:
+def test_a_populated_database_upgrades(empty_db: Database) -> None:
     """Found by review: on SQLite, 0010 and 0011 rebuild tables that others refer to, and
     with foreign keys on the drop of the old table failed as soon as a namespace had an
     environment or a version an artifact: an upgraded service did not start."""
     from sqlalchemy import text
 
-    from envyard.service.db import Database, migrate
+    from envyard.service.db import migrate
 
-    url = request.getfixturevalue("postgres").new_database() if backend == "postgresql" \
-        else f"sqlite:///{tmp_path / 'db.sqlite'}"
-    db = Database(url)
-    try:
-        migrate(db.engine, "0009")
-        with db.engine.begin() as conn:
-            for statement in (
-                    "INSERT INTO namespaces (id, name, dask_policy, dask_follow, images, "
-                    "created_at) VALUES (1, 'team', 'warn', false, false, CURRENT_TIMESTAMP)",
-                    "INSERT INTO environments (id, namespace_id, name, current_version, "
-                    "version_counter, created_at) VALUES (1, 1, 'geo', 1, 1, "
-                    "CURRENT_TIMESTAMP)",
-                    "INSERT INTO versions (id, environment_id, number, kind, state, timings, "
-                    "held, created_at) VALUES (1, 1, 1, 'spec', 'ready', '{}', false, "
-                    "CURRENT_TIMESTAMP)",
-                    "INSERT INTO artifacts (version_id, kind, path, bytes) VALUES "
-                    "(1, 'log', 'builds/team/geo/1/build.log', 10)"):
-                conn.execute(text(statement))
-        migrate(db.engine)
-        with db.session() as s:
-            from envyard.service.models import Artifact, Environment, Version
+    migrate(empty_db.engine, "0009")
+    with empty_db.engine.begin() as conn:
+        for statement in (
+                "INSERT INTO namespaces (id, name, dask_policy, dask_follow, images, "
+                "created_at) VALUES (1, 'team', 'warn', false, false, CURRENT_TIMESTAMP)",
+                "INSERT INTO environments (id, namespace_id, name, current_version, "
+                "version_counter, created_at) VALUES (1, 1, 'geo', 1, 1, "
+                "CURRENT_TIMESTAMP)",
+                "INSERT INTO versions (id, environment_id, number, kind, state, timings, "
+                "held, created_at) VALUES (1, 1, 1, 'spec', 'ready', '{}', false, "
+                "CURRENT_TIMESTAMP)",
+                "INSERT INTO artifacts (version_id, kind, path, bytes) VALUES "
+                "(1, 'log', 'builds/team/geo/1/build.log', 10)"):
+            conn.execute(text(statement))
+    migrate(empty_db.engine)
+    with empty_db.session() as s:
+        from envyard.service.models import Artifact, Environment, Version
 
-            v = s.get(Version, 1)
-            assert v is not None and v.state == "ready" and v.environment.name == "geo"
-            assert [a.kind for a in s.query(Artifact)] == ["log"]
-            assert s.get(Environment, 1).current_version == 1  # type: ignore[union-attr]
-        if backend == "sqlite":  # and the keys are enforced again afterwards
-            with pytest.raises(Exception, match="FOREIGN KEY"), db.engine.begin() as conn:
-                conn.execute(text("INSERT INTO artifacts (version_id, kind, path) "
-                                  "VALUES (99, 'log', 'x')"))
-    finally:
-        db.engine.dispose()
+        v = s.get(Version, 1)
+        assert v is not None and v.state == "ready" and v.environment.name == "geo"
+        assert [a.kind for a in s.query(Artifact)] == ["log"]
+        assert s.get(Environment, 1).current_version == 1  # type: ignore[union-attr]
+    if empty_db.engine.dialect.name == "sqlite":  # and the keys are enforced again
+        with pytest.raises(Exception, match="FOREIGN KEY"), empty_db.engine.begin() as conn:
+            conn.execute(text("INSERT INTO artifacts (version_id, kind, path) "
+                              "VALUES (99, 'log', 'x')"))

@@ -136,36 +136,28 @@ def test_a_dead_runners_builds_end_as_they_were_asked(db: Database) -> None:
         "cancelled", "failed", "cancelled"]
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_the_database_holds_only_states(backend: str, tmp_path_factory: pytest.TempPathFactory,
-                                        request: pytest.FixtureRequest) -> None:
+def test_the_database_holds_only_states(empty_db: Database) -> None:
     """The state column is typed: a row reads back as a ``State``, and a write of any other
     word (a hand-made UPDATE, a bug in a migration) is refused by the database itself."""
     from sqlalchemy import text
     from sqlalchemy.exc import IntegrityError
 
-    url = request.getfixturevalue("postgres").new_database() if backend == "postgresql" \
-        else f"sqlite:///{tmp_path_factory.mktemp('typed') / 'envyard.db'}"
-    database = Database(url)
-    try:
-        migrate(database.engine)
-        with database.session(write=True) as s:
-            ns = Namespace(name="typed")
-            s.add(ns)
-            s.flush()
-            env = Environment(namespace_id=ns.id, name="states")
-            s.add(env)
-            s.flush()
-            for number, state in enumerate(State, 1):  # every state is storable
-                s.add(Version(environment_id=env.id, number=number, kind="spec", state=state))
-        with database.session() as s:
-            assert [v.state for v in s.query(Version).order_by(Version.number)] == list(State)
-            assert all(type(v.state) is State for v in s.query(Version))
-        for column in ("state", "state_before_gc"):
-            with pytest.raises(IntegrityError), database.session(write=True) as s:
-                s.execute(text(f"UPDATE versions SET {column} = 'readdy'"))
-    finally:
-        database.engine.dispose()
+    migrate(empty_db.engine)
+    with empty_db.session(write=True) as s:
+        ns = Namespace(name="typed")
+        s.add(ns)
+        s.flush()
+        env = Environment(namespace_id=ns.id, name="states")
+        s.add(env)
+        s.flush()
+        for number, state in enumerate(State, 1):  # every state is storable
+            s.add(Version(environment_id=env.id, number=number, kind="spec", state=state))
+    with empty_db.session() as s:
+        assert [v.state for v in s.query(Version).order_by(Version.number)] == list(State)
+        assert all(type(v.state) is State for v in s.query(Version))
+    for column in ("state", "state_before_gc"):
+        with pytest.raises(IntegrityError), empty_db.session(write=True) as s:
+            s.execute(text(f"UPDATE versions SET {column} = 'readdy'"))
 
 
 def _writes(attribute: str) -> dict[str, int]:
