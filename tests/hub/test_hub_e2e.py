@@ -139,6 +139,10 @@ def test_browser_login_through_hub_oauth(hub: Service) -> None:
     url = "/services/envyard/api/v1/environments/erin/csrf/versions"
     forged = browser.post(url, content="dependencies: [python=3.11]\n")
     assert forged.status_code == 403 and "X-CSRF-Token" in forged.json()["detail"]
+    for forged in (browser.delete("/services/envyard/api/v1/environments/erin/csrf"),
+                   browser.put("/services/envyard/api/v1/environments/erin/csrf/description",
+                               json={"description": "defaced"})):
+        assert forged.status_code == 403 and "X-CSRF-Token" in forged.json()["detail"]
     csrf = browser.cookies.get("envyard-csrf", path="/services/envyard/")
     assert csrf and browser.get("/services/envyard/api/v1/whoami").json()["csrf_token"] == csrf
     cross = browser.post(url, content="dependencies: [python=3.11]\n",
