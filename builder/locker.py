@@ -1,12 +1,15 @@
 """Spec -> conda-lock.yml: solve every platform, add pip packages, stamp conda-lock's hash.
 
 ``--update`` re-locks against the previous lock: every package keeps its locked version
-unless it is named, or must move because a named one did.
+unless it is named, or must move because a named one did. A ``base`` lock is a softer
+wish: every package it has is preferred at its locked version wherever the (edited) spec
+allows, so adding one package moves only that package and what it needs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +43,7 @@ class LockOptions:
     pip_index: str | None = None
     previous: Lockfile | None = None
     update: Sequence[str] = ()
+    base: Lockfile | None = None  # keep its versions where the specs allow (minimal change)
     constraints: Sequence[str] = ()  # e.g. the Dask cluster's pins (builder.dask.constraints)
     progress: Callable[[str], None] | None = None
 
@@ -117,6 +121,19 @@ def _solve_update(req: SolveRequest, previous: list[LockedPackage], update: set[
     raise AssertionError("unreachable")
 
 
+#: what a name, version or build in a preferred spec may hold: a base lock may have been
+#: pushed, and its words become match specs (no brackets, operators or spaces smuggled in)
+_PLAIN = re.compile(r"[A-Za-z0-9_.+!-]+")
+
+
+def _preferred(base: Lockfile | None, platform: str) -> list[str]:
+    if base is None:
+        return []
+    return [f"{p.name} =={p.version} {p.build_string}"
+            for p in base.for_platform(platform, "conda")
+            if all(_PLAIN.fullmatch(word) for word in (p.name, p.version, p.build_string))]
+
+
 def lock_env(spec: EnvSpec, opts: LockOptions) -> Lockfile:
     """Solve ``spec`` for every platform and return the lock."""
     channels = list(opts.channels) or list(spec.channels)
@@ -127,7 +144,8 @@ def lock_env(spec: EnvSpec, opts: LockOptions) -> Lockfile:
     reqs = [SolveRequest(specs=spec.conda_specs(platform), channels=channels,
                          platform=platform, virtual=opts.virtual, timeout=opts.timeout,
                          cache_dir=opts.cache_dir / "repodata",
-                         constraints=list(opts.constraints)) for platform in platforms]
+                         constraints=list(opts.constraints),
+                         prefer=_preferred(opts.base, platform)) for platform in platforms]
     if opts.previous is not None and opts.update:
         solved = []
         for req in reqs:

@@ -65,6 +65,9 @@ class SolveRequest:
     platform: str
     virtual: VirtualPackages
     locked: Sequence[Any] = ()
+    #: packages to keep where the specs allow (``name ==version build``): the solver
+    #: prefers them to newer ones, so an edit moves only what it must
+    prefer: Sequence[str] = ()
     constraints: Sequence[str] = ()
     timeout: float = DEFAULT_TIMEOUT
     cache_dir: Path = field(default_factory=lambda: envyard_cache() / "repodata")
@@ -78,12 +81,25 @@ async def _solve(req: SolveRequest, gateway: Any) -> list[Any]:
     import rattler
 
     channels = [rattler.Channel(channel_url(c)) for c in req.channels]
+    locked = [*req.locked, *await _preferred(req, channels, gateway)]
     return await rattler.solve(
         sources=channels, specs=list(req.specs), gateway=gateway,
-        platforms=query_platforms(req.platform), locked_packages=list(req.locked) or None,
+        platforms=query_platforms(req.platform), locked_packages=locked or None,
         virtual_packages=req.virtual.to_rattler(req.platform),
         timeout=datetime.timedelta(seconds=req.timeout),
         constraints=list(req.constraints) or None)
+
+
+async def _preferred(req: SolveRequest, channels: list[Any], gateway: Any) -> list[Any]:
+    """The records of ``req.prefer`` still on the channels (one that was removed is not
+    kept), read through the solve's own gateway so its repodata is loaded once."""
+    if not req.prefer:
+        return []
+    wanted = {tuple(spec.replace("==", "").split()) for spec in req.prefer}
+    groups = await gateway.query(channels, query_platforms(req.platform), list(req.prefer),
+                                 recursive=False)
+    return [r for group in groups for r in group
+            if (r.name.normalized, str(r.version), str(r.build)) in wanted]
 
 
 def _error(req: SolveRequest, exc: BaseException) -> EnvyardError:

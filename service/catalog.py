@@ -7,12 +7,15 @@ Numbering takes the environment row's write lock (``SELECT … FOR UPDATE`` on P
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections import OrderedDict
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from envyard.builder.lock import Lockfile, parse_lock
 from envyard.builder.spec import NAME_RE
 from envyard.service.errors import BadName, Conflict, NotFound
 from envyard.service.models import Environment, Namespace, Version
@@ -63,12 +66,16 @@ def get_or_create_environment(session: Session, namespace: str, name: str, *,
 def new_version(session: Session, namespace: str, name: str, *, kind: str,
                 spec_text: str | None = None, lock_text: str | None = None,
                 idempotency_key: str | None = None, message: str | None = None,
-                submitted_by: str | None = None, revive: bool = False
-                ) -> tuple[Version, bool]:
+                submitted_by: str | None = None, revive: bool = False,
+                update: str = "minimal", preview: Any = None) -> tuple[Version, bool]:
     """Add version N+1 of ``namespace/name`` in state queued; returns it and True. With an
     ``idempotency_key`` that an earlier request of this environment used, returns that
     request's version and False instead (under the environment row's lock, so two racing
-    retries make one version); the same key with another body is a conflict."""
+    retries make one version); the same key with another body is a conflict.
+
+    A spec is solved on the current version's lock (``update="minimal"``, read here under
+    the same lock as the numbering) unless ``update="full"`` or there is none; one from a
+    ``preview`` (a ``Preview`` row) builds the preview's lock, solved as it was."""
     env = get_or_create_environment(session, namespace, name, revive=revive)
     key = sha256_text(idempotency_key) if idempotency_key else None
     if key is not None:
@@ -76,11 +83,19 @@ def new_version(session: Session, namespace: str, name: str, *, kind: str,
         if earlier is not None:
             return earlier, False
     env.version_counter += 1
+    if preview is not None:
+        solve, base = preview.solve, preview.base_version
+    elif kind == "spec":
+        minimal = update == "minimal" and env.current_version is not None
+        solve, base = ("minimal", env.current_version) if minimal else ("full", None)
+    else:
+        solve, base = None, None
     version = Version(environment_id=env.id, number=env.version_counter, kind=kind,
                       state=State.queued, spec_text=spec_text, lock_text=lock_text,
                       spec_sha256=sha256_text(spec_text) if spec_text is not None else None,
                       idempotency_key=key, timings={}, message=message,
-                      submitted_by=submitted_by)
+                      submitted_by=submitted_by, solve=solve, base_version=base,
+                      preview=preview.id if preview is not None else None)
     session.add(version)
     session.flush()
     return version, True
@@ -109,6 +124,31 @@ def _earlier(session: Session, env_id: int, key: str, kind: str, spec_text: str 
         raise Conflict("this Idempotency-Key was used for a different request; send a new "
                        "key for a new submission")
     return earlier
+
+
+#: Parsed locks of recent versions: a lock never changes once recorded, and a pangeo-sized
+#: one takes ~50 ms to read, which previews and diffs of the same environment pay again.
+_LOCKS: OrderedDict[tuple[int, str], Lockfile] = OrderedDict()
+_LOCKS_LOCK = threading.Lock()
+LOCKS_KEPT = 16
+
+
+def version_lock(version: Version) -> Lockfile:
+    """``version``'s lock, parsed (shared: read it, do not change it). Keyed by the row
+    and the text's digest, so a row whose lock was recorded later is read afresh."""
+    if version.lock_text is None:
+        raise NotFound(f"version {version.number} has no lock yet (state {version.state})")
+    key = (version.id, sha256_text(version.lock_text))
+    with _LOCKS_LOCK:
+        if key in _LOCKS:
+            _LOCKS.move_to_end(key)
+            return _LOCKS[key]
+    lock = parse_lock(version.lock_text, source=f"version {version.number}'s lock")
+    with _LOCKS_LOCK:
+        _LOCKS[key] = lock
+        while len(_LOCKS) > LOCKS_KEPT:
+            _LOCKS.popitem(last=False)
+    return lock
 
 
 def find_namespace(session: Session, namespace: str) -> Namespace:
@@ -148,6 +188,7 @@ def version_detail(v: Version, namespace: str, name: str) -> dict[str, Any]:
             "started_at": v.started_at, "timings": v.timings, "fingerprint": v.fingerprint,
             "prefix_bytes": v.prefix_bytes, "pack_bytes": v.pack_bytes,
             "packages": v.packages or [], "dask": v.dask_report, "image": v.image,
+            "solve": v.solve, "base_version": v.base_version, "preview": v.preview,
             "artifacts": {a.kind: {"path": a.path, "bytes": a.bytes} for a in v.artifacts}}
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from envyard.builder.dask import PinSet, pins_from_lock, read_pins
+from envyard.builder.dask import PinSet, pins_from_constraints, pins_from_lock, read_pins
+from envyard.builder.dask import constraints as dask_constraints
 from envyard.builder.lock import parse_lock
+from envyard.service import policy
 from envyard.service.db import Database
 from envyard.service.models import ClusterPins, Environment, Namespace, Version
 from envyard.service.settings import Settings
@@ -31,6 +33,19 @@ def current_pins(session: Session, settings: Settings | None = None) -> PinSet |
                                   f"the lock of {settings.dask_pins_env}")
     row = session.scalar(select(ClusterPins).order_by(ClusterPins.id.desc()).limit(1))
     return PinSet(dict(row.versions), row.source) if row else None
+
+
+def build_pins(session: Session, settings: Settings, env: Environment | None,
+               ns: Namespace | None, proposed: list[str] | None = None
+               ) -> tuple[PinSet | None, list[str]]:
+    """The pins a build of ``env`` is checked against, and the solver constraints it is
+    solved within (the pins, when the environment follows the cluster or the build is for
+    a ``proposed`` move); a build and its preview ask this the same way."""
+    pins = current_pins(session, settings)
+    if proposed:  # built to move the cluster: checked against the pins it moves to
+        pins = pins_from_constraints(list(proposed), "the proposed pins")
+    follow = policy.dask_follow(env, ns if ns is not None else Namespace()).value
+    return pins, dask_constraints(pins) if pins and (follow or proposed) else []
 
 
 def set_pins(session: Session, pins: PinSet) -> None:

@@ -13,6 +13,7 @@
         ├── Conflict                    409  e.g. cancelling a finished build
         │   ├── QuotaExceeded           409  the namespace's quota
         │   └── ArtifactConflict        409  different bytes already stored under a key
+        ├── Gone                        410  e.g. a preview past its time
         ├── TooLarge                    413
         ├── StorageError                502  the artifact store failed or is misconfigured
         ├── Unavailable                 503  overloaded or the database is away: retry after
@@ -59,6 +60,10 @@ class RequestTimeout(ServiceError):
 
 class Conflict(ServiceError):
     status = 409
+
+
+class Gone(ServiceError):
+    status = 410
 
 
 class TooLarge(ServiceError):

@@ -124,6 +124,12 @@ class Version(Base):
     #: set by a cancel of a running build; its builder, in whatever process, stops
     cancel_requested_at: Mapped[dt.datetime | None] = mapped_column(
         DateTime(timezone=True), default=None)
+    #: how a spec was solved: "minimal" (on the lock of ``base_version``, moving only what
+    #: the edit needs) or "full" (fresh); None for a pushed lock
+    solve: Mapped[str | None] = mapped_column(String(8), default=None)
+    base_version: Mapped[int | None] = mapped_column(default=None)
+    #: the preview whose lock this version builds as it is (no solve of its own)
+    preview: Mapped[str | None] = mapped_column(String(32), default=None)
     message: Mapped[str | None] = mapped_column(Text, default=None)  # why, by who submitted
     submitted_by: Mapped[str | None] = mapped_column(String(100), default=None)  # a name
     #: sha256 of the client's Idempotency-Key: a retried submission finds this version
@@ -140,6 +146,25 @@ class Version(Base):
 
     environment: Mapped[Environment] = relationship(back_populates="versions")
     artifacts: Mapped[list[Artifact]] = relationship(back_populates="version")
+
+
+class Preview(Base):
+    """A spec solved but not built: what the user was shown, kept until ``expires_at`` so
+    that building it installs exactly that lock, whatever the channel has since."""
+
+    __tablename__ = "previews"
+    __table_args__ = (Index("ix_previews_expires_at", "expires_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # random: unguessable
+    namespace: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(64))
+    spec_text: Mapped[str] = mapped_column(Text)
+    lock_text: Mapped[str] = mapped_column(Text)
+    solve: Mapped[str] = mapped_column(String(8))
+    base_version: Mapped[int | None] = mapped_column(default=None)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Artifact(Base):

@@ -9,6 +9,9 @@ repodata, of every package no live version of the namespace already has.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -37,27 +40,53 @@ def _refuse(session: Session, settings: Settings, namespace: str, used: int, quo
         "(`envyard gc --dry-run` shows the plan)")
 
 
-def check_build_quota(session: Session, settings: Settings, namespace: str, version_id: int,
-                      lock: Lockfile, platform: str) -> None:
-    """Before installing: refuse if the packages the namespace lacks would exceed its quota."""
+@dataclass(frozen=True)
+class Estimate:
+    """What a build would add to its namespace: the archive bytes of the packages no live
+    version there has, beside what the namespace uses and its quota (None: no quota)."""
+
+    used: int | None  # None, like the estimate, when there is no quota to fit in
+    quota: int | None
+    estimate: int | None
+
+    @property
+    def fits(self) -> bool:
+        return self.quota is None or (self.used or 0) + (self.estimate or 0) <= self.quota
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"used_bytes": self.used, "quota_bytes": self.quota,
+                "estimate_bytes": self.estimate, "fits": self.fits}
+
+
+def estimate_build(session: Session, settings: Settings, namespace: str, lock: Lockfile,
+                   platform: str, version_id: int | None = None) -> Estimate:
+    """The packages of ``lock`` the namespace lacks (``version_id``, the build itself,
+    not counted as having them), sized from the channels' repodata."""
     quota = _quota(session, namespace)
     if quota is None:
-        return
+        return Estimate(None, None, None)
+    layout = Layout(settings.root)
+    used = namespace_bytes(session, layout, namespace)
     have: set[str] = set()
     for text in session.scalars(
             select(Version.lock_text).join(Environment).join(Namespace)
-            .where(Namespace.name == namespace, Version.id != version_id,
+            .where(Namespace.name == namespace, Version.id != (version_id or -1),
                    Version.lock_text.is_not(None),
                    Version.state.in_(list(HAS_FILES)))):
         assert text is not None  # the query leaves out versions without one
         have |= {p.filename for p in parse_lock(text).for_platform(platform)}
-    layout = Layout(settings.root)
     channels = settings.channels or [c.url for c in lock.metadata.channels]
     sizes = package_sizes(lock, platform, channels, layout.cache)
-    estimate = sum(size for name, size in sizes.items() if name not in have)
-    used = namespace_bytes(session, layout, namespace)
-    if used + estimate > quota:
-        raise _refuse(session, settings, namespace, used, quota, estimate)
+    return Estimate(used, quota, sum(size for name, size in sizes.items() if name not in have))
+
+
+def check_build_quota(session: Session, settings: Settings, namespace: str, version_id: int,
+                      lock: Lockfile, platform: str) -> None:
+    """Before installing: refuse if the packages the namespace lacks would exceed its quota."""
+    found = estimate_build(session, settings, namespace, lock, platform, version_id)
+    if found.quota is not None and not found.fits:
+        raise _refuse(session, settings, namespace, found.used or 0, found.quota,
+                      found.estimate or 0)
 
 
 def _quota(session: Session, namespace: str) -> int | None:

@@ -187,6 +187,9 @@ class Settings(BaseSettings):
     pip_index: str | None = Field(None, description="Package index for pip: sections.")
     build_concurrency: int = Field(2, ge=1, le=64, description="Builds run at once.")
     solve_timeout: float = Field(300.0, gt=0, description="Seconds a solve may take.")
+    preview_seconds: float = Field(
+        3600.0, gt=0, le=7 * 86400, description="How long a preview can still be built "
+        "(its lock is kept that long; building it afterwards answers 410).")
     install_timeout: float = Field(1800.0, gt=0, description="Seconds an install may take.")
     pack_timeout: float = Field(1800.0, gt=0, description="Seconds packing may take.")
     pack: bool = Field(True, description="Write a conda-pack archive for every version.")

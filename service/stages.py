@@ -28,8 +28,8 @@ from envyard.builder.dask import check as dask_check
 from envyard.builder.errors import DaskMismatch, PackError
 from envyard.builder.install import InstallResult, fingerprint, install_lock
 from envyard.builder.kernels import has_ipykernel
-from envyard.builder.layout import guard_of, point
-from envyard.builder.lock import DEFAULT_CATEGORIES, Lockfile, dump_lock
+from envyard.builder.layout import Layout, guard_of, point
+from envyard.builder.lock import DEFAULT_CATEGORIES, Lockfile, dump_lock, parse_lock
 from envyard.builder.locker import LockOptions, lock_env
 from envyard.builder.pack import pack_prefix
 from envyard.builder.spec import EnvSpec
@@ -45,6 +45,7 @@ from envyard.service.buildstate import (
 from envyard.service.inputs import InputRules, checked_lock, checked_spec
 from envyard.service.models import utcnow
 from envyard.service.quota import check_build_quota
+from envyard.service.settings import Settings
 from envyard.service.storage import build_key, pack_key
 from envyard.service.transitions import (
     State,
@@ -107,6 +108,8 @@ class Build:
     dask_policy: str
     image: bool
     log: BuildLog
+    base_text: str | None = None  # the lock a minimal-change solve keeps what it can of
+    from_preview: bool = False  # the lock is given: the preview's, built as shown
     platform: str = ""
     rules: InputRules | None = None
     spec: EnvSpec | None = None
@@ -143,8 +146,23 @@ def _read(b: Build) -> str | None:
     return None
 
 
+def spec_channels(settings: Settings, spec: EnvSpec | None) -> list[str]:
+    """The channels a spec is solved and installed from: the service's, else its own."""
+    return settings.channels or (list(spec.channels) if spec else [])
+
+
 def _channels(b: Build) -> list[str]:
-    return b.ctx.settings.channels or (list(b.spec.channels) if b.spec else [])
+    return spec_channels(b.ctx.settings, b.spec)
+
+
+def lock_spec(settings: Settings, layout: Layout, spec: EnvSpec, platform: str,
+              extra: list[str], base: Lockfile | None) -> Lockfile:
+    """Solve a spec as a build does (a preview asks the same): the service's channels,
+    platform and limits, within ``extra`` constraints, keeping what it can of ``base``."""
+    return lock_env(spec, LockOptions(
+        channels=spec_channels(settings, spec), platforms=[platform], constraints=extra,
+        timeout=settings.solve_timeout, cache_dir=layout.cache,
+        pip_index=settings.pip_index, base=base))
 
 
 def _solve(b: Build) -> str:
@@ -153,15 +171,17 @@ def _solve(b: Build) -> str:
     b.log.line(f"solving for {b.platform}")
     if b.extra:
         b.log.line(f"solving within the cluster's pins: {', '.join(b.extra)}")
-    key = hashlib.sha256(json.dumps([b.spec_text, channels, b.platform, b.extra]).encode()
-                         ).hexdigest()
+    base = None
+    if b.base_text is not None:
+        base = parse_lock(b.base_text, source="the current version's lock")
+        b.log.line("keeping the current version's packages where the spec allows "
+                   "(submit with update=full for a fresh solve)")
+    key = hashlib.sha256(json.dumps([b.spec_text, channels, b.platform, b.extra,
+                                     b.base_text]).encode()).hexdigest()
     spec = b.spec
 
     def solve() -> tuple[str, Lockfile]:
-        lock = lock_env(spec, LockOptions(
-            channels=channels, platforms=[b.platform], constraints=b.extra,
-            timeout=ctx.settings.solve_timeout, cache_dir=ctx.layout.cache,
-            pip_index=ctx.settings.pip_index))
+        lock = lock_spec(ctx.settings, ctx.layout, spec, b.platform, b.extra, base)
         return dump_lock(lock), lock
 
     (b.lock_text, b.lock), shared = _solve_once(ctx, key, solve)
@@ -263,10 +283,12 @@ def _image_stage(b: Build) -> None:
     return None
 
 
-#: A build, in order. A pushed lock skips the solve; without packs there is no packing.
+#: A build, in order. A pushed lock and a preview's lock skip the solve; without packs
+#: there is no packing.
 STAGES = (
     Stage("read", _read),
-    Stage("solve", _solve, State.solving, applies=lambda b: b.kind == "spec", timed=True),
+    Stage("solve", _solve, State.solving,
+          applies=lambda b: b.kind == "spec" and not b.from_preview, timed=True),
     Stage("check", _check),
     Stage("install", _install, State.installing, fields=lambda b: {"fingerprint": b.fp},
           timed=True),
@@ -340,4 +362,4 @@ def _store_files(ctx: BuildContext, where: tuple[str, str, int], bdir: Any,
 
 
 
-__all__ = ["STAGES", "Build", "Stage", "run_stages"]
+__all__ = ["STAGES", "Build", "Stage", "lock_spec", "run_stages", "spec_channels"]

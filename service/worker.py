@@ -9,8 +9,8 @@ import dataclasses
 import logging
 import threading
 
-from envyard.builder.dask import constraints as dask_constraints
-from envyard.builder.dask import pins_from_constraints
+from sqlalchemy import select
+
 from envyard.builder.errors import EnvyardError, Stopped
 from envyard.service import logs, policy
 from envyard.service.buildlog import BuildLog
@@ -22,7 +22,7 @@ from envyard.service.buildstate import (
     fail,
     stopped,
 )
-from envyard.service.dask import current_pins
+from envyard.service.dask import build_pins
 from envyard.service.kube_jobs import BUILD_FAILED
 from envyard.service.models import Environment, Namespace, Version
 from envyard.service.stages import Build, run_stages
@@ -49,14 +49,15 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
         ns = s.get(Namespace, env.namespace_id)
         assert ns is not None
         where = (ns.name, env.name, v.number)
-        pins = current_pins(s, ctx.settings)
-        if v.constraints:  # built to move the cluster: checked against the pins it moves to
-            pins = pins_from_constraints(list(v.constraints), "the proposed pins")
-        follow = policy.dask_follow(env, ns).value
+        pins, extra = build_pins(s, ctx.settings, env, ns, v.constraints)
+        base = s.scalar(select(Version.lock_text).where(
+            Version.environment_id == env.id, Version.number == v.base_version)
+        ) if v.solve == "minimal" and v.base_version is not None else None
         b = Build(ctx, version_id, cancel, where, v.kind, v.spec_text, v.lock_text, pins,
-                  dask_constraints(pins) if pins and (follow or v.constraints) else [],
-                  policy.dask_policy(ns).value, policy.images(ctx.settings, env, ns).value,
-                  BuildLog(ctx.layout.build_dir(*where) / "build.log"))
+                  extra, policy.dask_policy(ns).value,
+                  policy.images(ctx.settings, env, ns).value,
+                  BuildLog(ctx.layout.build_dir(*where) / "build.log"),
+                  base_text=base, from_preview=v.preview is not None)
     log = b.log
     about = logs.building.set("/".join(map(str, where)))  # in every record of this build
     try:

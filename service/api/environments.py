@@ -1,11 +1,12 @@
-"""Environments: read one, submit a spec or push a lock as its next version."""
+"""Environments: read one; preview a spec; submit a spec, a preview or a pushed lock as its
+next version, or an earlier version again (rebuild, reinstall); describe; delete."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from envyard.builder.kernels import kernel_dir
@@ -21,16 +22,23 @@ from envyard.service.api.deps import (
     shown_path,
     shown_version,
 )
-from envyard.service.api.params import Name
-from envyard.service.api.schemas import Accepted, Deleted, DescriptionSet, EnvironmentOut
+from envyard.service.api.params import Name, VersionNumber
+from envyard.service.api.schemas import (
+    Accepted,
+    Deleted,
+    DescriptionSet,
+    EnvironmentOut,
+    PreviewOut,
+)
 from envyard.service.auth import Principal
 from envyard.service.catalog import check_name, find_environment, version_summary
 from envyard.service.deletion import delete_environments
 from envyard.service.errors import Invalid
 from envyard.service.models import Role
+from envyard.service.previews import find_preview, make_preview
 from envyard.service.runners import Runner
 from envyard.service.settings import Settings
-from envyard.service.submissions import accept
+from envyard.service.submissions import accept, accept_again, accept_preview
 
 router = APIRouter(prefix="/api/v1/environments", tags=["environments"])
 
@@ -43,26 +51,47 @@ IdempotencyKey = Annotated[str | None, Header(
     "timeout) gets the version the first attempt made instead of a second one.")]
 
 
+#: How a spec is solved when the environment has a current version.
+Update = Annotated[Literal["minimal", "full"], Query(description=(
+    "minimal: keep the current version's packages wherever the spec allows, so only what "
+    "changed (and what it needs) moves; full: solve afresh (newest everything)."))]
+
 #: Why this version: a line for the history, shown beside who submitted it.
 Message = Annotated[str | None, Query(max_length=500, description="Why this change: "
                                       "shown in the environment's history.")]
 
 
-async def _submit(request: Request, settings: Settings, runner: Runner, who: Principal,
-                  where: tuple[str, str], kind: str, key: str | None,
-                  message: str | None = None) -> JSONResponse:
+def _writer(who: Principal, where: tuple[str, str], key: str | None = None,
+            message: str | None = None) -> None:
+    """A write to an environment: its names, the developer role, printable words."""
     check_name("namespace", where[0]), check_name("environment", where[1])
     who.require(where[0], Role.developer)
     if key is not None and not key.isprintable():
         raise Invalid("Idempotency-Key must be printable text")
     if message is not None and not message.isprintable():
         raise Invalid("message must be printable text on one line")
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def _submit(request: Request, settings: Settings, runner: Runner, who: Principal,
+                  where: tuple[str, str], kind: str, key: str | None,
+                  message: str | None = None, update: str = "minimal",
+                  preview: str | None = None) -> JSONResponse:
+    _writer(who, where, key, message)
     limit = settings.max_spec_bytes if kind == "spec" else settings.max_lock_bytes
     body = await read_body(request, limit)
-    client = request.client.host if request.client else "unknown"
-    return await heavy(accept, request.app.state.db, settings, runner,
-                       request.app.state.checker, who, client, where, kind, body, key,
-                       message)
+    db = request.app.state.db
+    if preview is not None:
+        if body.strip():
+            raise Invalid("send either an environment.yml or preview=<id>, not both: a "
+                          "preview builds the lock it showed")
+        return await heavy(accept_preview, db, settings, runner, who, _client(request),
+                           where, preview, key, message)
+    return await heavy(accept, db, settings, runner, request.app.state.checker, who,
+                       _client(request), where, kind, body, key, message, update)
 
 
 @router.get("/{namespace}/{name}", response_model=EnvironmentOut)
@@ -85,10 +114,67 @@ def read_environment(namespace: Name, name: Name, session: SessionDep,
 async def submit_spec(namespace: Name, name: Name, request: Request, db: DbDep,
                       who: PrincipalDep, settings: SettingsDep, runner: RunnerDep,
                       idempotency_key: IdempotencyKey = None,
-                      message: Message = None) -> JSONResponse:
-    """Submit an environment.yml (the body) as the next version; it is solved and built."""
+                      message: Message = None, update: Update = "minimal",
+                      preview: str | None = Query(None, max_length=40, description=(
+                          "Build this preview's lock exactly as shown (send no body); "
+                          "410 once it has expired."))) -> JSONResponse:
+    """Submit an environment.yml (the body) as the next version; it is solved (on the
+    current version's lock unless ``update=full``) and built. Or, with ``preview``, build
+    the lock a preview showed."""
     return await _submit(request, settings, runner, who, (namespace, name), "spec",
-                         idempotency_key, message)
+                         idempotency_key, message, update, preview)
+
+
+@router.post("/{namespace}/{name}/preview", openapi_extra=_BODY, response_model=PreviewOut)
+async def preview_spec(namespace: Name, name: Name, request: Request, who: PrincipalDep,
+                       settings: SettingsDep, update: Update = "minimal") -> dict[str, Any]:
+    """Solve an environment.yml (the body) as a submission would and show what it would
+    change against the current version, the Dask pin check and the quota estimate; builds
+    nothing. Build it with ``POST …/versions?preview=<id>`` before it expires."""
+    _writer(who, (namespace, name))
+    body = await read_body(request, settings.max_spec_bytes)
+    return await heavy(make_preview, request.app.state.db, settings,
+                       request.app.state.checker, who, (namespace, name), body, update)
+
+
+@router.get("/{namespace}/{name}/previews/{preview}/lock", response_class=PlainTextResponse)
+def download_preview_lock(namespace: Name, name: Name, preview: str, session: SessionDep,
+                          who: PrincipalDep) -> PlainTextResponse:
+    """The conda-lock.yml a preview would build, byte for byte."""
+    _writer(who, (namespace, name))
+    return PlainTextResponse(find_preview(session, (namespace, name), preview[:40]).lock_text,
+                             media_type="text/yaml")
+
+
+async def _again(request: Request, settings: Settings, runner: Runner, who: Principal,
+                 where: tuple[str, str], number: int, how: str, update: str,
+                 message: str | None) -> JSONResponse:
+    _writer(who, where, message=message)
+    return await heavy(accept_again, request.app.state.db, settings, runner, who,
+                       _client(request), where, number, how, update, message)
+
+
+@router.post("/{namespace}/{name}/versions/{number}/rebuild", status_code=202,
+             responses={202: {"description": "queued", "model": Accepted}})
+async def rebuild_version(namespace: Name, name: Name, number: VersionNumber,
+                          request: Request, who: PrincipalDep, settings: SettingsDep,
+                          runner: RunnerDep, update: Update = "full",
+                          message: Message = None) -> JSONResponse:
+    """Version ``number``'s spec, solved again (afresh unless ``update=minimal``), as the
+    next version: picks up what the channels have released since."""
+    return await _again(request, settings, runner, who, (namespace, name), number,
+                        "rebuild", update, message)
+
+
+@router.post("/{namespace}/{name}/versions/{number}/reinstall", status_code=202,
+             responses={202: {"description": "queued", "model": Accepted}})
+async def reinstall_version(namespace: Name, name: Name, number: VersionNumber,
+                            request: Request, who: PrincipalDep, settings: SettingsDep,
+                            runner: RunnerDep, message: Message = None) -> JSONResponse:
+    """Version ``number``'s lock, installed as it is as the next version (brings back a
+    version GC collected)."""
+    return await _again(request, settings, runner, who, (namespace, name), number,
+                        "reinstall", "full", message)
 
 
 @router.post("/{namespace}/{name}/locks", status_code=202, openapi_extra=_BODY,

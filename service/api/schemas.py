@@ -63,6 +63,11 @@ class VersionDetail(VersionSummary):
     image: Image | None
     artifacts: dict[str, Artifact] = Field(description="spec, lock, log, prefix, pack.")
     current: bool = Field(description="Whether this is the environment's current version.")
+    solve: Literal["minimal", "full"] | None = Field(
+        description="How the spec was solved: minimal (keeping what it could of version "
+        "base_version), full (fresh); none for a pushed lock.")
+    base_version: int | None
+    preview: str | None = Field(description="The preview whose lock this version builds.")
 
 
 class EnvironmentOut(BaseModel):
@@ -272,16 +277,55 @@ class PackageChange(BaseModel):
     direction: Literal["up", "down", "same"] | None
 
 
-class VersionDiff(BaseModel):
-    """What moving from version ``a`` to version ``b`` changes on the service's platform."""
+class LockDiffOut(BaseModel):
+    """What moving from one lock to another changes on the service's platform."""
 
-    namespace: str
-    name: str
-    a: int
-    b: int
     platform: str
     summary: dict[str, int] = Field(description="How many were added, removed, and changed "
                                     "by kind.")
     added: list[PackageChange]
     removed: list[PackageChange]
     changed: list[PackageChange]
+
+
+class VersionDiff(LockDiffOut):
+    """What moving from version ``a`` to version ``b`` changes on the service's platform."""
+
+    namespace: str
+    name: str
+    a: int
+    b: int
+
+
+class QuotaEstimate(BaseModel):
+    used_bytes: int | None = Field(description="What the namespace uses now.")
+    quota_bytes: int | None = Field(description="Its quota; none: no quota.")
+    estimate_bytes: int | None = Field(description="The archives of the packages no live "
+                                       "version of the namespace has yet.")
+    fits: bool
+
+
+class PreviewDask(BaseModel):
+    applies: bool
+    ok: bool
+    lockstep: str | None
+    verdicts: list[dict[str, Any]]
+    policy: Literal["warn", "block"]
+    builds: bool = Field(description="False: the namespace's policy would refuse the build.")
+
+
+class PreviewOut(BaseModel):
+    """A spec solved as its build would be, and what it changes; build it with
+    ``POST …/versions?preview=<id>`` before ``expires_at``."""
+
+    preview: str = Field(description="The id to build this exact lock with.")
+    namespace: str
+    name: str
+    expires_at: Time
+    solve: Literal["minimal", "full"]
+    base_version: int | None = Field(description="The current version the diff is "
+                                     "against (and, for minimal, solved on); none: new.")
+    lock_url: str
+    diff: LockDiffOut
+    dask: PreviewDask | None = Field(description="The Dask pin check; none: no pins set.")
+    quota: QuotaEstimate

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from envyard.builder.diff import diff_locks
 from envyard.builder.layout import Layout
-from envyard.builder.lock import Lockfile, parse_lock
+from envyard.builder.lock import Lockfile
 from envyard.builder.render import render_explicit, render_pinned
 from envyard.service.api.deps import (
     DbDep,
@@ -37,6 +37,7 @@ from envyard.service.catalog import (
     find_environment,
     find_version,
     version_detail,
+    version_lock,
     version_summary,
 )
 from envyard.service.errors import Conflict, NotFound
@@ -180,10 +181,7 @@ def download_pinned_spec(namespace: Name, name: Name, number: VersionNumber,
 
 def _locked(session: Any, namespace: str, name: str, number: int, who: Any) -> Lockfile:
     _check(namespace, name, who)
-    v = find_version(session, namespace, name, number)
-    if v.lock_text is None:
-        raise NotFound(f"version {number} has no lock yet (state {v.state})")
-    return parse_lock(v.lock_text, source=f"version {number}'s lock")
+    return version_lock(find_version(session, namespace, name, number))
 
 
 @router.get("/{number}/pack", response_class=FileResponse)
@@ -236,7 +234,7 @@ def diff_versions(namespace: Name, name: Name, a: VersionRef, b: VersionRef,
         v = find_version(session, namespace, name, number)
         if not v.lock_text:
             raise Conflict(f"version {number} has no lock ({v.state}): nothing to compare")
-        locks.append(parse_lock(v.lock_text, source=f"version {number}'s lock"))
+        locks.append(version_lock(v))
     diff = diff_locks(locks[0], locks[1], settings.build_platform())
     return {"namespace": namespace, "name": name, "a": numbers[0], "b": numbers[1],
             **diff.as_dict()}

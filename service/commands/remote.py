@@ -1,4 +1,5 @@
-"""Commands that talk to a running service: submit, push, ls, show, logs, cancel, sync."""
+"""Commands that talk to a running service: submit, preview, push, rebuild, reinstall, ls,
+show, diff, logs, cancel, sync."""
 
 from __future__ import annotations
 
@@ -50,9 +51,17 @@ def cmd_diff(args: argparse.Namespace) -> None:
     if args.json:
         emit_json(data)
         return
-    counts = ", ".join(f"{n} {kind}" for kind, n in data["summary"].items() if n)
     print(f"{ns}/{name} v{data['a']} -> v{data['b']} on {data['platform']}: "
-          + (counts or "no change"))
+          + _counts(data))
+    _print_diff(data)
+
+
+def _counts(diff: dict[str, Any]) -> str:
+    return ", ".join(f"{n} {kind}" for kind, n in diff["summary"].items() if n) or "no change"
+
+
+def _print_diff(data: dict[str, Any]) -> None:
+    """A diff as the API answers it, a package a line, in 80 columns."""
     from envyard.builder.diff import Change, LockDiff
 
     def changes(rows: list[dict[str, Any]]) -> list[Change]:
@@ -109,12 +118,73 @@ def _message(args: argparse.Namespace) -> dict[str, str]:
 
 def cmd_submit(args: argparse.Namespace) -> None:
     ns, name = env_ref(args.env)
+    if (args.file is None) == (args.preview is None):
+        raise UsageError("submit takes FILE or --preview ID (the lock a preview showed)")
     client = client_for(args)
-    body = _read(args.file)
+    params = _message(args)
+    if args.preview is not None:
+        params["preview"] = args.preview
+    elif args.full:
+        params["update"] = "full"
     result = client.request("POST", f"/api/v1/environments/{ns}/{name}/versions",
-                            content=body, headers=_submission_headers(),
-                            params=_message(args), retries=SUBMIT_RETRIES).json()
+                            content=_read(args.file) if args.file else b"",
+                            headers=_submission_headers(), params=params,
+                            retries=SUBMIT_RETRIES).json()
     _submitted(args, client, result)
+
+
+def cmd_preview(args: argparse.Namespace) -> None:
+    ns, name = env_ref(args.env)
+    data = client_for(args).request(
+        "POST", f"/api/v1/environments/{ns}/{name}/preview", content=_read(args.file),
+        headers={"Content-Type": "text/yaml"},
+        params={"update": "full"} if args.full else {}).json()
+    if args.json:
+        emit_json(data)
+        return
+    diff = data["diff"]
+    against = f"version {data['base_version']}" if data["base_version"] else "nothing (new)"
+    how = "keeping what it can" if data["solve"] == "minimal" else "a fresh solve"
+    print(f"{ns}/{name} on {diff['platform']}: {_counts(diff)}")
+    print(f"  against {against}, {how}")
+    _print_diff(diff)
+    dask = data.get("dask")
+    if dask and dask["applies"]:
+        verdict = "ok" if dask["ok"] else ("MISMATCH" if dask["builds"] else
+                                           "MISMATCH: the namespace's policy refuses it")
+        print(f"dask pin check: {verdict}")
+        for v in dask["verdicts"]:
+            if v["verdict"] != "match":
+                print(f"  {v['package']}: {v['verdict']} (env {v['env']}, cluster "
+                      f"{v['cluster']})")
+    quota = data["quota"]
+    if quota["quota_bytes"] is not None:
+        print(f"quota: needs about {size(quota['estimate_bytes'])}; uses "
+              f"{size(quota['used_bytes'])} of {size(quota['quota_bytes'])}"
+              + ("" if quota["fits"] else " (OVER: the build would be refused)"))
+    print(f"build exactly this (until {data['expires_at']}):")
+    print(f"  envyard submit --env {ns}/{name} --preview {data['preview']}")
+
+
+def _again(args: argparse.Namespace, how: str) -> None:
+    ns, name, number = version_ref(args.ref)
+    if number is None:
+        raise UsageError(f"{how} needs NAMESPACE/NAME/VERSION (a number or 'current')")
+    client = client_for(args)
+    params = _message(args)
+    if how == "rebuild" and args.minimal:
+        params["update"] = "minimal"
+    result = client.request("POST", f"/api/v1/environments/{ns}/{name}/versions/{number}/"
+                            f"{how}", params=params).json()
+    _submitted(args, client, result)
+
+
+def cmd_rebuild(args: argparse.Namespace) -> None:
+    _again(args, "rebuild")
+
+
+def cmd_reinstall(args: argparse.Namespace) -> None:
+    _again(args, "reinstall")
 
 
 def cmd_push(args: argparse.Namespace) -> None:
@@ -273,17 +343,53 @@ def add_remote_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
+def _add_wait(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-m", "--message", help="why this change (shown in the history)")
+    p.add_argument("--wait", action="store_true",
+                   help="follow the build log until the version is ready or failed")
+    p.add_argument("-q", "--quiet", action="store_true", help="with --wait: no log")
+    add_remote_options(p)
+
+
 def register(sub: Any) -> None:
-    for cmd, func, what in (("submit", cmd_submit, "an environment.yml"),
-                            ("push", cmd_push, "a conda-lock.yml (built without a solve)")):
-        p = sub.add_parser(cmd, help=f"send {what} to the service as a new version")
-        p.add_argument("lockfile" if cmd == "push" else "file", type=Path)
-        p.add_argument("--env", required=True, help="NAMESPACE/NAME")
-        p.add_argument("-m", "--message", help="why this change (shown in the history)")
-        p.add_argument("--wait", action="store_true",
-                       help="follow the build log until the version is ready or failed")
-        p.add_argument("-q", "--quiet", action="store_true", help="with --wait: no log")
-        add_remote_options(p)
+    p = sub.add_parser("submit", help="send an environment.yml to the service as a new "
+                       "version", description="The spec is solved on the environment's "
+                       "current lock, so only what changed (and what it needs) moves; "
+                       "--full solves afresh. --preview ID builds the lock a preview "
+                       "showed, exactly.")
+    p.add_argument("file", type=Path, nargs="?")
+    p.add_argument("--env", required=True, help="NAMESPACE/NAME")
+    p.add_argument("--full", action="store_true",
+                   help="a fresh solve: the newest versions the spec allows")
+    p.add_argument("--preview", metavar="ID", help="build this preview's lock (no FILE)")
+    _add_wait(p)
+    p.set_defaults(func=cmd_submit)
+    p = sub.add_parser("push", help="send a conda-lock.yml to the service as a new version "
+                       "(built without a solve)")
+    p.add_argument("lockfile", type=Path)
+    p.add_argument("--env", required=True, help="NAMESPACE/NAME")
+    _add_wait(p)
+    p.set_defaults(func=cmd_push)
+    p = sub.add_parser("preview", help="what submitting an environment.yml would change",
+                       description="Solves FILE as a submission would and prints what "
+                       "changes against the current version (+ added, - removed, ~ changed "
+                       "with major/minor/patch/build), the Dask pin check and the quota "
+                       "estimate. Builds nothing; prints the id that builds exactly this.")
+    p.add_argument("file", type=Path)
+    p.add_argument("--env", required=True, help="NAMESPACE/NAME")
+    p.add_argument("--full", action="store_true", help="preview a fresh solve")
+    add_remote_options(p)
+    p.set_defaults(func=cmd_preview)
+    for cmd, func, what in (
+            ("rebuild", cmd_rebuild, "solve a version's spec again (afresh) as a new version"),
+            ("reinstall", cmd_reinstall, "install a version's lock again as a new version "
+             "(also one garbage collection removed)")):
+        p = sub.add_parser(cmd, help=what)
+        p.add_argument("ref", help="NAMESPACE/NAME/VERSION (a number or 'current')")
+        if cmd == "rebuild":
+            p.add_argument("--minimal", action="store_true",
+                           help="keep the current version's packages where the spec allows")
+        _add_wait(p)
         p.set_defaults(func=func)
     p = sub.add_parser("ls", help="list namespaces, or the environments of one")
     p.add_argument("namespace", nargs="?")

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from envyard.builder.demo.channel import index_channel
 from envyard.builder.demo.synthetic import synthetic_channel
 from envyard.builder.errors import SolveError, SpecError
 from envyard.builder.locker import LockOptions, lock_env
 from envyard.builder.spec import parse_spec
+from tests.releases import channel_before_release, publish_release
 
 
 def _versions(lock) -> dict[str, str]:  # type: ignore[no-untyped-def]
@@ -22,20 +21,10 @@ def _versions(lock) -> dict[str, str]:  # type: ignore[no-untyped-def]
 @pytest.fixture
 def old_channel(channel: Path, tmp_path: Path) -> Path:
     """The demo channel without the newer dask/distributed release (hardlinked copy)."""
-    ch = tmp_path / "channel"
-    for sub in ("linux-64", "noarch"):
-        (ch / sub).mkdir(parents=True)
-        for f in (channel / sub).glob("*.conda"):
-            if "2026.1.2" not in f.name:
-                os.link(f, ch / sub / f.name)
-    index_channel(ch)
-    return ch
+    return channel_before_release(channel, tmp_path / "channel")
 
 
-def _publish_new_release(channel: Path, ch: Path) -> None:
-    for f in (channel / "noarch").glob("*-2026.1.2-*.conda"):
-        os.link(f, ch / "noarch" / f.name)
-    index_channel(ch)
+_publish_new_release = publish_release
 
 
 SPEC = "channels: [x]\ndependencies: [python 3.11.*, dask, distributed, toolz, numpy]\n"
@@ -97,6 +86,36 @@ def test_pip_conflict_is_readable(channel: Path, pypi_index: str, tmp_path: Path
     with pytest.raises(SolveError, match="pip cannot resolve"):
         lock_env(spec, LockOptions(channels=[str(channel)], platforms=["linux-64"],
                                    cache_dir=tmp_path / "cache", pip_index=pypi_index))
+
+
+def test_a_base_lock_keeps_what_the_edit_did_not_touch(
+        channel: Path, old_channel: Path, tmp_path: Path) -> None:
+    """An edit solved on the current lock (the service's default) adds what was asked and
+    what it needs, and keeps dask where it was, though the channel has a newer one; the
+    same edit solved fresh takes the newer dask."""
+    opts = LockOptions(channels=[str(old_channel)], platforms=["linux-64"],
+                       cache_dir=tmp_path / "cache")
+    first = lock_env(parse_spec(SPEC), opts)
+    _publish_new_release(channel, old_channel)
+    edited = parse_spec(SPEC.replace("numpy]", "numpy, pandas]"))
+    minimal = lock_env(edited, LockOptions(channels=[str(old_channel)],
+                                           platforms=["linux-64"], base=first,
+                                           cache_dir=tmp_path / "cache"))
+    fresh = lock_env(edited, LockOptions(channels=[str(old_channel)], platforms=["linux-64"],
+                                         cache_dir=tmp_path / "cache"))
+    before = _versions(first)
+    kept = _versions(minimal)
+    assert {k: v for k, v in kept.items() if k in before} == before  # nothing moved
+    added = set(kept) - set(before)
+    assert "pandas" in added and added <= {p.name for p in fresh.package}
+    assert _versions(fresh)["dask"] == _versions(fresh)["distributed"] == "2026.1.2"
+    # a spec that asks for a newer version than the base has still gets it
+    newer = parse_spec(SPEC.replace("dask,", "dask >2025.12.0,"))
+    moved = _versions(lock_env(newer, LockOptions(
+        channels=[str(old_channel)], platforms=["linux-64"], base=first,
+        cache_dir=tmp_path / "cache")))
+    assert moved["dask"] == moved["distributed"] == "2026.1.2"
+    assert {k for k in before if moved[k] != before[k]} == {"dask", "distributed"}
 
 
 def test_several_platforms_in_one_lock(tmp_path: Path) -> None:
