@@ -236,3 +236,28 @@ def test_the_cli_previews_builds_the_preview_and_rebuilds(
     assert "pyyaml" not in {p["name"] for p in back["packages"]}
     # the file and --preview are one or the other
     cli("submit", str(spec), "--env", "cli/tools", "--preview", pid, code=2)
+
+
+def test_a_preview_says_what_the_dask_pins_and_the_quota_would_do(
+        released: tuple[Service, Path], channel: Path, client_for: Any) -> None:
+    """(Last in this module: it sets the cluster's pins, which every build then checks.)"""
+    publish_release(channel, released[1])
+    dev, admin = client_for("strict=developer"), client_for("*=admin")
+    _submit(dev, "strict/small", "dependencies: [python=3.11, toolz]\n")  # the namespace
+    assert admin.put("/api/v1/dask/pins", json={"versions": {
+        "dask": OLDER, "distributed": OLDER}}).status_code == 200
+    assert admin.put("/api/v1/namespaces/strict/dask",
+                     json={"policy": "block"}).status_code == 200
+    assert admin.put("/api/v1/namespaces/strict/quota", json={"bytes": 1000}).status_code == 200
+    r = dev.post("/api/v1/environments/strict/nb/preview",
+                 content="dependencies: [python=3.11, dask, distributed]\n")
+    assert r.status_code == 200, r.text
+    shown = r.json()
+    dask = shown["dask"]
+    assert dask["applies"] and not dask["ok"] and dask["policy"] == "block"
+    assert dask["builds"] is False
+    assert {v["package"] for v in dask["verdicts"] if v["verdict"] != "match"} >= {"dask"}
+    quota = shown["quota"]
+    assert quota["quota_bytes"] == 1000 and quota["estimate_bytes"] > 1000
+    assert quota["fits"] is False
+    assert dev.get("/api/v1/environments/strict/nb").status_code == 404  # nothing built
