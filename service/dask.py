@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from envyard.builder.dask import PinSet, pins_from_lock, read_pins
 from envyard.builder.lock import parse_lock
+from envyard.service import audit
 from envyard.service.db import Database
 from envyard.service.models import ClusterPins, Environment, Namespace, Version
 from envyard.service.settings import Settings
@@ -42,4 +43,7 @@ def seed_pins(db: Database, settings: Settings) -> None:
         return
     with db.session(write=True) as s:
         if current_pins(s) is None:
-            set_pins(s, read_pins(settings.dask_pins))
+            pins = read_pins(settings.dask_pins)
+            set_pins(s, pins)
+            audit.record(s, audit.SERVICE, audit.Action.dask_pins,
+                         versions=dict(pins.versions), source="setting dask_pins")

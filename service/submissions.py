@@ -12,6 +12,7 @@ from __future__ import annotations
 from fastapi.responses import JSONResponse
 
 from envyard.builder.layout import Layout
+from envyard.service import audit
 from envyard.service.admission import check_space
 from envyard.service.auth import Principal
 from envyard.service.buildlog import BuildLog
@@ -47,6 +48,10 @@ def accept(db: Database, settings: Settings, runner: Runner, checker: UploadChec
                                        message=message, submitted_by=who.name[:100],
                                        revive=True, **texts)
         version_id, number, state = version.id, version.number, version.state
+        if created:  # a retry's version was recorded by its first attempt
+            audit.record(s, who, audit.Action.submit if kind == "spec" else audit.Action.push,
+                         namespace, name, number,
+                         **({"message": message} if message else {}))
     if created:
         BuildLog(Layout(settings.root).build_dir(namespace, name, number) / "build.log").line(
             f"{'submitted' if kind == 'spec' else 'pushed'} by {who.name} from {client}")
