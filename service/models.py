@@ -253,6 +253,7 @@ class AuditEvent(Base):
     __tablename__ = "audit_events"
     __table_args__ = (Index("ix_audit_events_namespace", "namespace", "id"),
                       Index("ix_audit_events_environment", "namespace", "environment", "id"),
+                      Index("ix_audit_events_namespace_action", "namespace", "action", "id"),
                       Index("ix_audit_events_actor", "actor", "id"),
                       Index("ix_audit_events_action", "action", "id"),
                       Index("ix_audit_events_at", "at"))

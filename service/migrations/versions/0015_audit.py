@@ -30,6 +30,8 @@ def upgrade() -> None:
     op.create_index('ix_audit_events_namespace', 'audit_events', ['namespace', 'id'])
     op.create_index('ix_audit_events_environment', 'audit_events',
                     ['namespace', 'environment', 'id'])
+    op.create_index('ix_audit_events_namespace_action', 'audit_events',
+                    ['namespace', 'action', 'id'])
     op.create_index('ix_audit_events_actor', 'audit_events', ['actor', 'id'])
     op.create_index('ix_audit_events_action', 'audit_events', ['action', 'id'])
     op.create_index('ix_audit_events_at', 'audit_events', ['at'])
