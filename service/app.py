@@ -114,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(ServicePrefix, prefix=f"/services/{settings.hub.service_name}")
 
     from envyard.service.api import (
+        audit,
         dask,
         docs,
         environments,
@@ -127,7 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
 
     for module in (namespaces, environments, versions, lifecycle, gc, dask, metrics, identity,
-                   images, docs):
+                   images, audit, docs):
         app.include_router(module.router)
     return app
 

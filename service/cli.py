@@ -1,7 +1,8 @@
 """envyard: conda environments locked, built, packed and served as numbered versions.
 
 Local commands (lock, build, pack, render, demo) run the pipeline on this machine; serve
-and token run the service; submit, push, ls, show, logs, cancel and sync talk to it.
+and token run the service; submit, push, ls, show, logs, cancel, sync (and the rest, such
+as audit: who changed what) talk to it.
 Results go to stdout (--json for scripts), progress to stderr.
 """
 
@@ -24,6 +25,7 @@ COMMANDS = {
     "lifecycle": ("rollback", "hold", "unhold", "gc", "usage", "delete"),
     "dask": ("dask",),
     "images": ("image",),
+    "audit": ("audit",),
 }
 
 

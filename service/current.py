@@ -17,7 +17,8 @@ from typing import Any
 
 from envyard.builder.kernels import remove_kernelspec, write_kernelspec
 from envyard.builder.layout import Layout, point
-from envyard.service import images
+from envyard.service import audit, images
+from envyard.service.auth import Principal
 from envyard.service.buildlog import BuildLog
 from envyard.service.catalog import find_environment, find_version
 from envyard.service.db import Database
@@ -62,10 +63,10 @@ def show(layout: Layout, namespace: str, name: str, number: int) -> str:
     return f"kernel {namespace}/{name} (v{number}) at {spec}"
 
 
-def make_current(db: Database, settings: Settings, namespace: str, name: str,
-                 number: int) -> dict[str, Any]:
+def make_current(db: Database, settings: Settings, who: Principal, namespace: str,
+                 name: str, number: int) -> dict[str, Any]:
     """Point ``current`` at a ready version (a rollback, or forward again): the pointer,
-    the link, the kernel and the image tag."""
+    the link, the kernel and the image tag; audited as ``who``'s rollback."""
     with db.session(write=True) as s:
         env = s.get(Environment, find_environment(s, namespace, name).id,
                     with_for_update=True, populate_existing=True)  # a delete may be racing
@@ -75,8 +76,11 @@ def make_current(db: Database, settings: Settings, namespace: str, name: str,
                            "be current")
         if env is not None and v.number <= (env.collect_through or 0):
             raise Conflict(f"version {number} was deleted with the environment")
+        before = env.current_version if env is not None else None
         if env is None or not point_at(env, v.number):
             raise NotFound(f"no environment {namespace}/{name}")
+        audit.record(s, who, audit.Action.rollback, namespace, name, number,
+                     previous=before)
         image = v.image
     layout = Layout(settings.root)
     return {"namespace": namespace, "name": name, "current_version": number,

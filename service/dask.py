@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from envyard.builder.dask import PinSet, pins_from_constraints, pins_from_lock, read_pins
 from envyard.builder.dask import constraints as dask_constraints
 from envyard.builder.lock import parse_lock
-from envyard.service import policy
+from envyard.service import audit, policy
 from envyard.service.db import Database
 from envyard.service.models import ClusterPins, Environment, Namespace, Version
 from envyard.service.settings import Settings
@@ -57,4 +57,7 @@ def seed_pins(db: Database, settings: Settings) -> None:
         return
     with db.session(write=True) as s:
         if current_pins(s) is None:
-            set_pins(s, read_pins(settings.dask_pins))
+            pins = read_pins(settings.dask_pins)
+            set_pins(s, pins)
+            audit.record(s, audit.SERVICE, audit.Action.dask_pins,
+                         versions=dict(pins.versions), source="setting dask_pins")

@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import select
 
 from envyard.builder.layout import Layout
-from envyard.service import current
+from envyard.service import audit, current
+from envyard.service.auth import Principal
 from envyard.service.db import Database
 from envyard.service.errors import Conflict, NotFound
 from envyard.service.models import Environment, Namespace, Version, utcnow
@@ -22,9 +23,10 @@ from envyard.service.settings import Settings
 from envyard.service.transitions import LIVE, State, request_cancel
 
 
-def delete_environments(db: Database, settings: Settings, namespace: str,
+def delete_environments(db: Database, settings: Settings, who: Principal, namespace: str,
                         name: str | None = None, *, force: bool = False) -> dict[str, Any]:
-    """Delete ``namespace/name``, or every environment of ``namespace``."""
+    """Delete ``namespace/name``, or every environment of ``namespace`` (audited as
+    one delete of the environment, or of the namespace)."""
     now = utcnow()
     with db.session(write=True) as s:
         # the versions' rows first, then the environments', as publishing takes them
@@ -57,6 +59,13 @@ def delete_environments(db: Database, settings: Settings, namespace: str,
             env.deleted_at, env.collect_through = now, env.version_counter
         names = [env.name for env in envs]
         versions = sum(len(env.versions) for env in envs)
+        if name is not None:
+            audit.record(s, who, audit.Action.delete_environment, namespace, name,
+                         force=force, versions=versions, released_holds=len(held))
+        else:
+            audit.record(s, who, audit.Action.delete_namespace, namespace,
+                         force=force, environments=names[:100], versions=versions,
+                         released_holds=len(held))
     layout = Layout(settings.root)
     for each in names:
         current.hide(layout, namespace, each)

@@ -31,7 +31,8 @@ from envyard.builder.layout import Layout, guard_of, temp_beside
 from envyard.builder.lock import parse_lock
 from envyard.builder.pkgcache import recheck, stamp_owner
 from envyard.builder.retention import Decision, Rules, VersionFacts, plan
-from envyard.service import leftovers, policy
+from envyard.service import audit, leftovers, policy
+from envyard.service.auth import Principal
 from envyard.service.db import Database
 from envyard.service.images import delete_images, prune_store
 from envyard.service.models import Environment, Namespace, Version, utcnow
@@ -172,16 +173,17 @@ def _sweep_shared(db: Database, layout: Layout, fingerprint: str,
             store.delete(pack_key(fingerprint))
 
 
-def apply_plan(db: Database, settings: Settings, *, now: dt.datetime | None = None
-               ) -> dict[str, Any]:
+def apply_plan(db: Database, settings: Settings, *, who: Principal | None = None,
+               now: dt.datetime | None = None) -> dict[str, Any]:
     """Mark what the plan deletes, sweep every marked version, prune the package cache.
     One GC at a time across every service process: a PostgreSQL advisory lock (replicas
-    on several nodes), and a file lock on the volume (processes sharing SQLite)."""
+    on several nodes), and a file lock on the volume (processes sharing SQLite). Audited
+    when ``who`` asked for it, or (the service's schedule) when it marked a version."""
     layout = Layout(settings.root)
     settings.root.mkdir(parents=True, exist_ok=True)
     with _advisory_lock(db), layout.gc_lock.open("a") as gc_lock:
         fcntl.flock(gc_lock, fcntl.LOCK_EX)
-        return _apply(db, settings, layout, now)
+        return _apply(db, settings, layout, who, now)
 
 
 #: The key of GC's advisory lock: any constant no other user of the database takes.
@@ -205,17 +207,22 @@ def _advisory_lock(db: Database) -> Iterator[None]:
             conn.commit()
 
 
-def _apply(db: Database, settings: Settings, layout: Layout, now: dt.datetime | None
-           ) -> dict[str, Any]:
+def _apply(db: Database, settings: Settings, layout: Layout, who: Principal | None,
+           now: dt.datetime | None) -> dict[str, Any]:
     with db.session(write=True) as s:
         rows = make_plan(s, settings, now)
         doomed = {(r.namespace, r.name, r.number) for r in rows if r.delete}
+        marked: list[str] = []
         for v, env, ns in s.execute(select(Version, Environment.name, Namespace.name)
                                     .select_from(Version).join(*_ENV).join(*_NS)
                                     .where(Version.state.in_(
                                         list(FINISHED)))):
             if (ns, env, v.number) in doomed and not v.held:
                 become(v, State.deleting, state_before_gc=v.state)
+                marked.append(ns)
+        if marked or who is not None:
+            audit.record(s, who or audit.SERVICE, audit.Action.gc, marked=len(marked),
+                         namespaces=sorted(set(marked))[:100])
     swept = sweep(db, layout, settings)
     pruned = prune_package_cache(db, layout)
     blobs = prune_store(db, layout)

@@ -48,6 +48,32 @@ class Role(enum.StrEnum):
         return order.index(self) >= order.index(needed)
 
 
+class AuditAction(enum.StrEnum):
+    """What an audit event says was done (``service.audit``). Stored as text without a
+    CHECK constraint, so a new kind of write adds a member here and no migration."""
+
+    submit = "submit"  # a spec, as a new version
+    push = "push"  # a lock, as a new version
+    rebuild = "rebuild"  # an earlier version's spec solved again, as a new version
+    reinstall = "reinstall"  # an earlier version's lock installed again, as a new version
+    rollback = "rollback"  # current moved to another ready version
+    hold = "hold"
+    unhold = "unhold"
+    cancel = "cancel"
+    describe = "describe"  # an environment's description set or removed
+    delete_environment = "delete_environment"
+    delete_namespace = "delete_namespace"
+    retention = "retention"  # a namespace's or an environment's retention override
+    quota = "quota"
+    dask_policy = "dask_policy"  # a namespace's policy and follow, an environment's follow
+    dask_pins = "dask_pins"  # the cluster's pin set replaced (or moved by an upgrade)
+    dask_upgrade = "dask_upgrade"  # an upgrade applied: versions submitted on new pins
+    images_policy = "images_policy"  # images on or off for a namespace or environment
+    image_build = "image_build"  # a ready version's image (re)built on request
+    gc = "gc"  # a collection that marked versions (or that someone asked for)
+    token_create = "token_create"
+
+
 class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
 
@@ -245,3 +271,27 @@ class ClusterPins(Base):
     versions: Mapped[dict[str, Any]]
     source: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AuditEvent(Base):
+    """Who did what, and when: one row per change, written in the change's transaction
+    (``service.audit.record``). Names, not keys: the record outlives what it names."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_namespace", "namespace", "id"),
+                      Index("ix_audit_events_environment", "namespace", "environment", "id"),
+                      Index("ix_audit_events_namespace_action", "namespace", "action", "id"),
+                      Index("ix_audit_events_actor", "actor", "id"),
+                      Index("ix_audit_events_action", "action", "id"),
+                      Index("ix_audit_events_at", "at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(100))  # as a version's submitted_by names it
+    action: Mapped[AuditAction] = mapped_column(Enum(
+        AuditAction, native_enum=False, length=32, create_constraint=False,
+        validate_strings=True, values_callable=lambda actions: [a.value for a in actions]))
+    namespace: Mapped[str | None] = mapped_column(String(64), default=None)  # None: service
+    environment: Mapped[str | None] = mapped_column(String(64), default=None)
+    version: Mapped[int | None] = mapped_column(default=None)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)

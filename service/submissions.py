@@ -13,6 +13,7 @@ from __future__ import annotations
 from fastapi.responses import JSONResponse
 
 from envyard.builder.layout import Layout
+from envyard.service import audit
 from envyard.service.admission import check_space
 from envyard.service.auth import Principal
 from envyard.service.buildlog import BuildLog
@@ -82,14 +83,17 @@ def accept_again(db: Database, settings: Settings, runner: Runner, who: Principa
         {"lock_text": lock_text, "spec_text": spec_text}
     return _queue(db, settings, runner, who, f"{how} of version {number} by {who.name} "
                   f"from {client}", where, "spec" if how == "rebuild" else "lock", texts,
-                  message=message or f"{how} of version {number}", update=update)
+                  message=message or f"{how} of version {number}", update=update,
+                  action=audit.Action(how), again={"of": number})
 
 
 def _queue(db: Database, settings: Settings, runner: Runner, who: Principal, said: str,
            where: tuple[str, str], kind: str, texts: dict[str, str | None], *,
            key: str | None = None, message: str | None = None, update: str = "minimal",
-           preview: Preview | None = None) -> JSONResponse:
-    """The one way a version is added: the namespace's quota, then the numbering."""
+           preview: Preview | None = None, action: audit.Action | None = None,
+           again: dict[str, int] | None = None) -> JSONResponse:
+    """The one way a version is added: the namespace's quota, then the numbering and its
+    audit event in one transaction."""
     namespace, name = where
     with db.session() as s:
         check_quota(s, settings, namespace, name)
@@ -98,6 +102,13 @@ def _queue(db: Database, settings: Settings, runner: Runner, who: Principal, sai
                                        message=message, submitted_by=who.name[:100],
                                        revive=True, update=update, preview=preview, **texts)
         version_id, number, state = version.id, version.number, version.state
+        if created:  # a retry's version was recorded by its first attempt
+            detail = {"message": message} if message else {}
+            if preview is not None:
+                detail["preview"] = preview.id
+            audit.record(s, who, action or (audit.Action.submit if kind == "spec"
+                                            else audit.Action.push),
+                         namespace, name, number, **detail, **(again or {}))
     if created:
         BuildLog(Layout(settings.root).build_dir(namespace, name, number) / "build.log"
                  ).line(said)

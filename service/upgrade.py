@@ -21,6 +21,8 @@ from envyard.builder.layout import Layout
 from envyard.builder.lock import parse_lock
 from envyard.builder.locker import LockOptions, lock_env
 from envyard.builder.spec import parse_spec
+from envyard.service import audit
+from envyard.service.auth import Principal
 from envyard.service.catalog import new_version
 from envyard.service.dask import set_pins
 from envyard.service.db import Database
@@ -89,9 +91,10 @@ def what_if(db: Database, settings: Settings, pins: PinSet,
         return list(pool.map(relock, _followers(db, platform, namespaces)))
 
 
-def apply_upgrade(db: Database, settings: Settings, pins: PinSet,
+def apply_upgrade(db: Database, settings: Settings, who: Principal, pins: PinSet,
                   submit: Callable[[int], None]) -> dict[str, Any]:
-    """Submit a version of every follower on the new pins; move the pins when all are ready."""
+    """Submit a version of every follower on the new pins; move the pins when all are
+    ready. Audited as ``who``'s upgrade and a submission in each namespace it builds in."""
     rows = what_if(db, settings, pins)
     blocked = [r for r in rows if not r["solvable"]]
     if blocked:
@@ -109,12 +112,18 @@ def apply_upgrade(db: Database, settings: Settings, pins: PinSet,
                 Environment.deleted_at.is_(None)))
             if spec_text is None:  # deleted (or emptied) during the what-if: not moved
                 continue
-            v, _ = new_version(s, ns, name, kind="spec", spec_text=spec_text)
+            v, _ = new_version(s, ns, name, kind="spec", spec_text=spec_text,
+                               submitted_by=who.name[:100])
             v.constraints = extra
             submitted.append((v.id, r["environment"], v.number))
+            audit.record(s, who, audit.Action.submit, ns, name, v.number, dask_upgrade=True)
         s.flush()
-        s.add(PinMove(versions=dict(pins.versions), source=pins.source,
-                      version_ids=[version_id for version_id, _, _ in submitted]))
+        move = PinMove(versions=dict(pins.versions), source=pins.source,
+                       version_ids=[version_id for version_id, _, _ in submitted])
+        s.add(move)
+        s.flush()
+        audit.record(s, who, audit.Action.dask_upgrade, upgrade=move.id,
+                     versions=dict(pins.versions), submitted=len(submitted))
     for version_id, _, _ in submitted:
         submit(version_id)
     return {"rows": rows, "submitted": [{"environment": e, "version": n}
@@ -140,6 +149,9 @@ def settle_pin_moves(db: Database) -> list[str]:
             if states <= {State.ready}:
                 set_pins(s, PinSet(dict(move.versions), move.source))
                 move.outcome = "moved"
+                audit.record(s, audit.SERVICE, audit.Action.dask_pins,
+                             versions=dict(move.versions), source=move.source,
+                             upgrade=move.id)
             else:
                 move.outcome = "abandoned"  # a version failed or was cancelled
                 logger.warning("dask upgrade %s not applied: a version it built did not "

@@ -141,8 +141,9 @@ class Service:
                    ignoring=(httpx.TransportError,))
         return self
 
-    def token(self, *roles: str, expires_in_days: float | None = None) -> str:
-        cmd = [ENVYARD, "token", "create", "--name", "test"]
+    def token(self, *roles: str, expires_in_days: float | None = None,
+              name: str = "test") -> str:
+        cmd = [ENVYARD, "token", "create", "--name", name]
         for r in roles:
             cmd += ["--role", r]
         if expires_in_days is not None:

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from envyard.builder.dask import OPTIONAL, REQUIRED, PinSet
-from envyard.service import policy
+from envyard.service import audit, policy
 from envyard.service.api.deps import DbDep, PrincipalDep, RunnerDep, SettingsDep
 from envyard.service.api.params import Name
 from envyard.service.api.schemas import EnvironmentDask, NamespaceDask, Pins, Upgrade
@@ -67,6 +67,8 @@ def put_pins(body: PinsIn, db: DbDep, who: PrincipalDep) -> dict[str, Any]:
     pins = _pins(body)
     with db.session(write=True) as s:
         set_pins(s, pins)
+        audit.record(s, who, audit.Action.dask_pins, versions=pins.versions,
+                     source=pins.source)
     return {"versions": pins.versions, "source": pins.source}
 
 
@@ -81,6 +83,8 @@ def namespace_dask(namespace: Name, body: NamespaceDaskIn, db: DbDep,
             ns.dask_policy = body.policy
         if body.follow is not None:
             ns.dask_follow = body.follow
+        audit.record(s, who, audit.Action.dask_policy, namespace,
+                     **body.model_dump(exclude_none=True))
         return {"namespace": namespace, "policy": policy.dask_policy(ns).value,
                 "follow": policy.dask_follow(None, ns).value}
 
@@ -93,6 +97,7 @@ def environment_dask(namespace: Name, name: Name, body: EnvironmentDaskIn, db: D
     with db.session(write=True) as s:
         env = find_environment(s, namespace, name)
         env.dask_follow = body.follow
+        audit.record(s, who, audit.Action.dask_policy, namespace, name, follow=body.follow)
     return {"namespace": namespace, "name": name, "follow": body.follow}
 
 
@@ -104,7 +109,7 @@ def upgrade(body: UpgradeIn, db: DbDep, who: PrincipalDep, settings: SettingsDep
     pins = _pins(body)
     if body.apply:
         who.require("*", Role.admin)
-        return apply_upgrade(db, settings, pins, runner.submit)
+        return apply_upgrade(db, settings, who, pins, runner.submit)
     if not who.roles:  # re-solving is work: anonymous readers and role-less tokens may not
         raise Forbidden(f"{who.name} has no role on any namespace; the what-if re-solves "
                         "the environments of the namespaces it may read")

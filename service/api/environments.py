@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from envyard.builder.kernels import kernel_dir
 from envyard.builder.layout import Layout
+from envyard.service import audit
 from envyard.service.admission import heavy
 from envyard.service.api.deps import (
     DbDep,
@@ -204,6 +205,10 @@ def set_description(namespace: Name, name: Name, body: DescriptionIn, db: DbDep,
     with db.session(write=True) as s:
         env = find_environment(s, namespace, name)
         env.description = body.description
+        text = body.description
+        audit.record(s, who, audit.Action.describe, namespace, name,
+                     description=text if text is None or len(text) <= 200
+                     else text[:200] + "…")
     return {"namespace": namespace, "name": name, "description": body.description}
 
 
@@ -216,4 +221,4 @@ def delete_environment(namespace: Name, name: Name, db: DbDep, who: PrincipalDep
     cancelled, every version collected by the next GC; spec, lock and log stay as the
     record. Submitting under the name again brings it back."""
     who.require(namespace, Role.developer)
-    return delete_environments(db, settings, namespace, name, force=force)
+    return delete_environments(db, settings, who, namespace, name, force=force)

@@ -38,7 +38,7 @@ def gc_plan(db: DbDep, who: PrincipalDep, settings: SettingsDep,
 def gc_apply(db: DbDep, who: PrincipalDep, settings: SettingsDep) -> dict[str, Any]:
     """Apply the plan everywhere (needs admin on every namespace: role on '*')."""
     who.require("*", Role.admin)
-    return apply_plan(db, settings)
+    return apply_plan(db, settings, who=who)
 
 
 @router.get("/usage/leftovers", response_model=Leftovers)

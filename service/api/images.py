@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 
 from envyard.builder.layout import Layout
-from envyard.service import images
+from envyard.service import audit, images
 from envyard.service.api.deps import DbDep, PrincipalDep, RunnerDep, SettingsDep
 from envyard.service.api.params import Name, VersionNumber
 from envyard.service.api.schemas import EnvironmentImages, ImageQueued, NamespaceImages
@@ -49,6 +49,7 @@ def namespace_images(namespace: Name, body: NamespaceImagesIn, db: DbDep, who: P
     with db.session(write=True) as s:
         ns = find_namespace(s, namespace)
         ns.images = body.enabled
+        audit.record(s, who, audit.Action.images_policy, namespace, enabled=body.enabled)
     return {"namespace": namespace, "images": body.enabled}
 
 
@@ -62,6 +63,8 @@ def environment_images(namespace: Name, name: Name, body: EnvironmentImagesIn, d
     with db.session(write=True) as s:
         env = find_environment(s, namespace, name)
         env.images = body.enabled
+        audit.record(s, who, audit.Action.images_policy, namespace, name,
+                     enabled=body.enabled)
     return {"namespace": namespace, "name": name, "images": body.enabled}
 
 
@@ -83,6 +86,7 @@ def build_version_image(namespace: Name, name: Name, number: VersionNumber, db: 
                   repository=images.repository(settings, namespace, name))
         v.claimed_by = runner.id  # if this process dies, another runner settles the image
         version_id, fp, lock_text = v.id, v.fingerprint, v.lock_text
+        audit.record(s, who, audit.Action.image_build, namespace, name, number)
     layout = Layout(settings.root)
     log = BuildLog(layout.build_dir(namespace, name, number) / "build.log")
     runner.run_image(functools.partial(

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from envyard.service import policy
+from envyard.service import audit, policy
 from envyard.service.api.deps import DbDep, PrincipalDep, SettingsDep
 from envyard.service.api.params import Name, VersionNumber
 from envyard.service.api.schemas import CurrentOut, HoldOut, QuotaSet, RetentionSet
@@ -45,7 +45,7 @@ def rollback(namespace: Name, name: Name, body: Rollback, db: DbDep, who: Princi
              settings: SettingsDep) -> dict[str, Any]:
     """Point ``current`` at an earlier (or any) ready version."""
     who.require(namespace, Role.developer)
-    return make_current(db, settings, namespace, name, body.version)
+    return make_current(db, settings, who, namespace, name, body.version)
 
 
 def _hold(db: Any, who: Any, namespace: str, name: str, number: int, held: bool
@@ -56,6 +56,8 @@ def _hold(db: Any, who: Any, namespace: str, name: str, number: int, held: bool
         if v.state in (State.deleting, State.deleted):
             raise Conflict(f"version {number} is {v.state}; it cannot be held")
         v.held = held
+        audit.record(s, who, audit.Action.hold if held else audit.Action.unhold,
+                     namespace, name, number)
     return {"namespace": namespace, "name": name, "number": number, "held": held}
 
 
@@ -73,7 +75,8 @@ def unhold(namespace: Name, name: Name, number: VersionNumber, db: DbDep,
     return _hold(db, who, namespace, name, number, False)
 
 
-def _set_rule(db: Any, namespace: str, environment: str, body: RetentionIn) -> dict[str, Any]:
+def _set_rule(db: Any, who: Any, namespace: str, environment: str, body: RetentionIn
+              ) -> dict[str, Any]:
     with db.session(write=True) as s:
         rule = s.scalar(select(RetentionRule).where(RetentionRule.namespace == namespace,
                                                     RetentionRule.environment == environment))
@@ -82,6 +85,8 @@ def _set_rule(db: Any, namespace: str, environment: str, body: RetentionIn) -> d
             s.add(rule)
         rule.keep_last, rule.keep_days = body.keep_last, body.keep_days
         rule.failed_log_days = body.failed_log_days
+        audit.record(s, who, audit.Action.retention, namespace, environment or None,
+                     **body.model_dump())
     return {"namespace": namespace, "environment": environment or None,
             **body.model_dump()}
 
@@ -91,7 +96,7 @@ def set_namespace_retention(namespace: Name, body: RetentionIn, db: DbDep,
                             who: PrincipalDep) -> dict[str, Any]:
     """Override the global retention for a namespace (unset fields inherit)."""
     who.require(namespace, Role.admin)
-    return _set_rule(db, namespace, "", body)
+    return _set_rule(db, who, namespace, "", body)
 
 
 @router.put("/retention/{namespace}/{name}", response_model=RetentionSet)
@@ -99,7 +104,7 @@ def set_environment_retention(namespace: Name, name: Name, body: RetentionIn, db
                               who: PrincipalDep) -> dict[str, Any]:
     """Override the retention for one environment (unset fields inherit)."""
     who.require(namespace, Role.admin)
-    return _set_rule(db, namespace, name, body)
+    return _set_rule(db, who, namespace, name, body)
 
 
 @router.put("/namespaces/{namespace}/quota", response_model=QuotaSet)
@@ -109,6 +114,7 @@ def set_quota(namespace: Name, body: QuotaIn, db: DbDep, who: PrincipalDep) -> d
     with db.session(write=True) as s:
         ns = find_namespace(s, namespace)
         ns.quota_bytes = body.bytes
+        audit.record(s, who, audit.Action.quota, namespace, bytes=body.bytes)
     return {"namespace": namespace, "quota_bytes": body.bytes}
 
 

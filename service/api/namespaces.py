@@ -41,4 +41,4 @@ def delete_namespace(namespace: Name, db: DbDep, who: PrincipalDep, settings: Se
                      ) -> dict[str, Any]:
     """Delete every environment of the namespace (admins of it), as one delete each."""
     who.require(namespace, Role.admin)
-    return delete_environments(db, settings, namespace, force=force)
+    return delete_environments(db, settings, who, namespace, force=force)

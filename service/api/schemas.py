@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, PlainSerializer
 
+from envyard.service.models import AuditAction
 from envyard.service.transitions import ImageState, State
 
 #: A time as the API has always written it: ISO 8601 with its offset (``+00:00``).
@@ -329,3 +330,25 @@ class PreviewOut(BaseModel):
     diff: LockDiffOut
     dask: PreviewDask | None = Field(description="The Dask pin check; none: no pins set.")
     quota: QuotaEstimate
+
+
+class AuditEventOut(BaseModel):
+    """One change: who made it, when, and to what."""
+
+    id: int
+    at: Time
+    actor: str = Field(description="Who: a token's, a hub user's or the service's name, "
+                       "as a version's submitted_by says it.")
+    action: AuditAction
+    namespace: str | None = Field(description="None: a service-wide change (the cluster's "
+                                  "pins, an upgrade, GC).")
+    environment: str | None
+    version: int | None
+    detail: dict[str, Any] = Field(description="What changed, in a few values: the new "
+                                   "quota, the version rolled back from, force …")
+
+
+class AuditPage(BaseModel):
+    events: list[AuditEventOut] = Field(description="Newest first.")
+    next: str | None = Field(description="The cursor of the next (older) page, with the "
+                             "same filters; null: this is the last page.")

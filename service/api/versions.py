@@ -19,6 +19,7 @@ from envyard.builder.diff import diff_locks
 from envyard.builder.layout import Layout
 from envyard.builder.lock import Lockfile
 from envyard.builder.render import render_explicit, render_pinned
+from envyard.service import audit
 from envyard.service.api.deps import (
     DbDep,
     PrincipalDep,
@@ -212,8 +213,10 @@ def cancel_version(namespace: Name, name: Name, number: VersionNumber, db: DbDep
         v = find_version(s, namespace, name, number)
         if State(v.state).terminal:
             raise Conflict(f"version {number} is already {v.state}")
-        request_cancel(s, v, utcnow())  # recorded: whichever process builds it stops
+        was = request_cancel(s, v, utcnow())  # recorded: whoever builds it stops
         version_id = v.id
+        audit.record(s, who, audit.Action.cancel, namespace, name, number,
+                     state=was.value)  # cancelled (it was queued), or the stage it stops in
     runner.cancel(version_id)  # at once, if this process builds it
     with db.session() as s:
         state = find_version(s, namespace, name, number).state

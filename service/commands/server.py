@@ -113,6 +113,7 @@ def _roles(pairs: list[str]) -> dict[str, Any]:
 
 
 def cmd_token_create(args: argparse.Namespace) -> None:
+    from envyard.service import audit
     from envyard.service.auth import create_token
     from envyard.service.db import Database, migrate
     from envyard.service.settings import load_settings
@@ -126,6 +127,9 @@ def cmd_token_create(args: argparse.Namespace) -> None:
         else None
     with db.session(write=True) as s:
         secret = create_token(s, name=args.name, roles=roles, expires_in=expires)
+        audit.record(s, audit.local_user(), audit.Action.token_create, name=args.name,
+                     roles={k: v.value for k, v in roles.items()},
+                     expires_in_days=args.expires_in_days)
     if args.json:
         emit_json({"token": secret, "name": args.name,
                    "roles": {k: v.value for k, v in roles.items()}})

@@ -110,6 +110,9 @@ def test_an_edit_moves_only_what_it_asks_and_a_preview_builds_what_it_showed(
     assert built["preview"] == shown["preview"] and built["solve"] == "minimal"
     assert _lock(client, env, built["number"]) == preview_lock.text  # byte for byte
     assert "solve" not in built["timings"]  # the preview's lock, not a solve of its own
+    events = client_for("*=admin").get("/api/v1/audit", params={"namespace": "lab"}).json()
+    assert any(e["action"] == "submit" and e["version"] == built["number"]
+               and e["detail"].get("preview") == shown["preview"] for e in events["events"])
 
     # the same edit submitted now, with the newer dask on the channel: dask stays
     minimal = _submit(client, env, edited, message="add pandas")
@@ -197,6 +200,10 @@ def test_rebuild_solves_again_and_reinstall_brings_back_a_collected_version(
     r = dev.post(f"/api/v1/environments/{env}/versions/{again['number']}/rebuild")
     assert r.status_code == 202  # it keeps the spec it was installed for
     wait_ready(dev, env, r.json()["version"])
+    events = admin.get("/api/v1/audit", params={"namespace": "lab", "limit": 200}).json()
+    mine = [(e["action"], e["version"], e["detail"].get("of")) for e in events["events"]
+            if e["environment"] == "again"]
+    assert ("rebuild", 2, 1) in mine and ("reinstall", again["number"], 1) in mine
     pushed = dev.post("/api/v1/environments/lab/pushed/locks", content=_lock(dev, env, 1))
     assert pushed.status_code == 202
     wait_ready(dev, "lab/pushed", 1)
