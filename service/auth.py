@@ -148,7 +148,7 @@ class TokenCache:
             principal = authenticate(session, header, anonymous_read=anonymous_read)
         if header and principal.token_id is not None:
             with self._lock:
-                if principal.token_id in self._revoked:
+                if self._revoked.get(principal.token_id, 0.0) > time.monotonic():
                     return principal  # read before its revocation committed: not kept
                 if len(self._hits) > 4096:
                     self._hits.clear()
