@@ -124,11 +124,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifecycle,
         metrics,
         namespaces,
+        tokens,
         versions,
     )
 
     for module in (namespaces, environments, versions, lifecycle, gc, dask, metrics, identity,
-                   images, audit, docs):
+                   tokens, images, audit, docs):
         app.include_router(module.router)
     return app
 

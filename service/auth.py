@@ -2,7 +2,9 @@
 
 A token carries roles on namespaces (``viewer`` < ``developer`` < ``admin``; namespace ``*``
 means every namespace) and an optional expiry. Without a token a request is refused unless
-the configuration lets anonymous users read.
+the configuration lets anonymous users read. Every token is made by ``new_token``; the
+self-service rules (a subset of the maker's roles, the lifetime cap, owners, revoking) are
+``service.tokens``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from envyard.service.db import Database
 from envyard.service.errors import Forbidden, Invalid, Unauthorized
-from envyard.service.models import Role, Token, TokenRole, utcnow
+from envyard.service.models import Role, Token, TokenRole, as_utc, utcnow
 
 PREFIX = "ey_"
 
@@ -28,17 +30,27 @@ def hash_token(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def role_in(roles: dict[str, Role], namespace: str) -> Role | None:
+    """The role ``roles`` give on ``namespace``: its own entry, else ``*``'s."""
+    return roles.get(namespace) or roles.get("*")
+
+
 @dataclass(frozen=True)
 class Principal:
-    """Who is asking: a token's name and roles, or anonymous."""
+    """Who is asking: a token's name and roles, or anonymous. ``owner`` is the person it
+    acts for (``hub:<user>``, or ``token:<id>`` of a token that owns itself), whose
+    tokens it may list and revoke; None for anonymous."""
 
     name: str
     roles: dict[str, Role]
     anonymous_read: bool = False
     csrf_token: str | None = None  # set when a browser's cookie authenticated the request
+    owner: str | None = None
+    token_id: int | None = None  # the envyard token that authenticated the request
+    expires_at: dt.datetime | None = None  # that token's expiry
 
     def role_on(self, namespace: str) -> Role | None:
-        return self.roles.get(namespace) or self.roles.get("*")
+        return role_in(self.roles, namespace)
 
     def readable(self) -> set[str] | None:
         """The namespaces this principal may read; None: every one."""
@@ -64,35 +76,60 @@ class Principal:
 MAX_LIFETIME = dt.timedelta(days=3650)
 
 
+def new_token(session: Session, *, name: str, roles: dict[str, Role],
+              expires_at: dt.datetime | None = None, owner: str | None = None
+              ) -> tuple[Token, str]:
+    """Store a new token (flushed: it has its id) and return it with its secret, the only
+    time the secret is visible. Every token is made here."""
+    secret = PREFIX + secrets.token_urlsafe(32)
+    token = Token(name=name, token_hash=hash_token(secret), owner=owner, expires_at=expires_at,
+                  roles=[TokenRole(namespace=ns, role=r.value) for ns, r in roles.items()])
+    session.add(token)
+    session.flush()
+    return token, secret
+
+
 def create_token(session: Session, *, name: str, roles: dict[str, Role],
                  expires_in: dt.timedelta | None = None) -> str:
-    """Store a new token and return its secret (the only time it is visible). A lifetime,
-    when given, is positive and at most ``MAX_LIFETIME``: zero is not "never"."""
+    """A token that owns itself (``envyard token create``, the demo): its secret. A
+    lifetime, when given, is positive and at most ``MAX_LIFETIME``: zero is not "never"."""
     if expires_in is not None and not dt.timedelta(0) < expires_in <= MAX_LIFETIME:
         raise Invalid(f"a token's lifetime must be more than 0 and at most "
                       f"{MAX_LIFETIME.days} days (leave it out for a token that never "
                       "expires)")
-    secret = PREFIX + secrets.token_urlsafe(32)
-    token = Token(name=name, token_hash=hash_token(secret),
-                  expires_at=utcnow() + expires_in if expires_in else None,
-                  roles=[TokenRole(namespace=ns, role=r.value) for ns, r in roles.items()])
-    session.add(token)
-    return secret
+    return new_token(session, name=name, roles=roles,
+                     expires_at=utcnow() + expires_in if expires_in else None)[1]
 
 
 #: Seconds a token's roles are remembered per process (roles are not edited in place;
-#: expiry is checked on every request against the remembered expiry).
+#: expiry is checked on every request against the remembered expiry). A token revoked
+#: through another process may still be accepted here for this long.
 CACHE_SECONDS = 10.0
 
 
 class TokenCache:
     """envyard tokens resolved to principals, remembered for ``CACHE_SECONDS``: most
-    requests then need no database round trip (nor a worker thread) to say who asks."""
+    requests then need no database round trip (nor a worker thread) to say who asks.
+    ``forget`` drops revoked tokens at once."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._hits: dict[str, tuple[float, Principal, dt.datetime | None]] = {}
+        self._hits: dict[str, tuple[float, Principal]] = {}
+        # revoked token ids, until a lookup that began before the revocation can no
+        # longer be put in the cache (so it cannot bring the token back)
+        self._revoked: dict[int, float] = {}
         self._lock = threading.Lock()
+
+    def forget(self, token_ids: list[int]) -> None:
+        """Revoked tokens: out of the cache, and kept out while lookups begun before the
+        revocation finish."""
+        now = time.monotonic()
+        gone = set(token_ids)
+        with self._lock:
+            self._revoked = {i: t for i, t in self._revoked.items() if t > now}
+            self._revoked.update((i, now + CACHE_SECONDS) for i in gone)
+            self._hits = {k: hit for k, hit in self._hits.items()
+                          if hit[1].token_id not in gone}
 
     def peek(self, header: str | None, *, anonymous_read: bool) -> Principal | None:
         """The remembered principal of ``header``, or None (then call ``principal``)."""
@@ -102,33 +139,28 @@ class TokenCache:
             hit = self._hits.get(hash_token(header))
         if hit is None or hit[0] < time.monotonic() or hit[1].anonymous_read != anonymous_read:
             return None
-        if hit[2] is not None and hit[2] <= utcnow():
+        if hit[1].expires_at is not None and hit[1].expires_at <= utcnow():
             return None  # expired: the full check says so
         return hit[1]
 
     def principal(self, header: str | None, *, anonymous_read: bool) -> Principal:
         with self.db.session() as session:
-            principal, expires = _authenticate(session, header, anonymous_read=anonymous_read)
-        if header and principal.name != "anonymous":
+            principal = authenticate(session, header, anonymous_read=anonymous_read)
+        if header and principal.token_id is not None:
             with self._lock:
+                if self._revoked.get(principal.token_id, 0.0) > time.monotonic():
+                    return principal  # read before its revocation committed: not kept
                 if len(self._hits) > 4096:
                     self._hits.clear()
-                self._hits[hash_token(header)] = (time.monotonic() + CACHE_SECONDS, principal,
-                                                  expires)
+                self._hits[hash_token(header)] = (time.monotonic() + CACHE_SECONDS, principal)
         return principal
 
 
 def authenticate(session: Session, header: str | None, *, anonymous_read: bool) -> Principal:
     """Resolve an ``Authorization`` header into a principal, or raise 401."""
-    return _authenticate(session, header, anonymous_read=anonymous_read)[0]
-
-
-def _authenticate(session: Session, header: str | None, *, anonymous_read: bool
-                  ) -> tuple[Principal, dt.datetime | None]:
-    """Resolve an ``Authorization`` header into a principal, or raise 401."""
     if not header:
         if anonymous_read:
-            return Principal("anonymous", {}, anonymous_read=True), None
+            return Principal("anonymous", {}, anonymous_read=True)
         raise Unauthorized("missing token: send 'Authorization: Bearer <token>' "
                            "(create one with `envyard token create`)")
     scheme, _, secret = header.partition(" ")
@@ -138,11 +170,19 @@ def _authenticate(session: Session, header: str | None, *, anonymous_read: bool
                            .where(Token.token_hash == hash_token(secret.strip())))
     if token is None:
         raise Unauthorized("unknown token")
-    expires = token.expires_at
-    if expires is not None:
-        if expires.tzinfo is None:  # SQLite drops the zone; stored values are UTC
-            expires = expires.replace(tzinfo=dt.UTC)
-        if expires <= utcnow():
-            raise Unauthorized(f"token '{token.name}' expired at {expires.isoformat()}")
-    return Principal(f"token '{token.name}'", {r.namespace: Role(r.role) for r in token.roles},
-                     anonymous_read=anonymous_read), expires
+    expires = as_utc(token.expires_at) if token.expires_at is not None else None
+    if expires is not None and expires <= utcnow():
+        raise Unauthorized(f"token '{token.name}' expired at {expires.isoformat()}")
+    return Principal(token_name(token), {r.namespace: Role(r.role) for r in token.roles},
+                     anonymous_read=anonymous_read, owner=token.owner or f"token:{token.id}",
+                     token_id=token.id, expires_at=expires)
+
+
+def token_name(token: Token) -> str:
+    """How a token's requests name it (in errors, ``submitted_by``): with its owner."""
+    kind, _, who = (token.owner or "").partition(":")
+    if kind == "hub":
+        return f"token '{token.name}' of hub user '{who}'"
+    if kind == "token":
+        return f"token '{token.name}' of token {who}"
+    return f"token '{token.name}'"

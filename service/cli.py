@@ -1,8 +1,9 @@
 """envyard: conda environments locked, built, packed and served as numbered versions.
 
 Local commands (lock, build, pack, render, demo) run the pipeline on this machine; serve
-and token run the service; submit, push, ls, show, logs, cancel, sync (and the rest, such
-as audit: who changed what) talk to it.
+runs the service and token create bootstraps its tokens; submit, push, ls, show, logs,
+cancel, sync, token new|list|revoke (and the rest, such as audit:
+who changed what) talk to it.
 Results go to stdout (--json for scripts), progress to stderr.
 """
 
@@ -20,7 +21,8 @@ from envyard.service.console import info
 #: its own command only (building all of them cost ~35 ms of every ``envyard lock``).
 COMMANDS = {
     "local": ("lock", "build", "pack", "render", "demo", "pypi-names", "demo-channel"),
-    "server": ("serve", "worker", "token"),
+    "server": ("serve", "worker"),
+    "tokens": ("token",),
     "remote": ("submit", "push", "ls", "show", "logs", "cancel", "sync", "diff"),
     "lifecycle": ("rollback", "hold", "unhold", "gc", "usage", "delete"),
     "dask": ("dask",),

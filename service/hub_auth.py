@@ -75,7 +75,7 @@ class HubIdentities:
         principal = Principal(f"hub user '{model['name']}'",
                               grants_for(model["name"], bool(model.get("admin")),
                                          self.grants, self.admins),
-                              anonymous_read=anonymous_read)
+                              anonymous_read=anonymous_read, owner=f"hub:{model['name']}")
         with self._lock:
             if len(self._cache) >= CACHE_ENTRIES:
                 self._cache.clear()

@@ -38,6 +38,11 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def as_utc(t: dt.datetime) -> dt.datetime:
+    """A stored time with its zone: SQLite drops it, and stored values are UTC."""
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
 class Role(enum.StrEnum):
     viewer = "viewer"
     developer = "developer"
@@ -72,6 +77,7 @@ class AuditAction(enum.StrEnum):
     image_build = "image_build"  # a ready version's image (re)built on request
     gc = "gc"  # a collection that marked versions (or that someone asked for)
     token_create = "token_create"
+    token_revoke = "token_revoke"  # a token (and, for a self-owned one, what it made)
 
 
 class Base(DeclarativeBase):
@@ -207,10 +213,16 @@ class Artifact(Base):
 
 
 class Token(Base):
+    """An envyard token. ``owner`` is the person it acts for, whose tokens it may list and
+    revoke: ``hub:<user>`` for one a hub user made, ``token:<id>`` for one made with a
+    token that owns itself; None: it owns itself (``envyard token create``)."""
+
     __tablename__ = "tokens"
+    __table_args__ = (Index("ix_tokens_owner", "owner"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
+    owner: Mapped[str | None] = mapped_column(String(300), default=None)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True),

@@ -195,6 +195,10 @@ class Settings(BaseSettings):
     pack: bool = Field(True, description="Write a conda-pack archive for every version.")
     anonymous: Literal["off", "read"] = Field(
         "off", description="'read' lets requests without a token read every namespace.")
+    token_max_days: float = Field(
+        90.0, gt=0, le=3650, description="Longest lifetime of a token made through the API "
+        "(POST /api/v1/tokens, `envyard token new`): such a token always expires, by default "
+        "after this many days.")
     keep_last: int | None = Field(5, ge=0, description="Retention: keep the newest N ready "
                                   "versions of every environment.")
     keep_days: float | None = Field(30.0, ge=0, description="Retention: keep ready versions "

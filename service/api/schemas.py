@@ -152,6 +152,32 @@ class WhoAmI(BaseModel):
                                    "send it as X-CSRF-Token with every write.")
 
 
+class TokenOut(BaseModel):
+    """A token as its owner sees it: never its secret nor its hash."""
+
+    id: int
+    name: str
+    roles: dict[str, Literal["viewer", "developer", "admin"]]
+    created_at: Time
+    expires_at: Time | None = Field(description="None: never (a token made with "
+                                    "`envyard token create` on the server).")
+    current: bool = Field(description="Whether this request was made with it.")
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="The secret: shown this once, only its hash is kept.")
+
+
+class TokenList(BaseModel):
+    tokens: list[TokenOut] = Field(description="Your tokens (the person the caller acts "
+                                   "for), expired ones too, oldest first.")
+
+
+class TokenRevoked(BaseModel):
+    revoked: list[int] = Field(description="The ids revoked: the token, and with a token "
+                               "that owns itself every token made with it.")
+
+
 class RetentionSet(BaseModel):
     namespace: str
     environment: str | None

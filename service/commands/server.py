@@ -1,12 +1,11 @@
-"""Commands that run or administer the service itself: serve, worker, token create."""
+"""Commands that run the service itself: serve, worker."""
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 from typing import Any
 
-from envyard.service.console import emit_json, info
+from envyard.service.console import info
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -80,64 +79,6 @@ def _server(config: Any) -> Any:
     return Server(config)
 
 
-def _days(value: str) -> float:
-    """``--expires-in-days``: a finite number of days in (0, 3650]."""
-    import math
-
-    try:
-        days = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of days") from None
-    if not math.isfinite(days) or not 0 < days <= 3650:
-        raise argparse.ArgumentTypeError(f"{value!r}: must be more than 0 and at most 3650 "
-                                         "days (leave the option out: never expires)")
-    return days
-
-
-def _roles(pairs: list[str]) -> dict[str, Any]:
-    from envyard.service.catalog import check_name
-    from envyard.service.errors import ServiceError
-    from envyard.service.models import Role
-
-    roles = {}
-    for pair in pairs:
-        ns, _, role = pair.partition("=")
-        if ns != "*":
-            check_name("namespace", ns)
-        try:
-            roles[ns] = Role(role)
-        except ValueError:
-            raise ServiceError(f"--role {pair}: role must be one of viewer, developer, "
-                               "admin") from None
-    return roles
-
-
-def cmd_token_create(args: argparse.Namespace) -> None:
-    from envyard.service import audit
-    from envyard.service.auth import create_token
-    from envyard.service.db import Database, migrate
-    from envyard.service.settings import load_settings
-
-    roles = _roles(args.role)
-    settings = load_settings()
-    settings.root.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.db_url)
-    migrate(db.engine)
-    expires = dt.timedelta(days=args.expires_in_days) if args.expires_in_days is not None \
-        else None
-    with db.session(write=True) as s:
-        secret = create_token(s, name=args.name, roles=roles, expires_in=expires)
-        audit.record(s, audit.local_user(), audit.Action.token_create, name=args.name,
-                     roles={k: v.value for k, v in roles.items()},
-                     expires_in_days=args.expires_in_days)
-    if args.json:
-        emit_json({"token": secret, "name": args.name,
-                   "roles": {k: v.value for k, v in roles.items()}})
-    else:
-        print(secret)
-        info("shown once; store it now (ENVYARD_TOKEN or ~/.config/envyard/client.yml)")
-
-
 def cmd_worker(args: argparse.Namespace) -> None:
     from envyard.builder.layout import Layout
     from envyard.service import logs
@@ -186,17 +127,3 @@ def register(sub: Any) -> None:
     p.add_argument("version_id", type=int, metavar="VERSION_ID")
     p.add_argument("--job", help="the Job's name: the claim this worker builds under")
     p.set_defaults(func=cmd_worker)
-
-    token = sub.add_parser("token", help="manage API tokens").add_subparsers(
-        dest="token_command", required=True, metavar="ACTION")
-    p = token.add_parser("create", help="create a token and print it once",
-                         description="Create a token in the service's database (same "
-                         "settings as `envyard serve`).")
-    p.add_argument("--name", required=True, help="who or what the token is for")
-    p.add_argument("--role", action="append", required=True, metavar="NAMESPACE=ROLE",
-                   help="e.g. team=developer, or '*=admin' for every namespace; repeatable")
-    p.add_argument("--expires-in-days", type=_days, metavar="DAYS",
-                   help="lifetime in days, more than 0 and at most 3650 (fractions work: "
-                   "0.5 is 12 hours); default: never expires")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_token_create)

@@ -90,3 +90,15 @@ def test_a_service_command_on_a_laptop_says_which_extra_it_needs() -> None:
         assert done.returncode == 3, done.stderr
         assert "pip install 'envyard[service]'" in done.stderr, done.stderr
         assert "internal error" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_token_new_list_revoke_run_without_the_service_stack() -> None:
+    """They talk to the service; only `token create` needs the database."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens here
+    remote = ["--server", f"http://127.0.0.1:{port}", "--token", "t"]
+    for command in (["new", "ci", "--role", "me=viewer"], ["list"], ["revoke", "3"]):
+        done = laptop("token", *command, *remote)
+        assert done.returncode == 20, done.stderr
+        assert f"127.0.0.1:{port}" in done.stderr and "internal error" not in done.stderr

@@ -14,7 +14,7 @@ import pytest
 
 from tests.hub.hubclient import HubUser
 from tests.servers import Service, free_port
-from tests.service.conftest import wait_ready
+from tests.service.conftest import api, wait_ready
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(600)
@@ -162,6 +162,51 @@ def test_browser_login_through_hub_oauth(hub: Service) -> None:
                          params={"code": "x", "state": "y"}, follow_redirects=False)
     assert forged.status_code == 401
     erin.close()
+
+
+def test_hub_users_own_the_tokens_they_make(hub: Service) -> None:
+    """A token frank makes (with his hub token, or in the browser with the CSRF header)
+    is frank's: any of his tokens, or his hub login, lists and revokes all of them; gina
+    sees none of them and cannot revoke one (404, as for an id nobody has)."""
+    frank = HubUser(hub.hub_url, "frank")  # type: ignore[attr-defined]
+    with envyard_via_hub(hub, frank.token) as c:
+        r = c.post("/api/v1/tokens", json={"name": "nb", "roles": {"frank": "developer"}})
+        assert r.status_code == 201, r.text
+        made = r.json()
+        r = c.post("/api/v1/tokens", json={"name": "x", "roles": {"shared": "developer"}})
+        assert r.status_code == 403 and "shared=developer: you have viewer" in r.text
+        with api(hub, made["token"]) as t:
+            assert t.get("/api/v1/whoami").json() == {
+                "name": "token 'nb' of hub user 'frank'", "roles": {"frank": "developer"}}
+            r = t.post("/api/v1/tokens", json={"name": "ci", "roles": {"frank": "viewer"}})
+            assert r.status_code == 201, r.text
+            second = r.json()
+            assert [x["id"] for x in t.get("/api/v1/tokens").json()["tokens"]] == \
+                [made["id"], second["id"]]
+        assert [x["id"] for x in c.get("/api/v1/tokens").json()["tokens"]] == \
+            [made["id"], second["id"]]
+    gina = HubUser(hub.hub_url, "gina")  # type: ignore[attr-defined]
+    with envyard_via_hub(hub, gina.token) as g:
+        assert g.get("/api/v1/tokens").json() == {"tokens": []}
+        assert g.delete(f"/api/v1/tokens/{made['id']}").status_code == 404
+    gina.close()
+    # in the browser: a cookie-authenticated write needs the CSRF token, as every write
+    browser = frank.browser
+    assert browser.get("/services/envyard/login").status_code == 200
+    url = "/services/envyard/api/v1/tokens"
+    body = {"name": "browser", "roles": {"frank": "viewer"}}
+    forged = browser.post(url, json=body)
+    assert forged.status_code == 403 and "X-CSRF-Token" in forged.json()["detail"]
+    forged = browser.delete(f"{url}/{made['id']}")
+    assert forged.status_code == 403 and "X-CSRF-Token" in forged.json()["detail"]
+    csrf = {"X-CSRF-Token": browser.cookies.get("envyard-csrf", path="/services/envyard/")}
+    assert browser.post(url, json=body, headers=csrf).status_code == 201
+    assert len(browser.get(url).json()["tokens"]) == 3
+    revoked = browser.delete(f"{url}/{made['id']}", headers=csrf)
+    assert revoked.json() == {"revoked": [made["id"]]}, revoked.text
+    with api(hub, made["token"]) as t:
+        assert t.get("/api/v1/whoami").status_code == 401
+    frank.close()
 
 
 def test_sigterm_stops_the_hub_and_its_user_servers_and_exits_0(

@@ -103,3 +103,44 @@ def test_sync_submits_only_changed_files(cli, tmp_path: Path) -> None:  # type: 
     second = json.loads(cli("sync", str(folder), "--namespace", "cli", "--json").stdout)
     assert {r["name"]: (r["action"], r["version"]) for r in second["environments"]} == {
         "a": ("submitted", 2), "bee": ("unchanged", 1)}
+
+
+def test_token_new_list_revoke(cli) -> None:  # type: ignore[no-untyped-def]
+    """Tokens made through the service with the caller's own token: the secret alone on
+    stdout, a list for 80 columns without secrets, revoke by id; `token create` is the
+    only one that needs the database."""
+    assert "subset" in cli("token", "new", "--help").stdout
+    done = cli("token", "new", "ci", "--role", "cli=viewer", "--days", "7")
+    secret = done.stdout.strip()
+    assert secret.startswith("ey_") and done.stdout == secret + "\n"
+    assert "'ci': cli=viewer, expires 20" in done.stderr and "shown once" in done.stderr
+    made = json.loads(cli("token", "new", "notebook-of-a-rather-long-name", "--role",
+                          "cli=developer", "--json").stdout)
+    rows = json.loads(cli("token", "list", "--json").stdout)["tokens"]
+    assert [r["name"] for r in rows][-2:] == ["ci", "notebook-of-a-rather-long-name"]
+    table = cli("token", "list").stdout
+    lines = table.splitlines()
+    assert lines[0].split() == ["ID", "NAME", "EXPIRES", "ROLES"]
+    assert all(len(line) <= 80 for line in lines), table
+    assert "ey_" not in table and "never" in table and "(* the token this command used)" \
+        in table
+    assert any(line.startswith("*") and "cli=developer" in line for line in lines)
+    assert any(f"{made['id']}  notebook-of-a-r…" in line for line in lines), table
+    with_new = cli("token", "list", "--token", made["token"]).stdout
+    assert [line.lstrip("*").split()[0] for line in with_new.splitlines()[1:-1]] == \
+        [str(r["id"]) for r in rows]  # the same person's tokens, seen from another of them
+    assert f"*{made['id']:>5}  notebook" in with_new
+    # refusals: the service's (exit 20, its status and words), the command line's (exit 2)
+    done = cli("token", "new", "x", "--role", "cli=admin", check=False)
+    assert done.returncode == 20 and "403" in done.stderr and "cli=admin" in done.stderr
+    done = cli("token", "new", "x", "--role", "cli=viewer", "--days", "3651", check=False)
+    assert done.returncode == 20 and "token_max_days" in done.stderr
+    for bad in (["new", "x", "--role", "cli"], ["new", "x", "--role", "cli=owner"],
+                ["new", "x", "--role", "cli=viewer", "--days", "0"], ["revoke", "abc"]):
+        done = cli("token", *bad, check=False)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, (bad, done.stderr)
+    assert cli("token", "revoke", str(made["id"])).stdout == f"revoked token {made['id']}\n"
+    done = cli("token", "revoke", str(made["id"]), check=False)
+    assert done.returncode == 20 and "404" in done.stderr
+    done = cli("token", "list", "--token", made["token"], check=False)
+    assert done.returncode == 20 and "401" in done.stderr
