@@ -1,4 +1,4 @@
-"""Environments: read one, submit a spec or push a lock as its next version."""
+"""Environments: find them, read one, submit a spec or push a lock as its next version."""
 
 from __future__ import annotations
 
@@ -22,11 +22,18 @@ from envyard.service.api.deps import (
     shown_version,
 )
 from envyard.service.api.params import Name
-from envyard.service.api.schemas import Accepted, Deleted, DescriptionSet, EnvironmentOut
+from envyard.service.api.schemas import (
+    Accepted,
+    Deleted,
+    DescriptionSet,
+    EnvironmentOut,
+    FoundPage,
+)
 from envyard.service.auth import Principal
 from envyard.service.catalog import check_name, find_environment, version_summary
 from envyard.service.deletion import delete_environments
 from envyard.service.errors import Invalid
+from envyard.service.find import DaskVerdict, Filters, StateFilter, find_environments
 from envyard.service.models import Role
 from envyard.service.runners import Runner
 from envyard.service.settings import Settings
@@ -63,6 +70,36 @@ async def _submit(request: Request, settings: Settings, runner: Runner, who: Pri
     return await heavy(accept, request.app.state.db, settings, runner,
                        request.app.state.checker, who, client, where, kind, body, key,
                        message)
+
+
+#: ``package=``: repeatable, each a package the current version must have
+Packages = Annotated[list[str] | None, Query(
+    description="A package the current version has (conda or pip); repeat it for several "
+    "(at most 20): each must be there.")]
+States = Annotated[StateFilter | None, Query(
+    description="The newest version's state; building: queued, solving, installing or "
+    "packing.")]
+Verdicts = Annotated[DaskVerdict | None, Query(
+    description="The current version's Dask pin check.")]
+
+
+@router.get("", response_model=FoundPage)
+def find(session: SessionDep, who: PrincipalDep,
+         search: str | None = Query(None, max_length=200, description="Part of "
+                                    "NAMESPACE/NAME or of the description (any case)."),
+         package: Packages = None, state: States = None, dask: Verdicts = None,
+         cursor: str | None = Query(None, max_length=400, description="The next of the "
+                                    "page before."),
+         limit: int = Query(50, ge=1, le=500)) -> dict[str, Any]:
+    """Find environments in every namespace you may read (deleted ones are not found),
+    a page at a time."""
+    if search is not None and not search.isprintable():
+        raise Invalid("search must be printable text")
+    if package is not None and len(package) > 20:
+        raise Invalid(f"{len(package)} packages: at most 20 in one find")
+    page = find_environments(session, who, Filters(search or None, package or (), state,
+                                                   dask), cursor=cursor, limit=limit)
+    return {"environments": page.rows, "next": page.next}
 
 
 @router.get("/{namespace}/{name}", response_model=EnvironmentOut)
