@@ -1,7 +1,8 @@
 """envyard: conda environments locked, built, packed and served as numbered versions.
 
 Local commands (lock, build, pack, render, demo) run the pipeline on this machine; serve
-and token run the service; submit, push, ls, show, logs, cancel and sync talk to it.
+and token run the service; submit, push, ls, show, logs, cancel, sync, find and search
+talk to it.
 Results go to stdout (--json for scripts), progress to stderr.
 """
 
@@ -22,6 +23,7 @@ COMMANDS = {
     "server": ("serve", "worker", "token"),
     "remote": ("submit", "push", "ls", "show", "logs", "cancel", "sync", "diff"),
     "lifecycle": ("rollback", "hold", "unhold", "gc", "usage", "delete"),
+    "find": ("find", "search"),
     "dask": ("dask",),
     "images": ("image",),
 }
