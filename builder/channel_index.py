@@ -51,6 +51,13 @@ class ChannelIndex:
         return prefixed, inside
 
 
+def is_platform(name: str) -> bool:
+    """Whether ``name`` is a conda platform (subdir) rattler knows."""
+    import rattler
+
+    return name in {str(p) for p in rattler.Subdir.all()}
+
+
 def read_channel_index(channel: str, platform: str, *, cache_dir: Path, timeout: float,
                        keep: int = KEEP) -> ChannelIndex:
     """Every package name of ``channel`` for ``platform`` and noarch, with its ``keep``
@@ -83,4 +90,4 @@ def read_channel_index(channel: str, platform: str, *, cache_dir: Path, timeout:
     return ChannelIndex(channel, platform, tuple(sorted(versions)), versions)
 
 
-__all__ = ["KEEP", "ChannelIndex", "read_channel_index"]
+__all__ = ["KEEP", "ChannelIndex", "is_platform", "read_channel_index"]

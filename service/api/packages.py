@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
+from envyard.builder.channel_index import is_platform
 from envyard.service.api.deps import PrincipalDep, SettingsDep
 from envyard.service.api.schemas import PackageSearch
 from envyard.service.errors import Invalid
@@ -25,10 +26,8 @@ async def search_packages(request: Request, who: PrincipalDep, settings: Setting
                           limit: int = Query(20, ge=1, le=200)) -> dict[str, Any]:
     """Package names in the service's channels (for the platform, and noarch) that start
     with or contain ``search``, each with its newest versions; any signed-in caller."""
-    import rattler
-
     chosen = platform or settings.build_platform()
-    if chosen not in {str(p) for p in rattler.Platform.all()}:
+    if not is_platform(chosen):
         raise Invalid(f"platform {chosen!r}: not a conda platform (e.g. linux-64, osx-arm64)")
     found = await request.app.state.package_search.search(search, chosen, limit)
     return {"platform": chosen, "packages": found}
