@@ -53,8 +53,12 @@ class PackageSearch:
 
     def _read(self, key: Key) -> ChannelIndex:
         start = time.monotonic()
-        index = read_channel_index(key[0], key[1], cache_dir=self.cache_dir,
-                                   timeout=self.timeout)
+        try:
+            index = read_channel_index(key[0], key[1], cache_dir=self.cache_dir,
+                                       timeout=self.timeout)
+        except IndexUnreachable as exc:  # (a refresh has no request to tell)
+            logger.warning("package search: %s", exc)
+            raise
         logger.info("package index of %s (%s): %d names in %.1f s", key[0], key[1],
                     len(index.names), time.monotonic() - start)
         with self._lock:
@@ -86,8 +90,11 @@ class PackageSearch:
             future = self._reading_of(key)
         if ready is not None:
             return ready[1]  # stale while its refresh runs
+        waited = asyncio.wrap_future(future)
+        # a read that outlives this request still ends in an outcome someone looked at
+        waited.add_done_callback(lambda f: f.cancelled() or f.exception())
         try:
-            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), WAIT)
+            return await asyncio.wait_for(asyncio.shield(waited), WAIT)
         except TimeoutError:
             raise Unavailable(f"reading the package index of channel {channel} "
                               f"({platform}); retry shortly", retry_after=5) from None
