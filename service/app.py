@@ -30,6 +30,7 @@ from envyard.service.db import Database, migrate
 from envyard.service.errors import InsufficientStorage, Unavailable, http_status
 from envyard.service.inputs import UploadChecker
 from envyard.service.jobs import LocalRunner
+from envyard.service.package_search import PackageSearch
 from envyard.service.runners import Runner
 from envyard.service.settings import Settings, load_settings
 from envyard.service.storage import open_store
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         stop.set()
         app.state.followers.close()
+        app.state.package_search.close()
         runner.shutdown(settings.shutdown_grace)
         db.engine.dispose()
 
@@ -99,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.csrf_key = csrf.key_from(settings.hub.service_token)
     app.state.tokens = TokenCache(db)
     app.state.checker = UploadChecker()
+    app.state.package_search = PackageSearch(settings, Layout(settings.root).cache)
     _errors(app)
     app.add_middleware(Admission, max_requests=settings.max_requests,
                        max_followers=settings.max_log_followers,
@@ -124,12 +127,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifecycle,
         metrics,
         namespaces,
+        packages,
         tokens,
         versions,
     )
 
     for module in (namespaces, environments, versions, lifecycle, gc, dask, metrics, identity,
-                   tokens, images, audit, docs):
+                   tokens, images, packages, audit, docs):
         app.include_router(module.router)
     return app
 

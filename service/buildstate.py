@@ -21,6 +21,7 @@ from envyard.builder.lock import Lockfile
 from envyard.service import current
 from envyard.service.buildlog import BuildLog
 from envyard.service.db import Database
+from envyard.service.find import index_packages
 from envyard.service.models import Artifact, Environment, Version, utcnow
 from envyard.service.settings import Settings
 from envyard.service.storage import ArtifactStore
@@ -162,10 +163,11 @@ def settle(ctx: BuildContext, version_id: int, state: State, **changes: Any) -> 
 
 def publish(ctx: BuildContext, version_id: int, where: tuple[str, str, int],
              artifacts: dict[str, tuple[str, int | None]], announce: Callable[[], None],
-             **fields: Any) -> None:
-    """Mark ready, record the artifacts and move ``current`` forward, in one transaction
-    (``announce`` writes the log's last lines once nothing can refuse it, before the
-    commit makes it visible); then swap the link."""
+             *, packages: list[dict[str, str]], **fields: Any) -> None:
+    """Mark ready, record the artifacts and the packages (with their index, which finding
+    environments reads) and move ``current`` forward, in one transaction (``announce``
+    writes the log's last lines once nothing can refuse it, before the commit makes it
+    visible); then swap the link."""
     with ctx.db.session(write=True) as s:
         v = s.get(Version, version_id, with_for_update=True)
         assert v is not None
@@ -182,6 +184,8 @@ def publish(ctx: BuildContext, version_id: int, where: tuple[str, str, int],
         assert env is not None
         for k, val in fields.items():
             setattr(v, k, val)
+        v.packages = packages
+        index_packages(s, v.id, packages)
         become(v, State.ready, finished_at=utcnow())
         moved = current.point_at(env, v.number, forward_only=True)
     if moved:

@@ -2,7 +2,7 @@
 
 Local commands (lock, build, pack, render, demo) run the pipeline on this machine; serve
 runs the service and token create bootstraps its tokens; submit, push, ls, show, logs,
-cancel, sync, token new|list|revoke (and the rest, such as audit:
+cancel, sync, find, search, token new|list|revoke (and the rest, such as audit:
 who changed what) talk to it.
 Results go to stdout (--json for scripts), progress to stderr.
 """
@@ -23,8 +23,10 @@ COMMANDS = {
     "local": ("lock", "build", "pack", "render", "demo", "pypi-names", "demo-channel"),
     "server": ("serve", "worker"),
     "tokens": ("token",),
-    "remote": ("submit", "push", "ls", "show", "logs", "cancel", "sync", "diff"),
+    "remote": ("submit", "preview", "push", "rebuild", "reinstall", "ls", "show", "logs",
+               "cancel", "sync", "diff"),
     "lifecycle": ("rollback", "hold", "unhold", "gc", "usage", "delete"),
+    "find": ("find", "search"),
     "dask": ("dask",),
     "images": ("image",),
     "audit": ("audit",),

@@ -199,6 +199,19 @@ class Preview(Base):
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
+class VersionPackage(Base):
+    """One package name of a version's lock (its build platform's, conda and pip, named as
+    ``service.find.package_key`` normalises them), written when the version is published:
+    finding the environments whose current version has a package reads this index, never
+    the locks."""
+
+    __tablename__ = "version_packages"
+    __table_args__ = (Index("ix_version_packages_name", "name", "version_id"),)
+
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+
+
 class Artifact(Base):
     __tablename__ = "artifacts"
     __table_args__ = (UniqueConstraint("version_id", "kind"),)

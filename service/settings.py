@@ -193,6 +193,12 @@ class Settings(BaseSettings):
     install_timeout: float = Field(1800.0, gt=0, description="Seconds an install may take.")
     pack_timeout: float = Field(1800.0, gt=0, description="Seconds packing may take.")
     pack: bool = Field(True, description="Write a conda-pack archive for every version.")
+    package_index_seconds: float = Field(
+        600.0, gt=0, description="Package search: seconds a channel's names and versions are "
+        "kept in memory before they are read again.")
+    package_index_timeout: float = Field(
+        120.0, gt=0, description="Package search: seconds reading a channel's index may take "
+        "before the channel counts as unreachable.")
     anonymous: Literal["off", "read"] = Field(
         "off", description="'read' lets requests without a token read every namespace.")
     token_max_days: float = Field(

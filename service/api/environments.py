@@ -1,5 +1,6 @@
-"""Environments: read one; preview a spec; submit a spec, a preview or a pushed lock as its
-next version, or an earlier version again (rebuild, reinstall); describe; delete."""
+"""Environments: find them, read one; preview a spec; submit a spec, a preview or a pushed
+lock as its next version, or an earlier version again (rebuild, reinstall); describe;
+delete."""
 
 from __future__ import annotations
 
@@ -29,12 +30,14 @@ from envyard.service.api.schemas import (
     Deleted,
     DescriptionSet,
     EnvironmentOut,
+    FoundPage,
     PreviewOut,
 )
 from envyard.service.auth import Principal
 from envyard.service.catalog import check_name, find_environment, version_summary
 from envyard.service.deletion import delete_environments
 from envyard.service.errors import Invalid
+from envyard.service.find import DaskVerdict, Filters, StateFilter, find_environments
 from envyard.service.models import Role
 from envyard.service.previews import find_preview, make_preview
 from envyard.service.runners import Runner
@@ -93,6 +96,36 @@ async def _submit(request: Request, settings: Settings, runner: Runner, who: Pri
                            where, preview, key, message)
     return await heavy(accept, db, settings, runner, request.app.state.checker, who,
                        _client(request), where, kind, body, key, message, update)
+
+
+#: ``package=``: repeatable, each a package the current version must have
+Packages = Annotated[list[str] | None, Query(
+    description="A package the current version has (conda or pip); repeat it for several "
+    "(at most 20): each must be there.")]
+States = Annotated[StateFilter | None, Query(
+    description="The newest version's state; building: queued, solving, installing or "
+    "packing.")]
+Verdicts = Annotated[DaskVerdict | None, Query(
+    description="The current version's Dask pin check.")]
+
+
+@router.get("", response_model=FoundPage)
+def find(session: SessionDep, who: PrincipalDep,
+         search: str | None = Query(None, max_length=200, description="Part of "
+                                    "NAMESPACE/NAME or of the description (any case)."),
+         package: Packages = None, state: States = None, dask: Verdicts = None,
+         cursor: str | None = Query(None, max_length=400, description="The next of the "
+                                    "page before."),
+         limit: int = Query(50, ge=1, le=500)) -> dict[str, Any]:
+    """Find environments in every namespace you may read (deleted ones are not found),
+    a page at a time."""
+    if search is not None and not search.isprintable():
+        raise Invalid("search must be printable text")
+    if package is not None and len(package) > 20:
+        raise Invalid(f"{len(package)} packages: at most 20 in one find")
+    page = find_environments(session, who, Filters(search or None, package or (), state,
+                                                   dask), cursor=cursor, limit=limit)
+    return {"environments": page.rows, "next": page.next}
 
 
 @router.get("/{namespace}/{name}", response_model=EnvironmentOut)

@@ -103,6 +103,47 @@ class EnvironmentRow(BaseModel):
     latest_spec_sha256: str | None
 
 
+class FoundEnvironment(BaseModel):
+    """An environment a find matched."""
+
+    namespace: str
+    name: str
+    description: str | None
+    current_version: int | None = Field(description="The version its users get; null: "
+                                        "none is ready yet.")
+    current_state: State | None
+    dask: Literal["ok", "mismatch", "none", "unchecked"] | None = Field(
+        description="The current version's Dask pin check: ok, mismatch (a required package "
+        "or the dask/distributed lockstep differs), none (no distributed), unchecked "
+        "(built without cluster pins); null without a current version.")
+    latest_version: int | None = Field(description="The newest version (what the last "
+                                       "submission made): what state= filters on.")
+    latest_state: State | None
+    updated_at: Time | None = Field(description="When the newest version finished, or was "
+                                    "submitted if it has not.")
+
+
+class FoundPage(BaseModel):
+    environments: list[FoundEnvironment] = Field(description="Ordered by namespace, "
+                                                 "then name.")
+    next: str | None = Field(description="Pass as cursor= for the next page; null: this "
+                             "is the last.")
+
+
+class PackageMatch(BaseModel):
+    name: str
+    channel: str = Field(description="The first configured channel that has it (the one "
+                         "a build takes it from).")
+    latest: str
+    versions: list[str] = Field(description="Its newest versions there, newest first.")
+
+
+class PackageSearch(BaseModel):
+    platform: str
+    packages: list[PackageMatch] = Field(description="Names starting with the search "
+                                         "first, then names containing it.")
+
+
 class NamespaceRow(BaseModel):
     name: str
 
