@@ -110,7 +110,7 @@ def check_url(url: str, package: str, sources: Sources | None) -> URLParts:
     what = f"{package}: its URL"
     parts = contained(url, list(sources.bases), what=what) if sources is not None \
         else parse_url(url, what=what)
-    if not FILENAME_RE.match(parts.segments[-1] if parts.segments else ""):
+    if not FILENAME_RE.fullmatch(parts.segments[-1] if parts.segments else ""):
         raise UnsafeURL(f"{what} does not end in a package file name (.conda, .tar.bz2, .whl)")
     if parts.scheme == "file":
         real = Path(os.path.realpath(parts.path))

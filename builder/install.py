@@ -101,7 +101,7 @@ def check_installable(lock: Lockfile, platform: str, sources: Sources | None = N
         if not p.hash.sha256:
             raise LockError(f"{p.name}: the lock records no sha256; envyard installs only "
                             "packages it can verify")
-        if not _SHA256_RE.match(p.hash.sha256):
+        if not _SHA256_RE.fullmatch(p.hash.sha256):
             raise LockError(f"{p.name}: its sha256 is not 64 lower-case hex digits")
         check_url(p.url, p.name, sources)
 

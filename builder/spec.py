@@ -199,7 +199,7 @@ def _channels(item: Located, source: str, policy: ChannelPolicy) -> tuple[list[s
             nodefaults = True
             continue
         directory = name.startswith("/")  # a local channel directory, as `-c DIR` takes it
-        if not (directory or _CHANNEL_NAME_RE.match(name) or name.startswith(
+        if not (directory or _CHANNEL_NAME_RE.fullmatch(name) or name.startswith(
                 ("https://", "http://", "file://"))):
             raise _fail(f"'{name}' is not a channel name, URL or absolute directory", source,
                         c)
@@ -233,7 +233,7 @@ def parse_spec(text: str | bytes, *, source: str = "environment.yml",
     name = None
     if "name" in doc and doc["name"].value is not None:
         name = str(doc["name"].value)
-        if not NAME_RE.match(name):
+        if not NAME_RE.fullmatch(name):
             raise _fail(f"name '{name}' must match {NAME_RE.pattern}", source, doc["name"])
     channels, nodefaults = _channels(doc["channels"], source, policy) if "channels" in doc \
         else ([], False)
@@ -281,7 +281,7 @@ def parse_spec(text: str | bytes, *, source: str = "environment.yml",
         if "pip-repositories" in doc else []
     category = doc["category"].value if "category" in doc else None
     if category not in (None, "") and not (isinstance(category, str)
-                                           and NAME_RE.match(category)):
+                                           and NAME_RE.fullmatch(category)):
         raise _fail(f"'category' must be a name like 'main' or 'dev', not {category!r}",
                     source, doc["category"])
     category = category or "main"  # as conda-lock: an empty category is main

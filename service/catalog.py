@@ -23,7 +23,7 @@ from envyard.service.transitions import State
 
 
 def check_name(kind: str, name: str) -> str:
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise BadName(f"{kind} name '{name}' must match {NAME_RE.pattern}")
     return name
 

@@ -58,7 +58,7 @@ def package_key(name: str, manager: str) -> str | None:
 def asked_keys(name: str) -> list[str]:
     """The index keys a ``package=`` value matches: the conda and the pip reading of it
     (``Dask_Gateway`` finds conda's ``dask-gateway`` and pip's ``dask-gateway``)."""
-    if len(name) > MAX_NAME or not PACKAGE_RE.match(name):
+    if len(name) > MAX_NAME or not PACKAGE_RE.fullmatch(name):
         raise Invalid(f"package {name[:MAX_NAME]!r}: a package name is letters, digits, "
                       f"'.', '_' and '-' (at most {MAX_NAME})")
     return sorted({name.lower(), canonicalize_name(name)})
@@ -99,7 +99,7 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
     except (ValueError, UnicodeError, binascii.Error):
         value = None
     if (not isinstance(value, list) or len(value) != 2
-            or not all(isinstance(v, str) and NAME_RE.match(v) for v in value)):
+            or not all(isinstance(v, str) and NAME_RE.fullmatch(v) for v in value)):
         raise Invalid("cursor: not a cursor this service gave (pass the 'next' of a page)")
     return value[0], value[1]
 

@@ -31,7 +31,7 @@ def grants_for(user: str, admin: bool, grants: dict[str, str],
     roles: dict[str, Role] = {}
     for template, role in grants.items():
         namespace = template.replace("{user}", user)
-        if NAME_RE.match(namespace):
+        if NAME_RE.fullmatch(namespace):
             roles[namespace] = Role(role)
     if admin and admins:
         roles["*"] = Role(admins)

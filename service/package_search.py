@@ -104,7 +104,7 @@ class PackageSearch:
     async def search(self, pattern: str, platform: str, limit: int) -> list[dict[str, Any]]:
         """Names matching ``pattern`` over every channel, those starting with it first
         (the exact name before all), each from the first channel that has it."""
-        if not PATTERN_RE.match(pattern):
+        if not PATTERN_RE.fullmatch(pattern):
             raise Invalid("search: part of a package name (letters, digits, '.', '_', '-'; "
                           "at most 100)")
         pattern = pattern.lower()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,10 @@ def test_name_version_build_reads_as_conda_reads_it(text: str) -> None:
 
 def test_an_empty_category_is_main() -> None:
     assert parse_spec("category: ''\ndependencies: [python]\n").category == "main"
+
+
+@pytest.mark.parametrize("name", ["team\n", "geo\n", "a" * 64 + "\n"])
+def test_a_name_with_a_trailing_newline_is_not_a_name(name: str) -> None:
+    """``$`` also matches before a final newline: names are matched whole."""
+    with pytest.raises(SpecError, match="must match"):
+        parse_spec(f"name: {json.dumps(name)}\ndependencies: [python]\n")

@@ -235,3 +235,11 @@ def test_making_and_revoking_a_token_is_in_the_audit_log(svc: Service) -> None:
         before = len(root.get("/api/v1/audit", params={"limit": 200}).json()["events"])
         assert refused(a, {"*": "admin"}).status_code == 403
         assert len(root.get("/api/v1/audit", params={"limit": 200}).json()["events"]) == before
+
+
+def test_a_role_on_a_name_with_a_trailing_newline_is_refused(svc: Service) -> None:
+    """A namespace name is matched whole: "team\\n" is not "team" nor a name at all."""
+    with api(svc, svc.token("*=developer")) as a:
+        r = refused(a, {"team\n": "viewer"})
+        assert r.status_code == 422 and "must match" in r.json()["detail"], r.text
+        assert all("team\n" not in row["roles"] for row in listed(a))
