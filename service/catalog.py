@@ -118,8 +118,9 @@ def _earlier(session: Session, env_id: int, key: str, kind: str, spec_text: str 
              lock_text: str | None) -> Version | None:
     earlier = session.scalar(select(Version).where(Version.environment_id == env_id,
                                                    Version.idempotency_key == key))
+    given_lock = kind == "lock" or (earlier is not None and earlier.preview is not None)
     if earlier is not None and (earlier.kind, earlier.spec_text,
-                                earlier.lock_text if kind == "lock" else None
+                                earlier.lock_text if given_lock else None
                                 ) != (kind, spec_text, lock_text):
         raise Conflict("this Idempotency-Key was used for a different request; send a new "
                        "key for a new submission")

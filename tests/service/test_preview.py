@@ -268,3 +268,19 @@ def test_a_preview_says_what_the_dask_pins_and_the_quota_would_do(
     assert quota["quota_bytes"] == 1000 and quota["estimate_bytes"] > 1000
     assert quota["fits"] is False
     assert dev.get("/api/v1/environments/strict/nb").status_code == 404  # nothing built
+
+
+def test_a_retried_preview_build_gets_the_version_its_first_attempt_made(
+        released: tuple[Service, Path], client_for: Any) -> None:
+    dev = client_for("retry=developer")
+    r = dev.post("/api/v1/environments/retry/env/preview",
+                 content="dependencies: [python=3.11, toolz]\n")
+    assert r.status_code == 200, r.text
+    params, headers = {"preview": r.json()["preview"]}, {"Idempotency-Key": "k-1"}
+    first = dev.post("/api/v1/environments/retry/env/versions", params=params,
+                     headers=headers)
+    again = dev.post("/api/v1/environments/retry/env/versions", params=params,
+                     headers=headers)
+    assert first.status_code == again.status_code == 202, again.text
+    assert first.json()["version"] == again.json()["version"] == 1
+    wait_ready(dev, "retry/env", 1)
