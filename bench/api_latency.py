@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import random
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
-from common import channel, exit_now
+from common import channel, exit_now, on_each_backend
 
 from envyard.service.auth import create_token
 from envyard.service.db import Database, migrate
 from envyard.service.models import Environment, Namespace, Role, Version
-from tests.servers import Postgres, Service
+from tests.servers import Service
 
 ENVS, VERSIONS, NAMESPACES, REQUESTS = 1000, 10, 10, 300
 
@@ -83,18 +82,7 @@ def measure(backend: str, url: str, work: Path) -> None:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp) / "sqlite"
-        (work / "volume").mkdir(parents=True)
-        measure("sqlite", "", work)
-        pg = Postgres().start()
-        try:
-            work = Path(tmp) / "pg"
-            (work / "volume").mkdir(parents=True)
-            measure("postgresql", pg.new_database(), work)
-        finally:
-            pg.stop()
-
+    on_each_backend(measure)
 
 if __name__ == "__main__":
     main()

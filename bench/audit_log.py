@@ -11,18 +11,17 @@ from __future__ import annotations
 import datetime as dt
 import random
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
-from common import channel, exit_now
+from common import channel, exit_now, on_each_backend
 from sqlalchemy import insert
 
 from envyard.service.auth import create_token
 from envyard.service.db import Database, migrate
 from envyard.service.models import AuditAction, AuditEvent, Role
-from tests.servers import Postgres, Service
+from tests.servers import Service
 
 EVENTS, NAMESPACES, ENVS, ACTORS, REQUESTS = 200_000, 100, 20, 50, 200
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -102,18 +101,7 @@ def measure(backend: str, url: str, work: Path) -> None:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp) / "sqlite"
-        (work / "volume").mkdir(parents=True)
-        measure("sqlite", "", work)
-        pg = Postgres().start()
-        try:
-            work = Path(tmp) / "pg"
-            (work / "volume").mkdir(parents=True)
-            measure("postgresql", pg.new_database(), work)
-        finally:
-            pg.stop()
-
+    on_each_backend(measure)
 
 if __name__ == "__main__":
     main()

@@ -7,6 +7,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -77,3 +78,23 @@ def median(xs: list[float]) -> float:
 def report(name: str, ours: float, base: float, base_name: str, goal: str) -> None:
     print(f"{name}: envyard {ours:.3f} s, {base_name} {base:.3f} s, "
           f"ratio {ours / base:.2f}x  (goal {goal})")
+
+
+def on_each_backend(measure: Callable[[str, str, Path], None]) -> None:
+    """``measure(backend, database_url, work)`` on SQLite, then on a PostgreSQL cluster of
+    its own, each in a fresh work directory with an empty ``volume``."""
+    import tempfile
+
+    from tests.servers import Postgres
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp) / "sqlite"
+        (work / "volume").mkdir(parents=True)
+        measure("sqlite", "", work)
+        pg = Postgres().start()
+        try:
+            work = Path(tmp) / "pg"
+            (work / "volume").mkdir(parents=True)
+            measure("postgresql", pg.new_database(), work)
+        finally:
+            pg.stop()

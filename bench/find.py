@@ -10,20 +10,19 @@ DB-API connection (no HTTP, no ORM). Goal: p99 < 50 ms.
 from __future__ import annotations
 
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from common import channel, exit_now
+from common import channel, exit_now, on_each_backend
 from sqlalchemy import insert
 
 from envyard.service.auth import create_token
 from envyard.service.db import Database, migrate
 from envyard.service.find import package_key
 from envyard.service.models import Environment, Namespace, Role, Version, VersionPackage
-from tests.servers import Postgres, Service
+from tests.servers import Service
 
 ENVS, VERSIONS, NAMESPACES, REQUESTS = 1000, 10, 10, 300
 
@@ -135,18 +134,7 @@ def measure(backend: str, url: str, work: Path) -> None:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp) / "sqlite"
-        (work / "volume").mkdir(parents=True)
-        measure("sqlite", "", work)
-        pg = Postgres().start()
-        try:
-            work = Path(tmp) / "pg"
-            (work / "volume").mkdir(parents=True)
-            measure("postgresql", pg.new_database(), work)
-        finally:
-            pg.stop()
-
+    on_each_backend(measure)
 
 if __name__ == "__main__":
     main()
