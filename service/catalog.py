@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from envyard.builder.lock import Lockfile, parse_lock
 from envyard.builder.spec import NAME_RE
 from envyard.service.errors import BadName, Conflict, NotFound
+from envyard.service.find import dask_verdict
 from envyard.service.models import Environment, Namespace, Version
 from envyard.service.transitions import State
 
@@ -178,16 +179,17 @@ def find_version(session: Session, namespace: str, name: str, number: int) -> Ve
 
 
 def version_summary(v: Version, namespace: str, name: str) -> dict[str, Any]:
+    """What a history row shows: state, who and why, when and how long, size, verdict."""
     return {"namespace": namespace, "name": name, "number": v.number, "kind": v.kind,
-            "state": v.state, "created_at": v.created_at, "finished_at": v.finished_at,
-            "spec_sha256": v.spec_sha256, "error": v.error, "message": v.message,
-            "submitted_by": v.submitted_by}
+            "state": v.state, "created_at": v.created_at, "started_at": v.started_at,
+            "finished_at": v.finished_at, "spec_sha256": v.spec_sha256, "error": v.error,
+            "message": v.message, "submitted_by": v.submitted_by, "held": v.held,
+            "prefix_bytes": v.prefix_bytes, "dask_verdict": dask_verdict(v.dask_report)}
 
 
 def version_detail(v: Version, namespace: str, name: str) -> dict[str, Any]:
     return {**version_summary(v, namespace, name),
-            "started_at": v.started_at, "timings": v.timings, "fingerprint": v.fingerprint,
-            "prefix_bytes": v.prefix_bytes, "pack_bytes": v.pack_bytes,
+            "timings": v.timings, "fingerprint": v.fingerprint, "pack_bytes": v.pack_bytes,
             "packages": v.packages or [], "dask": v.dask_report, "image": v.image,
             "solve": v.solve, "base_version": v.base_version, "preview": v.preview,
             "artifacts": {a.kind: {"path": a.path, "bytes": a.bytes} for a in v.artifacts}}

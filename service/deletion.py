@@ -73,4 +73,26 @@ def delete_environments(db: Database, settings: Settings, who: Principal, namesp
             "released_holds": held, "cancelled_builds": cancelled}
 
 
-__all__ = ["delete_environments"]
+def deletion_plan(db: Database, settings: Settings, namespace: str,
+                  name: str) -> dict[str, Any]:
+    """What deleting ``namespace/name`` would do, deleting nothing: the versions GC would
+    then collect and the bytes that frees, the holds it releases, the builds it cancels."""
+    from envyard.service.gc import make_plan
+
+    with db.session() as s:
+        env = s.scalar(select(Environment).join(Namespace).where(
+            Namespace.name == namespace, Environment.name == name,
+            Environment.deleted_at.is_(None)))
+        if env is None:
+            raise NotFound(f"no environment {namespace}/{name}")
+        held = [v.number for v in env.versions
+                if v.held and v.state not in (State.deleting, State.deleted)]
+        building = [v.number for v in env.versions if v.state in LIVE]
+        rows = [r for r in make_plan(s, settings, namespaces={namespace},
+                                     deleting=(namespace, name)) if r.name == name]
+    return {"namespace": namespace, "name": name,
+            "versions": [r.as_dict() for r in rows], "bytes": sum(r.bytes for r in rows),
+            "held": held, "building": building}
+
+
+__all__ = ["delete_environments", "deletion_plan"]

@@ -112,6 +112,15 @@ def _verdict(report: Any) -> ColumnElement[Any]:
                 (ok == true(), "ok"), else_="mismatch")
 
 
+def dask_verdict(report: dict[str, Any] | None) -> DaskVerdict:
+    """The verdict of one version's ``dask_report``: ``_verdict``'s reading, in Python."""
+    if not report or report.get("applies") is None:
+        return "unchecked"
+    if not report["applies"]:
+        return "none"
+    return "ok" if report.get("ok") else "mismatch"
+
+
 def find_environments(session: Session, who: Principal, filters: Filters, *,
                       cursor: str | None = None, limit: int = 50) -> Page:
     """One page of the environments ``who`` may read that match ``filters``, ordered by
@@ -124,8 +133,9 @@ def find_environments(session: Session, who: Principal, filters: Filters, *,
     query = (
         select(Namespace.name, Environment.name, Environment.description,
                Environment.current_version, current.state,
-               case((current.id.is_(None), None), else_=verdict), latest.number,
-               latest.state, latest.created_at, latest.finished_at, Environment.created_at)
+               case((current.id.is_(None), None), else_=verdict), current.prefix_bytes,
+               latest.number, latest.state, latest.created_at, latest.finished_at,
+               latest.submitted_by, Environment.created_at)
         .select_from(Environment).join(Namespace, Namespace.id == Environment.namespace_id)
         .outerjoin(current, and_(current.environment_id == Environment.id,
                                  current.number == Environment.current_version))
@@ -158,10 +168,13 @@ def find_environments(session: Session, who: Principal, filters: Filters, *,
                            .limit(limit + 1)).all()
     out = [{"namespace": ns, "name": name, "description": description,
             "current_version": current_number, "current_state": current_state,
-            "dask": dask, "latest_version": latest_number, "latest_state": latest_state,
-            "updated_at": _utc(finished or created or env_created)}
-           for (ns, name, description, current_number, current_state, dask, latest_number,
-                latest_state, created, finished, env_created) in rows[:limit]]
+            "dask": dask, "current_bytes": current_bytes, "latest_version": latest_number,
+            "latest_state": latest_state, "updated_at": _utc(finished or created or
+                                                             env_created),
+            "updated_by": updated_by}
+           for (ns, name, description, current_number, current_state, dask, current_bytes,
+                latest_number, latest_state, created, finished, updated_by, env_created)
+           in rows[:limit]]
     more = len(rows) > limit
     return Page(out, encode_cursor(out[-1]["namespace"], out[-1]["name"]) if more else None)
 
@@ -172,5 +185,5 @@ def _utc(t: dt.datetime | None) -> dt.datetime | None:
 
 
 __all__ = ["BUILDING", "DaskVerdict", "Filters", "Page", "StateFilter", "asked_keys",
-           "decode_cursor", "encode_cursor", "find_environments", "index_packages",
+           "dask_verdict", "decode_cursor", "encode_cursor", "find_environments", "index_packages",
            "package_key"]

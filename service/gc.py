@@ -71,10 +71,12 @@ COLLECT_ALL = Rules(keep_last=0, keep_days=0, failed_log_days=0)
 
 
 def make_plan(session: Session, settings: Settings, now: dt.datetime | None = None,
-              namespaces: Collection[str] | None = None) -> list[PlanRow]:
+              namespaces: Collection[str] | None = None,
+              deleting: tuple[str, str] | None = None) -> list[PlanRow]:
     """One row per version that still has files, with the rule that keeps or deletes it;
     only of ``namespaces`` when given (the others are then neither read nor planned, and
-    every prefix they use counts as kept, so the bytes freed are never overstated)."""
+    every prefix they use counts as kept, so the bytes freed are never overstated);
+    ``deleting``: as if that environment were deleted (what its deletion would free)."""
     now = now or utcnow()
     overrides = policy.load_rules(session, namespaces)
     query = (select(Version.environment_id, Version.number, Version.state, Version.created_at,
@@ -99,6 +101,8 @@ def make_plan(session: Session, settings: Settings, now: dt.datetime | None = No
     for versions in by_env.values():
         ns, name = versions[0][10], versions[0][9]
         through = versions[0][11] or 0  # deleted with the environment: collected
+        if (ns, name) == deleting:
+            through = max(v[1] for v in versions)
         gone = [v for v in versions if v[1] <= through]
         kept = [v for v in versions if v[1] > through]
         decisions = {d.number: d for d in plan(

@@ -79,6 +79,19 @@ class RunnerLock:
         return dead
 
 
+def live_runners(root: Path) -> list[str]:
+    """Ids of the runners alive now (their lock held), changing nothing: a read for
+    people (the admin's queue page), where ``dead_runners`` settles."""
+    alive = []
+    for path in sorted((root / "runners").glob("*.lock")):
+        try:
+            with path.open("rb") as f:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            alive.append(path.stem)  # held (or unreadable): alive
+    return alive
+
+
 class Runner(Protocol):
     """What the API needs of a runner: the local one or the Kubernetes one."""
 

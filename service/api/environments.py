@@ -4,6 +4,8 @@ delete."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
@@ -28,6 +30,7 @@ from envyard.service.api.params import Name, VersionNumber
 from envyard.service.api.schemas import (
     Accepted,
     Deleted,
+    DeletionPlan,
     DescriptionSet,
     EnvironmentOut,
     FoundPage,
@@ -35,7 +38,7 @@ from envyard.service.api.schemas import (
 )
 from envyard.service.auth import Principal
 from envyard.service.catalog import check_name, find_environment, version_summary
-from envyard.service.deletion import delete_environments
+from envyard.service.deletion import delete_environments, deletion_plan
 from envyard.service.errors import Invalid
 from envyard.service.find import DaskVerdict, Filters, StateFilter, find_environments
 from envyard.service.models import Role
@@ -128,6 +131,15 @@ def find(session: SessionDep, who: PrincipalDep,
     return {"environments": page.rows, "next": page.next}
 
 
+def _kernelspec(path: Path) -> dict[str, Any] | None:
+    """The kernelspec the hub's users see (None: none published)."""
+    try:
+        spec = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return spec if isinstance(spec, dict) else None
+
+
 @router.get("/{namespace}/{name}", response_model=EnvironmentOut)
 def read_environment(namespace: Name, name: Name, session: SessionDep,
                      who: PrincipalDep, settings: SettingsDep) -> dict[str, Any]:
@@ -136,9 +148,12 @@ def read_environment(namespace: Name, name: Name, session: SessionDep,
     who.require(namespace, Role.viewer)
     env = find_environment(session, namespace, name)
     kernel = kernel_dir(Layout(settings.root).jupyter, namespace, name) / "kernel.json"
+    spec = _kernelspec(kernel)
     return {"namespace": namespace, "name": name, "description": env.description,
             "current_version": env.current_version,
-            "kernel": shown_path(kernel, settings, who, namespace) if kernel.exists() else None,
+            "kernel": shown_path(kernel, settings, who, namespace) if spec else None,
+            "kernel_name": kernel.parent.name if spec else None,
+            "kernel_display_name": spec.get("display_name") if spec else None,
             "versions": [shown_version(version_summary(v, namespace, name), settings, who,
                                        namespace) for v in env.versions]}
 
@@ -243,6 +258,15 @@ def set_description(namespace: Name, name: Name, body: DescriptionIn, db: DbDep,
                      description=text if text is None or len(text) <= 200
                      else text[:200] + "…")
     return {"namespace": namespace, "name": name, "description": body.description}
+
+
+@router.get("/{namespace}/{name}/deletion", response_model=DeletionPlan)
+def deletion(namespace: Name, name: Name, db: DbDep, who: PrincipalDep,
+             settings: SettingsDep) -> dict[str, Any]:
+    """What deleting the environment would collect and free, and which holds and builds
+    it would end; nothing is deleted (a confirmation shows it)."""
+    who.require(namespace, Role.viewer)
+    return deletion_plan(db, settings, namespace, name)
 
 
 @router.delete("/{namespace}/{name}", response_model=Deleted)

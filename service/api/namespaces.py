@@ -1,4 +1,4 @@
-"""Namespaces: list them, read one (its environments), delete one."""
+"""Namespaces: list them, read one (its environments) and its members, delete one."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from sqlalchemy import select
 
 from envyard.service.api.deps import DbDep, PrincipalDep, SessionDep, SettingsDep
 from envyard.service.api.params import Name
-from envyard.service.api.schemas import Deleted, NamespaceOut, NamespaceRow
+from envyard.service.api.schemas import Deleted, Members, NamespaceOut, NamespaceRow
 from envyard.service.catalog import check_name, environment_rows
 from envyard.service.deletion import delete_environments
 from envyard.service.errors import NotFound
+from envyard.service.members import members
 from envyard.service.models import Namespace, Role
 
 router = APIRouter(prefix="/api/v1/namespaces", tags=["namespaces"])
@@ -33,6 +34,17 @@ def read_namespace(namespace: Name, session: SessionDep, who: PrincipalDep) -> d
     if session.scalar(select(Namespace.id).where(Namespace.name == namespace)) is None:
         raise NotFound(f"no namespace {namespace}")
     return {"name": namespace, "environments": environment_rows(session, namespace)}
+
+
+@router.get("/{namespace}/members", response_model=Members)
+def read_members(namespace: Name, session: SessionDep, who: PrincipalDep,
+                 settings: SettingsDep) -> dict[str, Any]:
+    """Who holds a role on the namespace, and through what: tokens, hub grants, hub
+    admins (readers of the namespace see it)."""
+    check_name("namespace", namespace)
+    who.require(namespace, Role.viewer)
+    return {"namespace": namespace,
+            "members": [m.as_dict() for m in members(session, settings, namespace)]}
 
 
 @router.delete("/{namespace}", response_model=Deleted)

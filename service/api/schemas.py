@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, PlainSerializer
 
+from envyard.service.find import DaskVerdict
 from envyard.service.models import AuditAction
 from envyard.service.transitions import ImageState, State
 
@@ -35,11 +36,16 @@ class VersionSummary(BaseModel):
     kind: Literal["spec", "lock"] = Field(description="spec: solved here; lock: pushed")
     state: State
     created_at: Time
+    started_at: Time | None
     finished_at: Time | None
     spec_sha256: str | None
     error: str | None
     message: str | None = Field(description="Why: what its submitter said (--message).")
     submitted_by: str | None = Field(description="Who submitted or pushed it.")
+    held: bool = Field(description="Held: never collected.")
+    prefix_bytes: int | None = Field(description="The installed environment's size.")
+    dask_verdict: DaskVerdict = Field(description="Its Dask pin check: ok, mismatch, none "
+                                      "(no distributed), unchecked (no pins, or not built).")
 
 
 class Image(BaseModel, extra="allow"):
@@ -51,12 +57,10 @@ class Image(BaseModel, extra="allow"):
 
 
 class VersionDetail(VersionSummary):
-    started_at: Time | None
     timings: dict[str, float] = Field(description="Seconds per timed stage: solve, install, "
                                       "pack.")
     fingerprint: str | None = Field(description="The prefix's identity: identical locks "
                                     "share one prefix.")
-    prefix_bytes: int | None
     pack_bytes: int | None
     packages: list[Package]
     dask: dict[str, Any] | None = Field(description="The Dask pin check: applies, ok, "
@@ -77,6 +81,8 @@ class EnvironmentOut(BaseModel):
     description: str | None
     current_version: int | None
     kernel: str | None = Field(description="The kernelspec of the current version.")
+    kernel_name: str | None = Field(description="Its name (what a notebook records).")
+    kernel_display_name: str | None = Field(description="What the launcher shows.")
     versions: list[VersionSummary]
 
 
@@ -112,15 +118,17 @@ class FoundEnvironment(BaseModel):
     current_version: int | None = Field(description="The version its users get; null: "
                                         "none is ready yet.")
     current_state: State | None
-    dask: Literal["ok", "mismatch", "none", "unchecked"] | None = Field(
+    dask: DaskVerdict | None = Field(
         description="The current version's Dask pin check: ok, mismatch (a required package "
         "or the dask/distributed lockstep differs), none (no distributed), unchecked "
         "(built without cluster pins); null without a current version.")
+    current_bytes: int | None = Field(description="The current version's installed size.")
     latest_version: int | None = Field(description="The newest version (what the last "
                                        "submission made): what state= filters on.")
     latest_state: State | None
     updated_at: Time | None = Field(description="When the newest version finished, or was "
                                     "submitted if it has not.")
+    updated_by: str | None = Field(description="Who submitted the newest version.")
 
 
 class FoundPage(BaseModel):
@@ -146,6 +154,20 @@ class PackageSearch(BaseModel):
 
 class NamespaceRow(BaseModel):
     name: str
+
+
+class MemberOut(BaseModel):
+    who: str = Field(description="A token (with its owner), a hub user, every hub user "
+                     "or hub admins.")
+    role: Literal["viewer", "developer", "admin"]
+    via: Literal["token", "hub grant", "hub admins"]
+    expires_at: Time | None = Field(description="A token's expiry; null: never, or not "
+                                    "a token.")
+
+
+class Members(BaseModel):
+    namespace: str
+    members: list[MemberOut] = Field(description="Strongest role first.")
 
 
 class NamespaceOut(BaseModel):
@@ -275,6 +297,47 @@ class PlanRow(BaseModel):
     delete: bool
     reason: str = Field(description="The rule that keeps or deletes it.")
     bytes: int = Field(description="Bytes deleting it frees (files no kept version shares).")
+
+
+class DeletionPlan(BaseModel):
+    """What deleting an environment would do (nothing is deleted)."""
+
+    namespace: str
+    name: str
+    versions: list[PlanRow] = Field(description="Every version that still has files: "
+                                    "all collected by the next GC.")
+    bytes: int = Field(description="What collecting them frees (files other kept "
+                       "versions share are not counted).")
+    held: list[int] = Field(description="Held versions: the delete needs force=true and "
+                            "releases them.")
+    building: list[int] = Field(description="Versions being built: cancelled.")
+
+
+class QueuedBuild(BaseModel):
+    namespace: str
+    name: str
+    number: int
+    state: State
+    claimed_by: str | None = Field(description="The runner (or job/<name>) building it; "
+                                   "null: waiting for one.")
+    created_at: Time
+    started_at: Time | None
+    submitted_by: str | None
+    cancelling: bool
+
+
+class RunnerOut(BaseModel):
+    id: str
+    kind: Literal["local", "kubernetes"]
+    concurrency: int = Field(description="Builds this replica runs at once (local).")
+    pending: int = Field(description="Builds queued or running in this replica.")
+
+
+class QueueOut(BaseModel):
+    runner: RunnerOut = Field(description="This replica's runner.")
+    runners: list[str] = Field(description="Ids of every runner alive on the volume.")
+    builds: list[QueuedBuild] = Field(description="Unfinished builds, oldest first "
+                                      "(at most 1,000).")
 
 
 class Health(BaseModel):

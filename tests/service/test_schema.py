@@ -58,6 +58,7 @@ def test_every_json_answer_has_a_documented_shape(tmp_path: Path) -> None:
 
     shown = VersionSummary(namespace="n", name="e", number=1, kind="spec", state="ready",
                            created_at=dt.datetime(2026, 12, 2, tzinfo=dt.UTC),
-                           finished_at=None, spec_sha256=None, error=None, message=None,
-                           submitted_by=None)
+                           started_at=None, finished_at=None, spec_sha256=None, error=None,
+                           message=None, submitted_by=None, held=False, prefix_bytes=None,
+                           dask_verdict="unchecked")
     assert shown.model_dump(mode="json")["created_at"] == "2026-12-02T00:00:00+00:00"

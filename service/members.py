@@ -1,0 +1,83 @@
+"""Who may do what in a namespace: the people and tokens holding a role there, and why.
+
+Roles come from two places today: envyard tokens (a role on the namespace, or on ``*``)
+and, with a hub, the ``hub.grants`` rules (``{user}``: the user the namespace is named
+after; a fixed name: every hub user) and ``hub.admins`` (hub admins, on every namespace).
+This module reads both into one list; it changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session, selectinload
+
+from envyard.service.auth import token_name
+from envyard.service.hub_auth import grants_for
+from envyard.service.models import Role, Token, TokenRole, as_utc, utcnow
+from envyard.service.settings import Settings
+
+Via = Literal["token", "hub grant", "hub admins"]
+
+
+@dataclass(frozen=True)
+class Member:
+    who: str
+    role: Role
+    via: Via
+    expires_at: dt.datetime | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"who": self.who, "role": self.role.value, "via": self.via,
+                "expires_at": self.expires_at}
+
+
+def members(session: Session, settings: Settings, namespace: str) -> list[Member]:
+    """Everyone with a role on ``namespace``: unexpired tokens naming it (or ``*``), the
+    hub grant rules that reach it, hub admins; strongest role first, then by name."""
+    out: list[Member] = []
+    now = utcnow()
+    tokens = session.scalars(
+        select(Token).join(TokenRole).options(selectinload(Token.roles))
+        .where(TokenRole.namespace.in_([namespace, "*"]),
+               or_(Token.expires_at.is_(None), Token.expires_at > now))
+        .distinct())
+    for token in tokens:
+        roles = {r.namespace: Role(r.role) for r in token.roles}
+        role = roles.get(namespace) or roles["*"]
+        expires = as_utc(token.expires_at) if token.expires_at is not None else None
+        out.append(Member(token_name(token), role, "token", expires))
+    if settings.hub.api_url:
+        out += _hub_members(settings, namespace)
+    rank = {Role.admin: 0, Role.developer: 1, Role.viewer: 2}
+    return sorted(out, key=lambda m: (rank[m.role], m.who))
+
+
+def _hub_members(settings: Settings, namespace: str) -> list[Member]:
+    grants: dict[str, str] = dict(settings.hub.grants)
+    found = []
+    for template, role in grants.items():
+        if template == namespace:
+            found.append(Member("every hub user", Role(role), "hub grant"))
+        elif "{user}" in template:
+            user = _user_of(template, namespace)
+            if user is not None and grants_for(user, False, grants, None).get(namespace):
+                found.append(Member(f"hub user '{user}'", Role(role), "hub grant"))
+    if settings.hub.admins:
+        found.append(Member("hub admins", Role(settings.hub.admins), "hub admins"))
+    return found
+
+
+def _user_of(template: str, namespace: str) -> str | None:
+    """The user whose name makes ``template`` read ``namespace`` (``{user}`` once)."""
+    before, _, after = template.partition("{user}")
+    if "{user}" in after or not namespace.startswith(before) or not namespace.endswith(after):
+        return None
+    user = namespace[len(before):len(namespace) - len(after) if after else None]
+    return user or None
+
+
+__all__ = ["Member", "members"]
