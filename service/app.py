@@ -128,19 +128,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics,
         namespaces,
         packages,
+        queue,
         tokens,
         versions,
     )
+    from envyard.service.ui import routes as ui
 
     for module in (namespaces, environments, versions, lifecycle, gc, dask, metrics, identity,
-                   tokens, images, packages, audit, docs):
+                   tokens, images, packages, audit, queue, docs, ui):
         app.include_router(module.router)
     return app
 
 
-def _json_error(status: int, detail: str, headers: dict[str, str] | None = None
-                ) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+def _json_error(status: int, detail: str, headers: dict[str, str] | None = None,
+                line: int | None = None) -> JSONResponse:
+    """``{"detail": …}``, and the ``line`` of the upload it is about when known (an
+    editor marks it)."""
+    body: dict[str, Any] = {"detail": detail}
+    if line is not None:
+        body["line"] = line
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _errors(app: FastAPI) -> None:
@@ -152,7 +159,8 @@ def _errors(app: FastAPI) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         if isinstance(exc, Unavailable):
             headers = {"Retry-After": str(exc.retry_after)}
-        return _json_error(status, str(exc), headers)
+        line = getattr(exc, "line", None)
+        return _json_error(status, str(exc), headers, line if isinstance(line, int) else None)
 
     @app.exception_handler(sqlalchemy.exc.TimeoutError)
     async def _pool_exhausted(request: Request, exc: Exception) -> JSONResponse:
@@ -193,32 +201,42 @@ def _errors(app: FastAPI) -> None:
 
 class SecurityHeaders:
     """ASGI middleware: no MIME sniffing, no framing except by the hub, no caching of API
-    answers (they carry private data), no referrer leaving the origin."""
+    answers (they carry private data), no referrer leaving the origin; the web UI's
+    pages load scripts, styles and data from this service only (no inline script)."""
 
     def __init__(self, app: Any, hub_url: str | None) -> None:
         self.app = app
-        ancestors = "'self'"
+        hub = ""
         if hub_url:
             from urllib.parse import urlsplit
 
             split = urlsplit(hub_url)
-            ancestors += f" {split.scheme}://{split.netloc}"
+            hub = f" {split.scheme}://{split.netloc}"
         self.common = [(b"x-content-type-options", b"nosniff"),
                        (b"referrer-policy", b"same-origin"),
-                       (b"content-security-policy", f"frame-ancestors {ancestors}".encode()),
                        (b"x-frame-options", b"SAMEORIGIN")]
+        self.csp = f"frame-ancestors 'self'{hub}".encode()
+        # form-action: the logout form ends at the hub's logout
+        self.ui_csp = ("default-src 'none'; script-src 'self'; style-src 'self'; "
+                       "img-src 'self' data:; connect-src 'self'; base-uri 'none'; "
+                       f"form-action 'self'{hub}; frame-ancestors 'self'{hub}").encode()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        api = "/api/" in scope.get("path", "")
+        path = scope.get("path", "")
+        api = "/api/" in path
+        own = path[len(scope.get("root_path", "")):] + "/"  # (behind the hub: its prefix)
+        csp = self.ui_csp if own.startswith("/ui/") else self.csp
 
         async def with_headers(message: Any) -> None:
             if message["type"] == "http.response.start":
                 names = {k.lower() for k, _ in message.get("headers", [])}
                 headers = list(message.get("headers", []))
                 headers += [h for h in self.common if h[0] not in names]
+                if b"content-security-policy" not in names:
+                    headers.append((b"content-security-policy", csp))
                 if api:
                     headers = [h for h in headers if h[0].lower() != b"cache-control"]
                     headers.append((b"cache-control", b"no-store"))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 
@@ -37,13 +38,25 @@ def token_for(key: bytes, session: str) -> str:
     return hmac.new(key, session.encode(), hashlib.sha256).hexdigest()
 
 
+def refuse_cross_site(request: Request) -> None:
+    """Refuse a request another site's page made (the browser says so): a login form
+    posted from elsewhere (login CSRF), a logout, a write with the cookie."""
+    site = request.headers.get("sec-fetch-site")
+    if site not in (None, "same-origin", "none"):
+        raise Forbidden(f"a {site} request may not write with the login cookie")
+    # a browser without Sec-Fetch-*: its Origin (the host only: TLS may end at a proxy)
+    origin = request.headers.get("origin")
+    if site is None and origin is not None and \
+            urlsplit(origin).netloc != request.headers.get("host"):
+        raise Forbidden(f"a request from {origin[:100]} may not write with the login "
+                        "cookie")
+
+
 def check(request: Request, key: bytes, session: str) -> None:
     """Refuse a cookie-authenticated write without the session's CSRF token."""
     if request.method in SAFE_METHODS:
         return
-    site = request.headers.get("sec-fetch-site")
-    if site not in (None, "same-origin", "none"):
-        raise Forbidden(f"a {site} request may not write with the login cookie")
+    refuse_cross_site(request)
     sent = request.headers.get(HEADER, "")
     if not hmac.compare_digest(sent.encode(), token_for(key, session).encode()):
         raise Forbidden(f"this write is authenticated by the login cookie and needs the "

@@ -59,7 +59,10 @@ def get_runner(request: Request) -> Runner:
     return request.app.state.runner
 
 
+#: The browser login through the hub (OAuth): the hub token, HttpOnly.
 TOKEN_COOKIE = "envyard-hub-token"
+#: The browser login with an envyard token (the web UI's form, outside a hub), HttpOnly.
+LOGIN_COOKIE = "envyard-token"
 
 
 def _hub_secret(authorization: str | None, cookie: str | None) -> str | None:
@@ -73,41 +76,55 @@ def _hub_secret(authorization: str | None, cookie: str | None) -> str | None:
     return cookie or None
 
 
+def _credentials(request: Request, authorization: str | None
+                 ) -> tuple[str | None, str | None, str | None]:
+    """(hub secret, envyard ``Authorization``, cookie secret): what identifies the caller.
+    A header wins over cookies; of the cookies, the hub login wins. The cookie secret is
+    set when a cookie (not a header) authenticates: its writes need the CSRF token."""
+    state = request.app.state
+    hub_cookie = request.cookies.get(TOKEN_COOKIE) if state.hub is not None else None
+    secret = _hub_secret(authorization, hub_cookie) if state.hub is not None else None
+    if secret:
+        return secret, None, None if authorization else secret
+    login = request.cookies.get(LOGIN_COOKIE)
+    if not authorization and login:
+        return None, f"Bearer {login}", login
+    return None, authorization, None
+
+
 async def get_principal(request: Request,
                         authorization: Annotated[str | None, Header()] = None) -> Principal:
     """Who is asking: from the caches on the event loop when they know, else in a
     worker thread (``resolve_principal``)."""
     state = request.app.state
     anonymous_read = state.settings.anonymous == "read"
-    secret = _hub_secret(authorization, request.cookies.get(TOKEN_COOKIE)) \
-        if state.hub is not None else None
+    secret, header, cookie = _credentials(request, authorization)
     known = state.hub.peek(secret, anonymous_read=anonymous_read) if secret else \
-        state.tokens.peek(authorization, anonymous_read=anonymous_read)
+        state.tokens.peek(header, anonymous_read=anonymous_read)
     if known is None:
         return await run_in_threadpool(resolve_principal, request, authorization)
-    return _cookie_checked(request, authorization, secret, known)
+    return _cookie_checked(request, cookie, known)
 
 
 def resolve_principal(request: Request, authorization: str | None) -> Principal:
     """Who is asking (blocking: may ask the database or the hub). A write authenticated
-    by the login cookie (not by a header) must pass the CSRF check (``service.csrf``)."""
+    by a login cookie (not by a header) must pass the CSRF check (``service.csrf``)."""
     state = request.app.state
     anonymous_read = state.settings.anonymous == "read"
-    if state.hub is not None:
-        secret = _hub_secret(authorization, request.cookies.get(TOKEN_COOKIE))
-        if secret:
-            principal = state.hub.principal(secret, anonymous_read=anonymous_read)
-            return _cookie_checked(request, authorization, secret, principal)
-    return state.tokens.principal(authorization, anonymous_read=anonymous_read)
+    secret, header, cookie = _credentials(request, authorization)
+    if secret:
+        principal = state.hub.principal(secret, anonymous_read=anonymous_read)
+    else:
+        principal = state.tokens.principal(header, anonymous_read=anonymous_read)
+    return _cookie_checked(request, cookie, principal)
 
 
-def _cookie_checked(request: Request, authorization: str | None, secret: str | None,
-                    principal: Principal) -> Principal:
-    if secret is None or authorization:
+def _cookie_checked(request: Request, cookie: str | None, principal: Principal) -> Principal:
+    if cookie is None:
         return principal
     key = request.app.state.csrf_key
-    csrf.check(request, key, secret)
-    return replace(principal, csrf_token=csrf.token_for(key, secret))
+    csrf.check(request, key, cookie)
+    return replace(principal, csrf_token=csrf.token_for(key, cookie))
 
 
 def _admin(who: Principal, namespace: str) -> bool:

@@ -8,11 +8,11 @@ and keeps in an HttpOnly cookie. Requests then carry the cookie instead of a hea
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import RedirectResponse, Response
 
 from envyard.service import csrf
 from envyard.service.api.deps import TOKEN_COOKIE, PrincipalDep, SettingsDep
@@ -88,11 +88,18 @@ def oauth_callback(request: Request, settings: SettingsDep, code: str = "",
         raise Unauthorized(f"the hub refused the OAuth code ({resp.status_code})")
     request.app.state.hub.principal(resp.json()["access_token"], anonymous_read=False)
     out = RedirectResponse(_safe_next(request, target), status_code=302)
-    token = resp.json()["access_token"]
-    out.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="lax",
-                   path=_cookie_path(request))
-    # readable by envyard's own pages (same path), sent back as the X-CSRF-Token header
-    out.set_cookie(csrf.COOKIE, csrf.token_for(request.app.state.csrf_key, token),
-                   samesite="strict", path=_cookie_path(request))
+    set_login(out, request, TOKEN_COOKIE, resp.json()["access_token"], samesite="lax")
     out.delete_cookie(STATE_COOKIE, path=_cookie_path(request))
     return out
+
+
+def set_login(response: Response, request: Request, name: str, secret: str, *,
+              samesite: Literal["lax", "strict"]) -> None:
+    """A login: the secret in an HttpOnly cookie (no script reads it), and the CSRF
+    token of its writes in a cookie envyard's own pages read (same path), which they
+    send back as the X-CSRF-Token header."""
+    path, secure = _cookie_path(request), request.url.scheme == "https"
+    response.set_cookie(name, secret, httponly=True, samesite=samesite, path=path,
+                        secure=secure)
+    response.set_cookie(csrf.COOKIE, csrf.token_for(request.app.state.csrf_key, secret),
+                        samesite="strict", path=path, secure=secure)

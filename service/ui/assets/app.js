@@ -1,0 +1,126 @@
+// The UI's entry: who is logged in, the navigation, and the router from the URL's hash
+// (#/env/team/geo) to a page module. Each page module exports
+// `render(main, params, ctx)` and may return a function that stops its background work.
+
+import { ApiError, api, toLogin, whoami } from "./api.js";
+import { alertBox, fill, h } from "./dom.js";
+
+const ROUTES = [
+  [/^\/?$/, "environments", []],
+  [/^\/new(?:\/([\w.-]+))?$/, "edit", ["ns"]],
+  [/^\/env\/([\w.-]+)\/([\w.-]+)$/, "environment", ["ns", "name"]],
+  [/^\/env\/([\w.-]+)\/([\w.-]+)\/edit$/, "edit", ["ns", "name"]],
+  [/^\/env\/([\w.-]+)\/([\w.-]+)\/v\/(\d+)$/, "build", ["ns", "name", "number"]],
+  [/^\/ns\/([\w.-]+)$/, "namespace", ["ns"]],
+  [/^\/admin$/, "admin", []],
+];
+
+const RANK = { viewer: 1, developer: 2, admin: 3 };
+
+/** What the pages know about the caller. */
+class Context {
+  constructor(me, namespaces) {
+    this.me = me;
+    this.namespaces = namespaces;  // the ones that exist and the caller may read
+  }
+
+  role(ns) {  // as the service decides: the namespace's own entry, else '*'
+    return this.me.roles[ns] || this.me.roles["*"] || null;
+  }
+
+  can(ns, needed) {
+    const role = this.role(ns);
+    return Boolean(role) && RANK[role] >= RANK[needed];
+  }
+
+  /** Namespaces the caller could create an environment in (named in its roles). */
+  writable() {
+    const named = Object.keys(this.me.roles).filter((ns) => ns !== "*");
+    const known = new Set([...named, ...this.namespaces]);
+    return [...known].filter((ns) => this.can(ns, "developer")).sort();
+  }
+
+  get admin() { return Boolean(this.me.roles["*"]); }
+
+  title(text) { document.title = text ? `${text} · envyard` : "envyard"; }
+}
+
+let stop = null;
+let ctx = null;
+let first = true;
+
+function parse() {
+  const path = decodeURIComponent(location.hash.replace(/^#/, "") || "/");
+  for (const [pattern, page, names] of ROUTES) {
+    const match = pattern.exec(path);
+    if (match) {
+      const params = Object.fromEntries(names.map((n, i) => [n, match[i + 1]]));
+      return { page, params };
+    }
+  }
+  return { page: null, params: {} };
+}
+
+function nav(current) {
+  const items = [["#/", "Environments", "environments"]];
+  if (ctx.writable().length) items.push(["#/new", "New environment", "edit-new"]);
+  for (const ns of ctx.namespaces) items.push([`#/ns/${ns}`, ns, `ns-${ns}`]);
+  if (ctx.admin) items.push(["#/admin", "Admin", "admin"]);
+  const hub = document.body.dataset.hub;
+  fill(document.getElementById("nav"), h("ul", {}, items.map(([href, text, key]) =>
+    h("li", {}, h("a", { href, "aria-current": key === current ? "page" : null }, text))),
+  hub ? h("li", {}, h("a", { href: `${hub}/hub/home` }, "Hub")) : null));
+}
+
+async function route() {
+  if (stop) { stop(); stop = null; }
+  const main = document.getElementById("main");
+  const { page, params } = parse();
+  let key = page;
+  if (page === "edit" && !params.name) key = "edit-new";
+  if (page === "namespace") key = `ns-${params.ns}`;
+  nav(key);
+  api("namespaces").then((list) => {  // a namespace made meanwhile joins the menu
+    ctx.namespaces = list.map((n) => n.name);
+    nav(key);
+  }).catch(() => {});
+  if (!page) {
+    ctx.title("Not found");
+    fill(main, h("h1", {}, "Not found"), h("p", {}, "No page here. ",
+      h("a", { href: "#/" }, "See your environments.")));
+    return;
+  }
+  fill(main, h("p", { class: "muted" }, "Loading…"));
+  try {
+    const module = await import(`./${page}.js`);
+    stop = (await module.render(main, params, ctx)) || null;
+  } catch (err) {
+    fill(main, h("h1", {}, "Something went wrong"), alertBox(err instanceof ApiError
+      ? err.message : `${err.name}: ${err.message}`));
+    if (!(err instanceof ApiError)) console.error(err);
+  }
+  if (!first) {  // a screen reader hears the new page's heading
+    const heading = main.querySelector("h1");
+    if (heading) { heading.tabIndex = -1; heading.focus(); }
+  }
+  first = false;
+}
+
+async function boot() {
+  let me;
+  try {
+    me = await whoami();
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) { toLogin(); return; }
+    fill(document.getElementById("main"), h("h1", {}, "envyard is not answering"),
+      alertBox(err.message));
+    return;
+  }
+  const namespaces = (await api("namespaces")).map((n) => n.name);
+  ctx = new Context(me, namespaces);
+  document.getElementById("who").textContent = me.name;
+  window.addEventListener("hashchange", route);
+  await route();
+}
+
+boot();

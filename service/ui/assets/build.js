@@ -1,0 +1,169 @@
+// One build (a version): its stages as a timeline, the log streamed while it runs, cancel;
+// a failed build ends failed with its error at the top, never a spinner.
+
+import { ApiError, api, followLog } from "./api.js";
+import { daskView } from "./dask.js";
+import {
+  alertBox, announce, between, bytes, duration, envHref, fill, h, stateBadge, when,
+} from "./dom.js";
+
+const TERMINAL = new Set(["ready", "failed", "cancelled", "deleting", "deleted"]);
+const STAGES = [["queued", "Queued", null], ["solving", "Solving", "solve"],
+  ["installing", "Installing", "install"], ["packing", "Packing", "pack"]];
+
+/** Each stage done, active, failed, skipped or waiting: a running build's from its state;
+ * a finished one stopped at the first stage it did not time (a stage records its time
+ * when it completes). */
+function timeline(v) {
+  const solves = v.kind === "spec" && !v.preview;
+  const running = !TERMINAL.has(v.state);
+  const at = STAGES.findIndex(([state]) => state === v.state);
+  let stopped = -1;  // a failed or cancelled build: the stage it stopped in
+  if (v.state === "failed" || v.state === "cancelled") {
+    stopped = v.started_at ? STAGES.findIndex(([state, , timing], i) => i > 0
+      && (state !== "solving" || solves) && !(timing in (v.timings || {}))) : 0;
+    if (stopped < 0) stopped = STAGES.length;  // after packing: publishing
+  }
+  const items = STAGES.map(([state, label, timing], i) => {
+    const took = timing && v.timings ? v.timings[timing] : undefined;
+    let status;
+    if (state === "solving" && !solves) status = "skipped";
+    else if (running) status = i < at ? "done" : i === at ? "active" : "waiting";
+    else if (v.state === "ready") status = "done";
+    else if (stopped >= 0) status = i < stopped ? "done" : i === stopped
+      ? (v.state === "failed" ? "failed" : "stopped") : "waiting";
+    else status = "done";
+    return { label: status === "skipped" ? `${label} (a lock: no solve)` : label, status, took };
+  });
+  const last = running ? "ready" : v.state;
+  const endStatus = { ready: "done", failed: "failed" }[v.state] || (running ? "waiting"
+    : "stopped");
+  items.push({ label: last[0].toUpperCase() + last.slice(1), status: endStatus });
+  return h("ol", { class: "stages", "aria-label": "Build stages" }, items.map((i) =>
+    h("li", { class: i.status, "aria-current": i.status === "active" ? "step" : null },
+      i.label, i.took !== undefined ? ` · ${duration(i.took)}` : "",
+      h("span", { class: "visually-hidden" }, ` (${i.status})`))));
+}
+
+export async function render(main, { ns, name, number }, ctx) {
+  const base = `environments/${ns}/${name}`;
+  const path = `${base}/versions/${number}`;
+  ctx.title(`${ns}/${name} v${number}`);
+  const developer = ctx.can(ns, "developer");
+  const head = h("div");
+  const logBox = h("pre", { class: "log", id: "log", role: "log", "aria-live": "off",
+    tabindex: "0", "aria-label": "Build log" });
+  const logNote = h("p", { class: "hint", id: "log-note" });
+  const problem = h("div");
+  let stopFollowing = null;
+  let detail = null;
+
+  function appendLog(line) {
+    const atEnd = logBox.scrollTop + logBox.clientHeight >= logBox.scrollHeight - 30;
+    logBox.append(`${line}\n`);
+    if (atEnd) logBox.scrollTop = logBox.scrollHeight;
+  }
+
+  function renderHead(v) {
+    const running = !TERMINAL.has(v.state);
+    const actions = [];
+    if (developer && running) {
+      actions.push(h("button", { type: "button", class: "danger", id: "cancel",
+        onclick: cancel }, "Cancel build"));
+    }
+    if (developer && v.state === "ready" && !v.current) {
+      actions.push(h("button", { type: "button", class: "primary", onclick: activate },
+        "Make current"));
+    }
+    actions.push(h("a", { class: "button", href: envHref(ns, name) }, `Back to ${ns}/${name}`));
+    fill(head,
+      h("p", { class: "crumbs" }, h("a", { href: "#/" }, "Environments"), " › ",
+        h("a", { href: envHref(ns, name) }, `${ns}/${name}`)),
+      h("h1", {}, `${ns}/${name} v${v.number} `, stateBadge(v.state)),
+      v.state === "failed" ? h("div", { class: "alert", role: "alert", id: "build-error" },
+        h("strong", {}, "The build failed. "), v.error || "(no error recorded)") : null,
+      v.state === "cancelled" ? h("div", { class: "notice", role: "status" },
+        "This build was cancelled.") : null,
+      v.state === "ready" ? h("p", { class: "notice", role: "status" }, v.current
+        ? "Ready, and current: hub users get it as their kernel."
+        : "Ready. It is not the current version.") : null,
+      timeline(v),
+      h("dl", { class: "facts" },
+        h("dt", {}, "Submitted"), h("dd", {}, when(v.created_at), v.submitted_by
+          ? ` by ${v.submitted_by}` : ""),
+        v.message ? [h("dt", {}, "Message"), h("dd", {}, v.message)] : null,
+        h("dt", {}, "How"), h("dd", {}, v.kind === "lock" ? "a pushed conda-lock.yml, built as it is"
+          : v.preview ? "the lock its preview showed" : v.solve === "minimal" && v.base_version
+            ? `solved on v${v.base_version}, keeping what it could` : "solved afresh"),
+        h("dt", {}, "Took"), h("dd", {}, duration(between(v.started_at || v.created_at,
+          v.finished_at))),
+        v.prefix_bytes ? [h("dt", {}, "Size"), h("dd", {}, `${bytes(v.prefix_bytes)}, `,
+          `${v.packages.length} packages`)] : null),
+      h("div", { class: "actions" }, actions),
+      v.state === "ready" && v.dask ? [h("h2", {}, "Dask"), daskView(v.dask)] : null);
+  }
+
+  async function refresh() {
+    detail = await api(path);
+    renderHead(detail);
+    return detail;
+  }
+
+  async function cancel() {
+    try {
+      const out = await api(`${path}/cancel`, { method: "POST" });
+      announce(`Cancel requested: ${out.state}.`);
+      await refresh();
+    } catch (err) { fill(problem, alertBox(err.message)); }
+  }
+
+  async function activate() {
+    try {
+      await api(`${base}/rollback`, { method: "POST", json: { version: Number(number) } });
+      announce(`v${number} is now current.`);
+      await refresh();
+    } catch (err) { fill(problem, alertBox(err.message)); }
+  }
+
+  let v;
+  try {
+    v = await refresh();
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) {
+      fill(main, h("h1", {}, "No such build"), alertBox(err.message));
+      return null;
+    }
+    throw err;
+  }
+  fill(main, head, problem, h("h2", { id: "log-h" }, "Log"), logNote, logBox);
+  if (TERMINAL.has(v.state)) {
+    const text = await api(`${path}/log`);
+    logBox.textContent = text || "";
+    logNote.textContent = text ? "" : "This build left no log.";
+    logBox.scrollTop = logBox.scrollHeight;
+    return null;
+  }
+  logNote.textContent = "Following the build as it runs…";
+  stopFollowing = followLog(`${path}/log`, {
+    onLog: appendLog,
+    onRestart: () => { logBox.textContent = ""; },
+    onState: async (state) => {
+      if (TERMINAL.has(state)) {
+        logNote.textContent = "";
+        const done = await refresh();
+        announce(done.state === "failed" ? `Build failed: ${done.error || ""}`
+          : `Build ${done.state}.`);
+      } else {
+        renderHead({ ...detail, state });
+        announce(`Build ${state}.`);
+      }
+    },
+    onError: async () => {  // the stream closed for good: say where the build is
+      const done = await refresh().catch(() => null);
+      if (done && !TERMINAL.has(done.state)) {
+        logNote.textContent = "Lost the live log; reload the page to follow it again.";
+      }
+    },
+  });
+  return () => stopFollowing && stopFollowing();
+}
