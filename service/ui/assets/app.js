@@ -91,6 +91,7 @@ async function route() {
     return;
   }
   fill(main, h("p", { class: "muted" }, "Loading…"));
+  main.setAttribute("aria-busy", "true");  // (tests wait for it to go, too)
   try {
     const module = await import(`./${page}.js`);
     stop = (await module.render(main, params, ctx)) || null;
@@ -99,6 +100,7 @@ async function route() {
       ? err.message : `${err.name}: ${err.message}`));
     if (!(err instanceof ApiError)) console.error(err);
   }
+  main.removeAttribute("aria-busy");
   if (!first) {  // a screen reader hears the new page's heading
     const heading = main.querySelector("h1");
     if (heading) { heading.tabIndex = -1; heading.focus(); }
@@ -107,6 +109,11 @@ async function route() {
 }
 
 async function boot() {
+  // the skip link must not become a route (#main): it only moves focus
+  document.querySelector(".skip").addEventListener("click", (event) => {
+    event.preventDefault();
+    document.getElementById("main").focus();
+  });
   let me;
   try {
     me = await whoami();

@@ -83,6 +83,7 @@ export async function render(main, _params, ctx) {
     const mine = controller;
     fill(problem);
     summary.textContent = "Loading…";
+    main.setAttribute("aria-busy", "true");
     try {
       const query = { search: filters.search, package: filters.package
         ? filters.package.split(/[\s,]+/).filter(Boolean) : null,
@@ -102,6 +103,8 @@ export async function render(main, _params, ctx) {
       if (err.name === "AbortError" || mine !== controller) return;
       summary.textContent = "";
       fill(problem, alertBox(err instanceof ApiError ? err.message : String(err)));
+    } finally {
+      if (mine === controller) main.removeAttribute("aria-busy");
     }
   }
   const soon = () => { clearTimeout(timer); timer = setTimeout(load, 250); };
