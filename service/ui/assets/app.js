@@ -114,17 +114,16 @@ async function boot() {
     event.preventDefault();
     document.getElementById("main").focus();
   });
-  let me;
+  let me, namespaces;
   try {
-    me = await whoami();
+    [me, namespaces] = await Promise.all([whoami(), api("namespaces")]);
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) { toLogin(); return; }
     fill(document.getElementById("main"), h("h1", {}, "envyard is not answering"),
       alertBox(err.message));
     return;
   }
-  const namespaces = (await api("namespaces")).map((n) => n.name);
-  ctx = new Context(me, namespaces);
+  ctx = new Context(me, namespaces.map((n) => n.name));
   document.getElementById("who").textContent = me.name;
   window.addEventListener("hashchange", route);
   await route();

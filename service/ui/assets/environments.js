@@ -20,9 +20,9 @@ function select(id, values, current, labels = {}) {
     labels[v] || v || "any")));
 }
 
-function rowsOf(envs) {
+/** Rows for `envs`; `namespace`: the group the rows before them ended in. */
+function rowsOf(envs, namespace = null) {
   const body = document.createDocumentFragment();
-  let namespace = null;
   for (const e of envs) {
     if (e.namespace !== namespace) {
       namespace = e.namespace;
@@ -88,11 +88,14 @@ export async function render(main, _params, ctx) {
       const query = { search: filters.search, package: filters.package
         ? filters.package.split(/[\s,]+/).filter(Boolean) : null,
       state: filters.state, dask: filters.dask };
+      let shown = 0;
+      fill(tbody);
       const envs = await allPages("environments", "environments", query, (sofar) => {
-        if (mine === controller) fill(tbody, rowsOf(sofar));
+        if (mine !== controller) return;  // each page's rows appended as it comes
+        tbody.append(rowsOf(sofar.slice(shown), shown ? sofar[shown - 1].namespace : null));
+        shown = sofar.length;
       });
       if (mine !== controller) return;
-      fill(tbody, rowsOf(envs));
       result.hidden = !envs.length;
       const any = Object.values(filters).some(Boolean);
       summary.textContent = envs.length
