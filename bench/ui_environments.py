@@ -19,8 +19,8 @@ import httpx
 from common import channel, exit_now, on_each_backend
 from find import populate
 
+from tests.browser import ARGS, CHROMIUM
 from tests.servers import Service
-from tests.ui.conftest import ARGS, CHROMIUM
 
 RUNS = 7
 

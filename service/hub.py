@@ -4,7 +4,8 @@ envyard writes ``<root>/hub/jupyterhub_config.py`` (two lines calling ``configur
 values below) and runs JupyterHub from the same Python: configurable-http-proxy from npm,
 the dummy login, the simple local spawner, envyard registered as the ``envyard`` service
 with OAuth, users' servers given ``JUPYTER_PATH`` = the kernel directories of the
-namespaces they may read. Secrets (service and proxy tokens) are made per start and passed
+namespaces they may read and JupyterLab with an "envyard" launcher tile
+(``jupyter_launcher``). Secrets (service and proxy tokens) are made per start and passed
 in the environment, never written. The hub dies with the service (``PR_SET_PDEATHSIG``).
 """
 
@@ -124,6 +125,18 @@ def _die_with_parent() -> None:
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def _launcher_config(config_dir: Path) -> Path:
+    """A config directory for user servers that enables the "envyard" launcher tile with a
+    drop-in file, as a user image has it (see ``jupyter_launcher``); a user's own
+    ``~/.jupyter`` config is read as well."""
+    from envyard.service.jupyter_launcher import server_config
+
+    drop_in = config_dir / "jupyter_server_config.d" / "envyard.json"
+    drop_in.parent.mkdir(parents=True, exist_ok=True)
+    drop_in.write_text(json.dumps(server_config(), indent=2) + "\n")
+    return config_dir
+
+
 def configure(c: Any, values_json: str) -> None:
     """Apply envyard's values to a JupyterHub config object (runs inside the hub process)."""
     from envyard.service.hub_auth import jupyter_path
@@ -148,6 +161,7 @@ def configure(c: Any, values_json: str) -> None:
     root, grants = Path(v["jupyter_root"]), v["grants"]
     c.Spawner.environment = {
         "JUPYTER_PATH": lambda spawner: jupyter_path(root, spawner.user.name, grants),
+        "JUPYTER_CONFIG_PATH": str(_launcher_config(hub_dir / "jupyter_config")),
         "ENVYARD_SERVER": f"{public}/services/{name}"}
     access = f"access:services!service={name}"
     # users (and their servers' tokens) may call envyard; envyard decides what they may do

@@ -6,16 +6,15 @@ kernel websocket, and sees a rollback change the kernel."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.hub.conftest import wait_for_hub
 from tests.hub.hubclient import HubUser
 from tests.servers import Service, free_port
 from tests.service.conftest import api, wait_ready
-from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -26,24 +25,6 @@ WHOAMI = ("import json, os, urllib.request as u\n"
           "r = u.Request(os.environ['ENVYARD_SERVER'] + '/api/v1/whoami', headers={\n"
           "    'Authorization': 'token ' + os.environ['JUPYTERHUB_API_TOKEN']})\n"
           "print(json.load(u.urlopen(r))['name'])")
-
-
-
-def _wait_for_hub(url: str) -> None:
-    wait_until(lambda: httpx.get(f"{url}/hub/api/", timeout=1).status_code == 200,
-               timeout=60, what="the hub to answer", every=0.2, ignoring=(httpx.TransportError,))
-
-@pytest.fixture(scope="module")
-def hub(channel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    port = free_port()
-    svc = Service(tmp_path_factory.mktemp("hub") / "volume", channel,
-                  extra_env={"ENVYARD_HUB__PORT": str(port)}, args=["--hub"])
-    svc.root.mkdir()
-    svc.start()
-    svc.hub_url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
-    _wait_for_hub(svc.hub_url)  # type: ignore[attr-defined]
-    yield svc
-    svc.stop()
 
 
 def envyard_via_hub(hub: Service, token: str) -> httpx.Client:
@@ -224,7 +205,7 @@ def test_sigterm_stops_the_hub_and_its_user_servers_and_exits_0(
     svc.root.mkdir()
     svc.start()
     hub_url = f"http://127.0.0.1:{port}"
-    _wait_for_hub(hub_url)
+    wait_for_hub(hub_url)
     user = HubUser(hub_url, "frank")
     user.start_server()
     user.close()

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from tests.browser import Watched, assert_accessible, fits, shot, watch
 from tests.servers import Service
 from tests.service.conftest import api, build, wait_ready
-from tests.ui.conftest import Watched, assert_accessible, fits, shot, watch
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

@@ -1,5 +1,6 @@
-"""The web UI in a real browser: Debian's chromium driven by Playwright (never a browser
-Playwright downloads), axe-core run in the page, screenshots kept as test artefacts.
+"""Pages in a real browser: Debian's chromium driven by Playwright (never a browser
+Playwright downloads; the ``browser`` fixture in tests/conftest.py), axe-core run in the
+page, screenshots kept as test artefacts.
 
 A page under test fails its test on any script error or Content-Security-Policy
 violation it logs; network errors of answers the test expects (a 422 for a bad spec) are
@@ -11,12 +12,9 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.conftest import HOME, REPO
 
@@ -24,7 +22,9 @@ CHROMIUM = "/usr/bin/chromium"
 #: Without the background-networking flags chromium keeps reaching for the internet.
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run",
-        "--disable-quic", "--disable-default-apps", "--disable-extensions"]
+        "--disable-quic", "--disable-default-apps", "--disable-extensions",
+        # even so it looks up Google's hosts: every name but loopback is unknown
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]
 #: Screenshots of every page the tests visit (not committed); ENVYARD_ARTIFACTS moves them.
 ARTIFACTS = Path(os.environ.get("ENVYARD_ARTIFACTS", REPO / "test-artifacts")) / "ui"
 #: Set to copy one screenshot per page into docs/ui/ (for the README), as the journey runs.
@@ -32,16 +32,11 @@ DOCS_SHOTS = os.environ.get("ENVYARD_DOCS_SCREENSHOTS") == "1"
 AXE = HOME / "node" / "node_modules" / "axe-core" / "axe.min.js"
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
+def launch(playwright: Any) -> Any:
+    """Debian's chromium, headless, kept off the network."""
     if not Path(CHROMIUM).exists():
         raise RuntimeError(f"{CHROMIUM} is missing: run tests/setup.sh (apt chromium)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
 
 
 @dataclass
