@@ -13,12 +13,14 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const TEMPLATE = "channels:\n  - conda-forge\ndependencies:\n  - python=3.11\n  - ipykernel\n";
 
 function quotaView(q) {
-  const parts = [`This build adds about ${bytes(q.estimate_bytes)} of new packages`];
-  if (q.quota_bytes !== null) {
-    parts.push(` to ${bytes(q.used_bytes)} used of a ${bytes(q.quota_bytes)} quota`);
+  if (q.quota_bytes === null) {
+    return h("p", {}, "No quota is set for this namespace",
+      q.estimate_bytes !== null ? `; this build adds about ${bytes(q.estimate_bytes)} of new packages.` : ".");
   }
-  return h("p", { class: q.fits ? "" : "error" }, `${parts.join("")}. `,
-    q.fits ? "It fits." : "It does not fit: the build would be refused; delete or let GC collect old versions first.");
+  return h("p", { class: q.fits ? "" : "error" },
+    `This build adds about ${bytes(q.estimate_bytes)} of new packages to the `,
+    `${bytes(q.used_bytes)} used of a ${bytes(q.quota_bytes)} quota. `,
+    q.fits ? "It fits." : "It does not fit: the build would be refused; delete versions or let GC collect them first.");
 }
 
 export async function render(main, { ns, name }, ctx) {
