@@ -96,9 +96,11 @@ def copy_env(src: Path, dest: Path) -> Path:
     return dest
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's chromium under Playwright, for the whole session (pages get a context each)."""
+    """Debian's chromium under Playwright, for one test module (pages get a context each).
+    Not for the session: while Playwright's sync API runs, its event loop is the thread's
+    running loop, and every later ``asyncio.run`` (a kernel client, a test server) fails."""
     from playwright.sync_api import sync_playwright
 
     from tests.browser import launch

@@ -13,10 +13,10 @@ function triple(versions) {
   return ["python", "dask", "distributed"].map((k) => `${k} ${versions[k] || "—"}`).join(", ");
 }
 
-export async function render(main, _params, ctx) {
+export async function render(view, _params, ctx) {
   ctx.title("Admin");
   if (!ctx.admin) {
-    fill(main, h("h1", {}, "Admin"), alertBox("This page is for people with a role on every namespace ('*')."));
+    fill(view, h("h1", {}, "Admin"), alertBox("This page is for people with a role on every namespace ('*')."));
     return;
   }
   const [queue, pins] = await Promise.all([api("queue"), api("dask/pins").catch((err) => {
@@ -61,7 +61,7 @@ export async function render(main, _params, ctx) {
     }
   });
 
-  fill(main, h("h1", {}, "Admin"), problem,
+  fill(view, h("h1", {}, "Admin"), problem,
     h("h2", {}, "Build queue"),
     h("p", {}, `This replica's runner: ${queue.runner.kind}, ${queue.runner.concurrency} at once, `,
       `${queue.runner.pending} pending. Runners alive: ${queue.runners.length}.`),

@@ -1,17 +1,20 @@
 // The UI's entry: who is logged in, the navigation, and the router from the URL's hash
 // (#/env/team/geo) to a page module. Each page module exports
-// `render(main, params, ctx)` and may return a function that stops its background work.
+// `render(view, params, ctx)` (view: the element it draws in) and may return a function that
+// stops its background work.
 
 import { ApiError, api, toLogin, whoami } from "./api.js";
 import { alertBox, fill, h } from "./dom.js";
 
+// a name is the service's: a letter or digit first, then letters, digits, '.', '_', '-'
+const N = "([A-Za-z0-9][A-Za-z0-9._-]{0,63})";
 const ROUTES = [
   [/^\/?$/, "environments", []],
-  [/^\/new(?:\/([\w.-]+))?$/, "edit", ["ns"]],
-  [/^\/env\/([\w.-]+)\/([\w.-]+)$/, "environment", ["ns", "name"]],
-  [/^\/env\/([\w.-]+)\/([\w.-]+)\/edit$/, "edit", ["ns", "name"]],
-  [/^\/env\/([\w.-]+)\/([\w.-]+)\/v\/(\d+)$/, "build", ["ns", "name", "number"]],
-  [/^\/ns\/([\w.-]+)$/, "namespace", ["ns"]],
+  [new RegExp(`^/new(?:/${N})?$`), "edit", ["ns"]],
+  [new RegExp(`^/env/${N}/${N}$`), "environment", ["ns", "name"]],
+  [new RegExp(`^/env/${N}/${N}/edit$`), "edit", ["ns", "name"]],
+  [new RegExp(`^/env/${N}/${N}/v/([1-9][0-9]{0,9})$`), "build", ["ns", "name", "number"]],
+  [new RegExp(`^/ns/${N}$`), "namespace", ["ns"]],
   [/^\/admin$/, "admin", []],
 ];
 
@@ -48,9 +51,15 @@ class Context {
 let stop = null;
 let ctx = null;
 let first = true;
-
+let generation = 0;  // each navigation's number: a page still loading for an older one
+                     // draws into a view that is no longer on screen, and is stopped
 function parse() {
-  const path = decodeURIComponent(location.hash.replace(/^#/, "") || "/");
+  let path;
+  try {
+    path = decodeURIComponent(location.hash.replace(/^#/, "") || "/");
+  } catch {
+    return { page: null, params: {} };  // a malformed escape: no such page
+  }
   for (const [pattern, page, names] of ROUTES) {
     const match = pattern.exec(path);
     if (match) {
@@ -73,6 +82,7 @@ function nav(current) {
 }
 
 async function route() {
+  const mine = ++generation;
   if (stop) { stop(); stop = null; }
   const main = document.getElementById("main");
   const { page, params } = parse();
@@ -82,27 +92,38 @@ async function route() {
   nav(key);
   api("namespaces").then((list) => {  // a namespace made meanwhile joins the menu
     ctx.namespaces = list.map((n) => n.name);
-    nav(key);
+    if (mine === generation) nav(key);
   }).catch(() => {});
+  const view = h("div", { class: "view" });
+  fill(main, view);
   if (!page) {
     ctx.title("Not found");
-    fill(main, h("h1", {}, "Not found"), h("p", {}, "No page here. ",
+    fill(view, h("h1", {}, "Not found"), h("p", {}, "No page here. ",
       h("a", { href: "#/" }, "See your environments.")));
+    main.removeAttribute("aria-busy");
     return;
   }
-  fill(main, h("p", { class: "muted" }, "Loading…"));
+  fill(view, h("p", { class: "muted" }, "Loading…"));
   main.setAttribute("aria-busy", "true");  // (tests wait for it to go, too)
+  let stopper = null;
   try {
     const module = await import(`./${page}.js`);
-    stop = (await module.render(main, params, ctx)) || null;
+    if (mine === generation) stopper = (await module.render(view, params, ctx)) || null;
   } catch (err) {
-    fill(main, h("h1", {}, "Something went wrong"), alertBox(err instanceof ApiError
-      ? err.message : `${err.name}: ${err.message}`));
+    if (mine === generation) {
+      fill(view, h("h1", {}, "Something went wrong"), alertBox(err instanceof ApiError
+        ? err.message : `${err.name}: ${err.message}`));
+    }
     if (!(err instanceof ApiError)) console.error(err);
   }
+  if (mine !== generation) {  // the user moved on while this page loaded
+    if (stopper) stopper();
+    return;
+  }
+  stop = stopper;
   main.removeAttribute("aria-busy");
   if (!first) {  // a screen reader hears the new page's heading
-    const heading = main.querySelector("h1");
+    const heading = view.querySelector("h1");
     if (heading) { heading.tabIndex = -1; heading.focus(); }
   }
   first = false;
@@ -119,8 +140,9 @@ async function boot() {
     [me, namespaces] = await Promise.all([whoami(), api("namespaces")]);
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) { toLogin(); return; }
-    fill(document.getElementById("main"), h("h1", {}, "envyard is not answering"),
-      alertBox(err.message));
+    const main = document.getElementById("main");
+    fill(main, h("h1", {}, "envyard is not answering"), alertBox(err.message));
+    main.removeAttribute("aria-busy");
     return;
   }
   ctx = new Context(me, namespaces.map((n) => n.name));

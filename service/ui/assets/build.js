@@ -45,7 +45,7 @@ function timeline(v) {
       h("span", { class: "visually-hidden" }, ` (${i.status})`))));
 }
 
-export async function render(main, { ns, name, number }, ctx) {
+export async function render(view, { ns, name, number }, ctx) {
   const base = `environments/${ns}/${name}`;
   const path = `${base}/versions/${number}`;
   ctx.title(`${ns}/${name} v${number}`);
@@ -130,12 +130,12 @@ export async function render(main, { ns, name, number }, ctx) {
     v = await refresh();
   } catch (err) {
     if (err instanceof ApiError && err.status === 404) {
-      fill(main, h("h1", {}, "No such build"), alertBox(err.message));
+      fill(view, h("h1", {}, "No such build"), alertBox(err.message));
       return null;
     }
     throw err;
   }
-  fill(main, head, problem, h("h2", { id: "log-h" }, "Log"), logNote, logBox);
+  fill(view, head, problem, h("h2", { id: "log-h" }, "Log"), logNote, logBox);
   if (TERMINAL.has(v.state)) {
     const text = await api(`${path}/log`);
     logBox.textContent = text || "";

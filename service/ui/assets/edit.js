@@ -23,7 +23,7 @@ function quotaView(q) {
     q.fits ? "It fits." : "It does not fit: the build would be refused; delete versions or let GC collect them first.");
 }
 
-export async function render(main, { ns, name }, ctx) {
+export async function render(view, { ns, name }, ctx) {
   const creating = !name;
   ctx.title(creating ? "New environment" : `Edit ${ns}/${name}`);
   let env = null;
@@ -197,7 +197,7 @@ export async function render(main, { ns, name }, ctx) {
     h("div", { class: "actions" }, previewButton, buildButton));
   form.addEventListener("submit", preview);
 
-  fill(main,
+  fill(view,
     h("p", { class: "crumbs" }, h("a", { href: "#/" }, "Environments"),
       creating ? null : [" › ", h("a", { href: envHref(ns, name) }, `${ns}/${name}`)]),
     h("h1", {}, creating ? "New environment" : `Edit ${ns}/${name}`),

@@ -17,7 +17,7 @@ const DOWNLOADS = [
   ["pack", "conda-pack archive", "pack"],
 ];
 
-export async function render(main, { ns, name }, ctx) {
+export async function render(view, { ns, name }, ctx) {
   ctx.title(`${ns}/${name}`);
   const base = `environments/${ns}/${name}`;
   const developer = ctx.can(ns, "developer");
@@ -28,7 +28,7 @@ export async function render(main, { ns, name }, ctx) {
     const env = await api(base);
     const detail = env.current_version
       ? await api(`${base}/versions/${env.current_version}`) : null;
-    fill(main, ...page(env, detail));
+    fill(view, ...page(env, detail));
   }
 
   function page(env, detail) {

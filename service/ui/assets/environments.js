@@ -44,7 +44,7 @@ function rowsOf(envs, namespace = null) {
   return body;
 }
 
-export async function render(main, _params, ctx) {
+export async function render(view, _params, ctx) {
   ctx.title("Environments");
   const search = h("input", { id: "f-search", type: "search", value: filters.search,
     placeholder: "name or description", autocomplete: "off" });
@@ -68,13 +68,17 @@ export async function render(main, _params, ctx) {
   field("f-search", "Search", search), field("f-package", "Has package", pkg),
   field("f-state", "State", state), field("f-dask", "Dask", dask),
   h("div", {}, h("button", { type: "submit" }, "Find")));
-  fill(main, h("h1", {}, "Environments"),
+  fill(view, h("h1", {}, "Environments"),
     ctx.writable().length ? h("div", { class: "actions" },
       h("a", { class: "button primary", href: "#/new" }, "New environment")) : null,
     form, problem, summary, result);
 
   let controller = null;
   let timer = null;
+  const busy = (on) => {  // (the page's <main>, while this view is the one shown)
+    const main = document.getElementById("main");
+    if (view.isConnected) main.toggleAttribute("aria-busy", on);
+  };
   async function load() {
     Object.assign(filters, { search: search.value.trim(), package: pkg.value.trim(),
       state: state.value, dask: dask.value });
@@ -83,7 +87,7 @@ export async function render(main, _params, ctx) {
     const mine = controller;
     fill(problem);
     summary.textContent = "Loading…";
-    main.setAttribute("aria-busy", "true");
+    busy(true);
     try {
       const query = { search: filters.search, package: filters.package
         ? filters.package.split(/[\s,]+/).filter(Boolean) : null,
@@ -107,7 +111,7 @@ export async function render(main, _params, ctx) {
       summary.textContent = "";
       fill(problem, alertBox(err instanceof ApiError ? err.message : String(err)));
     } finally {
-      if (mine === controller) main.removeAttribute("aria-busy");
+      if (mine === controller) busy(false);
     }
   }
   const soon = () => { clearTimeout(timer); timer = setTimeout(load, 250); };

@@ -24,7 +24,7 @@ function usageBar(used, quota) {
       "aria-labelledby": "usage-h" }, fillSpan));
 }
 
-export async function render(main, { ns }, ctx) {
+export async function render(view, { ns }, ctx) {
   ctx.title(ns);
   const admin = ctx.can(ns, "admin");
   const problem = h("div");
@@ -52,7 +52,7 @@ export async function render(main, { ns }, ctx) {
         await api(`namespaces/${ns}/quota`, { method: "PUT",
           json: { bytes: value === "" ? null : Math.round(Number(value) * 1e9) } });
         announce("Quota set.");
-        await render(main, { ns }, ctx);
+        await render(view, { ns }, ctx);
       } catch (err) { fill(problem, alertBox(err.message)); }
     });
     return form;
@@ -76,13 +76,13 @@ export async function render(main, { ns }, ctx) {
       try {
         await api(`retention/${ns}`, { method: "PUT", json: body });
         announce("Retention rules set.");
-        await render(main, { ns }, ctx);
+        await render(view, { ns }, ctx);
       } catch (err) { fill(problem, alertBox(err.message)); }
     });
     return h("div", {}, h("p", { class: "hint" }, "Empty: the service's default."), form);
   })() : null;
 
-  fill(main,
+  fill(view,
     h("p", { class: "crumbs" }, h("a", { href: "#/" }, "Environments")),
     h("h1", {}, `Namespace ${ns}`),
     problem,
