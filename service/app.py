@@ -21,7 +21,6 @@ from fastapi.responses import JSONResponse
 
 from envyard.builder.errors import EnvyardError
 from envyard.builder.layout import Layout
-from envyard.service import csrf
 from envyard.service.admission import Admission
 from envyard.service.auth import TokenCache
 from envyard.service.buildstate import BuildContext
@@ -98,7 +97,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.db = db
     app.state.store = store
     app.state.hub = None
-    app.state.csrf_key = csrf.key_from(settings.hub.service_token)
     app.state.tokens = TokenCache(db)
     app.state.checker = UploadChecker()
     app.state.package_search = PackageSearch(settings, Layout(settings.root).cache)
@@ -108,7 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        processing=settings.request_threads,
                        max_spec_bytes=settings.max_spec_bytes,
                        max_lock_bytes=settings.max_lock_bytes)
-    app.add_middleware(SecurityHeaders, hub_url=settings.hub.public_url)
+    app.add_middleware(SecurityHeaders, hub_url=settings.hub.browser_url)
     if settings.hub.api_url:
         from envyard.service.hub_auth import HubIdentities
 

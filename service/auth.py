@@ -16,12 +16,12 @@ import threading
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, selectinload
 
 from envyard.service.db import Database
 from envyard.service.errors import Forbidden, Invalid, Unauthorized
-from envyard.service.models import Role, Token, TokenRole, as_utc, utcnow
+from envyard.service.models import Role, Token, TokenRole, WebSession, as_utc, utcnow
 
 PREFIX = "ey_"
 
@@ -48,6 +48,7 @@ class Principal:
     owner: str | None = None
     token_id: int | None = None  # the envyard token that authenticated the request
     expires_at: dt.datetime | None = None  # that token's expiry
+    session_ends: dt.datetime | None = None  # a browser's web session ends then
 
     def role_on(self, namespace: str) -> Role | None:
         return role_in(self.roles, namespace)
@@ -131,6 +132,11 @@ class TokenCache:
             self._hits = {k: hit for k, hit in self._hits.items()
                           if hit[1].token_id not in gone}
 
+    def forget_header(self, header: str) -> None:
+        """A credential that ended (a web session logged out): out of the cache at once."""
+        with self._lock:
+            self._hits.pop(hash_token(header), None)
+
     def peek(self, header: str | None, *, anonymous_read: bool) -> Principal | None:
         """The remembered principal of ``header``, or None (then call ``principal``)."""
         if not header:
@@ -139,7 +145,8 @@ class TokenCache:
             hit = self._hits.get(hash_token(header))
         if hit is None or hit[0] < time.monotonic() or hit[1].anonymous_read != anonymous_read:
             return None
-        if hit[1].expires_at is not None and hit[1].expires_at <= utcnow():
+        now = utcnow()
+        if any(t is not None and t <= now for t in (hit[1].expires_at, hit[1].session_ends)):
             return None  # expired: the full check says so
         return hit[1]
 
@@ -156,26 +163,83 @@ class TokenCache:
         return principal
 
 
+#: How a web session (``start_session``) is named where a header would be: its cookie
+#: is read into ``Session <secret>`` (``api.deps``), which resolves like a token.
+SESSION_SCHEME = "Session"
+#: The longest a browser stays logged in with one token login.
+SESSION_LIFETIME = dt.timedelta(hours=12)
+
+
 def authenticate(session: Session, header: str | None, *, anonymous_read: bool) -> Principal:
-    """Resolve an ``Authorization`` header into a principal, or raise 401."""
+    """Resolve an ``Authorization`` header (or a web session) into a principal, or 401."""
     if not header:
         if anonymous_read:
             return Principal("anonymous", {}, anonymous_read=True)
         raise Unauthorized("missing token: send 'Authorization: Bearer <token>' "
                            "(create one with `envyard token create`)")
     scheme, _, secret = header.partition(" ")
-    if scheme.lower() != "bearer" or not secret.strip():
+    secret = secret.strip()
+    if scheme.lower() == SESSION_SCHEME.lower() and secret:
+        return _session_principal(session, secret, anonymous_read)
+    if scheme.lower() != "bearer" or not secret:
         raise Unauthorized("malformed Authorization header: expected 'Bearer <token>'")
     token = session.scalar(select(Token).options(selectinload(Token.roles))
-                           .where(Token.token_hash == hash_token(secret.strip())))
+                           .where(Token.token_hash == hash_token(secret)))
     if token is None:
         raise Unauthorized("unknown token")
+    return _token_principal(token, anonymous_read)
+
+
+def _token_principal(token: Token, anonymous_read: bool,
+                     session_ends: dt.datetime | None = None) -> Principal:
+    """``token``'s principal, unless it has expired (through a web session ending then)."""
     expires = as_utc(token.expires_at) if token.expires_at is not None else None
     if expires is not None and expires <= utcnow():
         raise Unauthorized(f"token '{token.name}' expired at {expires.isoformat()}")
     return Principal(token_name(token), {r.namespace: Role(r.role) for r in token.roles},
                      anonymous_read=anonymous_read, owner=token.owner or f"token:{token.id}",
-                     token_id=token.id, expires_at=expires)
+                     token_id=token.id, expires_at=expires, session_ends=session_ends)
+
+
+def _session_principal(session: Session, secret: str, anonymous_read: bool) -> Principal:
+    found = session.execute(select(WebSession, Token).join(Token)
+                            .options(selectinload(Token.roles))
+                            .where(WebSession.id == hash_token(secret))).first()
+    if found is None:
+        raise Unauthorized("not logged in (the session ended): log in again")
+    web, token = found
+    ends = as_utc(web.expires_at)
+    if ends <= utcnow():
+        raise Unauthorized("the login expired: log in again")
+    return _token_principal(token, anonymous_read, ends)
+
+
+def start_session(db: Database, token: str) -> tuple[str, Principal]:
+    """Log a browser in with an envyard token: a new session secret (for its cookie; the
+    token itself never leaves the request) and who it is. Ends by ``SESSION_LIFETIME``,
+    the token's expiry, ``end_session`` or the token's revocation. Expired sessions are
+    swept here."""
+    secret = secrets.token_urlsafe(32)
+    now = utcnow()
+    with db.session(write=True) as s:
+        s.execute(delete(WebSession).where(WebSession.expires_at <= now))
+        row = s.scalar(select(Token).options(selectinload(Token.roles))
+                       .where(Token.token_hash == hash_token(token)))
+        if row is None:
+            raise Unauthorized("unknown token")
+        who = _token_principal(row, False)
+        ends = now + SESSION_LIFETIME
+        if who.expires_at is not None:
+            ends = min(ends, who.expires_at)
+        s.add(WebSession(id=hash_token(secret), token_id=row.id, created_at=now,
+                         expires_at=ends))
+    return secret, who
+
+
+def end_session(db: Database, secret: str) -> None:
+    """Log a browser out: its session is gone (the cache is the caller's: ``forget``)."""
+    with db.session(write=True) as s:
+        s.execute(delete(WebSession).where(WebSession.id == hash_token(secret)))
 
 
 def token_name(token: Token) -> str:

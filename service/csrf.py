@@ -3,7 +3,7 @@
 A browser sends envyard's login cookie with every request to the service's path, also
 from pages of other sites and of other users' servers on the hub's origin. So a write
 authenticated by the cookie (not by an ``Authorization`` header, which no other page can
-set) must carry ``X-CSRF-Token``: an HMAC of the session's secret, handed out in the
+set) must carry ``X-CSRF-Token``: an HMAC keyed by the session's secret, handed out in the
 ``envyard-csrf`` cookie (readable by envyard's own pages) and by ``/api/v1/whoami``. A
 request the browser marks ``Sec-Fetch-Site: cross-site`` or ``same-site`` is refused
 outright. On a hub without subdomains, user servers share the hub's origin and can read
@@ -25,17 +25,11 @@ HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def key_from(secret: str | None) -> bytes:
-    """The HMAC key: from a secret every replica shares (the hub service token)."""
-    import secrets
-
-    if not secret:
-        return secrets.token_bytes(32)
-    return hashlib.sha256(b"envyard-csrf\0" + secret.encode()).digest()
-
-
-def token_for(key: bytes, session: str) -> str:
-    return hmac.new(key, session.encode(), hashlib.sha256).hexdigest()
+def token_for(session: str) -> str:
+    """The CSRF token of a login: an HMAC keyed by the login's own secret (which only the
+    browser's HttpOnly cookie holds), so every replica, and a restarted service, derives
+    the same token and nobody without the cookie can."""
+    return hmac.new(session.encode(), b"envyard-csrf", hashlib.sha256).hexdigest()
 
 
 def refuse_cross_site(request: Request) -> None:
@@ -52,13 +46,13 @@ def refuse_cross_site(request: Request) -> None:
                         "cookie")
 
 
-def check(request: Request, key: bytes, session: str) -> None:
+def check(request: Request, session: str) -> None:
     """Refuse a cookie-authenticated write without the session's CSRF token."""
     if request.method in SAFE_METHODS:
         return
     refuse_cross_site(request)
     sent = request.headers.get(HEADER, "")
-    if not hmac.compare_digest(sent.encode(), token_for(key, session).encode()):
+    if not hmac.compare_digest(sent.encode(), token_for(session).encode()):
         raise Forbidden(f"this write is authenticated by the login cookie and needs the "
                         f"{HEADER} header (the value of the {COOKIE} cookie, or the "
                         "csrf_token of /api/v1/whoami)")

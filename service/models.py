@@ -257,6 +257,21 @@ class TokenRole(Base):
     token: Mapped[Token] = relationship(back_populates="roles")
 
 
+class WebSession(Base):
+    """A browser's login with an envyard token (the web UI's form, outside a hub): the
+    cookie holds a random secret of its own, never the token, and ends at logout, at
+    ``expires_at`` or with its token. ``id`` is the secret's sha256."""
+
+    __tablename__ = "web_sessions"
+    __table_args__ = (Index("ix_web_sessions_token", "token_id"),
+                      Index("ix_web_sessions_expires_at", "expires_at"))
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("tokens.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
 class RetentionRule(Base):
     """An override of the global retention settings for a namespace or one environment."""
 

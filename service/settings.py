@@ -148,6 +148,15 @@ class HubSettings(BaseModel):
     password: str | None = Field(
         None, description="Shared password of the embedded hub's dummy login; null: any.")
 
+    @property
+    def browser_url(self) -> str | None:
+        """The hub's URL as browsers see it (``public_url``, else ``api_url`` without
+        ``/hub/api``), without a trailing slash; None without a hub."""
+        if not self.api_url and not self.public_url:
+            return None
+        api = (self.api_url or "").rstrip("/")
+        return (self.public_url or api.removesuffix("/hub/api")).rstrip("/")
+
 
 class StorageSettings(BaseModel):
     """Where packs, locks, specs and logs are kept."""

@@ -21,7 +21,7 @@ from envyard.service import audit
 from envyard.service.auth import Principal, new_token, role_in
 from envyard.service.catalog import check_name
 from envyard.service.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
-from envyard.service.models import Role, Token, TokenRole, utcnow
+from envyard.service.models import Role, Token, TokenRole, WebSession, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,7 @@ def revoke(session: Session, who: Principal, token_id: int) -> list[int]:
         ids += session.scalars(select(Token.id).where(Token.owner == f"token:{token.id}"))
     audit.record(session, who, audit.Action.token_revoke, tokens=sorted(ids),
                  name=token.name)
+    session.execute(delete(WebSession).where(WebSession.token_id.in_(ids)))
     session.execute(delete(TokenRole).where(TokenRole.token_id.in_(ids)))
     session.execute(delete(Token).where(Token.id.in_(ids)))
     log.info("token%s %s revoked by %s", "s" if len(ids) > 1 else "",

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from envyard.service import csrf
-from envyard.service.auth import PREFIX, Principal
+from envyard.service.auth import PREFIX, SESSION_SCHEME, Principal
 from envyard.service.db import Database
 from envyard.service.errors import Invalid, NotFound, TooLarge
 from envyard.service.models import Role
@@ -61,8 +61,9 @@ def get_runner(request: Request) -> Runner:
 
 #: The browser login through the hub (OAuth): the hub token, HttpOnly.
 TOKEN_COOKIE = "envyard-hub-token"
-#: The browser login with an envyard token (the web UI's form, outside a hub), HttpOnly.
-LOGIN_COOKIE = "envyard-token"
+#: The browser login with an envyard token (the web UI's form, outside a hub): a session
+#: secret (``auth.start_session``), never the token; HttpOnly.
+SESSION_COOKIE = "envyard-session"
 
 
 def _hub_secret(authorization: str | None, cookie: str | None) -> str | None:
@@ -79,16 +80,17 @@ def _hub_secret(authorization: str | None, cookie: str | None) -> str | None:
 def _credentials(request: Request, authorization: str | None
                  ) -> tuple[str | None, str | None, str | None]:
     """(hub secret, envyard ``Authorization``, cookie secret): what identifies the caller.
-    A header wins over cookies; of the cookies, the hub login wins. The cookie secret is
-    set when a cookie (not a header) authenticates: its writes need the CSRF token."""
+    A header wins over cookies; behind a hub only its login cookie counts, elsewhere only
+    the web session's. The cookie secret is set when a cookie (not a header)
+    authenticates: its writes need the CSRF token."""
     state = request.app.state
     hub_cookie = request.cookies.get(TOKEN_COOKIE) if state.hub is not None else None
     secret = _hub_secret(authorization, hub_cookie) if state.hub is not None else None
     if secret:
         return secret, None, None if authorization else secret
-    login = request.cookies.get(LOGIN_COOKIE)
-    if not authorization and login:
-        return None, f"Bearer {login}", login
+    login = request.cookies.get(SESSION_COOKIE) if state.hub is None else None
+    if not authorization and login:  # (behind a hub only the hub's login counts)
+        return None, f"{SESSION_SCHEME} {login}", login
     return None, authorization, None
 
 
@@ -122,9 +124,8 @@ def resolve_principal(request: Request, authorization: str | None) -> Principal:
 def _cookie_checked(request: Request, cookie: str | None, principal: Principal) -> Principal:
     if cookie is None:
         return principal
-    key = request.app.state.csrf_key
-    csrf.check(request, key, cookie)
-    return replace(principal, csrf_token=csrf.token_for(key, cookie))
+    csrf.check(request, cookie)
+    return replace(principal, csrf_token=csrf.token_for(cookie))
 
 
 def _admin(who: Principal, namespace: str) -> bool:

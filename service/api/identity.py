@@ -40,13 +40,17 @@ def _hub(settings: Settings) -> tuple[str, str, str]:
     """(public hub URL, API URL, redirect URI), or 404 when no hub is configured."""
     if not (settings.hub.api_url and settings.hub.service_token):
         raise NotFound("no JupyterHub is configured (hub.api_url, hub.service_token)")
-    api = settings.hub.api_url.rstrip("/")
-    public = (settings.hub.public_url or api.removesuffix("/hub/api")).rstrip("/")
+    api, public = settings.hub.api_url.rstrip("/"), settings.hub.browser_url or ""
     return public, api, f"{public}/services/{settings.hub.service_name}/oauth_callback"
 
 
+def service_root(request: Request) -> str:
+    """The service's own path: '' alone, ``/services/<name>`` behind the hub."""
+    return str(request.scope.get("root_path") or "").rstrip("/")
+
+
 def _cookie_path(request: Request) -> str:
-    return (request.scope.get("root_path") or "") + "/"
+    return service_root(request) + "/"
 
 
 def _safe_next(request: Request, target: str | None) -> str:
@@ -101,5 +105,5 @@ def set_login(response: Response, request: Request, name: str, secret: str, *,
     path, secure = _cookie_path(request), request.url.scheme == "https"
     response.set_cookie(name, secret, httponly=True, samesite=samesite, path=path,
                         secure=secure)
-    response.set_cookie(csrf.COOKIE, csrf.token_for(request.app.state.csrf_key, secret),
+    response.set_cookie(csrf.COOKIE, csrf.token_for(secret),
                         samesite="strict", path=path, secure=secure)

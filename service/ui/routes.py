@@ -1,9 +1,11 @@
 """The UI's routes: the page at ``/ui/``, its assets, and logging in and out.
 
 A browser logs in through the hub (``/login``: the hub's OAuth flow, a hub token in an
-HttpOnly cookie) or, outside a hub, with an envyard token posted to ``/ui/login`` (kept
-in an HttpOnly cookie too; a script never sees either). Writes then need the CSRF token
-(``service.csrf``); the login and logout forms refuse other sites' pages.
+HttpOnly cookie) or, outside a hub, with an envyard token posted to ``/ui/login``, which
+starts a web session (``auth.start_session``): the cookie holds the session's secret,
+never the token (cookies are shared by every port of a host name), and logging out ends
+it. Writes then need the CSRF token (``service.csrf``); the login and logout forms refuse
+other sites' pages.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from starlette.concurrency import run_in_threadpool
 
 from envyard.builder.errors import EnvyardError
 from envyard.service import csrf
-from envyard.service.api.deps import LOGIN_COOKIE, TOKEN_COOKIE, SettingsDep, read_body
-from envyard.service.api.identity import set_login
+from envyard.service.api.deps import SESSION_COOKIE, TOKEN_COOKIE, SettingsDep, read_body
+from envyard.service.api.identity import service_root, set_login
+from envyard.service.auth import SESSION_SCHEME, end_session, start_session
 from envyard.service.errors import NotFound, Unauthorized
 
 router = APIRouter(include_in_schema=False)
@@ -45,40 +48,33 @@ def _template(name: str) -> Template:
     return Template((ASSET_DIR / name).read_text())
 
 
-def _root(request: Request) -> str:
-    """The service's path: '' alone, ``/services/<name>`` behind the hub."""
-    return str(request.scope.get("root_path") or "").rstrip("/")
-
-
 def _hub_public(request: Request) -> str | None:
-    settings = request.app.state.settings
-    if request.app.state.hub is None:
-        return None
-    api = (settings.hub.api_url or "").rstrip("/")
-    return (settings.hub.public_url or api.removesuffix("/hub/api")).rstrip("/")
+    hub = request.app.state.hub is not None
+    return request.app.state.settings.hub.browser_url if hub else None
 
 
 def _logged_in(request: Request) -> bool:
-    return bool(request.cookies.get(LOGIN_COOKIE) or (
-        request.app.state.hub is not None and request.cookies.get(TOKEN_COOKIE)))
+    """A login cookie is there (whether it still holds is the API's to say)."""
+    hub = request.app.state.hub is not None
+    return bool(request.cookies.get(TOKEN_COOKIE if hub else SESSION_COOKIE))
 
 
 @router.get("/")
-def service_root(request: Request) -> RedirectResponse:
+def landing(request: Request) -> RedirectResponse:
     """The hub's Services menu links here: people land on the UI."""
-    return RedirectResponse(f"{_root(request)}/ui/", status_code=302)
+    return RedirectResponse(f"{service_root(request)}/ui/", status_code=302)
 
 
 @router.get("/ui")
 def ui_no_slash(request: Request) -> RedirectResponse:
-    return RedirectResponse(f"{_root(request)}/ui/", status_code=302)
+    return RedirectResponse(f"{service_root(request)}/ui/", status_code=302)
 
 
 @router.get("/ui/")
 def page(request: Request, settings: SettingsDep) -> Response:
     """The UI's one page (the views are scripts); to the login first when not logged in."""
     if not _logged_in(request) and settings.anonymous != "read":
-        return RedirectResponse(f"{_root(request)}/ui/login", status_code=302)
+        return RedirectResponse(f"{service_root(request)}/ui/login", status_code=302)
     hub = _hub_public(request) or ""
     body = _template("index.html").substitute(hub=html.escape(hub, quote=True))
     return HTMLResponse(body, headers={"Cache-Control": "no-store"})
@@ -88,8 +84,8 @@ def page(request: Request, settings: SettingsDep) -> Response:
 def login_form(request: Request) -> Response:
     """Through the hub when there is one; else a form for an envyard token."""
     if request.app.state.hub is not None:
-        target = quote(f"{_root(request)}/ui/", safe="/")
-        return RedirectResponse(f"{_root(request)}/login?next={target}", status_code=302)
+        target = quote(f"{service_root(request)}/ui/", safe="/")
+        return RedirectResponse(f"{service_root(request)}/login?next={target}", status_code=302)
     return _form()
 
 
@@ -97,14 +93,15 @@ def _form(error: str = "", status: int = 200) -> HTMLResponse:
     message = f'<p class="error" role="alert" id="login-error">{html.escape(error)}</p>' \
         if error else ""
     body = _template("login.html").substitute(
-        error=message, invalid='aria-invalid="true" aria-describedby="login-error"'
-        if error else "")
+        error=message, invalid='aria-invalid="true"' if error else "",
+        errorref=" login-error" if error else "")
     return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
 
 
 @router.post("/ui/login")
 async def login(request: Request) -> Response:
-    """An envyard token from the form: checked, then kept in an HttpOnly cookie."""
+    """An envyard token from the form: checked; a web session starts, its secret (not
+    the token) in an HttpOnly cookie."""
     if request.app.state.hub is not None:
         raise NotFound("log in through the hub: /login")
     csrf.refuse_cross_site(request)
@@ -112,30 +109,33 @@ async def login(request: Request) -> Response:
     token = (form.get("token") or [""])[0].strip()
     if not token or not token.isprintable() or " " in token:
         return _form("Paste an envyard token (it starts with ey_).", 401)
-    state = request.app.state
     try:
-        who = await run_in_threadpool(state.tokens.principal, f"Bearer {token}",
-                                      anonymous_read=False)
+        secret, who = await run_in_threadpool(start_session, request.app.state.db, token)
     except Unauthorized as exc:
         return _form(f"Not logged in: {exc}.", 401)
     except EnvyardError as exc:
         return _form(f"Not logged in: {exc}", 503)
     logger.info("web login of %s", who.name)
-    out = RedirectResponse(f"{_root(request)}/ui/", status_code=303)
-    set_login(out, request, LOGIN_COOKIE, token, samesite="strict")
+    out = RedirectResponse(f"{service_root(request)}/ui/", status_code=303)
+    # lax: a link from mail or chat arrives logged in; writes need the CSRF token anyway
+    set_login(out, request, SESSION_COOKIE, secret, samesite="lax")
     return out
 
 
 @router.post("/ui/logout")
-def logout(request: Request) -> RedirectResponse:
+async def logout(request: Request) -> RedirectResponse:
     """Forget the login cookies; behind a hub, log out of the hub too (or its OAuth
     would log the browser straight back in)."""
     csrf.refuse_cross_site(request)
+    secret = request.cookies.get(SESSION_COOKIE)
+    if secret and request.app.state.hub is None:
+        await run_in_threadpool(end_session, request.app.state.db, secret)
+        request.app.state.tokens.forget_header(f"{SESSION_SCHEME} {secret}")
     hub = _hub_public(request)
-    target = f"{hub}/hub/logout" if hub else f"{_root(request)}/ui/login"
+    target = f"{hub}/hub/logout" if hub else f"{service_root(request)}/ui/login"
     out = RedirectResponse(target, status_code=303)
-    for name in (LOGIN_COOKIE, TOKEN_COOKIE, csrf.COOKIE):
-        out.delete_cookie(name, path=_root(request) + "/")
+    for name in (SESSION_COOKIE, TOKEN_COOKIE, csrf.COOKIE):
+        out.delete_cookie(name, path=service_root(request) + "/")
     return out
 
 
