@@ -15,7 +15,7 @@ from typing import Any, Literal
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from envyard.service.auth import token_name
+from envyard.service.auth import role_in, token_name
 from envyard.service.hub_auth import grants_for
 from envyard.service.models import Role, Token, TokenRole, as_utc, utcnow
 from envyard.service.settings import Settings
@@ -35,19 +35,24 @@ class Member:
                 "expires_at": self.expires_at}
 
 
-def members(session: Session, settings: Settings, namespace: str) -> list[Member]:
-    """Everyone with a role on ``namespace``: unexpired tokens naming it (or ``*``), the
-    hub grant rules that reach it, hub admins; strongest role first, then by name."""
+def members(session: Session, settings: Settings, namespace: str, *,
+            service_wide: bool) -> list[Member]:
+    """Everyone with a role on ``namespace``: unexpired tokens naming it (with
+    ``service_wide``, also those holding a role on every namespace, ``*``: operators, whose
+    names only the namespace's admins see), the hub grant rules that reach it, hub admins;
+    strongest role first, then by name."""
     out: list[Member] = []
     now = utcnow()
+    scopes = [namespace, "*"] if service_wide else [namespace]
     tokens = session.scalars(
         select(Token).join(TokenRole).options(selectinload(Token.roles))
-        .where(TokenRole.namespace.in_([namespace, "*"]),
+        .where(TokenRole.namespace.in_(scopes),
                or_(Token.expires_at.is_(None), Token.expires_at > now))
         .distinct())
     for token in tokens:
-        roles = {r.namespace: Role(r.role) for r in token.roles}
-        role = roles.get(namespace) or roles["*"]
+        role = role_in({r.namespace: Role(r.role) for r in token.roles}, namespace)
+        if role is None:
+            continue
         expires = as_utc(token.expires_at) if token.expires_at is not None else None
         out.append(Member(token_name(token), role, "token", expires))
     if settings.hub.api_url:
@@ -57,15 +62,19 @@ def members(session: Session, settings: Settings, namespace: str) -> list[Member
 
 
 def _hub_members(settings: Settings, namespace: str) -> list[Member]:
+    """The grant rules that reach ``namespace``, each with the role a user really gets
+    there (a later rule naming the same namespace wins, as ``grants_for`` decides)."""
     grants: dict[str, str] = dict(settings.hub.grants)
     found = []
-    for template, role in grants.items():
-        if template == namespace:
-            found.append(Member("every hub user", Role(role), "hub grant"))
-        elif "{user}" in template:
-            user = _user_of(template, namespace)
-            if user is not None and grants_for(user, False, grants, None).get(namespace):
-                found.append(Member(f"hub user '{user}'", Role(role), "hub grant"))
+    if namespace in grants:  # a fixed name: every hub user, whoever they are
+        found.append(Member("every hub user", Role(grants[namespace]), "hub grant"))
+    for template in grants:
+        user = _user_of(template, namespace) if "{user}" in template else None
+        if user is None:
+            continue
+        role = grants_for(user, False, grants, None).get(namespace)
+        if role is not None and not any(m.role == role for m in found):
+            found.append(Member(f"hub user '{user}'", role, "hub grant"))
     if settings.hub.admins:
         found.append(Member("hub admins", Role(settings.hub.admins), "hub admins"))
     return found

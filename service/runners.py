@@ -87,6 +87,8 @@ def live_runners(root: Path) -> list[str]:
         try:
             with path.open("rb") as f:
                 fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except FileNotFoundError:
+            continue  # settled meanwhile: dead
         except OSError:
             alive.append(path.stem)  # held (or unreadable): alive
     return alive

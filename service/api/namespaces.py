@@ -40,11 +40,15 @@ def read_namespace(namespace: Name, session: SessionDep, who: PrincipalDep) -> d
 def read_members(namespace: Name, session: SessionDep, who: PrincipalDep,
                  settings: SettingsDep) -> dict[str, Any]:
     """Who holds a role on the namespace, and through what: tokens, hub grants, hub
-    admins (readers of the namespace see it)."""
+    admins. Its readers see it (not anonymous ones); tokens that hold a role on every
+    namespace (operators) are listed to its admins only."""
     check_name("namespace", namespace)
-    who.require(namespace, Role.viewer)
-    return {"namespace": namespace,
-            "members": [m.as_dict() for m in members(session, settings, namespace)]}
+    who.require(namespace, Role.viewer, anonymous=False)
+    if session.scalar(select(Namespace.id).where(Namespace.name == namespace)) is None:
+        raise NotFound(f"no namespace {namespace}")
+    listed = members(session, settings, namespace,
+                     service_wide=who.can(namespace, Role.admin, anonymous=False))
+    return {"namespace": namespace, "members": [m.as_dict() for m in listed]}
 
 
 @router.delete("/{namespace}", response_model=Deleted)

@@ -168,9 +168,10 @@ def test_state_dask_and_search_filters(empty_db: Database) -> None:
                 s.add(env)
                 s.flush()
                 s.add_all([Version(environment_id=env.id, number=1, kind="spec",
-                                   state="ready", timings={}, dask_report=dask),
+                                   state="ready", timings={}, dask_report=dask,
+                                   prefix_bytes=len(name) * 1000),
                            Version(environment_id=env.id, number=2, kind="spec",
-                                   state=newest, timings={})])
+                                   state=newest, timings={}, submitted_by=f"by {name}")])
     who = Principal("t", {"filters": Role.viewer})
 
     def names(**filters: Any) -> list[str]:
@@ -179,10 +180,18 @@ def test_state_dask_and_search_filters(empty_db: Database) -> None:
         assert {r["namespace"] for r in rows} <= {"filters"}
         return [r["name"] for r in rows]
 
+    from envyard.service.find import dask_verdict
+
     with empty_db.session() as s:
         rows = find_environments(s, who, Filters()).rows
     assert {r["name"]: r["dask"] for r in rows} == {
         "ok": "ok", "bad": "mismatch", "nodist": "none", "nopins": "unchecked"}
+    # the history's verdict of one report (Python) reads it as the SQL does
+    assert {name: dask_verdict(case[0]) for name, case in cases.items()} == \
+        {r["name"]: r["dask"] for r in rows}
+    # the current version's size, and who made the newest version (the list shows both)
+    assert {r["name"]: (r["current_bytes"], r["updated_by"]) for r in rows} == {
+        name: (len(name) * 1000, f"by {name}") for name in cases}
     for verdict, expected in (("ok", ["ok"]), ("mismatch", ["bad"]),
                               ("none", ["nodist"]), ("unchecked", ["nopins"])):
         assert names(dask=verdict) == expected

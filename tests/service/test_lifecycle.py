@@ -288,6 +288,18 @@ def test_delete_is_at_once_for_users_and_gc_collects_the_rest(service: Service) 
             == 200
         refused = c.delete("/api/v1/environments/gone/geo")
         assert refused.status_code == 409 and f"gone/geo/{first}" in refused.text
+        # what a delete would do, asked first (the UI's confirmation): nothing moves
+        before = c.get("/api/v1/gc/plan", params={"namespace": "gone"}).json()
+        would = c.get("/api/v1/environments/gone/geo/deletion").json()
+        assert [(v["number"], v["delete"], v["reason"]) for v in would["versions"]] == [
+            (first, True, "the environment was deleted"),
+            (second, True, "the environment was deleted")]
+        assert would["held"] == [first] and would["building"] == []
+        assert would["bytes"] == sum(v["bytes"] for v in would["versions"]) > 0
+        assert c.get("/api/v1/gc/plan", params={"namespace": "gone"}).json() == before
+        assert c.get("/api/v1/environments/gone/nosuch/deletion").status_code == 404
+        with api(service, service.token("elsewhere=admin")) as other:
+            assert other.get("/api/v1/environments/gone/geo/deletion").status_code == 403
         done = c.delete("/api/v1/environments/gone/geo", params={"force": "true"}).json()
         assert done["deleted"] == ["geo"] and done["released_holds"] == [f"gone/geo/{first}"]
         assert c.get("/api/v1/environments/gone/geo").status_code == 404
@@ -304,6 +316,9 @@ def test_delete_is_at_once_for_users_and_gc_collects_the_rest(service: Service) 
         plan = {(r["name"], r["number"]): r for r in c.get(
             "/api/v1/gc/plan", params={"namespace": "gone"}).json()}
         assert plan[("geo", first)]["delete"] and plan[("geo", second)]["delete"]
+        # the confirmation said what GC now frees
+        assert plan[("geo", first)]["bytes"] + plan[("geo", second)]["bytes"] == \
+            would["bytes"]
         c.post("/api/v1/gc")
         assert not (env_dir / str(first)).exists() and not (env_dir / str(second)).exists()
         engine = create_engine(service.database_url

@@ -30,9 +30,13 @@ export async function render(view, { ns, name }, ctx) {
   let text = TEMPLATE;
   if (!creating) {
     env = await api(`environments/${ns}/${name}`);
-    const latest = env.current_version || (env.versions.length
+    const number = env.current_version || (env.versions.length
       ? env.versions[env.versions.length - 1].number : null);
-    if (latest) text = await api(`environments/${ns}/${name}/versions/${latest}/spec`);
+    const base = env.versions.find((v) => v.number === number);
+    if (base) {  // a pushed lock has no spec: its packages pinned, as an environment.yml
+      text = await api(`environments/${ns}/${name}/versions/${base.number}/${
+        base.kind === "lock" ? "environment.yml" : "spec"}`);
+    }
   }
 
   const editor = new SpecEditor({ id: "spec", label: "environment.yml", value: text });
@@ -40,8 +44,7 @@ export async function render(view, { ns, name }, ctx) {
     placeholder: "e.g. add geopandas for the flood model" });
   const minimal = h("input", { id: "minimal", type: "checkbox", checked: true });
   const problem = h("div");
-  const previewOut = h("section", { id: "preview", "aria-live": "polite",
-    "aria-labelledby": "preview-h" });
+  const previewOut = h("section", { id: "preview", "aria-labelledby": "preview-h" });
   const previewButton = h("button", { type: "submit", class: "primary" }, "Preview");
   const buildButton = h("button", { type: "button", disabled: true }, "Build");
   let shown = null;  // the preview on screen, and the text and target it was made from
@@ -81,19 +84,22 @@ export async function render(view, { ns, name }, ctx) {
       if (nameInput) nameInput.focus();
       return;
     }
-    const where = target();
+    // what is sent is what Build may build: an edit during the solve makes it stale
+    const sent = { text: editor.value, where: target(), minimal: minimal.checked };
+    const where = sent.where;
     previewButton.disabled = true;
     buildButton.disabled = true;
     fill(previewOut, h("p", { class: "muted" }, "Solving… (this is what the build would install)"));
     try {
       const result = await api(`environments/${where[0]}/${where[1]}/preview`, {
-        method: "POST", text: editor.value,
-        query: { update: minimal.checked ? "minimal" : "full" } });
+        method: "POST", text: sent.text,
+        query: { update: sent.minimal ? "minimal" : "full" } });
       editor.clear();
-      shown = { result, text: editor.value, where, minimal: minimal.checked };
+      shown = { result, ...sent };
       fill(previewOut, ...previewView(result));
       buildButton.disabled = Boolean(result.dask && !result.dask.builds) || !result.quota.fits;
       announce(`Preview ready: ${previewOut.querySelector("[data-summary]").textContent}`);
+      stale();
     } catch (err) {
       fill(previewOut);
       if (err instanceof ApiError && err.status === 422) {
@@ -157,10 +163,12 @@ export async function render(view, { ns, name }, ctx) {
             `${p.latest} · ${p.channel.replace(/^.*\//, "")}`)),
           h("button", { type: "button", class: "small", "aria-label": `Add ${p.name}`,
             onclick: () => {
-              const added = editor.addDependency(p.name);
+              const done = editor.addDependency(p.name);
               stale();
-              announce(added ? `Added ${p.name} to the dependencies.`
-                : `${p.name} is already a dependency.`);
+              announce({ added: `Added ${p.name} to the dependencies.`,
+                present: `${p.name} is already a dependency.`,
+                unsupported: `Add ${p.name} to the dependencies by hand: this list spans lines.`,
+              }[done]);
             } }, "Add"))));
       } catch (err) {
         if (run === searchRun) pkgStatus.textContent = err.message;

@@ -5,8 +5,6 @@
 
 import { h } from "./dom.js";
 
-const ITEM = /^(\s*)-\s+(?!pip:)([A-Za-z0-9_][A-Za-z0-9_.-]*)/;
-
 export class SpecEditor {
   constructor({ id, label, value = "" }) {
     this.gutter = h("pre", { class: "gutter", "aria-hidden": "true" });
@@ -74,46 +72,78 @@ export class SpecEditor {
     this.area.setSelectionRange(start, start + (lines[line - 1] || "").length);
   }
 
-  /** The dependency lines whose package a solver's message names. */
+  /** The dependency lines (not channels, not other keys) whose package a message names. */
   linesNamed(message) {
-    const out = [];
-    this.area.value.split("\n").forEach((text, i) => {
-      const m = ITEM.exec(text);
-      if (!m) return;
-      const escaped = m[2].replace(/[.]/g, "\\.");
-      if (new RegExp(`(^|[^A-Za-z0-9_.-])${escaped}([^A-Za-z0-9_-]|$)`, "i").test(message)) {
-        out.push(i + 1);
-      }
-    });
-    return out;
+    const block = dependencyBlock(this.area.value.split("\n"));
+    if (!block || block.flow) return [];
+    return [...block.items, ...block.pip].filter(({ name }) => {
+      const escaped = name.replace(/[.]/g, "\\.");
+      return new RegExp(`(^|[^A-Za-z0-9_.-])${escaped}([^A-Za-z0-9_-]|$)`, "i").test(message);
+    }).map(({ line }) => line + 1);
   }
 
-  /** Add `name` to the conda dependencies (before a `- pip:` entry); false if present. */
+  /** Add `name` to the conda dependencies (after the last, before a `- pip:` entry):
+   * "added", "present" (already a conda dependency), or "unsupported" (a flow list over
+   * several lines: better the user edits it than a guess breaks it). */
   addDependency(name) {
     const lines = this.area.value.replace(/\n+$/, "").split("\n");
-    if (lines.some((l) => { const m = ITEM.exec(l); return m && m[2].toLowerCase() === name; })) {
-      return false;
-    }
-    const key = lines.findIndex((l) => /^dependencies:\s*(#.*)?$/.test(l));
-    const flow = lines.findIndex((l) => /^dependencies:\s*\[.*\]\s*(#.*)?$/.test(l));
-    if (flow >= 0) {
-      lines[flow] = lines[flow].replace(/\]\s*(#.*)?$/, (tail) => {
-        const empty = /\[\s*\]/.test(lines[flow]);
-        return `${empty ? "" : ", "}${name}${tail}`;
-      });
-    } else if (key < 0) {
+    const block = dependencyBlock(lines);
+    if (block && block.flow) {
+      const line = lines[block.key];
+      if (!/\]\s*(#.*)?$/.test(line)) return "unsupported";
+      const listed = line.slice(line.indexOf("[") + 1, line.lastIndexOf("]")).split(",")
+        .map((item) => nameOf(item.trim())).filter(Boolean);
+      if (listed.some((n) => n.toLowerCase() === name.toLowerCase())) return "present";
+      lines[block.key] = line.replace(/\](\s*(#.*)?)$/,
+        (_, tail) => `${listed.length ? ", " : ""}${name}]${tail}`);
+    } else if (!block) {
       lines.push("dependencies:", `  - ${name}`);
     } else {
-      let end = key + 1, indent = "  ";
-      for (let i = key + 1; i < lines.length; i += 1) {
-        if (/^\S/.test(lines[i])) break;  // the next top-level key
-        const m = /^(\s*)-\s+(.*)$/.exec(lines[i]);
-        if (m && m[2].startsWith("pip:")) break;
-        if (m) { indent = m[1]; end = i + 1; }
-      }
-      lines.splice(end, 0, `${indent}- ${name}`);
+      if (block.items.some((i) => i.name.toLowerCase() === name.toLowerCase())) return "present";
+      lines.splice(block.insertAt, 0, `${block.indent}- ${name}`);
     }
     this.value = `${lines.join("\n")}\n`;
-    return true;
+    return "added";
   }
+}
+
+/** A match spec's package name: `conda-forge::numpy>=1.2` -> numpy (quotes dropped). */
+function nameOf(text) {
+  const m = /^["']?(?:[\w.-]+::)?([A-Za-z0-9_][A-Za-z0-9_.-]*)/.exec(text);
+  return m ? m[1] : null;
+}
+
+/**
+ * The top-level `dependencies:` of an environment.yml, read line by line: its conda items
+ * ({line, name}, 0-based), the items under its `- pip:` entry, the items' indent and where
+ * a new conda item goes; {flow: true} for `dependencies: [...]`; null when there is none.
+ */
+function dependencyBlock(lines) {
+  const key = lines.findIndex((l) => /^dependencies\s*:/.test(l));
+  if (key < 0) return null;
+  const rest = lines[key].replace(/^dependencies\s*:\s*/, "");
+  if (rest && !rest.startsWith("#")) return { key, flow: true };
+  const items = [], pip = [];
+  let indent = null, insertAt = key + 1, inPip = false;
+  for (let i = key + 1; i < lines.length; i += 1) {
+    const line = lines[i];
+    if (/^\s*(#.*)?$/.test(line)) continue;  // blank or a comment
+    const m = /^(\s*)-\s*(.*)$/.exec(line);
+    if (!m) {
+      if (/^\S/.test(line)) break;  // the next top-level key
+      continue;
+    }
+    if (indent === null) indent = m[1];
+    if (m[1].length < indent.length) break;
+    if (m[1].length > indent.length) {  // deeper: under `- pip:`
+      if (inPip && nameOf(m[2])) pip.push({ line: i, name: nameOf(m[2]) });
+      continue;
+    }
+    inPip = /^pip\s*:/.test(m[2]);
+    if (!inPip && nameOf(m[2])) {
+      items.push({ line: i, name: nameOf(m[2]) });
+      insertAt = i + 1;
+    }
+  }
+  return { key, flow: false, items, pip, indent: indent ?? "  ", insertAt };
 }

@@ -108,7 +108,8 @@ export async function render(view, { ns, name }, ctx) {
     const list = h("ul", { id: "download-links" });
     const show = () => {
       const v = usable.find((x) => String(x.number) === pick.value) || usable[0];
-      fill(list, DOWNLOADS.filter(([kind]) => v.state === "ready" || kind === "spec")
+      fill(list, DOWNLOADS.filter(([kind]) => (v.state === "ready" || kind === "spec")
+        && (kind !== "spec" || v.kind === "spec"))
         .map(([path, label, kind]) => h("li", {}, h("a", {
           href: apiUrl(`${base}/versions/${v.number}/${path}`).href,
           download: "", "data-kind": kind }, label))));
@@ -152,18 +153,19 @@ export async function render(view, { ns, name }, ctx) {
     try {
       plan = await api(`${base}/deletion`);
     } catch (err) { say(err); return; }
-    const collected = plan.versions.length;
+    const doomed = plan.versions.filter((r) => r.delete);
+    const collected = doomed.length;
     const body = h("div", {},
       h("p", {}, `${ns}/${name} disappears from every list and from the kernels at once. `,
         `The next garbage collection removes ${collected} version${collected === 1 ? "" : "s"}`,
         ` and frees ${bytes(plan.bytes)} (files other versions share stay); each version's `,
-        "spec, lock and log stay as a record."),
+        "spec and lock stay as a record."),
       plan.held.length ? h("p", { class: "error" }, `Held versions lose their hold: `,
         plan.held.map((n) => `v${n}`).join(", "), ".") : null,
       plan.building.length ? h("p", {}, "Builds in progress are cancelled: ",
         plan.building.map((n) => `v${n}`).join(", "), ".") : null,
       table("What GC then collects", [{ label: "Version" }, { label: "State" },
-        { label: "Frees", num: true }], plan.versions.map((r) => [`v${r.number}`,
+        { label: "Frees", num: true }], doomed.map((r) => [`v${r.number}`,
         stateBadge(r.state), bytes(r.bytes)]), { empty: "" }));
     const sure = await confirmDialog({ title: `Delete ${ns}/${name}?`, body,
       confirm: "Delete", danger: true });
@@ -187,8 +189,8 @@ export async function render(view, { ns, name }, ctx) {
           : "Make current"));
       }
       if (developer && !["deleted", "deleting"].includes(v.state)) {
-        buttons.push(h("button", { type: "button", class: "small", "aria-pressed":
-          v.held ? "true" : "false", onclick: () => act(v.held ? `v${v.number} released.`
+        buttons.push(h("button", { type: "button", class: "small",
+          onclick: () => act(v.held ? `v${v.number} released.`
           : `v${v.number} held.`, () => api(`${base}/versions/${v.number}/hold`,
           { method: v.held ? "DELETE" : "POST" })) }, v.held ? "Unhold" : "Hold"));
       }
@@ -228,7 +230,7 @@ export async function render(view, { ns, name }, ctx) {
       { value: v.number, selected: v.number === selected }, `v${v.number}`));
     const a = h("select", { id: "diff-a" }, options(readable[1].number));
     const b = h("select", { id: "diff-b" }, options(readable[0].number));
-    const out = h("div", { id: "diff-out", "aria-live": "polite" });
+    const out = h("div", { id: "diff-out" });
     const form = h("form", { class: "toolbar" },
       h("div", {}, h("label", { for: "diff-a" }, "From"), a),
       h("div", {}, h("label", { for: "diff-b" }, "To"), b),
@@ -239,6 +241,7 @@ export async function render(view, { ns, name }, ctx) {
       try {
         const diff = await api(`${base}/versions/${a.value}/diff/${b.value}`);
         fill(out, diffView(diff, `v${a.value} → v${b.value} (${diff.platform})`));
+        announce(`v${a.value} to v${b.value}: ${out.querySelector("[data-summary]").textContent}`);
       } catch (err) {
         fill(out, alertBox(err.message));
       }

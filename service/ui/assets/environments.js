@@ -26,7 +26,7 @@ function rowsOf(envs, namespace = null) {
   for (const e of envs) {
     if (e.namespace !== namespace) {
       namespace = e.namespace;
-      body.append(h("tr", {}, h("th", { colspan: 7, scope: "colgroup", class: "group" },
+      body.append(h("tr", {}, h("th", { colspan: 7, scope: "rowgroup", class: "group" },
         h("a", { href: `#/ns/${namespace}` }, namespace))));
     }
     const state = e.latest_state === "ready" || !e.latest_state ? e.current_state
