@@ -133,8 +133,9 @@ def boundary(ctx: BuildContext, cancel: threading.Event, version_id: int) -> Non
 
 
 def stopped(ctx: BuildContext, version_id: int, stop: Exception, log: BuildLog,
-             timings: dict[str, float]) -> None:
-    """A build stopped between stages (or mid-download): cancelled, or handed back."""
+             timings: dict[str, float], stage: str | None = None) -> None:
+    """A build stopped between stages (or mid-download): cancelled, or handed back;
+    ``stage``: the one it stopped in."""
     if isinstance(stop, HandedBack):
         log.line("the service is stopping: back to the queue, to be built again")
         settle(ctx, version_id, State.queued, claimed_by=None, started_at=None)
@@ -142,12 +143,14 @@ def stopped(ctx: BuildContext, version_id: int, stop: Exception, log: BuildLog,
     log.stage = State.cancelled
     log.line("cancelled")
     settle(ctx, version_id, State.cancelled, finished_at=utcnow(),
-             timings=timings, error="cancelled")
+             timings=timings, error="cancelled", stopped_in=stage)
 
 
-def fail(ctx: BuildContext, version_id: int, error: str, timings: dict[str, float]) -> None:
+def fail(ctx: BuildContext, version_id: int, error: str, timings: dict[str, float],
+         stage: str | None = None) -> None:
+    """The build failed (in ``stage``, when known)."""
     settle(ctx, version_id, State.failed, error=error, finished_at=utcnow(),
-             timings=timings)
+             timings=timings, stopped_in=stage)
 
 
 def settle(ctx: BuildContext, version_id: int, state: State, **changes: Any) -> None:

@@ -192,6 +192,7 @@ def version_detail(v: Version, namespace: str, name: str) -> dict[str, Any]:
             "timings": v.timings, "fingerprint": v.fingerprint, "pack_bytes": v.pack_bytes,
             "packages": v.packages or [], "dask": v.dask_report, "image": v.image,
             "solve": v.solve, "base_version": v.base_version, "preview": v.preview,
+            "stopped_in": v.stopped_in,
             "artifacts": {a.kind: {"path": a.path, "bytes": a.bytes} for a in v.artifacts}}
 
 

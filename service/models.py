@@ -162,6 +162,8 @@ class Version(Base):
     base_version: Mapped[int | None] = mapped_column(default=None)
     #: the preview whose lock this version builds as it is (no solve of its own)
     preview: Mapped[str | None] = mapped_column(String(32), default=None)
+    #: the stage (``stages.STAGES``' names) a failed or cancelled build stopped in
+    stopped_in: Mapped[str | None] = mapped_column(String(16), default=None)
     message: Mapped[str | None] = mapped_column(Text, default=None)  # why, by who submitted
     submitted_by: Mapped[str | None] = mapped_column(String(100), default=None)  # a name
     #: sha256 of the client's Idempotency-Key: a retried submission finds this version

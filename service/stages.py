@@ -118,6 +118,7 @@ class Build:
     built: InstallResult | None = None
     pack_bytes: int | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    stage: str = "read"  # the stage running (a failure or cancel records it)
 
 
 @dataclass(frozen=True)
@@ -307,6 +308,7 @@ def run_stages(b: Build, stages: Sequence[Stage] = STAGES) -> None:
             continue
         if stage.cancellable:
             boundary(b.ctx, b.cancel, b.version_id)
+        b.stage = stage.name
         if stage.state is not None:
             b.log.stage = stage.state
             record(b.ctx, b.version_id, stage.state, **stage.fields(b))

@@ -64,19 +64,20 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
         run_stages(b)
     except Stopped:  # a download ended early for a cancel or the service stopping
         stopped(ctx, version_id, Cancelled() if cancel.is_set() else HandedBack(), log,
-                 b.timings)
+                 b.timings, b.stage)
     except Lost:
         log.line("stopped: this build was cancelled, handed back or failed meanwhile")
     except (HandedBack, Cancelled) as stop:
-        stopped(ctx, version_id, stop, log, b.timings)
+        stopped(ctx, version_id, stop, log, b.timings, b.stage)
     except EnvyardError as exc:
         log.line(f"error: {exc}")
         logger.info("failed: %s", str(exc)[:2000] or type(exc).__name__)
-        fail(ctx, version_id, str(exc), b.timings)
+        fail(ctx, version_id, str(exc), b.timings, b.stage)
     except Exception as exc:  # a bug: record it, keep serving
         log.line(f"internal error: {type(exc).__name__}: {exc}")
         logger.exception("internal error in the build")
-        fail(ctx, version_id, f"internal error: {type(exc).__name__}: {exc}", b.timings)
+        fail(ctx, version_id, f"internal error: {type(exc).__name__}: {exc}", b.timings,
+             b.stage)
     finally:
         if not ctx.store.local and log.path.exists():
             try:  # the log's last word goes to the store; only this build writes it

@@ -73,6 +73,8 @@ class VersionDetail(VersionSummary):
         "base_version), full (fresh); none for a pushed lock.")
     base_version: int | None
     preview: str | None = Field(description="The preview whose lock this version builds.")
+    stopped_in: Literal["read", "solve", "check", "install", "pack", "publish", "image"] | None \
+        = Field(description="The stage a failed or cancelled build stopped in.")
 
 
 class EnvironmentOut(BaseModel):

@@ -308,3 +308,28 @@ def test_who_submitted_each_version_and_why(service: Service, tmp_path: Path) ->
     with api(service, service.token("hist=viewer")) as c:
         assert c.put("/api/v1/environments/hist/geo/description",
                      json={"description": "mine"}).status_code == 403
+
+
+def test_a_failed_build_says_the_stage_it_stopped_in(service: Service,
+                                                     dev_token: str) -> None:
+    """The UI's timeline marks that stage: a solve that finds nothing stops in solve, a
+    pushed lock whose package is not where it says stops in install; a ready one says
+    nothing."""
+    with api(service, dev_token) as c:
+        r = c.post("/api/v1/environments/team/stops/versions",
+                   content="dependencies: [python=3.11, nosuchpackage]\n")
+        unsolvable = wait_ready(c, "team/stops", r.json()["version"])
+        r = c.post("/api/v1/environments/team/stops/versions",
+                   content="dependencies: [python=3.11, toolz]\n")
+        ready = wait_ready(c, "team/stops", r.json()["version"])
+        lock = c.get(f"/api/v1/environments/team/stops/versions/{ready['number']}/lock").text
+        # a package whose bytes no longer match: refused when fetched, in install
+        first = lock.index("sha256: ") + len("sha256: ")
+        broken = lock[:first] + "a" * 64 + lock[first + 64:]
+        r = c.post("/api/v1/environments/team/stops/locks", content=broken)
+        assert r.status_code == 202, r.text
+        mismatched = wait_ready(c, "team/stops", r.json()["version"])
+    assert (unsolvable["state"], unsolvable["stopped_in"]) == ("failed", "solve")
+    assert (ready["state"], ready["stopped_in"]) == ("ready", None)
+    assert mismatched["state"] == "failed", mismatched
+    assert mismatched["stopped_in"] in ("check", "install"), mismatched

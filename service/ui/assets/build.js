@@ -11,33 +11,37 @@ const TERMINAL = new Set(["ready", "failed", "cancelled", "deleting", "deleted"]
 const STAGES = [["queued", "Queued", null], ["solving", "Solving", "solve"],
   ["installing", "Installing", "install"], ["packing", "Packing", "pack"]];
 
-/** Each stage done, active, failed, skipped or waiting: a running build's from its state;
- * a finished one stopped at the first stage it did not time (a stage records its time
- * when it completes). */
+/** The timeline's steps: done, active, failed, stopped, skipped or waiting. A running
+ * build's come from its state; a finished one's from the stage it stopped in (the
+ * service records it) and the stages it timed (a stage that did not run: skipped). */
 function timeline(v) {
-  const solves = v.kind === "spec" && !v.preview;
   const running = !TERMINAL.has(v.state);
-  const at = STAGES.findIndex(([state]) => state === v.state);
-  let stopped = -1;  // a failed or cancelled build: the stage it stopped in
-  if (v.state === "failed" || v.state === "cancelled") {
-    stopped = v.started_at ? STAGES.findIndex(([state, , timing], i) => i > 0
-      && (state !== "solving" || solves) && !(timing in (v.timings || {}))) : 0;
-    if (stopped < 0) stopped = STAGES.length;  // after packing: publishing
-  }
-  const items = STAGES.map(([state, label, timing], i) => {
-    const took = timing && v.timings ? v.timings[timing] : undefined;
+  const timed = v.timings || {};
+  const solves = v.kind === "spec" && !v.preview;
+  // the stage the build stopped in, as a step: check and read have none of their own
+  const stoppedAt = { read: "queued", solve: "solving", check: "checking",
+    install: "installing", pack: "packing", publish: "end", image: "end" }[v.stopped_in];
+  const steps = [["queued", "Queued", null], ["solving", "Solving", "solve"]];
+  if (stoppedAt === "checking") steps.push(["checking", "Checking", null]);
+  steps.push(["installing", "Installing", "install"], ["packing", "Packing", "pack"]);
+  const at = steps.findIndex(([state]) => state === (running ? v.state : stoppedAt));
+  const items = steps.map(([state, label, timing], i) => {
+    const took = timing ? timed[timing] : undefined;
     let status;
     if (state === "solving" && !solves) status = "skipped";
     else if (running) status = i < at ? "done" : i === at ? "active" : "waiting";
-    else if (v.state === "ready") status = "done";
-    else if (stopped >= 0) status = i < stopped ? "done" : i === stopped
-      ? (v.state === "failed" ? "failed" : "stopped") : "waiting";
-    else status = "done";
-    return { label: status === "skipped" ? `${label} (a lock: no solve)` : label, status, took };
+    else if (at >= 0) status = i < at ? (took === undefined && i > 0 ? "skipped" : "done")
+      : i === at ? (v.state === "failed" ? "failed" : "stopped") : "waiting";
+    else if (v.state === "ready" || stoppedAt === "end") {
+      status = took !== undefined || state === "queued" ? "done" : "skipped";
+    } else status = "waiting";
+    const why = state === "solving" && status === "skipped" ? " (a lock: no solve)" : "";
+    return { label: `${label}${why}`, status, took };
   });
   const last = running ? "ready" : v.state;
-  const endStatus = { ready: "done", failed: "failed" }[v.state] || (running ? "waiting"
-    : "stopped");
+  const endStatus = v.state === "ready" ? "done"
+    : v.state === "failed" && (stoppedAt === "end" || at < 0) ? "failed"
+      : running ? "waiting" : "stopped";
   items.push({ label: last[0].toUpperCase() + last.slice(1), status: endStatus });
   return h("ol", { class: "stages", "aria-label": "Build stages" }, items.map((i) =>
     h("li", { class: i.status, "aria-current": i.status === "active" ? "step" : null },
@@ -72,8 +76,8 @@ export async function render(view, { ns, name, number }, ctx) {
         onclick: cancel }, "Cancel build"));
     }
     if (developer && v.state === "ready" && !v.current) {
-      actions.push(h("button", { type: "button", class: "primary", onclick: activate },
-        "Make current"));
+      actions.push(h("button", { type: "button", class: "primary", id: "activate",
+        onclick: activate }, "Make current"));
     }
     actions.push(h("a", { class: "button", href: envHref(ns, name) }, `Back to ${ns}/${name}`));
     fill(head,
@@ -105,8 +109,16 @@ export async function render(view, { ns, name, number }, ctx) {
 
   async function refresh() {
     detail = await api(path);
-    renderHead(detail);
+    redraw(detail);
     return detail;
+  }
+
+  /** The head again for a new state; a focused control keeps the focus (by its id). */
+  function redraw(v) {
+    const focused = head.contains(document.activeElement) ? document.activeElement.id : "";
+    renderHead(v);
+    const again = focused && document.getElementById(focused);
+    if (again) again.focus();
   }
 
   async function cancel() {
@@ -154,15 +166,17 @@ export async function render(view, { ns, name, number }, ctx) {
         announce(done.state === "failed" ? `Build failed: ${done.error || ""}`
           : `Build ${done.state}.`);
       } else {
-        renderHead({ ...detail, state });
+        redraw({ ...detail, state });
         announce(`Build ${state}.`);
       }
     },
     onError: async () => {  // the stream closed for good: say where the build is
-      const done = await refresh().catch(() => null);
-      if (done && !TERMINAL.has(done.state)) {
-        logNote.textContent = "Lost the live log; reload the page to follow it again.";
-      }
+      const done = await refresh().catch((err) => {
+        fill(problem, alertBox(err.message));
+        return null;
+      });
+      logNote.textContent = done && TERMINAL.has(done.state) ? ""
+        : "Lost the live log; reload the page to follow it again.";
     },
   });
   return () => stopFollowing && stopFollowing();
