@@ -53,13 +53,23 @@ def usage_leftovers(who: PrincipalDep, settings: SettingsDep) -> dict[str, Any]:
 
 
 @router.get("/usage", response_model=dict[str, NamespaceUsage])
-def usage(db: DbDep, who: PrincipalDep, settings: SettingsDep) -> dict[str, Any]:
+def usage(db: DbDep, who: PrincipalDep, settings: SettingsDep,
+          namespace: str | None = Query(None, max_length=64, description="Only this "
+                                        "namespace (its page: one scan, not every one)")
+          ) -> dict[str, Any]:
     """Bytes per namespace the caller may read and per environment (a file shared by
-    prefixes counts once)."""
+    prefixes counts once), with each namespace's quota (an empty one with a quota too)."""
     namespaces = who.readable()
+    if namespace is not None:
+        who.require(namespace, Role.viewer)
+        namespaces = {namespace}
     if namespaces == set():
         return {}
     with db.session() as s:
         report = usage_report(s, Layout(settings.root), namespaces)
         quotas = dict(s.execute(select(Namespace.name, Namespace.quota_bytes)).all())
-    return {ns: {**row, "quota_bytes": quotas.get(ns)} for ns, row in report.items()}
+    empty = {"bytes": 0, "environments": {}}
+    shown = set(report) | {ns for ns, q in quotas.items() if q is not None
+                           and (namespaces is None or ns in namespaces)}
+    return {ns: {**report.get(ns, empty), "quota_bytes": quotas.get(ns)}
+            for ns in sorted(shown)}

@@ -171,6 +171,18 @@ def test_usage_counts_shared_files_once_and_quota_refuses(service: Service) -> N
         assert "quota" in detail and "uses" in detail and "would free" in detail
         assert c.get("/api/v1/environments/quota/a").json()["versions"] == before
         assert c.get("/api/v1/usage").json()["quota"]["quota_bytes"] == report["bytes"] + 1000
+        # one namespace's page asks for it alone; a namespace with a quota but no files yet
+        # shows its quota too (it used to be left out, and read as "no quota")
+        assert list(c.get("/api/v1/usage", params={"namespace": "quota"}).json()) == ["quota"]
+        c.post("/api/v1/environments/quota-empty/x/versions",
+               content="dependencies: [nosuchpackage]\n")
+        c.put("/api/v1/namespaces/quota-empty/quota", json={"bytes": 5})
+        assert c.get("/api/v1/usage", params={"namespace": "quota-empty"}).json() == {
+            "quota-empty": {"bytes": 0, "environments": {}, "quota_bytes": 5}}
+    with api(service, service.token("elsewhere=admin")) as other:
+        assert other.get("/api/v1/usage", params={"namespace": "quota"}).status_code == 403
+        assert "quota" not in other.get("/api/v1/usage").json()
+    with api(service, token) as c:
         # room for the spec, not for what its lock adds: refused in the build, before install
         c.put("/api/v1/namespaces/quota/quota", json={"bytes": report["bytes"] + 5_000_000})
         prefixes_before = sorted((service.root / "prefixes").iterdir())

@@ -50,8 +50,8 @@ export async function render(view, _params, ctx) {
         const [ns, name] = r.environment.split("/");
         return [h("a", { href: envHref(ns, name) }, r.environment), triple(r.current),
           triple(r.would_be), r.solvable ? h("span", { class: "badge v-ok" }, "can move")
-            : h("span", {}, h("span", { class: "badge v-mismatch" }, "conflicts"), " ",
-              r.conflict || "")];
+            : h("div", {}, h("span", { class: "badge v-mismatch" }, "conflicts"),
+              h("div", { class: "pre-wrap" }, r.conflict || ""))];
       }), { empty: "No environment has distributed." }));
       announce(whatIfOut.querySelector("p").textContent);
     } catch (err) {

@@ -9,18 +9,22 @@ export class SpecEditor {
   constructor({ id, label, value = "" }) {
     this.gutter = h("pre", { class: "gutter", "aria-hidden": "true" });
     this.area = h("textarea", { id, class: "code", spellcheck: "false", autocomplete: "off",
-      autocapitalize: "off", "aria-describedby": `${id}-errors`, rows: 18, wrap: "off" });
+      autocapitalize: "off", "aria-describedby": `${id}-keys ${id}-errors`, rows: 18,
+      wrap: "off" });
     this.area.value = value;
     this.errors = h("div", { id: `${id}-errors` });
     this.marked = new Set();
     this.element = h("div", {}, h("label", { for: id }, label),
+      h("p", { class: "hint", id: `${id}-keys` }, "Tab indents by two spaces; press Escape, ",
+        "then Tab, to move on."),
       h("div", { class: "editor" }, this.gutter, this.area), this.errors);
     this.area.addEventListener("input", () => this.renumber());
     this.area.addEventListener("scroll", () => { this.gutter.scrollTop = this.area.scrollTop; });
     this.area.addEventListener("keydown", (event) => {  // Tab indents; Esc then Tab leaves
       if (event.key === "Tab" && !event.shiftKey && !this.escaped) {
         event.preventDefault();
-        this.area.setRangeText("  ", this.area.selectionStart, this.area.selectionEnd, "end");
+        const { selectionStart: start, selectionEnd: end } = this.area;
+        this.area.setRangeText("  ", start, start === end ? end : start, "end");
         this.renumber();
       }
       this.escaped = event.key === "Escape";

@@ -123,8 +123,9 @@ export async function render(view, { ns, name }, ctx) {
   function actions(env) {
     const buttons = [h("a", { class: "button primary", href: envHref(ns, name, "/edit") },
       "Edit spec")];
-    if (env.current_version) {
-      buttons.push(h("button", { type: "button", onclick: () => rebuild(env.current_version) },
+    const current = env.versions.find((v) => v.number === env.current_version);
+    if (current && current.kind === "spec") {  // (a pushed lock has no spec to solve again)
+      buttons.push(h("button", { type: "button", onclick: () => rebuild(current.number) },
         "Rebuild current"));
     }
     buttons.push(h("button", { type: "button", class: "danger", onclick: () => remove() },

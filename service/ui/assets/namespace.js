@@ -29,7 +29,7 @@ export async function render(view, { ns }, ctx) {
   const admin = ctx.can(ns, "admin");
   const problem = h("div");
   const [usage, plan, policy, members, detail] = await Promise.all([
-    api("usage"), api("gc/plan", { query: { namespace: ns } }),
+    api("usage", { query: { namespace: ns } }), api("gc/plan", { query: { namespace: ns } }),
     api(`namespaces/${ns}/policy`).catch(() => null), api(`namespaces/${ns}/members`),
     api(`namespaces/${ns}`).catch((err) => {
       if (err instanceof ApiError && err.status === 404) return { environments: [] };
@@ -53,6 +53,7 @@ export async function render(view, { ns }, ctx) {
           json: { bytes: value === "" ? null : Math.round(Number(value) * 1e9) } });
         announce("Quota set.");
         await render(view, { ns }, ctx);
+        document.getElementById("quota-gb").focus();  // (the page was drawn again)
       } catch (err) { fill(problem, alertBox(err.message)); }
     });
     return form;
@@ -77,6 +78,7 @@ export async function render(view, { ns }, ctx) {
         await api(`retention/${ns}`, { method: "PUT", json: body });
         announce("Retention rules set.");
         await render(view, { ns }, ctx);
+        document.getElementById("r-keep_last").focus();
       } catch (err) { fill(problem, alertBox(err.message)); }
     });
     return h("div", {}, h("p", { class: "hint" }, "Empty: the service's default."), form);
