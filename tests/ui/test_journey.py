@@ -85,7 +85,7 @@ def test_alices_journey(hub: Service, browser: Any) -> None:  # noqa: F811
     page.locator("#preview [data-summary]").wait_for(timeout=60_000)
     added = added_packages(page)
     assert {"python", "ipykernel", "toolz"} <= set(added), added
-    shot(page, "journey-new-preview", docs=True)
+    shot(page, "journey-new-preview")
     assert_accessible(page, "new environment, previewed")
     page.get_by_role("button", name="Build", exact=True).click()
     log = watch_build_to_the_end(page)
@@ -154,7 +154,7 @@ def test_alices_journey(hub: Service, browser: Any) -> None:  # noqa: F811
     dialog = page.get_by_role("dialog")
     dialog.wait_for()
     assert re.search(r"removes 1 version and frees \d", dialog.inner_text())
-    shot(page, "journey-delete-confirmation", docs=True)
+    shot(page, "journey-delete-confirmation")
     dialog.get_by_role("button", name="Delete").click()
     page.wait_for_url(re.compile(r".*#/$"))
     ready_page(page)
