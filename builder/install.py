@@ -106,12 +106,15 @@ def check_installable(lock: Lockfile, platform: str, sources: Sources | None = N
         check_url(p.url, p.name, sources)
 
 
-async def _link(archives: list[Path], sha256s: list[str], staging: Path, final: Path,
-                cache: Path, progress: Progress | None) -> None:
+async def _link(archives: list[Path], locked: list[LockedPackage], staging: Path,
+                final: Path, cache: Path, progress: Progress | None) -> None:
     """rattler links ``archives``; each is read once more to make its record, and the
     sha256 rattler computes then must still be the lock's: the cache is keyed by file name,
     so a concurrent build fetching a same-named package from another channel could have
-    replaced the file since it was verified."""
+    replaced the file since it was verified. The record (the archive's own
+    ``info/index.json``) must also be the package the lock names: a pushed lock that
+    calls distributed 2026.1.2 "2025.12.0" would pass the Dask check, the package index
+    and every diff on a name and version that are not what is installed."""
     import rattler
 
     class Reporter(rattler.InstallerReporter):
@@ -126,10 +129,15 @@ async def _link(archives: list[Path], sha256s: list[str], staging: Path, final: 
                 progress("link", self.linked, len(archives))
 
     records = await asyncio.gather(*map(rattler.RepoDataRecord.from_package_archive, archives))
-    for archive, record, sha256 in zip(archives, records, sha256s, strict=True):
-        if record.sha256 is None or record.sha256.hex() != sha256:
+    for archive, record, p in zip(archives, records, locked, strict=True):
+        if record.sha256 is None or record.sha256.hex() != p.hash.sha256:
             raise HashMismatch(f"{archive.name} changed in the package cache after it was "
                                "verified")
+        actual = (record.name.normalized, str(record.version), str(record.build))
+        if (p.name.lower(), p.version, p.conda_build or actual[2]) != actual:
+            raise LockError(f"{p.name[:100]} {p.version[:100]}: the lock names its package "
+                            f"wrongly; {archive.name} is {actual[0]} {actual[1]} "
+                            f"(build {actual[2]})")
     await rattler.install(records, target_prefix=staging, cache_dir=cache,
                           alternative_target_prefix=final, execute_link_scripts=False,
                           reporter=Reporter())  # type: ignore[abstract]  # no-op defaults
@@ -235,13 +243,14 @@ class _LinkFailed(Exception):
         self.recheck = recheck
 
 
-def _link_verified(archives: list[Path], sha256s: list[str], staging: Path, prefix: Path,
-                   pkgs_dir: Path, timeout: float, progress: Progress | None) -> None:
+def _link_verified(archives: list[Path], locked: list[LockedPackage], staging: Path,
+                   prefix: Path, pkgs_dir: Path, timeout: float,
+                   progress: Progress | None) -> None:
     """Link ``archives`` into ``staging`` from extracted packages checked against their
     ``paths.json`` (``builder.pkgcache``); raises ``_LinkFailed`` when rattler fails."""
     check_extracted(archives)
     try:
-        run_with_timeout(lambda: _link(archives, sha256s, staging, prefix,
+        run_with_timeout(lambda: _link(archives, locked, staging, prefix,
                                        pkgs_dir / "extracted", progress),
                          timeout=timeout, on_timeout=lambda: InstallError(
                              f"linking did not finish within {timeout:.0f} s"))
@@ -264,9 +273,8 @@ def _fetch_and_link(conda: list[LockedPackage], pip: list[LockedPackage],
         conda_files = list(pool.map(fetched, conda))
         wheel_files = list(pool.map(fetched, pip))
     try:
-        sha256s = [p.hash.sha256 or "" for p in conda]
         try:
-            _link_verified(conda_files, sha256s, staging, prefix, pkgs_dir,
+            _link_verified(conda_files, conda, staging, prefix, pkgs_dir,
                            _link_budget(deadline), progress)
         except _LinkFailed as failed:
             # an archive may have changed under its sidecar: hash them all, fetch again
@@ -280,7 +288,7 @@ def _fetch_and_link(conda: list[LockedPackage], pip: list[LockedPackage],
             conda_files = [fetched(p) if (p, f) in bad else f
                            for p, f in zip(conda, conda_files, strict=True)]
             shutil.rmtree(staging, ignore_errors=True)
-            _link_verified(conda_files, sha256s, staging, prefix, pkgs_dir,
+            _link_verified(conda_files, conda, staging, prefix, pkgs_dir,
                            _link_budget(deadline), progress)
         if wheel_files:
             python = _python_version(conda)

@@ -139,3 +139,23 @@ def test_without_channels_of_its_own_the_service_builds_only_allowed_ones(
             assert wait_ready(c, "own/env", r.json()["version"])["state"] == "ready"
     finally:
         svc.stop()
+
+
+@pytest.mark.parametrize("changes", [{"version": "0.0.1"}, {"name": "distributed"},
+                                     {"build": "pyh_other_0"}])
+def test_a_lock_that_names_its_package_wrongly_is_refused(svc: Service, small_lock: Lockfile,
+                                                          changes: dict[str, str]) -> None:
+    """Found by an attack on the web UI: a pushed lock whose name or version lied (the
+    sha256 was the real archive's) became ready with a Dask verdict, a package index and a
+    diff about packages it did not install ("Dask ok" for a distributed it relabelled).
+    Each archive's own record must now be the package the lock names."""
+    from tests.service.conftest import wait_ready
+
+    token = svc.token("atk=developer")
+    with api(svc, token) as c:
+        r = _push(c, _with(small_lock, **changes), "atk/relabelled")
+        assert r.status_code == 202, r.text
+        v = wait_ready(c, "atk/relabelled", r.json()["version"])
+    assert v["state"] == "failed", v
+    assert "the lock names its package wrongly" in v["error"] and "toolz" in v["error"]
+    assert v["stopped_in"] == "install"
