@@ -54,8 +54,12 @@ class InstallResult:
 
 def fingerprint(lock: Lockfile, platform: str, variables: dict[str, str] | None = None,
                 categories: Sequence[str] = DEFAULT_CATEGORIES) -> str:
-    """Identity of what a lock installs on ``platform``: every package's URL and sha256."""
-    items = sorted(f"{p.manager} {p.url} {p.hash.sha256}" for p in lock.for_platform(platform)
+    """Identity of what a lock installs on ``platform``: every package's URL and sha256, and
+    the name, version and build the lock gives it. The names count because a prefix with
+    this identity is reused unchecked: a lock relabelling the archives of a built one must
+    be installed (and its names checked against the archives), not handed that prefix."""
+    items = sorted(f"{p.manager} {p.name} {p.version} {p.conda_build} {p.url} {p.hash.sha256}"
+                   for p in lock.for_platform(platform)
                    if p.category in categories)  # every entry, as before categories counted
     items += [f"var {k}={v}" for k, v in sorted((variables or {}).items())]
     return hashlib.sha256("\n".join([platform, *items]).encode()).hexdigest()

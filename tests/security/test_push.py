@@ -148,11 +148,15 @@ def test_a_lock_that_names_its_package_wrongly_is_refused(svc: Service, small_lo
     """Found by an attack on the web UI: a pushed lock whose name or version lied (the
     sha256 was the real archive's) became ready with a Dask verdict, a package index and a
     diff about packages it did not install ("Dask ok" for a distributed it relabelled).
-    Each archive's own record must now be the package the lock names."""
+    Each archive's own record must now be the package the lock names, also when the
+    honest lock was built first (before, its prefix was reused for the relabelled one:
+    prefixes were keyed by URL and sha256 only)."""
     from tests.service.conftest import wait_ready
 
     token = svc.token("atk=developer")
     with api(svc, token) as c:
+        r = _push(c, small_lock, "atk/honest")
+        assert wait_ready(c, "atk/honest", r.json()["version"])["state"] == "ready"
         r = _push(c, _with(small_lock, **changes), "atk/relabelled")
         assert r.status_code == 202, r.text
         v = wait_ready(c, "atk/relabelled", r.json()["version"])
