@@ -46,5 +46,15 @@ def write_kernelspec(jupyter_root: Path, namespace: str, name: str, number: int,
     return target / "kernel.json"
 
 
+def read_kernelspec(jupyter_root: Path, namespace: str, name: str) -> dict[str, object] | None:
+    """The kernelspec hub users see for the environment; None when none is published."""
+    try:
+        spec = json.loads((kernel_dir(jupyter_root, namespace, name) / "kernel.json")
+                          .read_text())
+    except (OSError, ValueError):
+        return None
+    return spec if isinstance(spec, dict) else None
+
+
 def remove_kernelspec(jupyter_root: Path, namespace: str, name: str) -> None:
     shutil.rmtree(kernel_dir(jupyter_root, namespace, name), ignore_errors=True)

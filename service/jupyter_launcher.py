@@ -52,12 +52,8 @@ from traitlets.config.loader import LazyConfigValue
 NAME = "envyard"
 """The ServerProxy entry's name, the tile's title and the path of the redirect."""
 ENV = "ENVYARD_SERVER"
-ICON = """<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" width="24" height="24">
-<rect x="2" y="14" width="9" height="8" rx="1" fill="#2e7d32"/>
-<rect x="13" y="14" width="9" height="8" rx="1" fill="#43a047"/>
-<rect x="7.5" y="4" width="9" height="8" rx="1" fill="#66bb6a"/>
-</svg>
-"""
+#: The tile's icon: the web UI's own (one icon for envyard everywhere).
+ICON = (Path(__file__).parent / "ui" / "assets" / "icon.svg").read_text()
 
 
 def server_config() -> dict[str, Any]:

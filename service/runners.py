@@ -17,12 +17,13 @@ import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy.orm import Session
 
 from envyard.service.db import Database
-from envyard.service.models import Version, utcnow
+from envyard.service.models import Version, as_utc, utcnow
 from envyard.service.settings import Settings
 from envyard.service.transitions import (
     LIVE,
@@ -92,6 +93,25 @@ def live_runners(root: Path) -> list[str]:
         except OSError:
             alive.append(path.stem)  # held (or unreadable): alive
     return alive
+
+
+def unfinished_builds(session: Session, limit: int = 1000) -> list[dict[str, Any]]:
+    """Every queued or running build, oldest first, with who claimed it (a read for
+    operators: the admin's queue page)."""
+    from envyard.service.models import Environment, Namespace
+
+    rows = session.execute(
+        select(Namespace.name, Environment.name, Version.number, Version.state,
+               Version.claimed_by, Version.created_at, Version.started_at,
+               Version.submitted_by, Version.cancel_requested_at)
+        .join(Environment, Version.environment_id == Environment.id)
+        .join(Namespace, Environment.namespace_id == Namespace.id)
+        .where(Version.state.in_(list(LIVE))).order_by(Version.id).limit(limit)).all()
+    return [{"namespace": ns, "name": name, "number": number, "state": state,
+             "claimed_by": claimed, "created_at": as_utc(created),
+             "started_at": as_utc(started) if started else None, "submitted_by": by,
+             "cancelling": cancel is not None}
+            for ns, name, number, state, claimed, created, started, by, cancel in rows]
 
 
 class Runner(Protocol):

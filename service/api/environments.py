@@ -4,15 +4,13 @@ delete."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from envyard.builder.kernels import kernel_dir
+from envyard.builder.kernels import kernel_dir, read_kernelspec
 from envyard.builder.layout import Layout
 from envyard.service import audit
 from envyard.service.admission import heavy
@@ -131,15 +129,6 @@ def find(session: SessionDep, who: PrincipalDep,
     return {"environments": page.rows, "next": page.next}
 
 
-def _kernelspec(path: Path) -> dict[str, Any] | None:
-    """The kernelspec the hub's users see (None: none published)."""
-    try:
-        spec = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return spec if isinstance(spec, dict) else None
-
-
 @router.get("/{namespace}/{name}", response_model=EnvironmentOut)
 def read_environment(namespace: Name, name: Name, session: SessionDep,
                      who: PrincipalDep, settings: SettingsDep) -> dict[str, Any]:
@@ -147,8 +136,9 @@ def read_environment(namespace: Name, name: Name, session: SessionDep,
     check_name("namespace", namespace), check_name("environment", name)
     who.require(namespace, Role.viewer)
     env = find_environment(session, namespace, name)
-    kernel = kernel_dir(Layout(settings.root).jupyter, namespace, name) / "kernel.json"
-    spec = _kernelspec(kernel)
+    jupyter = Layout(settings.root).jupyter
+    kernel = kernel_dir(jupyter, namespace, name) / "kernel.json"
+    spec = read_kernelspec(jupyter, namespace, name)
     return {"namespace": namespace, "name": name, "description": env.description,
             "current_version": env.current_version,
             "kernel": shown_path(kernel, settings, who, namespace) if spec else None,
