@@ -70,6 +70,8 @@ class EmbeddedHub:
             "singleuser": _singleuser(), "service_name": settings.hub.service_name,
             "service_url": service_url, "jupyter_root": str(settings.root / "jupyter"),
             "grants": dict(settings.hub.grants), "password": settings.hub.password,
+            "group_grants": {g: dict(r) for g, r in settings.hub.group_grants.items()},
+            "groups": settings.hub.groups, "admin_users": settings.hub.admin_users,
         }
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -158,9 +160,13 @@ def configure(c: Any, values_json: str) -> None:
     c.Spawner.cmd = v["singleuser"]
     if os.geteuid() == 0:
         c.Spawner.args = ["--allow-root"]
-    root, grants = Path(v["jupyter_root"]), v["grants"]
+    c.JupyterHub.load_groups = {g: {"users": users} for g, users in v["groups"].items()}
+    c.Authenticator.admin_users = set(v["admin_users"])
+    root, grants, group_grants = Path(v["jupyter_root"]), v["grants"], v["group_grants"]
     c.Spawner.environment = {
-        "JUPYTER_PATH": lambda spawner: jupyter_path(root, spawner.user.name, grants),
+        "JUPYTER_PATH": lambda spawner: jupyter_path(
+            root, spawner.user.name, grants, [g.name for g in spawner.user.groups],
+            group_grants),
         "JUPYTER_CONFIG_PATH": str(_launcher_config(hub_dir / "jupyter_config")),
         "ENVYARD_SERVER": f"{public}/services/{name}"}
     access = f"access:services!service={name}"

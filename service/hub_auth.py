@@ -3,7 +3,9 @@
 envyard is registered in the hub as a service. A request carrying a token envyard did not
 issue is asked about at the hub (``GET /hub/api/user``); the token must grant access to
 this service. The user's roles come from ``hub.grants`` (by default developer on the
-namespace named after the user, viewer on ``shared``) and ``hub.admins``. The same rules
+namespace named after the user, viewer on ``shared``; ``{group}`` rules per hub group),
+``hub.group_grants`` and ``hub.admins``; the hub's answer, groups included, is reused for
+``hub.identity_seconds``. The same rules
 choose which namespaces' kernels a user's server sees (``jupyter_path``), so what a user
 may read through the API and in the notebook is one decision.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,39 +23,57 @@ from envyard.builder.spec import NAME_RE
 from envyard.service.auth import Principal
 from envyard.service.errors import Forbidden, Unauthorized
 from envyard.service.models import Role
+from envyard.service.settings import HubSettings
 
-CACHE_SECONDS = 60.0
 CACHE_ENTRIES = 4096
 
 
-def grants_for(user: str, admin: bool, grants: dict[str, str],
-               admins: str | None) -> dict[str, Role]:
-    """Roles of hub user ``user``; a template naming an invalid namespace grants nothing."""
+def grants_for(user: str, admin: bool, grants: Mapping[str, str], admins: str | None,
+               groups: Iterable[str] = (),
+               group_grants: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, Role]:
+    """Roles of hub user ``user`` in hub ``groups``: ``grants`` in order (``{user}`` the
+    user's name, ``{group}`` each group's; a later rule reaching a namespace wins), then
+    each group's ``group_grants``, then ``admins`` for hub admins. A template naming an
+    invalid namespace grants nothing."""
+    groups = sorted(set(groups))
     roles: dict[str, Role] = {}
     for template, role in grants.items():
-        namespace = template.replace("{user}", user)
-        if NAME_RE.fullmatch(namespace):
-            roles[namespace] = Role(role)
+        names = [template.replace("{user}", user)]
+        if "{group}" in template:
+            names = [n.replace("{group}", g) for n in names for g in groups]
+        for namespace in names:
+            if NAME_RE.fullmatch(namespace):
+                roles[namespace] = Role(role)
+    for group in groups:
+        for namespace, role in (group_grants or {}).get(group, {}).items():
+            if namespace == "*" or NAME_RE.fullmatch(namespace):
+                roles[namespace] = Role(role)
     if admin and admins:
         roles["*"] = Role(admins)
     return roles
 
 
-def jupyter_path(jupyter_root: Path, user: str, grants: dict[str, str]) -> str:
+def jupyter_path(jupyter_root: Path, user: str, grants: Mapping[str, str],
+                 groups: Iterable[str] = (),
+                 group_grants: Mapping[str, Mapping[str, str]] | None = None) -> str:
     """``JUPYTER_PATH`` for a user's server: the data directory of every namespace it reads."""
-    namespaces = [ns for ns in grants_for(user, False, grants, None) if ns != "*"]
+    namespaces = [ns for ns in grants_for(user, False, grants, None, groups, group_grants)
+                  if ns != "*"]
     return ":".join(str(jupyter_root / ns) for ns in namespaces)
 
 
 class HubIdentities:
     """Resolves hub tokens to principals, remembering answers for a minute."""
 
-    def __init__(self, api_url: str, service_name: str, grants: dict[str, str],
-                 admins: str | None) -> None:
-        self.api_url = api_url.rstrip("/")
-        self.service_name = service_name
-        self.grants = grants
-        self.admins = admins
+    def __init__(self, hub: HubSettings) -> None:
+        assert hub.api_url is not None
+        self.api_url = hub.api_url.rstrip("/")
+        self.service_name = hub.service_name
+        self.grants: dict[str, str] = dict(hub.grants)
+        self.group_grants: dict[str, dict[str, str]] = {
+            g: dict(r) for g, r in hub.group_grants.items()}
+        self.admins = hub.admins
+        self.seconds = hub.identity_seconds
         self._cache: dict[str, tuple[float, Principal]] = {}
         self._lock = threading.Lock()
 
@@ -74,12 +95,13 @@ class HubIdentities:
         model = self._ask_hub(token)
         principal = Principal(f"hub user '{model['name']}'",
                               grants_for(model["name"], bool(model.get("admin")),
-                                         self.grants, self.admins),
+                                         self.grants, self.admins,
+                                         model.get("groups") or (), self.group_grants),
                               anonymous_read=anonymous_read, owner=f"hub:{model['name']}")
         with self._lock:
             if len(self._cache) >= CACHE_ENTRIES:
                 self._cache.clear()
-            self._cache[key] = (now + CACHE_SECONDS, principal)
+            self._cache[key] = (now + self.seconds, principal)
         return principal
 
     def _ask_hub(self, token: str) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 
 Roles come from two places today: envyard tokens (a role on the namespace, or on ``*``)
 and, with a hub, the ``hub.grants`` rules (``{user}``: the user the namespace is named
-after; a fixed name: every hub user) and ``hub.admins`` (hub admins, on every namespace).
+after; ``{group}``: the hub group it is named after; a fixed name: every hub user),
+``hub.group_grants`` (a group's members) and ``hub.admins`` (hub admins, on every
+namespace).
 This module reads both into one list; it changes nothing.
 """
 
@@ -75,6 +77,17 @@ def _hub_members(settings: Settings, namespace: str) -> list[Member]:
         role = grants_for(user, False, grants, None).get(namespace)
         if role is not None and not any(m.role == role for m in found):
             found.append(Member(f"hub user '{user}'", role, "hub grant"))
+    group_grants = {g: dict(r) for g, r in settings.hub.group_grants.items()}
+    groups = {g for g, r in group_grants.items() if namespace in r or "*" in r}
+    for template in grants:  # '{group}' rules: the group the namespace is named after
+        group = _user_of(template.replace("{group}", "{user}"), namespace) if (
+            "{group}" in template and "{user}" not in template) else None
+        if group is not None:
+            groups.add(group)
+    for group in sorted(groups):
+        role = role_in(grants_for("", False, grants, None, [group], group_grants), namespace)
+        if role is not None:
+            found.append(Member(f"hub group '{group}'", role, "hub grant"))
     if settings.hub.admins:
         found.append(Member("hub admins", Role(settings.hub.admins), "hub admins"))
     return found

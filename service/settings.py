@@ -139,7 +139,22 @@ class HubSettings(BaseModel):
         None, description="envyard's API token as a hub service (its OAuth client secret).")
     grants: dict[str, Literal["viewer", "developer", "admin"]] = Field(
         {"{user}": "developer", "shared": "viewer"},
-        description="Roles a hub user gets, by namespace; '{user}' is the user's own name.")
+        description="Roles a hub user gets, by namespace; '{user}' is the user's own name, "
+        "'{group}' each of the user's hub groups (`{group}: developer`: a team's members "
+        "develop in the namespace named after it). A later rule reaching the same namespace "
+        "wins.")
+    group_grants: dict[str, dict[str, Literal["viewer", "developer", "admin"]]] = Field(
+        {}, description="Roles the members of a hub group get, by namespace ('*': every "
+        "namespace), e.g. `{admins: {'*': admin}}`; applied after `grants`.")
+    identity_seconds: float = Field(
+        60.0, ge=0, description="How long the hub's answer about a token (the user, admin "
+        "flag and groups) is reused; a change of groups takes effect within this.")
+    groups: dict[str, list[str]] = Field(
+        {}, description="The embedded hub's groups and their members, loaded at its start "
+        "(hubs of your own manage groups themselves).")
+    admin_users: list[str] = Field(
+        [], description="The embedded hub's admin users (they may change groups through "
+        "the hub's API).")
     admins: Literal["viewer", "developer", "admin"] | None = Field(
         "admin", description="Role hub admins get on every namespace; null: none.")
     port: int = Field(8000, description="Public port of the hub `serve --hub` starts.")

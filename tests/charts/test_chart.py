@@ -113,7 +113,10 @@ def test_hub_config_and_service_settings_agree(monkeypatch: pytest.MonkeyPatch,
     from envyard.service.settings import Settings
 
     docs = [d for text in _render({"hub": {"enabled": True, "publicUrl": "https://hub.example",
-                                           "grants": {"{user}": "developer", "geo": "viewer"}}}
+                                           "grants": {"{user}": "developer", "geo": "viewer",
+                                                      "{group}": "developer"},
+                                           "groupGrants": {"ops": {"*": "admin",
+                                                                   "infra": "viewer"}}}}
                                    ).values() for d in yaml.safe_load_all(text) if d]
     maps = {d["metadata"]["name"]: d["data"] for d in docs if d["kind"] == "ConfigMap"}
     monkeypatch.setenv("ENVYARD_HUB_TOKEN", "t0ken")
@@ -123,18 +126,20 @@ def test_hub_config_and_service_settings_agree(monkeypatch: pytest.MonkeyPatch,
     (service,) = c.JupyterHub.services
     assert service["api_token"] == "t0ken"
     assert service["oauth_redirect_uri"] == "https://hub.example/services/envyard/oauth_callback"
+    groups = [SimpleNamespace(name=g) for g in ("ops", "bio", "Not A Name")]
     paths = c.KubeSpawner.environment["JUPYTER_PATH"](SimpleNamespace(
-        user=SimpleNamespace(name="alice")))
+        user=SimpleNamespace(name="alice", groups=groups)))
     settings_file = tmp_path / "envyard.yml"
     settings_file.write_text(maps["ey-settings"]["envyard.yml"])
     monkeypatch.setenv("ENVYARD_CONFIG", str(settings_file))
     settings = Settings()
     assert settings.hub.api_url == "http://ey-hub:8081/hub/api"
     assert settings.hub.public_url == "https://hub.example"
-    assert paths == jupyter_path(settings.root / "jupyter", "alice", settings.hub.grants)
+    assert paths == jupyter_path(settings.root / "jupyter", "alice", settings.hub.grants,
+                                 ["ops", "bio", "Not A Name"], settings.hub.group_grants)
     # Helm merges maps: the default `shared` grant stays unless set to null
-    assert set(paths.split(":")) == {"/srv/envyard/jupyter/alice", "/srv/envyard/jupyter/geo",
-                                     "/srv/envyard/jupyter/shared"}
+    assert set(paths.split(":")) == {f"/srv/envyard/jupyter/{n}" for n in (
+        "alice", "geo", "shared", "bio", "ops", "infra")}
 
 
 def test_kubernetes_runner_settings_from_the_chart(monkeypatch: pytest.MonkeyPatch,

@@ -35,6 +35,20 @@ def test_configured_grants() -> None:
                                                      "geo": Role.developer}
 
 
+def test_group_grants() -> None:
+    grants = {"{user}": "developer", "{group}": "developer", "shared": "viewer"}
+    by_group = {"admins": {"*": "admin"}, "geo": {"shared": "developer"}}
+    assert grants_for("al", False, grants, None, ["geo", "bio"], by_group) == {
+        "al": Role.developer, "bio": Role.developer, "geo": Role.developer,
+        "shared": Role.developer}  # the group rule comes later and wins
+    assert grants_for("ro", False, grants, None, ["admins"], by_group)["*"] is Role.admin
+    # a group whose name is not a namespace name grants nothing of its own
+    assert grants_for("al", False, grants, None, ["Data Team", "../x"], by_group) == {
+        "al": Role.developer, "shared": Role.viewer}
+    assert jupyter_path(Path("/j"), "al", grants, ["geo"], by_group).split(":") == [
+        "/j/al", "/j/geo", "/j/shared"]
+
+
 def test_jupyter_path_lists_readable_namespaces(tmp_path: Path) -> None:
     assert jupyter_path(tmp_path, "alice", DEFAULT).split(":") == [
         str(tmp_path / "alice"), str(tmp_path / "shared")]

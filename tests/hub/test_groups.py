@@ -1,0 +1,109 @@
+"""Hub groups become namespaces, end to end: a real JupyterHub whose group ``geo`` gives its
+members developer on namespace ``geo``; a member builds there and runs its kernel, a
+non-member cannot, and taking her out of the group through the hub's API takes the role
+away at her next request (and the kernels at her server's next start)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.hub.conftest import wait_for_hub
+from tests.hub.hubclient import HubUser
+from tests.hub.test_hub_e2e import CODE, NB, envyard_via_hub, submit
+from tests.servers import Service, free_port
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="module")
+def team_hub(channel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    port = free_port()
+    svc = Service(tmp_path_factory.mktemp("team-hub") / "volume", channel, extra_env={
+        "ENVYARD_HUB__PORT": str(port),
+        "ENVYARD_HUB__GRANTS": json.dumps({"{user}": "developer", "{group}": "developer"}),
+        "ENVYARD_HUB__GROUP_GRANTS": json.dumps({"admins": {"*": "admin"}}),
+        "ENVYARD_HUB__GROUPS": json.dumps({"geo": ["alice"], "admins": ["root"]}),
+        "ENVYARD_HUB__ADMIN_USERS": json.dumps(["root"]),
+        "ENVYARD_HUB__IDENTITY_SECONDS": "0"}, args=["--hub"])
+    svc.root.mkdir()
+    svc.start()
+    svc.hub_url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
+    wait_for_hub(svc.hub_url)  # type: ignore[attr-defined]
+    yield svc
+    svc.stop()
+
+
+def test_a_groups_members_build_and_run_in_its_namespace(team_hub: Service) -> None:
+    url = team_hub.hub_url  # type: ignore[attr-defined]
+    alice, carol, root = HubUser(url, "alice"), HubUser(url, "carol"), HubUser(url, "root")
+    try:
+        with envyard_via_hub(team_hub, alice.token) as c:
+            assert c.get("/api/v1/whoami").json()["roles"] == {
+                "alice": "developer", "geo": "developer"}
+            v = submit(c, "geo/nb", NB)
+            assert v["state"] == "ready", v.get("error")
+            members = c.get("/api/v1/namespaces/geo/members").json()
+            assert {"who": "hub group 'geo'", "role": "developer", "via": "hub grant",
+                    "expires_at": None} in members["members"]
+        alice.start_server()
+        assert "geo-nb" in alice.kernelspecs()
+        assert alice.run("geo-nb", CODE).strip() == "2025.12.0"
+
+        with envyard_via_hub(team_hub, carol.token) as c:  # not in the group
+            assert "geo" not in c.get("/api/v1/whoami").json()["roles"]
+            refused = c.post("/api/v1/environments/geo/other/versions", content=NB)
+            assert refused.status_code == 403
+            assert c.get("/api/v1/environments/geo/nb").status_code == 403
+        carol.start_server()
+        assert "geo-nb" not in carol.kernelspecs()
+
+        with envyard_via_hub(team_hub, root.token) as c:  # group 'admins': admin everywhere
+            assert c.get("/api/v1/whoami").json()["roles"]["*"] == "admin"
+        # a hub admin takes alice out of geo; nothing is restarted
+        resp = root.api.request("DELETE", "/hub/api/groups/geo/users",
+                                json={"users": ["alice"]})
+        assert resp.status_code == 200, resp.text
+        with envyard_via_hub(team_hub, alice.token) as c:
+            assert c.get("/api/v1/whoami").json()["roles"] == {"alice": "developer"}
+            assert c.post("/api/v1/environments/geo/nb/versions",
+                          content=NB).status_code == 403
+            assert c.get("/api/v1/environments/geo/nb").status_code == 403
+        # her running server keeps its kernel list until it starts again
+        assert alice.api.delete("/hub/api/users/alice/server").status_code in (202, 204)
+        _wait_stopped(alice)
+        alice.start_server()
+        assert "geo-nb" not in alice.kernelspecs()
+    finally:
+        for user in (alice, carol, root):
+            user.close()
+
+
+def _wait_stopped(user: HubUser) -> None:
+    from tests.waiting import wait_until
+
+    def stopped() -> bool:
+        model = user.api.get(f"/hub/api/users/{user.name}").json()
+        return not (model.get("servers") or {}).get("")
+
+    wait_until(stopped, timeout=60, what=f"{user.name}'s server to stop", every=0.2)
+
+
+def test_group_changes_apply_without_restarting_envyard(team_hub: Service) -> None:
+    """A group created after start grants its namespace at the member's next request."""
+    url = team_hub.hub_url  # type: ignore[attr-defined]
+    root, dana = HubUser(url, "root"), HubUser(url, "dana")
+    try:
+        with envyard_via_hub(team_hub, dana.token) as c:
+            assert "bio" not in c.get("/api/v1/whoami").json()["roles"]
+            assert root.api.post("/hub/api/groups/bio").status_code == 201
+            assert root.api.post("/hub/api/groups/bio/users",
+                                 json={"users": ["dana"]}).status_code == 200
+            assert c.get("/api/v1/whoami").json()["roles"]["bio"] == "developer"
+    finally:
+        root.close()
+        dana.close()
+
