@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -24,17 +25,40 @@ def kernel_dir(jupyter_root: Path, namespace: str, name: str) -> Path:
     return jupyter_root / namespace / "kernels" / f"{namespace}-{name}"
 
 
+DEFAULT_DISPLAY = "{namespace}/{name} (v{version})"
+_VARIABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def environment_variables(prefix: Path) -> dict[str, str]:
+    """The spec's ``variables:`` as the install recorded them (``conda-meta/state``, where
+    ``conda activate`` reads them), so a kernel runs with what activation would set; a
+    malformed record gives none."""
+    try:
+        state = json.loads((prefix / "conda-meta" / "state").read_text())
+    except (OSError, ValueError):
+        return {}
+    found = state.get("env_vars") if isinstance(state, dict) else None
+    if not isinstance(found, dict):
+        return {}
+    return {k: v for k, v in found.items()
+            if isinstance(k, str) and _VARIABLE_RE.fullmatch(k) and isinstance(v, str)}
+
+
 def write_kernelspec(jupyter_root: Path, namespace: str, name: str, number: int,
-                     prefix: Path) -> Path | None:
-    """Write (or replace) the kernelspec; None when the environment has no ipykernel."""
+                     prefix: Path, display: str = DEFAULT_DISPLAY) -> Path | None:
+    """Write (or replace) the kernelspec; None when the environment has no ipykernel.
+    ``display`` names it (``{namespace}``, ``{name}``, ``{version}`` replaced); the spec's
+    variables go into its ``env``, under the prefix's own ``CONDA_PREFIX`` and ``PATH``."""
     if not has_ipykernel(prefix):
         return None
     spec = {
         "argv": [str(prefix / "bin" / "python"), "-m", "ipykernel_launcher", "-f",
                  "{connection_file}"],
-        "display_name": f"{namespace}/{name} (v{number})",
+        "display_name": (display.replace("{namespace}", namespace).replace("{name}", name)
+                         .replace("{version}", str(number))),
         "language": "python",
-        "env": {"CONDA_PREFIX": str(prefix), "PATH": f"{prefix}/bin:/usr/local/bin:/usr/bin:/bin"},
+        "env": {**environment_variables(prefix), "CONDA_PREFIX": str(prefix),
+                "PATH": f"{prefix}/bin:/usr/local/bin:/usr/bin:/bin"},
         "metadata": {"envyard": {"namespace": namespace, "name": name, "version": number}},
     }
     target = kernel_dir(jupyter_root, namespace, name)

@@ -272,7 +272,7 @@ def parse_spec(text: str | bytes, *, source: str = "environment.yml",
         if not isinstance(vs.value, dict):
             raise _fail("'variables' must be a mapping of names to values", source, vs)
         for k, v in vs.value.items():
-            if not isinstance(k, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k):
+            if not isinstance(k, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k):
                 raise _fail(f"variable name {k!r} is not a valid environment variable", source, v)
             if isinstance(v.value, list | dict):
                 raise _fail(f"variable '{k}' must be a plain value", source, v)

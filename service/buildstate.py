@@ -192,7 +192,7 @@ def publish(ctx: BuildContext, version_id: int, where: tuple[str, str, int],
         become(v, State.ready, finished_at=utcnow())
         moved = current.point_at(env, v.number, forward_only=True)
     if moved:
-        current.show(ctx.layout, *where)
+        current.show(ctx.layout, ctx.settings, *where)
 
 
 

@@ -51,12 +51,13 @@ def hide(layout: Layout, namespace: str, name: str) -> None:
     remove_kernelspec(layout.jupyter, namespace, name)
 
 
-def show(layout: Layout, namespace: str, name: str, number: int) -> str:
+def show(layout: Layout, settings: Settings, namespace: str, name: str, number: int) -> str:
     """Make the volume show ``number`` as current: the link, then the kernelspec (say
     what became of the kernel)."""
     point(layout.current_link(namespace, name), str(number))
     spec = write_kernelspec(layout.jupyter, namespace, name, number,
-                            layout.version_link(namespace, name, number))
+                            layout.version_link(namespace, name, number),
+                            settings.kernel_display_name)
     if spec is None:
         remove_kernelspec(layout.jupyter, namespace, name)
         return "no kernel: ipykernel is not in this environment"
@@ -84,7 +85,7 @@ def make_current(db: Database, settings: Settings, who: Principal, namespace: st
         image = v.image
     layout = Layout(settings.root)
     return {"namespace": namespace, "name": name, "current_version": number,
-            "kernel": show(layout, namespace, name, number),
+            "kernel": show(layout, settings, namespace, name, number),
             "image": images.retag_current(settings, layout, image)}
 
 

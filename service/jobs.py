@@ -59,7 +59,7 @@ def restore_volume(ctx: BuildContext) -> None:
         for env, ns in s.execute(select(Environment, Namespace.name).join(Namespace)
                                  .where(Environment.current_version.is_not(None))):
             assert env.current_version is not None  # the query leaves out the others
-            current.show(ctx.layout, ns, env.name, env.current_version)
+            current.show(ctx.layout, ctx.settings, ns, env.name, env.current_version)
         for name, ns in s.execute(select(Environment.name, Namespace.name).join(Namespace)
                                   .where(Environment.deleted_at.is_not(None))):
             current.hide(ctx.layout, ns, name)  # deleted: a crash may have come before

@@ -210,6 +210,10 @@ class Settings(BaseSettings):
     platform: str = Field("", description="The platform builds are for; empty: this host's.")
     pip_index: str | None = Field(None, description="Package index for pip: sections.")
     build_concurrency: int = Field(2, ge=1, le=64, description="Builds run at once.")
+    kernel_display_name: str = Field(
+        "{namespace}/{name} (v{version})", pattern=r"^([^{}]|\{(namespace|name|version)\})*$",
+        description="What a kernel is called in the launcher: '{namespace}', '{name}' and "
+        "'{version}' are replaced (drop '{version}' to keep one name across versions).")
     solve_timeout: float = Field(300.0, gt=0, description="Seconds a solve may take.")
     preview_seconds: float = Field(
         3600.0, gt=0, le=7 * 86400, description="How long a preview can still be built "

@@ -174,3 +174,12 @@ def test_a_name_with_a_trailing_newline_is_not_a_name(name: str) -> None:
     """``$`` also matches before a final newline: names are matched whole."""
     with pytest.raises(SpecError, match="must match"):
         parse_spec(f"name: {json.dumps(name)}\ndependencies: [python]\n")
+
+
+def test_a_variable_name_is_matched_whole() -> None:
+    """Before: ``^…$`` also matched before a final newline, so a name 'GEO\\n' passed and
+    reached conda-meta/state and the kernelspec's env."""
+    with pytest.raises(SpecError, match="not a valid environment variable"):
+        parse_spec('dependencies: [python]\nvariables: {"GEO\\n": x}\n')
+    assert parse_spec("dependencies: [python]\nvariables: {GEO: x}\n").variables == {
+        "GEO": "x"}

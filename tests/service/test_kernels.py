@@ -7,6 +7,8 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.servers import Service
 from tests.service.conftest import api, wait_ready
 
@@ -75,3 +77,51 @@ def test_kernel_runs_code_over_jupyter_protocol(service: Service) -> None:
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_a_kernel_carries_the_specs_variables_and_the_configured_name(
+        channel: Path, tmp_path: Path) -> None:
+    """A spec's ``variables:`` reach the kernel's process (as ``conda activate`` would set
+    them), the prefix's own PATH still wins, and ``kernel_display_name`` names it."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+
+    svc = Service(tmp_path / "volume", channel,
+                  extra_env={"ENVYARD_KERNEL_DISPLAY_NAME": "{namespace}/{name}"})
+    svc.root.mkdir()
+    svc.start()
+    spec_text = NB + "variables:\n  GEO_DATA: /data/geo\n  PATH: /nowhere\n"
+    try:
+        with api(svc, svc.token("*=admin")) as c:
+            wait_ready(c, "team/geo", c.post("/api/v1/environments/team/geo/versions",
+                                             content=spec_text).json()["version"])
+            env = c.get("/api/v1/environments/team/geo").json()
+            assert env["kernel_display_name"] == "team/geo"  # no version in the name
+        ksm = KernelSpecManager(kernel_dirs=[str(svc.root / "jupyter" / "team" / "kernels")])
+        km = KernelManager(kernel_name="team-geo", kernel_spec_manager=ksm)
+        km.start_kernel()
+        kc = km.client()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=120)
+            out: list[str] = []
+            kc.execute_interactive(
+                "import os; print(os.environ['GEO_DATA'], os.environ['PATH'].split(':')[0])",
+                timeout=120, output_hook=lambda msg: out.append(msg["content"].get("text", "")))
+            value, first_path = "".join(out).split()
+            assert value == "/data/geo"
+            assert first_path.endswith("/bin") and first_path != "/nowhere"
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel(now=True)
+    finally:
+        svc.stop()
+
+
+def test_a_kernel_name_template_with_other_fields_is_refused() -> None:
+    import pydantic
+
+    from envyard.service.settings import Settings
+
+    with pytest.raises(pydantic.ValidationError, match="kernel_display_name"):
+        Settings(kernel_display_name="{name.__class__}")
