@@ -110,7 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.hub.api_url:
         from envyard.service.hub_auth import HubIdentities
 
-        app.state.hub = HubIdentities(settings.hub)
+        app.state.hub = HubIdentities(settings.hub, app.state.db)
         app.add_middleware(ServicePrefix, prefix=f"/services/{settings.hub.service_name}")
 
     from envyard.service.api import (

@@ -141,7 +141,7 @@ def _launcher_config(config_dir: Path) -> Path:
 
 def configure(c: Any, values_json: str) -> None:
     """Apply envyard's values to a JupyterHub config object (runs inside the hub process)."""
-    from envyard.service.hub_auth import jupyter_path
+    from envyard.service.hub_auth import jupyter_path, readable_path
 
     v = json.loads(values_json)
     hub_dir, name, public = Path(v["dir"]), v["service_name"], v["public_url"]
@@ -163,10 +163,28 @@ def configure(c: Any, values_json: str) -> None:
     c.JupyterHub.load_groups = {g: {"users": users} for g, users in v["groups"].items()}
     c.Authenticator.admin_users = set(v["admin_users"])
     root, grants, group_grants = Path(v["jupyter_root"]), v["grants"], v["group_grants"]
+
+    async def kernels_the_user_reads(spawner: Any) -> None:
+        """``JUPYTER_PATH`` from envyard's own answer about the server's token (grants,
+        groups and shares), so the kernels a server lists are the API's decision; the
+        hub grants alone if envyard does not answer."""
+        import httpx
+
+        try:
+            async with httpx.AsyncClient(timeout=10) as client:
+                resp = await client.get(f"{v['service_url']}/api/v1/whoami", headers={
+                    "Authorization": f"token {spawner.api_token}"})
+            resp.raise_for_status()
+            path = readable_path(root, resp.json()["roles"])
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            spawner.log.warning("envyard did not say what %s reads (%s); the kernels of "
+                                "the hub grants are listed", spawner.user.name, exc)
+            path = jupyter_path(root, spawner.user.name, grants,
+                                [g.name for g in spawner.user.groups], group_grants)
+        spawner.environment = {**spawner.environment, "JUPYTER_PATH": path}
+
+    c.Spawner.pre_spawn_hook = kernels_the_user_reads
     c.Spawner.environment = {
-        "JUPYTER_PATH": lambda spawner: jupyter_path(
-            root, spawner.user.name, grants, [g.name for g in spawner.user.groups],
-            group_grants),
         "JUPYTER_CONFIG_PATH": str(_launcher_config(hub_dir / "jupyter_config")),
         "ENVYARD_SERVER": f"{public}/services/{name}"}
     access = f"access:services!service={name}"

@@ -19,10 +19,14 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
 from envyard.builder.spec import NAME_RE
-from envyard.service.auth import Principal
+from envyard.service.auth import Principal, role_in
+from envyard.service.db import Database
 from envyard.service.errors import Forbidden, Unauthorized
-from envyard.service.models import Role
+from envyard.service.models import Role, Share
 from envyard.service.settings import HubSettings
 
 CACHE_ENTRIES = 4096
@@ -56,17 +60,47 @@ def grants_for(user: str, admin: bool, grants: Mapping[str, str], admins: str | 
 def jupyter_path(jupyter_root: Path, user: str, grants: Mapping[str, str],
                  groups: Iterable[str] = (),
                  group_grants: Mapping[str, Mapping[str, str]] | None = None) -> str:
-    """``JUPYTER_PATH`` for a user's server: the data directory of every namespace it reads."""
-    namespaces = [ns for ns in grants_for(user, False, grants, None, groups, group_grants)
-                  if ns != "*"]
-    return ":".join(str(jupyter_root / ns) for ns in namespaces)
+    """``JUPYTER_PATH`` for a user's server by the hub grants alone (the hub's fallback
+    when envyard does not answer, and the chart's rule)."""
+    return readable_path(jupyter_root, grants_for(user, False, grants, None, groups,
+                                                  group_grants))
+
+
+def readable_path(jupyter_root: Path, roles: Mapping[str, str]) -> str:
+    """``JUPYTER_PATH`` for a user's server: the data directory of every namespace its
+    ``roles`` (as ``whoami`` answers them) name."""
+    return ":".join(str(jupyter_root / ns) for ns in roles if NAME_RE.fullmatch(ns))
+
+
+def shared_roles(session: Session, user: str, groups: list[str]) -> dict[str, Role]:
+    """The roles shares give hub ``user`` (in ``groups``): the strongest per namespace."""
+    rows = session.scalars(select(Share).where(or_(
+        (Share.kind == "user") & (Share.subject == user),
+        (Share.kind == "group") & Share.subject.in_(groups or [""]))))
+    roles: dict[str, Role] = {}
+    for row in rows:
+        role = Role(row.role)
+        if roles.get(row.namespace) is None or role.allows(roles[row.namespace]):
+            roles[row.namespace] = role
+    return roles
+
+
+def with_shares(roles: dict[str, Role], shared: dict[str, Role]) -> dict[str, Role]:
+    """``roles`` and what shares add; a share never lowers a role (nor one ``*`` gives)."""
+    out = dict(roles)
+    for namespace, role in shared.items():
+        held = role_in(out, namespace)
+        if held is None or (role != held and role.allows(held)):
+            out[namespace] = role
+    return out
 
 
 class HubIdentities:
     """Resolves hub tokens to principals, remembering answers for a minute."""
 
-    def __init__(self, hub: HubSettings) -> None:
+    def __init__(self, hub: HubSettings, db: Database) -> None:
         assert hub.api_url is not None
+        self.db = db
         self.api_url = hub.api_url.rstrip("/")
         self.service_name = hub.service_name
         self.grants: dict[str, str] = dict(hub.grants)
@@ -93,16 +127,23 @@ class HubIdentities:
         if hit and hit[0] > now:
             return hit[1]
         model = self._ask_hub(token)
-        principal = Principal(f"hub user '{model['name']}'",
-                              grants_for(model["name"], bool(model.get("admin")),
-                                         self.grants, self.admins,
-                                         model.get("groups") or (), self.group_grants),
-                              anonymous_read=anonymous_read, owner=f"hub:{model['name']}")
+        user, groups = model["name"], [g for g in model.get("groups") or () if isinstance(g, str)]
+        with self.db.session() as session:
+            shared = shared_roles(session, user, groups)
+        roles = with_shares(grants_for(user, bool(model.get("admin")), self.grants,
+                                       self.admins, groups, self.group_grants), shared)
+        principal = Principal(f"hub user '{user}'", roles, anonymous_read=anonymous_read,
+                              owner=f"hub:{user}")
         with self._lock:
             if len(self._cache) >= CACHE_ENTRIES:
                 self._cache.clear()
             self._cache[key] = (now + self.seconds, principal)
         return principal
+
+    def forget(self) -> None:
+        """Shares changed: every remembered principal is asked about again."""
+        with self._lock:
+            self._cache.clear()
 
     def _ask_hub(self, token: str) -> dict[str, Any]:
         import httpx

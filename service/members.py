@@ -5,7 +5,9 @@ and, with a hub, the ``hub.grants`` rules (``{user}``: the user the namespace is
 after; ``{group}``: the hub group it is named after; a fixed name: every hub user),
 ``hub.group_grants`` (a group's members) and ``hub.admins`` (hub admins, on every
 namespace).
-This module reads both into one list; it changes nothing.
+A namespace's admins also share it (``share``/``unshare``): a hub user or a hub group
+gets a role there, on top of what the grants give (``shared_roles``, read by
+``hub_auth``, so the API and the kernels a server lists follow one decision).
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ from typing import Any, Literal
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from envyard.service.auth import role_in, token_name
-from envyard.service.hub_auth import grants_for
-from envyard.service.models import Role, Token, TokenRole, as_utc, utcnow
+from envyard.service import audit
+from envyard.service.auth import Principal, role_in, token_name
+from envyard.service.errors import Conflict, NotFound
+from envyard.service.hub_auth import grants_for, shared_roles
+from envyard.service.models import AuditAction, Role, Share, Token, TokenRole, as_utc, utcnow
 from envyard.service.settings import Settings
 
-Via = Literal["token", "hub grant", "hub admins"]
+Via = Literal["token", "hub grant", "hub admins", "shared"]
+Kind = Literal["user", "group"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,8 @@ def members(session: Session, settings: Settings, namespace: str, *,
         out.append(Member(token_name(token), role, "token", expires))
     if settings.hub.api_url:
         out += _hub_members(settings, namespace)
+        for row in session.scalars(select(Share).where(Share.namespace == namespace)):
+            out.append(Member(f"hub {row.kind} '{row.subject}'", Role(row.role), "shared"))
     rank = {Role.admin: 0, Role.developer: 1, Role.viewer: 2}
     return sorted(out, key=lambda m: (rank[m.role], m.who))
 
@@ -93,6 +100,37 @@ def _hub_members(settings: Settings, namespace: str) -> list[Member]:
     return found
 
 
+def share(session: Session, who: Principal, namespace: str, kind: Kind, subject: str,
+          role: Role) -> None:
+    """Give hub ``kind`` ``subject`` ``role`` on ``namespace`` (replacing its share)."""
+    row = session.scalar(select(Share).where(Share.namespace == namespace,
+                                             Share.kind == kind, Share.subject == subject))
+    if row is None:
+        row = Share(namespace=namespace, kind=kind, subject=subject, role=role.value,
+                    granted_by=who.name)
+        session.add(row)
+    else:
+        row.role, row.granted_by = role.value, who.name
+    audit.record(session, who, AuditAction.share, namespace, kind=kind, subject=subject,
+                 role=role.value)
+
+
+def unshare(session: Session, who: Principal, namespace: str, kind: Kind,
+            subject: str) -> None:
+    row = session.scalar(select(Share).where(Share.namespace == namespace,
+                                             Share.kind == kind, Share.subject == subject))
+    if row is None:
+        raise NotFound(f"{namespace} is not shared with hub {kind} '{subject}'")
+    session.delete(row)
+    audit.record(session, who, AuditAction.unshare, namespace, kind=kind, subject=subject)
+
+
+def require_hub(settings: Settings) -> None:
+    if not settings.hub.api_url:
+        raise Conflict("sharing names hub users and groups; this service has no hub "
+                       "(give an envyard token a role instead)")
+
+
 def _user_of(template: str, namespace: str) -> str | None:
     """The user whose name makes ``template`` read ``namespace`` (``{user}`` once)."""
     before, _, after = template.partition("{user}")
@@ -102,4 +140,4 @@ def _user_of(template: str, namespace: str) -> str | None:
     return user or None
 
 
-__all__ = ["Member", "members"]
+__all__ = ["Kind", "Member", "members", "share", "shared_roles", "unshare"]

@@ -78,6 +78,8 @@ class AuditAction(enum.StrEnum):
     gc = "gc"  # a collection that marked versions (or that someone asked for)
     token_create = "token_create"
     token_revoke = "token_revoke"  # a token (and, for a self-owned one, what it made)
+    share = "share"  # a hub user or group given a role on a namespace by its admin
+    unshare = "unshare"
 
 
 class Base(DeclarativeBase):
@@ -272,6 +274,23 @@ class WebSession(Base):
     token_id: Mapped[int] = mapped_column(ForeignKey("tokens.id"))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Share(Base):
+    """A namespace's admin gave a hub user or a hub group a role there (``members``);
+    added to what ``hub.grants`` gives, never taking a role away."""
+
+    __tablename__ = "shares"
+    __table_args__ = (UniqueConstraint("namespace", "kind", "subject"),
+                      Index("ix_shares_subject", "kind", "subject"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(8))  # "user" or "group"
+    subject: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    granted_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class RetentionRule(Base):

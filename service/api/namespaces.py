@@ -1,20 +1,30 @@
-"""Namespaces: list them, read one (its environments) and its members, delete one."""
+"""Namespaces: list them, read one (its environments), read and share its members,
+delete one."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from sqlalchemy import select
 
 from envyard.service.api.deps import DbDep, PrincipalDep, SessionDep, SettingsDep
 from envyard.service.api.params import Name
-from envyard.service.api.schemas import Deleted, Members, NamespaceOut, NamespaceRow
+from envyard.service.api.schemas import (
+    HUB_NAME,
+    Deleted,
+    Members,
+    NamespaceOut,
+    NamespaceRow,
+    ShareIn,
+)
 from envyard.service.catalog import check_name, environment_rows
+from envyard.service.db import Database
 from envyard.service.deletion import delete_environments
-from envyard.service.errors import NotFound
-from envyard.service.members import members
+from envyard.service.errors import Invalid, NotFound
+from envyard.service.members import Kind, members, require_hub, share, unshare
 from envyard.service.models import Namespace, Role
+from envyard.service.settings import Settings
 
 router = APIRouter(prefix="/api/v1/namespaces", tags=["namespaces"])
 
@@ -49,6 +59,47 @@ def read_members(namespace: Name, session: SessionDep, who: PrincipalDep,
     listed = members(session, settings, namespace,
                      service_wide=who.can(namespace, Role.admin, anonymous=False))
     return {"namespace": namespace, "members": [m.as_dict() for m in listed]}
+
+
+@router.put("/{namespace}/members", response_model=Members)
+def share_namespace(namespace: Name, body: ShareIn, request: Request, db: DbDep,
+                    who: PrincipalDep, settings: SettingsDep) -> dict[str, Any]:
+    """Give a hub user or a hub group a role on the namespace (its admins); it adds to
+    what the hub grants give and applies at their next request, to the API and to the
+    kernels their next server lists."""
+    check_name("namespace", namespace)
+    who.require(namespace, Role.admin, anonymous=False)
+    require_hub(settings)
+    kind: Kind = "user" if body.user is not None else "group"
+    with db.session(write=True) as s:
+        share(s, who, namespace, kind, body.user or body.group or "", Role(body.role))
+    request.app.state.hub.forget()
+    return _members_now(db, settings, namespace)
+
+
+@router.delete("/{namespace}/members", response_model=Members)
+def unshare_namespace(namespace: Name, request: Request, db: DbDep, who: PrincipalDep,
+                      settings: SettingsDep,
+                      user: str | None = Query(None, pattern=HUB_NAME),
+                      group: str | None = Query(None, pattern=HUB_NAME)) -> dict[str, Any]:
+    """Take a share away (``?user=`` or ``?group=``); roles from hub grants stay."""
+    check_name("namespace", namespace)
+    who.require(namespace, Role.admin, anonymous=False)
+    require_hub(settings)
+    if (user is None) == (group is None):
+        raise Invalid("name exactly one of ?user= and ?group=")
+    with db.session(write=True) as s:
+        unshare(s, who, namespace, "user" if user is not None else "group",
+                user or group or "")
+    request.app.state.hub.forget()
+    return _members_now(db, settings, namespace)
+
+
+def _members_now(db: Database, settings: Settings, namespace: str) -> dict[str, Any]:
+    """The members after a change, as its admin (who made it) sees them."""
+    with db.session() as s:
+        return {"namespace": namespace, "members": [
+            m.as_dict() for m in members(s, settings, namespace, service_wide=True)]}
 
 
 @router.delete("/{namespace}", response_model=Deleted)

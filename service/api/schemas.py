@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, PlainSerializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
 
 from envyard.service.find import DaskVerdict
 from envyard.service.models import AuditAction
@@ -159,12 +159,31 @@ class NamespaceRow(BaseModel):
 
 
 class MemberOut(BaseModel):
-    who: str = Field(description="A token (with its owner), a hub user, every hub user "
-                     "or hub admins.")
+    who: str = Field(description="A token (with its owner), a hub user or group, every "
+                     "hub user or hub admins.")
     role: Literal["viewer", "developer", "admin"]
-    via: Literal["token", "hub grant", "hub admins"]
+    via: Literal["token", "hub grant", "hub admins", "shared"]
     expires_at: Time | None = Field(description="A token's expiry; null: never, or not "
                                     "a token.")
+
+
+#: A hub user or group name as sharing accepts it (hub names: letters, digits, . _ @ + -).
+HUB_NAME = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,254}$"
+
+
+class ShareIn(BaseModel):
+    """Give one hub user or one hub group a role on the namespace."""
+
+    model_config = ConfigDict(extra="forbid")
+    user: str | None = Field(None, pattern=HUB_NAME, description="A hub user's name.")
+    group: str | None = Field(None, pattern=HUB_NAME, description="A hub group's name.")
+    role: Literal["viewer", "developer", "admin"]
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> ShareIn:
+        if (self.user is None) == (self.group is None):
+            raise ValueError("name exactly one of 'user' and 'group'")
+        return self
 
 
 class Members(BaseModel):

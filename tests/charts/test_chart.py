@@ -102,15 +102,19 @@ def test_dockerfile_is_sound() -> None:
 
 
 def test_hub_config_and_service_settings_agree(monkeypatch: pytest.MonkeyPatch,
-                                               tmp_path: Path) -> None:
-    """The rendered hub config runs, gives users the kernels of the namespaces the rendered
-    envyard settings grant them, and points envyard at the hub."""
+                                               tmp_path: Path, channel: Path) -> None:
+    """The rendered hub config runs, gives users the kernels of the namespaces envyard
+    says they read (asked at spawn with the server's token; without an answer, those the
+    rendered envyard settings grant them), and points envyard at the hub."""
+    import asyncio
+    import logging
     from types import SimpleNamespace
 
     from traitlets.config import Config
 
     from envyard.service.hub_auth import jupyter_path
     from envyard.service.settings import Settings
+    from tests.servers import Service, free_port
 
     docs = [d for text in _render({"hub": {"enabled": True, "publicUrl": "https://hub.example",
                                            "grants": {"{user}": "developer", "geo": "viewer",
@@ -121,14 +125,24 @@ def test_hub_config_and_service_settings_agree(monkeypatch: pytest.MonkeyPatch,
     maps = {d["metadata"]["name"]: d["data"] for d in docs if d["kind"] == "ConfigMap"}
     monkeypatch.setenv("ENVYARD_HUB_TOKEN", "t0ken")
     c = Config()
+    hub_config: dict[str, Any] = {"c": c}
     exec(compile(maps["ey-hub"]["jupyterhub_config.py"], "jupyterhub_config.py", "exec"),
-         {"c": c})
+         hub_config)
     (service,) = c.JupyterHub.services
     assert service["api_token"] == "t0ken"
     assert service["oauth_redirect_uri"] == "https://hub.example/services/envyard/oauth_callback"
     groups = [SimpleNamespace(name=g) for g in ("ops", "bio", "Not A Name")]
-    paths = c.KubeSpawner.environment["JUPYTER_PATH"](SimpleNamespace(
-        user=SimpleNamespace(name="alice", groups=groups)))
+
+    def spawn(token: str) -> str:
+        spawner = SimpleNamespace(user=SimpleNamespace(name="alice", groups=groups),
+                                  api_token=token, environment=dict(
+                                      c.KubeSpawner.environment), log=logging.getLogger())
+        asyncio.run(c.KubeSpawner.pre_spawn_hook(spawner))
+        assert spawner.environment["ENVYARD_SERVER"] == "http://ey:8765"
+        return str(spawner.environment["JUPYTER_PATH"])
+
+    hub_config["envyard"] = f"http://127.0.0.1:{free_port()}"  # envyard does not answer
+    paths = spawn("a-hub-token")
     settings_file = tmp_path / "envyard.yml"
     settings_file.write_text(maps["ey-settings"]["envyard.yml"])
     monkeypatch.setenv("ENVYARD_CONFIG", str(settings_file))
@@ -140,6 +154,15 @@ def test_hub_config_and_service_settings_agree(monkeypatch: pytest.MonkeyPatch,
     # Helm merges maps: the default `shared` grant stays unless set to null
     assert set(paths.split(":")) == {f"/srv/envyard/jupyter/{n}" for n in (
         "alice", "geo", "shared", "bio", "ops", "infra")}
+    envyard = Service(tmp_path / "volume", channel)
+    envyard.root.mkdir()
+    envyard.start()
+    try:
+        hub_config["envyard"] = envyard.url  # what envyard answers for the token wins
+        assert spawn(envyard.token("alice=developer", "team=viewer")).split(":") == [
+            "/srv/envyard/jupyter/alice", "/srv/envyard/jupyter/team"]
+    finally:
+        envyard.stop()
 
 
 def test_kubernetes_runner_settings_from_the_chart(monkeypatch: pytest.MonkeyPatch,

@@ -1,7 +1,8 @@
-"""Hub groups become namespaces, end to end: a real JupyterHub whose group ``geo`` gives its
+"""Hub groups and shares, end to end: a real JupyterHub whose group ``geo`` gives its
 members developer on namespace ``geo``; a member builds there and runs its kernel, a
 non-member cannot, and taking her out of the group through the hub's API takes the role
-away at her next request (and the kernels at her server's next start)."""
+away at her next request (and the kernels at her server's next start). Each user is
+admin of their own namespace here, so alice can share hers with bob."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def team_hub(channel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     port = free_port()
     svc = Service(tmp_path_factory.mktemp("team-hub") / "volume", channel, extra_env={
         "ENVYARD_HUB__PORT": str(port),
-        "ENVYARD_HUB__GRANTS": json.dumps({"{user}": "developer", "{group}": "developer"}),
+        "ENVYARD_HUB__GRANTS": json.dumps({"{user}": "admin", "{group}": "developer"}),
         "ENVYARD_HUB__GROUP_GRANTS": json.dumps({"admins": {"*": "admin"}}),
         "ENVYARD_HUB__GROUPS": json.dumps({"geo": ["alice"], "admins": ["root"]}),
         "ENVYARD_HUB__ADMIN_USERS": json.dumps(["root"]),
@@ -43,7 +44,7 @@ def test_a_groups_members_build_and_run_in_its_namespace(team_hub: Service) -> N
     try:
         with envyard_via_hub(team_hub, alice.token) as c:
             assert c.get("/api/v1/whoami").json()["roles"] == {
-                "alice": "developer", "geo": "developer"}
+                "alice": "admin", "geo": "developer"}
             v = submit(c, "geo/nb", NB)
             assert v["state"] == "ready", v.get("error")
             members = c.get("/api/v1/namespaces/geo/members").json()
@@ -68,7 +69,7 @@ def test_a_groups_members_build_and_run_in_its_namespace(team_hub: Service) -> N
                                 json={"users": ["alice"]})
         assert resp.status_code == 200, resp.text
         with envyard_via_hub(team_hub, alice.token) as c:
-            assert c.get("/api/v1/whoami").json()["roles"] == {"alice": "developer"}
+            assert c.get("/api/v1/whoami").json()["roles"] == {"alice": "admin"}
             assert c.post("/api/v1/environments/geo/nb/versions",
                           content=NB).status_code == 403
             assert c.get("/api/v1/environments/geo/nb").status_code == 403
@@ -107,3 +108,44 @@ def test_group_changes_apply_without_restarting_envyard(team_hub: Service) -> No
         root.close()
         dana.close()
 
+
+
+def test_an_admin_shares_her_namespace_with_a_user(team_hub: Service) -> None:
+    url = team_hub.hub_url  # type: ignore[attr-defined]
+    alice, bob = HubUser(url, "alice"), HubUser(url, "bob")
+    try:
+        with envyard_via_hub(team_hub, alice.token) as a, \
+                envyard_via_hub(team_hub, bob.token) as b:
+            assert submit(a, "alice/nb", NB)["state"] == "ready"
+            assert b.get("/api/v1/environments/alice/nb").status_code == 403
+            # bob is no admin of alice: he cannot share it with himself
+            assert b.put("/api/v1/namespaces/alice/members",
+                         json={"user": "bob", "role": "admin"}).status_code == 403
+            for bad in ({"user": "bob"}, {"user": "bob", "group": "geo", "role": "viewer"},
+                        {"user": "bob\n", "role": "viewer"},
+                        {"user": "../x", "role": "viewer"}):
+                assert a.put("/api/v1/namespaces/alice/members",
+                             json=bad).status_code == 422, bad
+            r = a.put("/api/v1/namespaces/alice/members", json={"user": "bob",
+                                                                 "role": "viewer"})
+            assert r.status_code == 200, r.text
+            assert {"who": "hub user 'bob'", "role": "viewer", "via": "shared",
+                    "expires_at": None} in r.json()["members"]
+            assert b.get("/api/v1/whoami").json()["roles"]["alice"] == "viewer"
+            assert b.get("/api/v1/environments/alice/nb").status_code == 200
+            refused = b.post("/api/v1/environments/alice/nb/versions", content=NB)
+            assert refused.status_code == 403 and "viewer" in refused.json()["detail"]
+            bob.start_server()  # his server lists what envyard says he reads
+            assert {"bob-nb", "alice-nb"} & set(bob.kernelspecs()) == {"alice-nb"}
+            assert bob.run("alice-nb", CODE).strip() == "2025.12.0"
+
+            r = a.delete("/api/v1/namespaces/alice/members", params={"user": "bob"})
+            assert r.status_code == 200, r.text
+            assert b.get("/api/v1/environments/alice/nb").status_code == 403
+            assert a.delete("/api/v1/namespaces/alice/members",
+                            params={"user": "bob"}).status_code == 404
+            events = a.get("/api/v1/audit", params={"namespace": "alice"}).json()
+            assert {"share", "unshare"} <= {e["action"] for e in events["events"]}
+    finally:
+        alice.close()
+        bob.close()
