@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from envyard.builder.dask import OPTIONAL, REQUIRED, PinSet
 from envyard.service import audit, policy
-from envyard.service.api.deps import DbDep, PrincipalDep, RunnerDep, SettingsDep
+from envyard.service.api.deps import (
+    DbDep,
+    PrincipalDep,
+    RunnerDep,
+    SessionDep,
+    SettingsDep,
+    shown_path,
+)
 from envyard.service.api.params import Name
-from envyard.service.api.schemas import EnvironmentDask, NamespaceDask, Pins, Upgrade
+from envyard.service.api.schemas import (
+    HUB_NAME,
+    ClusterEnvironments,
+    EnvironmentDask,
+    NamespaceDask,
+    Pins,
+    Upgrade,
+)
 from envyard.service.catalog import find_environment, find_namespace
-from envyard.service.dask import current_pins, set_pins
-from envyard.service.errors import BadPins, Forbidden, NotFound
+from envyard.service.dask import cluster_environments, current_pins, hub_user_roles, set_pins
+from envyard.service.errors import BadPins, Forbidden, Invalid, NotFound
 from envyard.service.models import Role
 from envyard.service.upgrade import apply_upgrade, what_if
 
@@ -114,3 +129,42 @@ def upgrade(body: UpgradeIn, db: DbDep, who: PrincipalDep, settings: SettingsDep
         raise Forbidden(f"{who.name} has no role on any namespace; the what-if re-solves "
                         "the environments of the namespaces it may read")
     return {"rows": what_if(db, settings, pins, who.readable())}
+
+
+#: The most hub groups one asking may name (a hub user's groups, as a gateway knows them).
+MAX_GROUPS = 256
+HUB_NAME_RE = re.compile(HUB_NAME)
+
+
+AskedUser = Annotated[str | None, Query(pattern=HUB_NAME, max_length=255, description=(
+    "A hub user to answer for (a gateway asking for its user); only a caller with admin "
+    "on every namespace ('*') may name one."))]
+AskedGroups = Annotated[list[str] | None, Query(description=(
+    "That user's hub groups (repeat the parameter)."))]
+
+
+@router.get("/dask/environments", response_model=ClusterEnvironments)
+def environments_for_clusters(session: SessionDep, who: PrincipalDep, settings: SettingsDep,
+                              user: AskedUser = None, group: AskedGroups = None,
+                              admin: bool = False) -> dict[str, Any]:
+    """The environments a Dask cluster may run for the caller (or for hub ``user``, by the
+    same grants and shares as that user's own requests): the readable ones whose current
+    version has distributed, with prefix, image and pin verdict; ``offered`` ones a
+    gateway lists, the others with the ``problem`` it refuses them with."""
+    group = group or []
+    if len(group) > MAX_GROUPS or not all(HUB_NAME_RE.fullmatch(g) for g in group):
+        raise Invalid(f"group: at most {MAX_GROUPS} hub group names, each matching "
+                      f"{HUB_NAME}")
+    if user is None:
+        if group or admin:
+            raise Invalid("'group' and 'admin' describe a 'user'; name the user too")
+        readable, whose = who.readable(), who.name
+    else:
+        who.require("*", Role.admin, anonymous=False)
+        roles = hub_user_roles(session, settings, user, sorted(set(group)), admin)
+        readable = None if "*" in roles else set(roles)
+        whose = f"hub user '{user}'"
+    rows = cluster_environments(session, settings, readable)
+    return {"user": whose, "environments": [
+        {**row.as_dict(), "prefix": shown_path(row.prefix, settings, who, row.namespace)}
+        for row in rows]}

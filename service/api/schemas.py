@@ -503,3 +503,29 @@ class AuditPage(BaseModel):
     events: list[AuditEventOut] = Field(description="Newest first.")
     next: str | None = Field(description="The cursor of the next (older) page, with the "
                              "same filters; null: this is the last page.")
+
+
+class ClusterEnvironmentOut(BaseModel):
+    environment: str = Field(description="namespace/name: the value of a gateway's "
+                             "'environment' option.")
+    namespace: str
+    name: str
+    version: int = Field(description="Its current version, which a cluster started now "
+                         "runs.")
+    prefix: str = Field(description="That version's prefix, links resolved (relative to "
+                        "the volume unless you are a namespace admin).")
+    image: str | None = Field(description="That version's image, when it has a ready one "
+                              "(for Kubernetes backends).")
+    gateway: bool = Field(description="It has dask-gateway (the scheduler loads its "
+                          "preload).")
+    verdict: Literal["ok", "mismatch", "unchecked"] = Field(
+        description="Its lock against the cluster's pins in force now.")
+    problem: str | None = Field(description="Why a gateway must refuse it, in one line.")
+    offered: bool = Field(description="A gateway offers it: no problem.")
+
+
+class ClusterEnvironments(BaseModel):
+    user: str = Field(description="Whose reading: the caller, or the hub user asked for.")
+    environments: list[ClusterEnvironmentOut] = Field(
+        description="Readable environments whose current version has distributed, by "
+        "namespace and name.")
