@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
+
+from envyard.builder.spec import RESERVED_VARIABLE_RE, VARIABLE_RE
 
 
 def has_ipykernel(prefix: Path) -> bool:
@@ -26,13 +27,13 @@ def kernel_dir(jupyter_root: Path, namespace: str, name: str) -> Path:
 
 
 DEFAULT_DISPLAY = "{namespace}/{name} (v{version})"
-_VARIABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def environment_variables(prefix: Path) -> dict[str, str]:
     """The spec's ``variables:`` as the install recorded them (``conda-meta/state``, where
     ``conda activate`` reads them), so a kernel runs with what activation would set; a
-    malformed record gives none."""
+    malformed record gives none, and a reserved name (checked again here: the file is on
+    the volume, and older prefixes were parsed by older rules) is dropped."""
     try:
         state = json.loads((prefix / "conda-meta" / "state").read_text())
     except (OSError, ValueError):
@@ -41,7 +42,8 @@ def environment_variables(prefix: Path) -> dict[str, str]:
     if not isinstance(found, dict):
         return {}
     return {k: v for k, v in found.items()
-            if isinstance(k, str) and _VARIABLE_RE.fullmatch(k) and isinstance(v, str)}
+            if isinstance(k, str) and VARIABLE_RE.fullmatch(k)
+            and not RESERVED_VARIABLE_RE.fullmatch(k) and isinstance(v, str)}
 
 
 def write_kernelspec(jupyter_root: Path, namespace: str, name: str, number: int,

@@ -26,6 +26,15 @@ _SELECTORS = {
     "osx-arm64": {"arm64", "osx", "unix"}, "win-64": {"win", "win64"},
 }
 _SELECTOR_RE = re.compile(r"#\s*\[([^\[\]]+)\]\s*$")
+VARIABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Variables a spec may not set: they reach every reader's kernel (``builder.kernels``), so
+# one developer could send a viewer's hub token elsewhere (ENVYARD_SERVER, JUPYTERHUB_*,
+# DASK_GATEWAY__*, proxies), load code (PYTHONPATH, LD_PRELOAD) or trust another CA.
+RESERVED_VARIABLE_RE = re.compile(
+    r"PATH|HOME|SHELL|CONDA_PREFIX|(ENVYARD|JUPYTER|JPY_|LD_|DYLD_|IPYTHON|DASK_GATEWAY|"
+    r"SSL_CERT|REQUESTS_CA|CURL_CA|NODE_EXTRA_CA)\w*|\w*_PROXY|"
+    r"PYTHON(?!(DONTWRITEBYTECODE|UNBUFFERED|HASHSEED|IOENCODING|UTF8|NOUSERSITE)$)\w*",
+    re.IGNORECASE)
 _KEYS = {"name", "channels", "dependencies", "platforms", "variables", "prefix", "category",
          "pip-repositories", "allow-pypi-requests"}
 
@@ -272,8 +281,13 @@ def parse_spec(text: str | bytes, *, source: str = "environment.yml",
         if not isinstance(vs.value, dict):
             raise _fail("'variables' must be a mapping of names to values", source, vs)
         for k, v in vs.value.items():
-            if not isinstance(k, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k):
+            if not isinstance(k, str) or not VARIABLE_RE.fullmatch(k):
                 raise _fail(f"variable name {k!r} is not a valid environment variable", source, v)
+            if RESERVED_VARIABLE_RE.fullmatch(k):
+                raise _fail(f"variable '{k}' is reserved: it would reach every reader's kernel "
+                            "and the hub's secrets (PATH, PYTHON*, LD_*, JUPYTER*, ENVYARD*, "
+                            "DASK_GATEWAY*, proxies and CA files are set by the service)",
+                            source, v)
             if isinstance(v.value, list | dict):
                 raise _fail(f"variable '{k}' must be a plain value", source, v)
             variables[k] = "" if v.value is None else str(v.value)

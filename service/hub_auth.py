@@ -13,6 +13,7 @@ may read through the API and in the notebook is one decision.
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -30,6 +31,7 @@ from envyard.service.models import Role, Share
 from envyard.service.settings import HubSettings
 
 CACHE_ENTRIES = 4096
+_FIELD_RE = re.compile(r"\{(user|group)\}")
 
 
 def grants_for(user: str, admin: bool, grants: Mapping[str, str], admins: str | None,
@@ -37,24 +39,34 @@ def grants_for(user: str, admin: bool, grants: Mapping[str, str], admins: str | 
                group_grants: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, Role]:
     """Roles of hub user ``user`` in hub ``groups``: ``grants`` in order (``{user}`` the
     user's name, ``{group}`` each group's; a later rule reaching a namespace wins), then
-    each group's ``group_grants``, then ``admins`` for hub admins. A template naming an
-    invalid namespace grants nothing."""
+    each group's ``group_grants`` and ``admins`` for hub admins, which only raise a role.
+    A role on ``*`` raises every named one below it (a token's named entry may narrow its
+    ``*``; a hub admin's may not). A template naming an invalid namespace grants nothing."""
     groups = sorted(set(groups))
     roles: dict[str, Role] = {}
     for template, role in grants.items():
-        names = [template.replace("{user}", user)]
-        if "{group}" in template:
-            names = [n.replace("{group}", g) for n in names for g in groups]
-        for namespace in names:
+        for group in groups if "{group}" in template else [""]:
+            namespace = _fill(template, user, group)
             if NAME_RE.fullmatch(namespace):
                 roles[namespace] = Role(role)
-    for group in groups:
-        for namespace, role in (group_grants or {}).get(group, {}).items():
-            if namespace == "*" or NAME_RE.fullmatch(namespace):
-                roles[namespace] = Role(role)
+    raised = [(ns, Role(role)) for group in groups
+              for ns, role in (group_grants or {}).get(group, {}).items()
+              if ns == "*" or NAME_RE.fullmatch(ns)]
     if admin and admins:
-        roles["*"] = Role(admins)
+        raised.append(("*", Role(admins)))
+    for namespace, role in raised:
+        if namespace not in roles or role.allows(roles[namespace]):
+            roles[namespace] = role
+    every = roles.get("*")
+    if every is not None:
+        roles = {ns: every if every.allows(role) else role for ns, role in roles.items()}
     return roles
+
+
+def _fill(template: str, user: str, group: str) -> str:
+    """``template`` with ``{user}`` and ``{group}`` replaced in one pass (a user named
+    ``{group}`` is not then filled in again)."""
+    return _FIELD_RE.sub(lambda m: user if m[1] == "user" else group, template)
 
 
 def jupyter_path(jupyter_root: Path, user: str, grants: Mapping[str, str],
@@ -109,6 +121,7 @@ class HubIdentities:
         self.admins = hub.admins
         self.seconds = hub.identity_seconds
         self._cache: dict[str, tuple[float, Principal]] = {}
+        self._generation = 0  # bumped by ``forget``: older answers are not remembered
         self._lock = threading.Lock()
 
     def peek(self, token: str, *, anonymous_read: bool) -> Principal | None:
@@ -123,7 +136,7 @@ class HubIdentities:
         key = hashlib.sha256(token.encode()).hexdigest()
         now = time.monotonic()
         with self._lock:
-            hit = self._cache.get(key)
+            hit, generation = self._cache.get(key), self._generation
         if hit and hit[0] > now:
             return hit[1]
         model = self._ask_hub(token)
@@ -135,6 +148,8 @@ class HubIdentities:
         principal = Principal(f"hub user '{user}'", roles, anonymous_read=anonymous_read,
                               owner=f"hub:{user}")
         with self._lock:
+            if generation != self._generation:
+                return principal  # shares changed while it was read: not kept
             if len(self._cache) >= CACHE_ENTRIES:
                 self._cache.clear()
             self._cache[key] = (now + self.seconds, principal)
@@ -144,6 +159,7 @@ class HubIdentities:
         """Shares changed: every remembered principal is asked about again."""
         with self._lock:
             self._cache.clear()
+            self._generation += 1
 
     def _ask_hub(self, token: str) -> dict[str, Any]:
         import httpx

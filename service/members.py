@@ -107,22 +107,40 @@ def share(session: Session, who: Principal, namespace: str, kind: Kind, subject:
                                              Share.kind == kind, Share.subject == subject))
     if row is None:
         row = Share(namespace=namespace, kind=kind, subject=subject, role=role.value,
-                    granted_by=who.name)
+                    granted_by=who.name[:255])
         session.add(row)
     else:
-        row.role, row.granted_by = role.value, who.name
+        row.role, row.granted_by = role.value, who.name[:255]
     audit.record(session, who, AuditAction.share, namespace, kind=kind, subject=subject,
                  role=role.value)
 
 
-def unshare(session: Session, who: Principal, namespace: str, kind: Kind,
-            subject: str) -> None:
+def unshare(session: Session, settings: Settings, who: Principal, namespace: str,
+            kind: Kind, subject: str) -> list[int]:
+    """Take the share away. A user's envyard tokens made while it held lose the role it
+    gave beyond the user's own grants (a token would otherwise keep it until it expires);
+    a group's members' tokens are not known here and keep theirs until revoked. Returns
+    the changed tokens' ids (for the caller to drop from its token cache)."""
     row = session.scalar(select(Share).where(Share.namespace == namespace,
                                              Share.kind == kind, Share.subject == subject))
     if row is None:
         raise NotFound(f"{namespace} is not shared with hub {kind} '{subject}'")
     session.delete(row)
-    audit.record(session, who, AuditAction.unshare, namespace, kind=kind, subject=subject)
+    trimmed: list[int] = []
+    if kind == "user":
+        keep = role_in(grants_for(subject, False, dict(settings.hub.grants), None), namespace)
+        for held in session.scalars(select(TokenRole).join(Token).where(
+                Token.owner == f"hub:{subject}", TokenRole.namespace == namespace)):
+            if keep is None:
+                session.delete(held)
+            elif not keep.allows(Role(held.role)):
+                held.role = keep.value
+            else:
+                continue
+            trimmed.append(held.token_id)
+    audit.record(session, who, AuditAction.unshare, namespace, kind=kind, subject=subject,
+                 tokens_trimmed=len(trimmed))
+    return trimmed
 
 
 def require_hub(settings: Settings) -> None:

@@ -145,7 +145,8 @@ class HubSettings(BaseModel):
         "wins.")
     group_grants: dict[str, dict[str, Literal["viewer", "developer", "admin"]]] = Field(
         {}, description="Roles the members of a hub group get, by namespace ('*': every "
-        "namespace), e.g. `{admins: {'*': admin}}`; applied after `grants`.")
+        "namespace), e.g. `{admins: {'*': admin}}`; they raise what `grants` give, never "
+        "lower it.")
     identity_seconds: float = Field(
         60.0, ge=0, description="How long the hub's answer about a token (the user, admin "
         "flag and groups) is reused; a change of groups takes effect within this.")

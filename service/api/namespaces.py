@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from envyard.service.api.deps import DbDep, PrincipalDep, SessionDep, SettingsDep
 from envyard.service.api.params import Name
@@ -18,10 +19,10 @@ from envyard.service.api.schemas import (
     NamespaceRow,
     ShareIn,
 )
-from envyard.service.catalog import check_name, environment_rows
+from envyard.service.catalog import check_name, environment_rows, find_namespace
 from envyard.service.db import Database
 from envyard.service.deletion import delete_environments
-from envyard.service.errors import Invalid, NotFound
+from envyard.service.errors import Conflict, Invalid, NotFound
 from envyard.service.members import Kind, members, require_hub, share, unshare
 from envyard.service.models import Namespace, Role
 from envyard.service.settings import Settings
@@ -71,8 +72,15 @@ def share_namespace(namespace: Name, body: ShareIn, request: Request, db: DbDep,
     who.require(namespace, Role.admin, anonymous=False)
     require_hub(settings)
     kind: Kind = "user" if body.user is not None else "group"
-    with db.session(write=True) as s:
-        share(s, who, namespace, kind, body.user or body.group or "", Role(body.role))
+    for attempt in (1, 2):  # two admins sharing with the same subject at once: one updates
+        try:
+            with db.session(write=True) as s:
+                find_namespace(s, namespace)
+                share(s, who, namespace, kind, body.user or body.group or "", Role(body.role))
+            break
+        except IntegrityError:
+            if attempt == 2:
+                raise Conflict("the share changed meanwhile; try again") from None
     request.app.state.hub.forget()
     return _members_now(db, settings, namespace)
 
@@ -89,9 +97,11 @@ def unshare_namespace(namespace: Name, request: Request, db: DbDep, who: Princip
     if (user is None) == (group is None):
         raise Invalid("name exactly one of ?user= and ?group=")
     with db.session(write=True) as s:
-        unshare(s, who, namespace, "user" if user is not None else "group",
-                user or group or "")
+        find_namespace(s, namespace)
+        trimmed = unshare(s, settings, who, namespace,
+                          "user" if user is not None else "group", user or group or "")
     request.app.state.hub.forget()
+    request.app.state.tokens.forget(trimmed)
     return _members_now(db, settings, namespace)
 
 

@@ -183,3 +183,21 @@ def test_a_variable_name_is_matched_whole() -> None:
         parse_spec('dependencies: [python]\nvariables: {"GEO\\n": x}\n')
     assert parse_spec("dependencies: [python]\nvariables: {GEO: x}\n").variables == {
         "GEO": "x"}
+
+
+@pytest.mark.parametrize("name", ["ENVYARD_SERVER", "JUPYTERHUB_API_URL", "JPY_API_TOKEN",
+                                  "LD_PRELOAD", "PYTHONPATH", "https_proxy", "ALL_PROXY",
+                                  "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PATH", "PYTHONWARNINGS",
+                                  "DASK_GATEWAY__ADDRESS", "JUPYTER_PATH"])
+def test_a_variable_that_reaches_other_users_secrets_is_refused(name: str) -> None:
+    """Before: a developer's spec could set ENVYARD_SERVER (or a proxy) in the kernel every
+    reader of the namespace starts, and their hub token went to the developer's server."""
+    with pytest.raises(SpecError, match=f"variable '{name}' is reserved"):
+        parse_spec(f"dependencies: [python]\nvariables: {{{name}: http://evil.example}}\n")
+
+
+def test_ordinary_variables_pass() -> None:
+    spec = parse_spec("dependencies: [python]\nvariables: {OMP_NUM_THREADS: 1, "
+                      "CONDA_OVERRIDE_CUDA: '12.4', GDAL_DATA: /x, PYTHONUNBUFFERED: 1}\n")
+    assert set(spec.variables) == {"OMP_NUM_THREADS", "CONDA_OVERRIDE_CUDA", "GDAL_DATA",
+                                   "PYTHONUNBUFFERED"}

@@ -16,6 +16,7 @@ from tests.hub.conftest import wait_for_hub
 from tests.hub.hubclient import HubUser
 from tests.hub.test_hub_e2e import CODE, NB, envyard_via_hub, submit
 from tests.servers import Service, free_port
+from tests.service.conftest import api
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -133,6 +134,11 @@ def test_an_admin_shares_her_namespace_with_a_user(team_hub: Service) -> None:
                     "expires_at": None} in r.json()["members"]
             assert b.get("/api/v1/whoami").json()["roles"]["alice"] == "viewer"
             assert b.get("/api/v1/environments/alice/nb").status_code == 200
+            made = b.post("/api/v1/tokens", json={"name": "laptop",
+                                                  "roles": {"alice": "viewer"}})
+            assert made.status_code == 201, made.text
+            laptop = api(team_hub, made.json()["token"])
+            assert laptop.get("/api/v1/environments/alice/nb").status_code == 200
             refused = b.post("/api/v1/environments/alice/nb/versions", content=NB)
             assert refused.status_code == 403 and "viewer" in refused.json()["detail"]
             bob.start_server()  # his server lists what envyard says he reads
@@ -142,8 +148,20 @@ def test_an_admin_shares_her_namespace_with_a_user(team_hub: Service) -> None:
             r = a.delete("/api/v1/namespaces/alice/members", params={"user": "bob"})
             assert r.status_code == 200, r.text
             assert b.get("/api/v1/environments/alice/nb").status_code == 403
+            # the token he made meanwhile lost the role too (it kept it for 90 days)
+            assert laptop.get("/api/v1/environments/alice/nb").status_code == 403
+            laptop.close()
             assert a.delete("/api/v1/namespaces/alice/members",
                             params={"user": "bob"}).status_code == 404
+            root = HubUser(url, "root")  # a hub admin: admin on every namespace
+            with envyard_via_hub(team_hub, root.token) as r:
+                # ... and on 'alice', which her own grant names (it was viewer there)
+                assert r.get("/api/v1/whoami").json()["roles"]["*"] == "admin"
+                assert r.put("/api/v1/namespaces/alice/members", json={
+                    "group": "geo", "role": "viewer"}).status_code == 200
+                assert r.put("/api/v1/namespaces/nowhere/members", json={
+                    "user": "bob", "role": "viewer"}).status_code == 404
+            root.close()
             events = a.get("/api/v1/audit", params={"namespace": "alice"}).json()
             assert {"share", "unshare"} <= {e["action"] for e in events["events"]}
     finally:

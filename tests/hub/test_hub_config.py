@@ -85,3 +85,30 @@ def test_the_hub_keeps_every_other_setting_of_the_service(
     assert shown.hub.service_token == hub.token and shown.trusted_proxies == ["127.0.0.1"]
     assert shown.kubernetes.profiles["gpu"].node_selector == {"pool": "gpu"}
     assert shown.image.registry_password == "s3cr3t" and shown.root == tmp_path / "volume"
+
+
+def test_a_role_on_every_namespace_is_not_lowered_by_naming_one() -> None:
+    """Found by review: a hub admin (``*``: admin) was only viewer on ``shared``, because a
+    namespace's own entry is preferred over ``*``'s (as a token's narrowing must be)."""
+    from envyard.service.auth import Principal
+
+    root = Principal("root", grants_for("root", True, DEFAULT, "admin"))
+    assert root.role_on("shared") is Role.admin and root.role_on("root") is Role.admin
+    by_group = {"ops": {"*": "admin"}, "geo": {"shared": "viewer"}}
+    ops = Principal("o", grants_for("o", False, DEFAULT, None, ["geo", "ops"], by_group))
+    assert ops.role_on("o") is Role.admin and ops.role_on("shared") is Role.admin
+    # a group's rule raises a role, never lowers one an earlier rule gave
+    raised = {"geo": {"shared": "developer"}, "bio": {"shared": "viewer"}}
+    assert grants_for("a", False, DEFAULT, None, ["bio", "geo"], raised)["shared"] is (
+        Role.developer)
+    # a token's named entry still narrows its '*'
+    token = Principal("t", {"*": Role.developer, "geo": Role.viewer})
+    assert token.role_on("geo") is Role.viewer and token.role_on("bio") is Role.developer
+
+
+def test_a_user_name_is_not_read_as_a_template() -> None:
+    """Found by review: '{user}' was filled before '{group}', so a user named '{group}'
+    became every group's name."""
+    grants = {"{user}-{group}": "admin"}
+    assert grants_for("{group}", False, grants, None, ["geo"]) == {}
+    assert grants_for("al", False, grants, None, ["geo"]) == {"al-geo": Role.admin}

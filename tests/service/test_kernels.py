@@ -125,3 +125,21 @@ def test_a_kernel_name_template_with_other_fields_is_refused() -> None:
 
     with pytest.raises(pydantic.ValidationError, match="kernel_display_name"):
         Settings(kernel_display_name="{name.__class__}")
+
+
+def test_a_reserved_variable_on_the_volume_does_not_reach_the_kernel(tmp_path: Path) -> None:
+    """The state file is on the volume and older prefixes were parsed by older rules: the
+    kernel drops what a spec may no longer set (checked where used, not only at the door)."""
+    from envyard.builder.kernels import write_kernelspec
+
+    prefix = tmp_path / "p"
+    (prefix / "conda-meta").mkdir(parents=True)
+    (prefix / "conda-meta" / "ipykernel-7.4.0-py_0.json").write_text("{}")
+    (prefix / "conda-meta" / "state").write_text(json.dumps({"env_vars": {
+        "ENVYARD_SERVER": "http://evil.example", "LD_PRELOAD": "/tmp/x.so",
+        "https_proxy": "http://evil.example", "GDAL_DATA": "/share/gdal"}}))
+    path = write_kernelspec(tmp_path / "jupyter", "geo", "maps", 1, prefix)
+    assert path is not None
+    env = json.loads(path.read_text())["env"]
+    assert env["GDAL_DATA"] == "/share/gdal"
+    assert not {"ENVYARD_SERVER", "LD_PRELOAD", "https_proxy"} & set(env)

@@ -68,3 +68,68 @@ def test_members_are_for_readers_of_the_namespace(service: Service) -> None:
         assert c.get("/api/v1/namespaces/mem/members").status_code == 403
     with api(service, None) as c:
         assert c.get("/api/v1/namespaces/mem/members").status_code == 401
+
+
+def test_unsharing_takes_the_role_back_from_the_users_tokens(empty_db: Database) -> None:
+    """Found by review: a token bob made while alice's namespace was shared with him kept
+    the role for its whole life (up to 90 days) after the unshare."""
+    from sqlalchemy import select
+
+    from envyard.service.auth import Principal
+    from envyard.service.members import share, unshare
+    from envyard.service.models import TokenRole
+
+    migrate(empty_db.engine)
+    hub = Settings(hub={"api_url": "http://127.0.0.1:1/hub/api",
+                        "grants": {"{user}": "developer", "shared": "viewer"}})
+    alice = Principal("hub user 'alice'", {"alice": Role.admin, "shared": Role.admin},
+                      owner="hub:alice")
+    with empty_db.session(write=True) as s:
+        s.add_all([Namespace(name="alice"), Namespace(name="shared")])
+        for ns in ("alice", "shared"):
+            share(s, alice, ns, "user", "bob", Role.developer)
+        made = Token(name="bob's", owner="hub:bob", token_hash="0" * 64, roles=[
+            TokenRole(namespace="alice", role="developer"),
+            TokenRole(namespace="shared", role="developer"),
+            TokenRole(namespace="bob", role="developer")])
+        others = Token(name="carol's", owner="hub:carol", token_hash="1" * 64,
+                       roles=[TokenRole(namespace="alice", role="viewer")])
+        s.add_all([made, others])
+    with empty_db.session(write=True) as s:
+        unshare(s, hub, alice, "alice", "user", "bob")
+        unshare(s, hub, alice, "shared", "user", "bob")
+    with empty_db.session() as s:
+        rows = s.execute(select(Token.name, TokenRole.namespace, TokenRole.role)
+                         .join(TokenRole)).all()
+    assert sorted(rows) == [("bob's", "bob", "developer"), ("bob's", "shared", "viewer"),
+                            ("carol's", "alice", "viewer")]
+
+
+
+def test_a_hub_answer_read_while_shares_change_is_not_remembered(empty_db: Database) -> None:
+    """Found by review: a principal read before an unshare committed was cached after the
+    unshare's ``forget`` and kept the share for ``identity_seconds``."""
+    from typing import Any
+
+    from envyard.service.auth import Principal
+    from envyard.service.hub_auth import HubIdentities
+    from envyard.service.members import share
+
+    migrate(empty_db.engine)
+    settings = Settings(hub={"api_url": "http://127.0.0.1:1/hub/api"})
+    with empty_db.session(write=True) as s:
+        s.add(Namespace(name="alice"))
+        share(s, Principal("a", {"alice": Role.admin}), "alice", "user", "bob", Role.viewer)
+
+    class SlowHub(HubIdentities):
+        def _ask_hub(self, token: str) -> dict[str, Any]:
+            model = {"name": "bob", "groups": [], "admin": False}
+            if token == "racing":  # the share goes while the hub is being asked
+                self.forget()
+            return model
+
+    hub = SlowHub(settings.hub, empty_db)
+    assert hub.principal("racing", anonymous_read=False).role_on("alice") is Role.viewer
+    assert hub.peek("racing", anonymous_read=False) is None
+    hub.principal("calm", anonymous_read=False)
+    assert hub.peek("calm", anonymous_read=False) is not None
