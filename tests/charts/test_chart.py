@@ -29,6 +29,12 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "hub-disabled": {"hub": {"enabled": False}, "volume": {"existingClaim": "shared-nfs",
                                                            "mountPath": "/home/conda",
                                                            "size": "1Ti"}},
+    "dask-gateway": {"daskGateway": {"enabled": True},
+                     "images": {"registry": "registry.example.org",
+                                "base": "registry.example.org/base:bookworm"}},
+    "dask-gateway-process": {"daskGateway": {"enabled": True, "backend": "process",
+                                             "envyardUrl": "http://envyard.hub:8765",
+                                             "offerDefault": False}},
 }
 
 
@@ -81,8 +87,14 @@ def test_lints_clean() -> None:
     {"storage": {"backend": "ftp"}}, {"hub": {"enabled": "yes"}}, {"typo": 1},
     {"settings": {"build_concurrency": 0}}, {"runner": "nomad"},
     {"storage": {"backend": "s3"}}, {"replicas": 3}, {"runner": "kubernetes"},
+    {"daskGateway": {"enabled": True, "backend": "yarn"}},
+    {"daskGateway": {"enabled": True}},
+    {"daskGateway": {"enabled": True, "backend": "process", "envyardUrl": 'http://x", 1)#'}},
+    {"daskGateway": {"enabled": True, "backend": "process", "existingSecret": ""}},
 ], ids=["replicas", "mount-path", "backend", "hub-enabled", "unknown-key", "concurrency",
-        "runner", "no-bucket", "replicas-on-sqlite", "kubernetes-on-sqlite"])
+        "runner", "no-bucket", "replicas-on-sqlite", "kubernetes-on-sqlite",
+        "gateway-backend", "gateway-images-without-registry", "gateway-url-injection",
+        "gateway-no-secret"])
 def test_bad_values_are_refused(values: dict[str, Any]) -> None:
     from helm_python import HelmError
 
@@ -207,3 +219,56 @@ def test_kubernetes_runner_settings_from_the_chart(monkeypatch: pytest.MonkeyPat
     done = subprocess.run([cli, "-k", "1.33.0", "--strict", str(f)], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("case", ["dask-gateway", "dask-gateway-process"])
+def test_dask_gateway_config_runs_in_the_gateway(case: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rendered extraConfig, run as dask-gateway-server runs its config, gives the
+    gateway's Backend envyard's per-user options with the values' envyard, token and
+    backend kind; and the dask-gateway chart's values name the token's Secret."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from dask_gateway_server.backends.base import Backend
+    from traitlets.config import Config
+
+    import envyard.service.gateway as gateway
+
+    values = VALUE_SETS[case]["daskGateway"]
+    docs = [d for text in _render(VALUE_SETS[case]).values()
+            for d in yaml.safe_load_all(text) if d]
+    (data,) = [d["data"] for d in docs if d["metadata"]["name"] == "ey-dask-gateway"]
+    chart_values = yaml.safe_load(data["dask-gateway-values.yaml"])["gateway"]
+    assert chart_values["extraConfig"]["envyard"] == data["envyard.py"]
+    (env,) = chart_values["env"]
+    assert env == {"name": "ENVYARD_GATEWAY_TOKEN", "valueFrom": {"secretKeyRef": {
+        "name": "envyard-gateway", "key": "token"}}}
+    asked: list[tuple[str, str, Any]] = []
+
+    async def answer(url: str, token: str, user: Any, *, timeout: float) -> list[Any]:
+        asked.append((url, token, user.name))
+        return [{"environment": "team/geo", "prefix": "/srv/envyard/prefixes/abc",
+                 "image": "registry.example.org/team-geo:v2", "problem": None,
+                 "offered": True}]
+
+    monkeypatch.setattr(gateway, "environments_of", answer)
+    monkeypatch.setenv("ENVYARD_GATEWAY_TOKEN", "ey_t0ken")
+    c = Config()
+    exec(compile(data["envyard.py"], "dask_gateway_config.py", "exec"), {"c": c})
+    backend = Backend(config=c)
+    options = asyncio.run(backend.get_cluster_options(SimpleNamespace(name="alice")))
+    url = values.get("envyardUrl") or "http://ey:8765"
+    assert asked == [(url, "ey_t0ken", "alice")]
+    (spec,) = options.get_specification()
+    offered = spec["spec"]["options"]
+    assert offered == (["default", "team/geo"] if values.get("offerDefault", True)
+                       else ["team/geo"])
+    config = options.get_configuration(options.parse_options({"environment": "team/geo"}),
+                                       None)
+    if values.get("backend", "kubernetes") == "kubernetes":
+        assert config["image"] == "registry.example.org/team-geo:v2"
+    else:
+        assert config["worker_cmd"] == ["/srv/envyard/prefixes/abc/bin/dask", "worker"]
+    assert not any(d["metadata"]["name"] == "ey-dask-gateway" for text in _render(
+        {}).values() for d in yaml.safe_load_all(text) if d)  # off by default
