@@ -126,13 +126,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         namespaces,
         packages,
         queue,
+        spawn,
         tokens,
         versions,
     )
     from envyard.service.ui import routes as ui
 
     for module in (namespaces, environments, versions, lifecycle, gc, dask, metrics, identity,
-                   tokens, images, packages, audit, queue, docs, ui):
+                   tokens, images, packages, audit, queue, spawn, docs, ui):
         app.include_router(module.router)
     return app
 

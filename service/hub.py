@@ -5,8 +5,10 @@ values below) and runs JupyterHub from the same Python: configurable-http-proxy 
 the dummy login, the simple local spawner, envyard registered as the ``envyard`` service
 with OAuth, users' servers given ``JUPYTER_PATH`` = the kernel directories of the
 namespaces they may read and JupyterLab with an "envyard" launcher tile
-(``jupyter_launcher``). Secrets (service and proxy tokens) are made per start and passed
-in the environment, never written. The hub dies with the service (``PR_SET_PDEATHSIG``).
+(``jupyter_launcher``); the spawn page offers the environments the user may start
+in (``spawn``), the chosen one the server's default kernel and ``PATH``. Secrets
+(service and proxy tokens) are made per start and passed in the environment, never
+written. The hub dies with the service (``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
@@ -141,6 +143,7 @@ def _launcher_config(config_dir: Path) -> Path:
 
 def configure(c: Any, values_json: str) -> None:
     """Apply envyard's values to a JupyterHub config object (runs inside the hub process)."""
+    from envyard.service import spawn
     from envyard.service.hub_auth import jupyter_path, readable_path
 
     v = json.loads(values_json)
@@ -182,8 +185,12 @@ def configure(c: Any, values_json: str) -> None:
             path = jupyter_path(root, spawner.user.name, grants,
                                 [g.name for g in spawner.user.groups], group_grants)
         spawner.environment = {**spawner.environment, "JUPYTER_PATH": path}
+        await spawn.apply_choice(spawner, v["service_url"], root.parent)
 
     c.Spawner.pre_spawn_hook = kernels_the_user_reads
+    # the spawn page offers the environments envyard says the user may start in
+    c.Spawner.options_form = spawn.options_form(v["service_url"], name)
+    c.Spawner.options_from_form = spawn.options_from_form
     c.Spawner.environment = {
         "JUPYTER_CONFIG_PATH": str(_launcher_config(hub_dir / "jupyter_config")),
         "ENVYARD_SERVER": f"{public}/services/{name}"}

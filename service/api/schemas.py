@@ -529,3 +529,26 @@ class ClusterEnvironments(BaseModel):
     environments: list[ClusterEnvironmentOut] = Field(
         description="Readable environments whose current version has distributed, by "
         "namespace and name.")
+
+
+class SpawnEnvironmentOut(BaseModel):
+    environment: str = Field(description="namespace/name: the choice at spawn (the "
+                             "'environment' option, a KubeSpawner profile's slug).")
+    namespace: str
+    name: str
+    version: int = Field(description="Its current version, which a server started now "
+                         "runs.")
+    kernel_name: str = Field(description="The kernelspec that becomes the server's "
+                             "default kernel.")
+    display_name: str
+    prefix: str = Field(description="That version's prefix, links resolved (relative to "
+                        "the volume unless you are a namespace admin).")
+    image: str | None = Field(description="That version's image, when it has a ready one.")
+    profile: dict[str, Any] | None = Field(description="A KubeSpawner profile_list entry "
+                                           "running the image; null without an image.")
+
+
+class SpawnEnvironments(BaseModel):
+    environments: list[SpawnEnvironmentOut] = Field(
+        description="Readable environments whose current version is ready and has a "
+        "kernel, by namespace and name.")

@@ -17,6 +17,7 @@ from tests.hub.hubclient import HubUser
 from tests.hub.test_hub_e2e import CODE, NB, envyard_via_hub, submit
 from tests.servers import Service, free_port
 from tests.service.conftest import api
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -167,3 +168,64 @@ def test_an_admin_shares_her_namespace_with_a_user(team_hub: Service) -> None:
     finally:
         alice.close()
         bob.close()
+
+
+def _stop_server(user: HubUser) -> None:
+    resp = user.api.delete(f"/hub/api/users/{user.name}/server")
+    assert resp.status_code in (202, 204, 400), resp.text
+
+    def stopped() -> bool:
+        model = user.api.get(f"/hub/api/users/{user.name}").json()
+        return not (model.get("servers") or {}).get("")
+
+    wait_until(stopped, timeout=60, what=f"{user.name}'s server to stop", every=0.2)
+
+
+SERVER = ("import os, sys\n"  # the kernel's python, and the server's PATH (its parent)
+          "env = open(f'/proc/{os.getppid()}/environ', 'rb').read().split(b'\\0')\n"
+          "path = next(e for e in env if e.startswith(b'PATH='))[5:].decode()\n"
+          "print(os.path.realpath(sys.prefix)); print(path.split(':')[0])")
+
+
+def test_alice_chooses_her_environment_at_spawn(team_hub: Service) -> None:
+    """The spawn page lists what envyard says she may start in; her choice becomes the
+    server's default kernel and leads its PATH; a choice she may not read fails the
+    spawn; starting without one undoes it."""
+    url = team_hub.hub_url  # type: ignore[attr-defined]
+    alice, erin = HubUser(url, "alice"), HubUser(url, "erin")
+    try:
+        with envyard_via_hub(team_hub, alice.token) as a, \
+                envyard_via_hub(team_hub, erin.token) as e:
+            assert submit(a, "alice/geo", NB)["state"] == "ready"
+            assert submit(e, "erin/secret", NB)["state"] == "ready"
+            prefix = a.get("/api/v1/spawn/environments").json()["environments"]
+        _stop_server(alice)
+        page = alice.browser.get("/hub/spawn")
+        assert page.status_code == 200
+        assert 'value="alice/geo"' in page.text and "erin/secret" not in page.text
+        resp = alice.browser.post("/hub/spawn", data={
+            "environment": "alice/geo", "_xsrf": alice.browser.cookies.get("_xsrf", "")})
+        assert resp.status_code == 200, resp.text
+        alice.start_server()  # (already starting: waits for it)
+        specs = alice.api.get("/user/alice/api/kernelspecs").json()
+        assert specs["default"] == "alice-geo"
+        chosen = next(r for r in prefix if r["environment"] == "alice/geo")
+        sys_prefix, first = alice.run(specs["default"], SERVER).split()
+        assert sys_prefix.endswith(chosen["prefix"]) and first == f"{sys_prefix}/bin"
+
+        _stop_server(alice)  # erin's environment: not hers to read
+        refused = alice.api.post("/hub/api/users/alice/server",
+                                 json={"environment": "erin/secret"})
+        assert refused.status_code >= 400
+        assert "not an environment you may start a server in" in refused.text
+        # the hub reuses the last options when a start names none: name "none" out loud
+        assert alice.api.post("/hub/api/users/alice/server", json={
+            "environment": ""}).status_code in (201, 202)
+        alice.start_server()
+        specs = alice.api.get("/user/alice/api/kernelspecs").json()
+        assert specs["default"] != "alice-geo" and "alice-geo" in specs["kernelspecs"]
+        sys_prefix, first = alice.run("alice-geo", SERVER).split()
+        assert first != f"{sys_prefix}/bin"
+    finally:
+        alice.close()
+        erin.close()

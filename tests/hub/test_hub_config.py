@@ -112,3 +112,15 @@ def test_a_user_name_is_not_read_as_a_template() -> None:
     grants = {"{user}-{group}": "admin"}
     assert grants_for("{group}", False, grants, None, ["geo"]) == {}
     assert grants_for("al", False, grants, None, ["geo"]) == {"al-geo": Role.admin}
+
+
+def test_the_spawn_form_names_one_environment_or_none() -> None:
+    from envyard.service.spawn import options_from_form
+
+    assert options_from_form({"environment": ["geo/maps"]}) == {"environment": "geo/maps"}
+    # "none" is said out loud: the hub would reuse the last choice for an empty answer
+    assert options_from_form({"environment": [""]}) == {"environment": ""}
+    assert options_from_form({}) == {"environment": ""}
+    for bad in ("../etc/passwd", "geo", "geo/maps/x", "geo/<script>"):
+        with pytest.raises(ValueError, match="is not an environment"):
+            options_from_form({"environment": [bad]})
