@@ -58,7 +58,7 @@ async def environments(url: str, token: str, *, timeout: float = 10.0) -> list[d
 
     resp = await AsyncHTTPClient().fetch(
         f"{url.rstrip('/')}/api/v1/spawn/environments", request_timeout=timeout,
-        headers={"Authorization": f"token {token}"})
+        headers={"Authorization": f"Bearer {token}"})  # a hub token or envyard's
     rows: list[dict[str, Any]] = json.loads(resp.body)["environments"]
     return rows
 

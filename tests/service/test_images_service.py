@@ -192,3 +192,56 @@ def test_image_cli(imaging: Service, registry: tuple[RegistryServer, str],
     bad = run("image", "push", str(tmp_path / "nothing"), "--base", registry[1], "--to", to)
     assert bad.returncode == 18 and "not a conda environment" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+NB = "dependencies: [python 3.11.*, ipykernel, dask=2025.12.0, distributed=2025.12.0]\n"
+
+
+def test_kubespawner_profiles_run_the_environments_image(
+        imaging: Service, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """envyard's profile_list, read by KubeSpawner itself (imported, not imitated): a
+    profile per environment the user may start in that has an image; choosing one makes
+    the pod run that image. jhub-apps gets the same environments by name."""
+    import asyncio
+
+    from kubespawner import KubeSpawner
+
+    from envyard.service.spawn import jhub_apps_conda_envs, profile_list
+    from tests.kube import KubeAPI
+
+    kube = KubeAPI().start()  # KubeSpawner reads a kubeconfig when made: the emulator's
+    config = tmp_path / "kubeconfig"
+    config.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: t\n"
+        f"clusters: [{{name: t, cluster: {{server: '{kube.url}'}}}}]\n"
+        "contexts: [{name: t, context: {cluster: t, user: t}}]\nusers: [{name: t, user: {}}]\n")
+    import kubernetes_asyncio.config.kube_config as kube_config  # (read at its import)
+
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(config))
+
+    with api(imaging, imaging.token("*=admin")) as c:
+        c.post("/api/v1/environments/kube/bare/versions", content=A)  # no kernel
+        assert wait_ready(c, "kube/bare", 1)["state"] == "ready"
+        assert c.put("/api/v1/namespaces/kube/images", json={"enabled": True}).status_code \
+            == 200
+        _, image = build(c, "kube/nb", NB)
+        assert image["state"] == "ready", image
+        c.post("/api/v1/environments/hidden/nb/versions", content=NB)  # not readable
+        assert wait_ready(c, "hidden/nb", 1)["state"] == "ready"
+    viewer = imaging.token("kube=viewer")
+
+    async def chosen(profile: str) -> KubeSpawner:
+        spawner = KubeSpawner(_mock=True, profile_list=profile_list(
+            imaging.url, token_for=lambda spawner: viewer))
+        spawner.user_options = {"profile": profile}
+        await spawner.load_user_options()
+        return spawner
+
+    spawner = asyncio.run(chosen("kube/nb"))
+    assert spawner.image == image["reference"]
+    assert spawner.environment["ENVYARD_ENVIRONMENT"] == "kube/nb"
+    for refused in ("hidden/nb", "kube/bare"):
+        with pytest.raises(ValueError, match="profile"):
+            asyncio.run(chosen(refused))
+    assert jhub_apps_conda_envs(imaging.url, viewer)() == ["kube/nb"]
+    kube.stop()
