@@ -114,7 +114,8 @@ def test_dockerfile_is_sound() -> None:
 
 
 def test_hub_config_and_service_settings_agree(monkeypatch: pytest.MonkeyPatch,
-                                               tmp_path: Path, channel: Path) -> None:
+                                               tmp_path: Path, channel: Path,
+                                               caplog: pytest.LogCaptureFixture) -> None:
     """The rendered hub config runs, gives users the kernels of the namespaces envyard
     says they read (asked at spawn with the server's token; without an answer, those the
     rendered envyard settings grant them), and points envyard at the hub."""
@@ -132,7 +133,8 @@ def test_hub_config_and_service_settings_agree(monkeypatch: pytest.MonkeyPatch,
                                            "grants": {"{user}": "developer", "geo": "viewer",
                                                       "{group}": "developer"},
                                            "groupGrants": {"ops": {"*": "admin",
-                                                                   "infra": "viewer"}}}}
+                                                                   "infra": "viewer"}},
+                                           "environmentProfiles": True}}
                                    ).values() for d in yaml.safe_load_all(text) if d]
     maps = {d["metadata"]["name"]: d["data"] for d in docs if d["kind"] == "ConfigMap"}
     monkeypatch.setenv("ENVYARD_HUB_TOKEN", "t0ken")
@@ -173,6 +175,20 @@ def test_hub_config_and_service_settings_agree(monkeypatch: pytest.MonkeyPatch,
         hub_config["envyard"] = envyard.url  # what envyard answers for the token wins
         assert spawn(envyard.token("alice=developer", "team=viewer")).split(":") == [
             "/srv/envyard/jupyter/alice", "/srv/envyard/jupyter/team"]
+        # the spawn page's profiles: envyard's answer, asked with a token made for the
+        # user (the profile_list the chart wires is the one that envyard URL answers)
+        made: list[dict[str, Any]] = []
+        user = SimpleNamespace(name="alice", new_api_token=lambda **kw: (
+            made.append(kw), envyard.token("alice=viewer"))[1])
+        spawner = SimpleNamespace(user=user, log=logging.getLogger())
+        here = Config()  # the same config, with this envyard as the release's service
+        exec(compile(maps["ey-hub"]["jupyterhub_config.py"].replace(
+            "http://ey:8765", envyard.url), "jupyterhub_config.py", "exec"), {"c": here})
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            assert asyncio.run(here.KubeSpawner.profile_list(spawner)) == []
+        assert not caplog.records, caplog.text  # envyard answered (no environments yet)
+        assert made and made[0]["scopes"] == ["access:services!service=envyard"]
     finally:
         envyard.stop()
 
