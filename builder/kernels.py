@@ -1,9 +1,10 @@
 """Jupyter kernelspecs for published environments, one Jupyter data directory per namespace.
 
 ``<root>/jupyter/<ns>/kernels/<ns>-<name>/kernel.json`` runs the python of the environment's
-*current* version; hub user servers put ``<root>/jupyter/<ns>`` on ``JUPYTER_PATH`` for every
-namespace they may read. The file is replaced atomically, so a kernel list never sees a
-half-written spec; rollback rewrites it.
+*current* version (when it has ipykernel), ``<ns>-<name>-r`` its R (when it has
+r-irkernel); hub user servers put ``<root>/jupyter/<ns>`` on ``JUPYTER_PATH`` for every
+namespace they may read. A file is replaced atomically, so a kernel list never sees a
+half-written spec; rollback rewrites them, and removes the kernel a version lacks.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 from envyard.builder.spec import RESERVED_VARIABLE_RE, VARIABLE_RE
 
@@ -22,8 +24,18 @@ def has_ipykernel(prefix: Path) -> bool:
         (prefix / "lib").glob("python3*/site-packages/ipykernel/__init__.py"))
 
 
-def kernel_dir(jupyter_root: Path, namespace: str, name: str) -> Path:
-    return jupyter_root / namespace / "kernels" / f"{namespace}-{name}"
+def has_irkernel(prefix: Path) -> bool:
+    return any((prefix / "conda-meta").glob("r-irkernel-*.json"))
+
+
+Language = Literal["python", "R"]
+LANGUAGES: tuple[Language, ...] = ("python", "R")
+
+
+def kernel_dir(jupyter_root: Path, namespace: str, name: str,
+               language: Language = "python") -> Path:
+    suffix = "" if language == "python" else "-r"
+    return jupyter_root / namespace / "kernels" / f"{namespace}-{name}{suffix}"
 
 
 DEFAULT_DISPLAY = "{namespace}/{name} (v{version})"
@@ -46,41 +58,55 @@ def environment_variables(prefix: Path) -> dict[str, str]:
             and not RESERVED_VARIABLE_RE.fullmatch(k) and isinstance(v, str)}
 
 
-def write_kernelspec(jupyter_root: Path, namespace: str, name: str, number: int,
-                     prefix: Path, display: str = DEFAULT_DISPLAY) -> Path | None:
-    """Write (or replace) the kernelspec; None when the environment has no ipykernel.
-    ``display`` names it (``{namespace}``, ``{name}``, ``{version}`` replaced); the spec's
-    variables go into its ``env``, under the prefix's own ``CONDA_PREFIX`` and ``PATH``."""
-    if not has_ipykernel(prefix):
-        return None
-    spec = {
-        "argv": [str(prefix / "bin" / "python"), "-m", "ipykernel_launcher", "-f",
-                 "{connection_file}"],
-        "display_name": (display.replace("{namespace}", namespace).replace("{name}", name)
-                         .replace("{version}", str(number))),
-        "language": "python",
-        "env": {**environment_variables(prefix), "CONDA_PREFIX": str(prefix),
-                "PATH": f"{prefix}/bin:/usr/local/bin:/usr/bin:/bin"},
-        "metadata": {"envyard": {"namespace": namespace, "name": name, "version": number}},
-    }
-    target = kernel_dir(jupyter_root, namespace, name)
-    target.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".kernel.", dir=target)
-    with os.fdopen(fd, "w") as f:
-        json.dump(spec, f, indent=1)
-    os.replace(tmp, target / "kernel.json")
-    return target / "kernel.json"
+def write_kernelspecs(jupyter_root: Path, namespace: str, name: str, number: int,
+                      prefix: Path, display: str = DEFAULT_DISPLAY) -> dict[Language, Path]:
+    """Write (or replace) the environment's kernelspecs, python when it has ipykernel and
+    R when it has r-irkernel, removing the other; each path by language. ``display``
+    names them (``{namespace}``, ``{name}``, ``{version}`` replaced; R's with " (R)");
+    the spec's variables go into their ``env``, under the prefix's own ``CONDA_PREFIX``
+    and ``PATH``."""
+    shown = (display.replace("{namespace}", namespace).replace("{name}", name)
+             .replace("{version}", str(number)))
+    argv = {"python": [str(prefix / "bin" / "python"), "-m", "ipykernel_launcher", "-f",
+                       "{connection_file}"],
+            "R": [str(prefix / "bin" / "R"), "--slave", "-e", "IRkernel::main()", "--args",
+                  "{connection_file}"]}
+    present = {"python": has_ipykernel(prefix), "R": has_irkernel(prefix)}
+    written: dict[Language, Path] = {}
+    for language in LANGUAGES:
+        target = kernel_dir(jupyter_root, namespace, name, language)
+        if not present[language]:
+            shutil.rmtree(target, ignore_errors=True)
+            continue
+        spec = {
+            "argv": argv[language],
+            "display_name": shown if language == "python" else f"{shown} (R)",
+            "language": language,
+            "env": {**environment_variables(prefix), "CONDA_PREFIX": str(prefix),
+                    "PATH": f"{prefix}/bin:/usr/local/bin:/usr/bin:/bin"},
+            "metadata": {"envyard": {"namespace": namespace, "name": name,
+                                     "version": number}},
+        }
+        target.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".kernel.", dir=target)
+        with os.fdopen(fd, "w") as f:
+            json.dump(spec, f, indent=1)
+        os.replace(tmp, target / "kernel.json")
+        written[language] = target / "kernel.json"
+    return written
 
 
-def read_kernelspec(jupyter_root: Path, namespace: str, name: str) -> dict[str, object] | None:
+def read_kernelspec(jupyter_root: Path, namespace: str, name: str,
+                    language: Language = "python") -> dict[str, object] | None:
     """The kernelspec hub users see for the environment; None when none is published."""
     try:
-        spec = json.loads((kernel_dir(jupyter_root, namespace, name) / "kernel.json")
-                          .read_text())
+        spec = json.loads((kernel_dir(jupyter_root, namespace, name, language)
+                           / "kernel.json").read_text())
     except (OSError, ValueError):
         return None
     return spec if isinstance(spec, dict) else None
 
 
-def remove_kernelspec(jupyter_root: Path, namespace: str, name: str) -> None:
-    shutil.rmtree(kernel_dir(jupyter_root, namespace, name), ignore_errors=True)
+def remove_kernelspecs(jupyter_root: Path, namespace: str, name: str) -> None:
+    for language in LANGUAGES:
+        shutil.rmtree(kernel_dir(jupyter_root, namespace, name, language), ignore_errors=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from envyard.builder.kernels import remove_kernelspec, write_kernelspec
+from envyard.builder.kernels import remove_kernelspecs, write_kernelspecs
 from envyard.builder.layout import Layout, point
 from envyard.service import audit, images
 from envyard.service.auth import Principal
@@ -48,20 +48,20 @@ def withdraw(env: Environment) -> None:
 def hide(layout: Layout, namespace: str, name: str) -> None:
     """The volume shows no current version: no link, no kernel."""
     layout.current_link(namespace, name).unlink(missing_ok=True)
-    remove_kernelspec(layout.jupyter, namespace, name)
+    remove_kernelspecs(layout.jupyter, namespace, name)
 
 
 def show(layout: Layout, settings: Settings, namespace: str, name: str, number: int) -> str:
     """Make the volume show ``number`` as current: the link, then the kernelspec (say
     what became of the kernel)."""
     point(layout.current_link(namespace, name), str(number))
-    spec = write_kernelspec(layout.jupyter, namespace, name, number,
-                            layout.version_link(namespace, name, number),
-                            settings.kernel_display_name)
-    if spec is None:
-        remove_kernelspec(layout.jupyter, namespace, name)
-        return "no kernel: ipykernel is not in this environment"
-    return f"kernel {namespace}/{name} (v{number}) at {spec}"
+    specs = write_kernelspecs(layout.jupyter, namespace, name, number,
+                              layout.version_link(namespace, name, number),
+                              settings.kernel_display_name)
+    if not specs:
+        return "no kernel: neither ipykernel nor r-irkernel is in this environment"
+    return "; ".join(f"{'' if language == 'python' else 'R '}kernel {namespace}/{name} "
+                     f"(v{number}) at {spec}" for language, spec in specs.items())
 
 
 def make_current(db: Database, settings: Settings, who: Principal, namespace: str,

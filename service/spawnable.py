@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from envyard.builder.kernels import kernel_dir, read_kernelspec
+from envyard.builder.kernels import LANGUAGES, kernel_dir, read_kernelspec
 from envyard.builder.layout import Layout
 from envyard.service.models import Environment, Namespace, Version
 from envyard.service.settings import Settings
@@ -67,12 +67,14 @@ def spawnable(session: Session, settings: Settings,
     layout = Layout(settings.root)
     out = []
     for ns, name, version in session.execute(query):
-        spec = read_kernelspec(layout.jupyter, ns, name)
-        if spec is None:
+        language = next((lang for lang in LANGUAGES  # python's, else R's
+                         if read_kernelspec(layout.jupyter, ns, name, lang)), None)
+        if language is None:
             continue
+        spec = read_kernelspec(layout.jupyter, ns, name, language) or {}
         image = version.image or {}
         out.append(Spawnable(
-            ns, name, version.number, kernel_dir(layout.jupyter, ns, name).name,
+            ns, name, version.number, kernel_dir(layout.jupyter, ns, name, language).name,
             str(spec.get("display_name") or f"{ns}/{name}"),
             os.path.realpath(layout.version_link(ns, name, version.number)),
             image.get("reference") if image.get("state") == "ready" else None))

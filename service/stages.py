@@ -27,7 +27,7 @@ from envyard.builder.dask import PinSet
 from envyard.builder.dask import check as dask_check
 from envyard.builder.errors import DaskMismatch, PackError
 from envyard.builder.install import InstallResult, fingerprint, install_lock
-from envyard.builder.kernels import has_ipykernel
+from envyard.builder.kernels import has_ipykernel, has_irkernel
 from envyard.builder.layout import Layout, guard_of, point
 from envyard.builder.lock import DEFAULT_CATEGORIES, Lockfile, dump_lock, parse_lock
 from envyard.builder.locker import LockOptions, lock_env
@@ -263,12 +263,12 @@ def _publish_stage(b: Build) -> None:
     artifacts["prefix"] = (str(built.prefix), prefix_bytes)
     if b.pack_bytes is not None:
         artifacts["pack"] = (ctx.store.uri(pack_key(b.fp)), b.pack_bytes)
-    kernel = has_ipykernel(built.prefix)
+    kernel = has_ipykernel(built.prefix) or has_irkernel(built.prefix)
 
     def announce() -> None:  # once publishing cannot be refused, before it commits:
         log.stage = State.ready  # a follower stops reading at "ready"
         if not kernel:
-            log.line("no kernel: ipykernel is not in this environment")
+            log.line("no kernel: neither ipykernel nor r-irkernel is in this environment")
         log.line("ready")
 
     publish(ctx, b.version_id, where, artifacts, announce, timings=b.timings,

@@ -44,7 +44,7 @@ def test_kernelspec_follows_current(service: Service) -> None:
                                                    content="dependencies: [python=3.11]\n"
                                                    ).json()["version"])
         log = c.get(f"/api/v1/environments/kern/plain/versions/{plain['number']}/log").text
-        assert "no kernel: ipykernel is not in this environment" in log
+        assert "no kernel: neither ipykernel nor r-irkernel is in this environment" in log
         assert c.get("/api/v1/environments/kern/plain").json()["kernel"] is None
     assert not (Path(service.root) / "jupyter" / "kern" / "kernels" / "kern-plain").exists()
 
@@ -90,9 +90,12 @@ def test_a_kernel_carries_the_specs_variables_and_the_configured_name(
                   extra_env={"ENVYARD_KERNEL_DISPLAY_NAME": "{namespace}/{name}"})
     svc.root.mkdir()
     svc.start()
-    spec_text = NB + "variables:\n  GEO_DATA: /data/geo\n  PATH: /nowhere\n"
+    spec_text = NB + "variables:\n  GEO_DATA: /data/geo\n"
     try:
         with api(svc, svc.token("*=admin")) as c:
+            refused = c.post("/api/v1/environments/team/geo/versions",
+                             content=spec_text + "  PATH: /nowhere\n")
+            assert refused.status_code == 422 and "reserved" in refused.text
             wait_ready(c, "team/geo", c.post("/api/v1/environments/team/geo/versions",
                                              content=spec_text).json()["version"])
             env = c.get("/api/v1/environments/team/geo").json()
@@ -110,7 +113,7 @@ def test_a_kernel_carries_the_specs_variables_and_the_configured_name(
                 timeout=120, output_hook=lambda msg: out.append(msg["content"].get("text", "")))
             value, first_path = "".join(out).split()
             assert value == "/data/geo"
-            assert first_path.endswith("/bin") and first_path != "/nowhere"
+            assert first_path.endswith("/bin")
         finally:
             kc.stop_channels()
             km.shutdown_kernel(now=True)
@@ -130,7 +133,7 @@ def test_a_kernel_name_template_with_other_fields_is_refused() -> None:
 def test_a_reserved_variable_on_the_volume_does_not_reach_the_kernel(tmp_path: Path) -> None:
     """The state file is on the volume and older prefixes were parsed by older rules: the
     kernel drops what a spec may no longer set (checked where used, not only at the door)."""
-    from envyard.builder.kernels import write_kernelspec
+    from envyard.builder.kernels import write_kernelspecs
 
     prefix = tmp_path / "p"
     (prefix / "conda-meta").mkdir(parents=True)
@@ -138,8 +141,34 @@ def test_a_reserved_variable_on_the_volume_does_not_reach_the_kernel(tmp_path: P
     (prefix / "conda-meta" / "state").write_text(json.dumps({"env_vars": {
         "ENVYARD_SERVER": "http://evil.example", "LD_PRELOAD": "/tmp/x.so",
         "https_proxy": "http://evil.example", "GDAL_DATA": "/share/gdal"}}))
-    path = write_kernelspec(tmp_path / "jupyter", "geo", "maps", 1, prefix)
-    assert path is not None
+    path = write_kernelspecs(tmp_path / "jupyter", "geo", "maps", 1, prefix)["python"]
     env = json.loads(path.read_text())["env"]
     assert env["GDAL_DATA"] == "/share/gdal"
     assert not {"ENVYARD_SERVER", "LD_PRELOAD", "https_proxy"} & set(env)
+
+
+def test_an_environment_with_irkernel_gets_an_r_kernel(tmp_path: Path) -> None:
+    """r-irkernel in the prefix: an R kernel beside the python one, with the same env and
+    name template; a version without it (a rollback) takes the R kernel away. (No R can
+    be installed here, so it is not started: the kernelspec is what Jupyter runs.)"""
+    from envyard.builder.kernels import read_kernelspec, write_kernelspecs
+
+    both, python_only = tmp_path / "v1", tmp_path / "v2"
+    for prefix in (both, python_only):
+        (prefix / "conda-meta").mkdir(parents=True)
+        (prefix / "conda-meta" / "ipykernel-7.4.0-py_0.json").write_text("{}")
+        (prefix / "conda-meta" / "state").write_text('{"env_vars": {"GEO": "1"}}')
+    (both / "conda-meta" / "r-irkernel-1.3.2-r44hc72bb7e_0.json").write_text("{}")
+    jupyter = tmp_path / "jupyter"
+    written = write_kernelspecs(jupyter, "geo", "maps", 1, both, "{namespace}/{name}")
+    assert set(written) == {"python", "R"}
+    assert written["R"].parent.name == "geo-maps-r"
+    r = read_kernelspec(jupyter, "geo", "maps", "R")
+    assert r is not None and r["language"] == "R" and r["display_name"] == "geo/maps (R)"
+    assert r["argv"] == [str(both / "bin" / "R"), "--slave", "-e", "IRkernel::main()",
+                         "--args", "{connection_file}"]
+    assert r["env"] == {"GEO": "1", "CONDA_PREFIX": str(both),
+                        "PATH": f"{both}/bin:/usr/local/bin:/usr/bin:/bin"}
+    assert set(write_kernelspecs(jupyter, "geo", "maps", 2, python_only)) == {"python"}
+    assert read_kernelspec(jupyter, "geo", "maps", "R") is None
+    assert not (jupyter / "geo" / "kernels" / "geo-maps-r").exists()

@@ -193,7 +193,7 @@ def test_one_owner_writes_a_versions_state_and_one_moves_current() -> None:
     from tests.conftest import REPO
 
     movers = {str(p.relative_to(REPO)) for p in (REPO / "service").rglob("*.py")
-              if "current_link(" in p.read_text() or "write_kernelspec(" in p.read_text()
+              if "current_link(" in p.read_text() or "write_kernelspecs(" in p.read_text()
               or "retag_current(" in p.read_text()}
     assert movers == {"service/current.py", "service/images.py"}  # (images: the tag's mechanics)
 
