@@ -29,10 +29,12 @@ _SELECTOR_RE = re.compile(r"#\s*\[([^\[\]]+)\]\s*$")
 VARIABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Variables a spec may not set: they reach every reader's kernel (``builder.kernels``), so
 # one developer could send a viewer's hub token elsewhere (ENVYARD_SERVER, JUPYTERHUB_*,
-# DASK_GATEWAY__*, proxies), load code (PYTHONPATH, LD_PRELOAD) or trust another CA.
+# DASK_GATEWAY__*, proxies), load code (PYTHONPATH, LD_PRELOAD, R_PROFILE_USER, BASH_ENV)
+# or trust another CA.
 RESERVED_VARIABLE_RE = re.compile(
-    r"PATH|HOME|SHELL|CONDA_PREFIX|(ENVYARD|JUPYTER|JPY_|LD_|DYLD_|IPYTHON|DASK_GATEWAY|"
-    r"SSL_CERT|REQUESTS_CA|CURL_CA|NODE_EXTRA_CA)\w*|\w*_PROXY|"
+    r"PATH|HOME|SHELL|ENV|BASH_ENV|CONDA_PREFIX|R_HOME|NODE_OPTIONS|NODE_PATH|"
+    r"(ENVYARD|JUPYTER|JPY_|LD_|DYLD_|IPYTHON|DASK_GATEWAY|SSL_CERT|REQUESTS_CA|CURL_CA|"
+    r"NODE_EXTRA_CA|R_PROFILE|R_ENVIRON|R_LIBS|PERL5|GIT_)\w*|\w*_PROXY|"
     r"PYTHON(?!(DONTWRITEBYTECODE|UNBUFFERED|HASHSEED|IOENCODING|UTF8|NOUSERSITE)$)\w*",
     re.IGNORECASE)
 _KEYS = {"name", "channels", "dependencies", "platforms", "variables", "prefix", "category",

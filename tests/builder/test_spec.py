@@ -188,7 +188,8 @@ def test_a_variable_name_is_matched_whole() -> None:
 @pytest.mark.parametrize("name", ["ENVYARD_SERVER", "JUPYTERHUB_API_URL", "JPY_API_TOKEN",
                                   "LD_PRELOAD", "PYTHONPATH", "https_proxy", "ALL_PROXY",
                                   "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PATH", "PYTHONWARNINGS",
-                                  "DASK_GATEWAY__ADDRESS", "JUPYTER_PATH"])
+                                  "DASK_GATEWAY__ADDRESS", "JUPYTER_PATH", "R_PROFILE_USER",
+                                  "R_LIBS_USER", "BASH_ENV", "NODE_OPTIONS"])
 def test_a_variable_that_reaches_other_users_secrets_is_refused(name: str) -> None:
     """Before: a developer's spec could set ENVYARD_SERVER (or a proxy) in the kernel every
     reader of the namespace starts, and their hub token went to the developer's server."""
