@@ -8,7 +8,7 @@ may choose is envyard's decision, the same as for the API and the kernels listed
     c.Spawner.options_form = spawn.options_form(URL)      # a form (the embedded hub)
     c.Spawner.options_from_form = spawn.options_from_form
     # in a pre_spawn_hook: await spawn.apply_choice(spawner, URL, volume_root)
-    c.KubeSpawner.profile_list = spawn.profile_list(URL)  # the user pod runs its image
+    c.KubeSpawner.profile_list = spawn.profile_list(URL, IMAGE)  # the pod runs its image
     c.JAppsConfig.conda_envs = spawn.jhub_apps_conda_envs(URL, token)
 
 Only the standard library and tornado (which every hub has) are imported here.
@@ -74,20 +74,21 @@ async def _rows_for(spawner: Any, url: str, token_for: TokenFor) -> list[dict[st
 def options_form(url: str, service: str = "envyard",
                  token_for: TokenFor | None = None) -> Callable[[Any], Awaitable[str]]:
     """``Spawner.options_form``: a choice of the environments the user may start in
-    (none: every readable kernel, no default); no form when there are none, or when
-    envyard does not answer (the server then starts as it would without envyard)."""
+    (none: every readable kernel, no default). No form when there are none (or envyard
+    does not answer) unless an earlier choice is saved: the hub would reuse it for a
+    start without a form, so the form then offers to drop it."""
     token_for = token_for or hub_user_token(service)
 
     async def form(spawner: Any) -> str:
+        chosen = (spawner.user_options or {}).get(OPTION)
         try:
             rows = await _rows_for(spawner, url, token_for)
         except Exception as exc:
             spawner.log.warning("envyard did not list %s's environments: %s",
                                 spawner.user.name, exc)
+            rows = []
+        if not rows and not chosen:
             return ""
-        if not rows:
-            return ""
-        chosen = (spawner.user_options or {}).get(OPTION)
         options = ['<option value="">No default: every kernel you may read</option>']
         for row in rows:
             ref = html.escape(row["environment"])
@@ -115,39 +116,49 @@ async def apply_choice(spawner: Any, url: str, volume: str | Path) -> None:
     """In a ``pre_spawn_hook``: make the chosen environment (``user_options``) the
     server's default kernel and put its ``bin`` first on ``PATH``; without a choice,
     undo an earlier one. Asks envyard with the server's own token, so a choice the user
-    may no longer read (or that has no kernel now) fails the spawn with a reason."""
+    may no longer read (or that has no kernel now) fails the spawn with a reason; when
+    envyard does not answer, the server starts without the choice (and says so)."""
     from tornado.web import HTTPError  # the hub answers with its status and message
 
     chosen = (spawner.user_options or {}).get(OPTION)
     env = {k: v for k, v in spawner.environment.items() if k not in _CHOICE_VARIABLES}
     args = [a for a in spawner.args if not a.startswith(_DEFAULT_KERNEL)]
-    if chosen:
-        if not isinstance(chosen, str) or not _REF_RE.fullmatch(chosen):
-            raise HTTPError(400, f"{chosen!r} is not an environment (namespace/name)")
-        try:
-            rows = await environments(url, spawner.api_token)
-        except Exception as exc:
-            raise HTTPError(503, f"envyard did not answer about {chosen} ({exc}); start "
-                            "without choosing an environment") from None
-        row = next((r for r in rows if r["environment"] == chosen), None)
-        if row is None:
-            raise HTTPError(403, f"{chosen} is not an environment you may start a server "
-                            "in (none that you may read has a ready version with a kernel)")
-        prefix = Path(volume) / row["prefix"]  # (relative unless an admin asked)
-        env.update(PATH=f"{prefix}/bin:{os.environ.get('PATH', '/usr/local/bin:/usr/bin:/bin')}",
-                   CONDA_PREFIX=str(prefix), CONDA_DEFAULT_ENV=chosen,
-                   ENVYARD_ENVIRONMENT=chosen)
-        args.append(_DEFAULT_KERNEL + row["kernel_name"])
-        logger.info("%s starts in %s v%s", spawner.user.name, chosen, row["version"])
-    spawner.environment, spawner.args = env, args
+    spawner.environment, spawner.args = env, args  # (traitlets copy: assigned again below)
+    if not chosen:
+        return
+    if not isinstance(chosen, str) or not _REF_RE.fullmatch(chosen):
+        raise HTTPError(400, f"{str(chosen)[:140]!r} is not an environment (namespace/name)")
+    try:
+        rows = await environments(url, spawner.api_token)
+    except Exception as exc:
+        spawner.log.warning("envyard did not answer about %s (%s): %s's server starts "
+                            "without it", chosen, exc, spawner.user.name)
+        return
+    row = next((r for r in rows if r["environment"] == chosen), None)
+    if row is None:
+        raise HTTPError(403, f"{chosen} is not an environment you may start a server in "
+                        "(none that you may read has a ready version with a kernel); "
+                        "choose another on the spawn page")
+    prefix = Path(volume) / row["prefix"]  # (relative unless an admin asked)
+    env.update(PATH=f"{prefix}/bin:{os.environ.get('PATH', '/usr/local/bin:/usr/bin:/bin')}",
+               CONDA_PREFIX=str(prefix), CONDA_DEFAULT_ENV=chosen, ENVYARD_ENVIRONMENT=chosen)
+    spawner.environment, spawner.args = env, [*args, _DEFAULT_KERNEL + row["kernel_name"]]
+    spawner.log.info("%s starts in %s v%s", spawner.user.name, chosen, row["version"])
 
 
-def profile_list(url: str, service: str = "envyard",
+def profile_list(url: str, default_image: str, service: str = "envyard",
                  token_for: TokenFor | None = None
                  ) -> Callable[[Any], Awaitable[list[dict[str, Any]]]]:
-    """``KubeSpawner.profile_list``: one profile per environment the user may start in
-    that has an image (the pod runs it); none when envyard does not answer."""
+    """``KubeSpawner.profile_list``: first the hub's own image (``default_image``, no
+    environment), then one profile per environment the user may start in that has an
+    image (the pod runs it). KubeSpawner keeps a profile's settings on the spawner, so
+    the first profile always sets the image back: a user who lost an environment (or
+    when envyard does not answer, then the only profile) never runs its image again."""
     token_for = token_for or hub_user_token(service)
+    plain = {"display_name": "No envyard environment", "slug": "none", "default": True,
+             "description": "the hub's own image; every kernel you may read",
+             "kubespawner_override": {"image": default_image,
+                                      "environment": {"ENVYARD_ENVIRONMENT": None}}}
 
     async def profiles(spawner: Any) -> list[dict[str, Any]]:
         try:
@@ -155,8 +166,8 @@ def profile_list(url: str, service: str = "envyard",
         except Exception as exc:
             spawner.log.warning("envyard did not list %s's environments: %s",
                                 spawner.user.name, exc)
-            return []
-        return [row["profile"] for row in rows if row.get("profile")]
+            rows = []
+        return [plain, *(row["profile"] for row in rows if row.get("profile"))]
 
     return profiles
 

@@ -186,7 +186,10 @@ def test_hub_config_and_service_settings_agree(monkeypatch: pytest.MonkeyPatch,
             "http://ey:8765", envyard.url), "jupyterhub_config.py", "exec"), {"c": here})
         caplog.clear()
         with caplog.at_level(logging.WARNING):
-            assert asyncio.run(here.KubeSpawner.profile_list(spawner)) == []
+            profiles = asyncio.run(here.KubeSpawner.profile_list(spawner))
+        # only the hub's own image: no environment has one yet
+        assert [p["kubespawner_override"]["image"] for p in profiles] == [
+            "quay.io/jupyterhub/k8s-singleuser-sample:4.1.0"]
         assert not caplog.records, caplog.text  # envyard answered (no environments yet)
         assert made and made[0]["scopes"] == ["access:services!service=envyard"]
     finally:

@@ -230,18 +230,34 @@ def test_kubespawner_profiles_run_the_environments_image(
         assert wait_ready(c, "hidden/nb", 1)["state"] == "ready"
     viewer = imaging.token("kube=viewer")
 
-    async def chosen(profile: str) -> KubeSpawner:
-        spawner = KubeSpawner(_mock=True, profile_list=profile_list(
-            imaging.url, token_for=lambda spawner: viewer))
-        spawner.user_options = {"profile": profile}
+    def spawner_of(token: str) -> KubeSpawner:
+        return KubeSpawner(_mock=True, image="hub/singleuser:1", profile_list=profile_list(
+            imaging.url, "hub/singleuser:1", token_for=lambda spawner: token))
+
+    async def choose(spawner: KubeSpawner, profile: str | None) -> KubeSpawner:
+        spawner.user_options = {"profile": profile} if profile else {}
         await spawner.load_user_options()
         return spawner
 
-    spawner = asyncio.run(chosen("kube/nb"))
-    assert spawner.image == image["reference"]
-    assert spawner.environment["ENVYARD_ENVIRONMENT"] == "kube/nb"
-    for refused in ("hidden/nb", "kube/bare"):
-        with pytest.raises(ValueError, match="profile"):
-            asyncio.run(chosen(refused))
+    async def journey() -> None:
+        spawner = await choose(spawner_of(viewer), "kube/nb")
+        assert spawner.image == image["reference"]
+        assert spawner.environment["ENVYARD_ENVIRONMENT"] == "kube/nb"
+        # the same spawner (the hub keeps it) started without a profile: the hub's image
+        # again, not the environment's (KubeSpawner keeps a profile's settings)
+        await choose(spawner, None)
+        assert spawner.image == "hub/singleuser:1"
+        assert "ENVYARD_ENVIRONMENT" not in spawner.environment
+        for refused in ("hidden/nb", "kube/bare"):
+            with pytest.raises(ValueError, match="profile"):
+                await choose(spawner_of(viewer), refused)
+        # a user who can no longer read it (or envyard not answering) gets the hub image
+        gone = await choose(spawner_of(viewer), "kube/nb")
+        gone.profile_list = profile_list(imaging.url, "hub/singleuser:1",
+                                         token_for=lambda spawner: "ey_revoked")
+        await choose(gone, None)
+        assert gone.image == "hub/singleuser:1"
+
+    asyncio.run(journey())
     assert jhub_apps_conda_envs(imaging.url, viewer)() == ["kube/nb"]
     kube.stop()
