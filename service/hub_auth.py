@@ -80,8 +80,13 @@ def jupyter_path(jupyter_root: Path, user: str, grants: Mapping[str, str],
 
 def readable_path(jupyter_root: Path, roles: Mapping[str, str]) -> str:
     """``JUPYTER_PATH`` for a user's server: the data directory of every namespace its
-    ``roles`` (as ``whoami`` answers them) name."""
-    return ":".join(str(jupyter_root / ns) for ns in roles if NAME_RE.fullmatch(ns))
+    ``roles`` (as ``whoami`` answers them) name, and with a role on ``*`` every
+    namespace's there now."""
+    names = [ns for ns in roles if NAME_RE.fullmatch(ns)]
+    if "*" in roles and jupyter_root.is_dir():
+        names += sorted(d.name for d in jupyter_root.iterdir()
+                        if d.name not in roles and NAME_RE.fullmatch(d.name))
+    return ":".join(str(jupyter_root / ns) for ns in names)
 
 
 def shared_roles(session: Session, user: str, groups: list[str]) -> dict[str, Role]:

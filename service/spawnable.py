@@ -5,7 +5,6 @@ and jhub-apps' list (``service.spawn`` holds the hub-side helpers)."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +75,6 @@ def spawnable(session: Session, settings: Settings,
         out.append(Spawnable(
             ns, name, version.number, kernel_dir(layout.jupyter, ns, name, language).name,
             str(spec.get("display_name") or f"{ns}/{name}"),
-            os.path.realpath(layout.version_link(ns, name, version.number)),
+            str(layout.current_link(ns, name)),  # (PATH follows a rollback, as kernels do)
             image.get("reference") if image.get("state") == "ready" else None))
     return out

@@ -541,8 +541,8 @@ class SpawnEnvironmentOut(BaseModel):
     kernel_name: str = Field(description="The kernelspec that becomes the server's "
                              "default kernel.")
     display_name: str
-    prefix: str = Field(description="That version's prefix, links resolved (relative to "
-                        "the volume unless you are a namespace admin).")
+    prefix: str = Field(description="The environment's current prefix (its 'current' "
+                        "link, relative to the volume unless you are a namespace admin).")
     image: str | None = Field(description="That version's image, when it has a ready one.")
     profile: dict[str, Any] | None = Field(description="A KubeSpawner profile_list entry "
                                            "running the image; null without an image.")

@@ -19,7 +19,10 @@ def spawn_environments(session: SessionDep, who: PrincipalDep,
     """The environments the caller may start a hub server in: readable, the current
     version ready with a kernel; with its kernel, prefix and image (a KubeSpawner profile
     when it has one)."""
-    rows = spawnable(session, settings, who.readable())
+    # the namespaces the caller's roles name (all of them for a role on '*'): those whose
+    # kernels its server lists, so a choice always has its kernel (anonymous reading,
+    # which puts no kernels on the path, adds none)
+    rows = spawnable(session, settings, None if "*" in who.roles else set(who.roles))
     return {"environments": [
         {**row.as_dict(), "prefix": shown_path(row.prefix, settings, who, row.namespace)}
         for row in rows]}

@@ -184,7 +184,7 @@ def _stop_server(user: HubUser) -> None:
 SERVER = ("import os, sys\n"  # the kernel's python, and the server's PATH (its parent)
           "env = open(f'/proc/{os.getppid()}/environ', 'rb').read().split(b'\\0')\n"
           "path = next(e for e in env if e.startswith(b'PATH='))[5:].decode()\n"
-          "print(os.path.realpath(sys.prefix)); print(path.split(':')[0])")
+          "print(os.path.realpath(sys.prefix)); print(os.path.realpath(path.split(':')[0]))")
 
 
 def test_alice_chooses_her_environment_at_spawn(team_hub: Service) -> None:
@@ -211,7 +211,8 @@ def test_alice_chooses_her_environment_at_spawn(team_hub: Service) -> None:
         assert specs["default"] == "alice-geo"
         chosen = next(r for r in prefix if r["environment"] == "alice/geo")
         sys_prefix, first = alice.run(specs["default"], SERVER).split()
-        assert sys_prefix.endswith(chosen["prefix"]) and first == f"{sys_prefix}/bin"
+        assert chosen["prefix"].endswith("envs/alice/geo/current")  # follows a rollback
+        assert first == f"{sys_prefix}/bin" and "/prefixes/" in sys_prefix
 
         _stop_server(alice)  # erin's environment: not hers to read
         refused = alice.api.post("/hub/api/users/alice/server",

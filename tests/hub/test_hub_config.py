@@ -124,3 +124,44 @@ def test_the_spawn_form_names_one_environment_or_none() -> None:
     for bad in ("../etc/passwd", "geo", "geo/maps/x", "geo/<script>"):
         with pytest.raises(ValueError, match="is not an environment"):
             options_from_form({"environment": [bad]})
+
+
+def test_a_role_on_every_namespace_lists_every_namespaces_kernels(tmp_path: Path) -> None:
+    """Found by review: a hub admin ('*') was offered every environment at spawn while
+    the server's JUPYTER_PATH named only the namespaces the grants name."""
+    from envyard.service.hub_auth import readable_path
+
+    for ns in ("alice", "geo", "zed"):
+        (tmp_path / ns).mkdir()
+    assert readable_path(tmp_path, {"alice": "developer", "*": "admin"}).split(":") == [
+        str(tmp_path / n) for n in ("alice", "geo", "zed")]
+    assert readable_path(tmp_path, {"geo": "viewer"}) == str(tmp_path / "geo")
+
+
+def test_a_saved_choice_can_be_dropped_when_envyard_is_away() -> None:
+    """Found by review: with no form (envyard down, or nothing to offer) the hub reused a
+    saved choice, and every start failed. Now the form offers to drop it, and a start
+    while envyard does not answer goes on without the choice."""
+    import asyncio
+    import logging
+    from types import SimpleNamespace
+
+    from envyard.service.spawn import apply_choice, options_form
+    from tests.servers import free_port
+
+    away = f"http://127.0.0.1:{free_port()}"
+    spawner = SimpleNamespace(
+        user=SimpleNamespace(name="alice"), log=logging.getLogger("t"), api_token="t",
+        user_options={"environment": "alice/geo"}, args=["--x",
+                                                         "--MultiKernelManager.default_"
+                                                         "kernel_name=alice-geo"],
+        environment={"ENVYARD_ENVIRONMENT": "alice/geo", "PATH": "/v/envs/alice/geo/bin",
+                     "JUPYTER_PATH": "/j/alice"})
+    form = asyncio.run(options_form(away, token_for=lambda s: "t")(spawner))
+    assert 'name="environment"' in form and '<option value="">' in form
+    spawner.user_options = {}
+    assert asyncio.run(options_form(away, token_for=lambda s: "t")(spawner)) == ""
+    spawner.user_options = {"environment": "alice/geo"}
+    asyncio.run(apply_choice(spawner, away, "/v"))
+    assert spawner.environment == {"JUPYTER_PATH": "/j/alice"}
+    assert spawner.args == ["--x"]
