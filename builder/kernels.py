@@ -10,13 +10,16 @@ half-written spec; rollback rewrites them, and removes the kernel a version lack
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from envyard.builder.spec import RESERVED_VARIABLE_RE, VARIABLE_RE
+
+logger = logging.getLogger(__name__)
 
 
 def has_ipykernel(prefix: Path) -> bool:
@@ -75,6 +78,12 @@ def write_kernelspecs(jupyter_root: Path, namespace: str, name: str, number: int
     written: dict[Language, Path] = {}
     for language in LANGUAGES:
         target = kernel_dir(jupyter_root, namespace, name, language)
+        owner = _owner(target)
+        if owner not in (None, (namespace, name, language)):
+            # another environment's kernel has this name ('team/foo' R, 'team/foo-r')
+            logger.warning("kernel %s of %s/%s not written: the name is %s/%s's",
+                           target.name, namespace, name, owner[0], owner[1])
+            continue
         if not present[language]:
             shutil.rmtree(target, ignore_errors=True)
             continue
@@ -85,7 +94,7 @@ def write_kernelspecs(jupyter_root: Path, namespace: str, name: str, number: int
             "env": {**environment_variables(prefix), "CONDA_PREFIX": str(prefix),
                     "PATH": f"{prefix}/bin:/usr/local/bin:/usr/bin:/bin"},
             "metadata": {"envyard": {"namespace": namespace, "name": name,
-                                     "version": number}},
+                                     "version": number, "language": language}},
         }
         target.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".kernel.", dir=target)
@@ -96,17 +105,37 @@ def write_kernelspecs(jupyter_root: Path, namespace: str, name: str, number: int
     return written
 
 
-def read_kernelspec(jupyter_root: Path, namespace: str, name: str,
-                    language: Language = "python") -> dict[str, object] | None:
-    """The kernelspec hub users see for the environment; None when none is published."""
+def _read(target: Path) -> dict[str, Any] | None:
     try:
-        spec = json.loads((kernel_dir(jupyter_root, namespace, name, language)
-                           / "kernel.json").read_text())
+        spec = json.loads((target / "kernel.json").read_text())
     except (OSError, ValueError):
         return None
     return spec if isinstance(spec, dict) else None
 
 
+def _owner(target: Path) -> tuple[str, str, str] | None:
+    """Whose kernel ``target`` holds (namespace, name, language); None: nobody's yet."""
+    spec = _read(target)
+    meta = ((spec or {}).get("metadata") or {}).get("envyard")
+    if not isinstance(meta, dict):
+        return None
+    return (str(meta.get("namespace")), str(meta.get("name")),
+            str(meta.get("language", "python")))
+
+
+def read_kernelspec(jupyter_root: Path, namespace: str, name: str,
+                    language: Language = "python") -> dict[str, object] | None:
+    """The kernelspec hub users see for the environment; None when none is published
+    (or the name holds another environment's kernel)."""
+    target = kernel_dir(jupyter_root, namespace, name, language)
+    spec = _read(target)
+    return spec if spec is not None and _owner(target) == (namespace, name, language) \
+        else None
+
+
 def remove_kernelspecs(jupyter_root: Path, namespace: str, name: str) -> None:
+    """Remove the environment's kernels (never another's that has the same name)."""
     for language in LANGUAGES:
-        shutil.rmtree(kernel_dir(jupyter_root, namespace, name, language), ignore_errors=True)
+        target = kernel_dir(jupyter_root, namespace, name, language)
+        if _owner(target) in (None, (namespace, name, language)):
+            shutil.rmtree(target, ignore_errors=True)

@@ -172,3 +172,26 @@ def test_an_environment_with_irkernel_gets_an_r_kernel(tmp_path: Path) -> None:
     assert set(write_kernelspecs(jupyter, "geo", "maps", 2, python_only)) == {"python"}
     assert read_kernelspec(jupyter, "geo", "maps", "R") is None
     assert not (jupyter / "geo" / "kernels" / "geo-maps-r").exists()
+
+
+def test_a_kernel_name_another_environment_holds_is_left_alone(tmp_path: Path) -> None:
+    """Found by review: the R kernel of 'team/foo' and the python kernel of 'team/foo-r'
+    share the name 'team-foo-r': each overwrote the other, and foo's next version without
+    R deleted foo-r's kernel. The name's first holder keeps it."""
+    from envyard.builder.kernels import read_kernelspec, remove_kernelspecs, write_kernelspecs
+
+    r_too, python = tmp_path / "foo", tmp_path / "foo-r"
+    for prefix in (r_too, python):
+        (prefix / "conda-meta").mkdir(parents=True)
+        (prefix / "conda-meta" / "ipykernel-7.4.0-py_0.json").write_text("{}")
+    (r_too / "conda-meta" / "r-irkernel-1.3.2-r44_0.json").write_text("{}")
+    jupyter = tmp_path / "jupyter"
+    assert set(write_kernelspecs(jupyter, "team", "foo-r", 1, python)) == {"python"}
+    assert set(write_kernelspecs(jupyter, "team", "foo", 1, r_too)) == {"python"}
+    held = read_kernelspec(jupyter, "team", "foo-r")
+    assert held is not None and held["argv"][0] == str(python / "bin" / "python")
+    assert read_kernelspec(jupyter, "team", "foo", "R") is None  # not foo-r's kernel
+    (r_too / "conda-meta" / "r-irkernel-1.3.2-r44_0.json").unlink()
+    write_kernelspecs(jupyter, "team", "foo", 2, r_too)
+    remove_kernelspecs(jupyter, "team", "foo")
+    assert read_kernelspec(jupyter, "team", "foo-r") is not None  # still there
