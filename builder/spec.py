@@ -29,12 +29,16 @@ _SELECTOR_RE = re.compile(r"#\s*\[([^\[\]]+)\]\s*$")
 VARIABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Variables a spec may not set: they reach every reader's kernel (``builder.kernels``), so
 # one developer could send a viewer's hub token elsewhere (ENVYARD_SERVER, JUPYTERHUB_*,
-# DASK_GATEWAY__*, proxies), load code (PYTHONPATH, LD_PRELOAD, R_PROFILE_USER, BASH_ENV)
-# or trust another CA.
+# DASK_GATEWAY__*, proxies, AWS_/HF_ endpoints), load code (PYTHONPATH, LD_PRELOAD,
+# R_PROFILE_USER, BASH_ENV, SHELLOPTS+PS4, JAVA_TOOL_OPTIONS), install from elsewhere
+# (PIP_*, CONDA_*, CONDARC) or trust another CA. CONDA_OVERRIDE_* (virtual packages) pass.
 RESERVED_VARIABLE_RE = re.compile(
-    r"PATH|HOME|SHELL|ENV|BASH_ENV|CONDA_PREFIX|R_HOME|NODE_OPTIONS|NODE_PATH|"
-    r"(ENVYARD|JUPYTER|JPY_|LD_|DYLD_|IPYTHON|DASK_GATEWAY|SSL_CERT|REQUESTS_CA|CURL_CA|"
-    r"NODE_EXTRA_CA|R_PROFILE|R_ENVIRON|R_LIBS|PERL5|GIT_)\w*|\w*_PROXY|"
+    r"PATH|HOME|SHELL|ENV|BASH_ENV|SHELLOPTS|BASHOPTS|PS4|ZDOTDIR|CLASSPATH|GCONV_PATH|"
+    r"LOCPATH|HOSTALIASES|TAR|BROWSER|PAGER|EDITOR|VISUAL|NODE_OPTIONS|NODE_PATH|"
+    r"NODE_TLS_REJECT_UNAUTHORIZED|CONDARC|MAMBARC|"
+    r"CONDA_(?!OVERRIDE_)\w*|(ENVYARD|JUPYTER|JPY_|LD_|DYLD_|IPYTHON|DASK_GATEWAY|"
+    r"SSL_CERT|REQUESTS_CA|CURL_CA|NODE_EXTRA_CA|R_|PERL|RUBY|LUA_|JAVA_|_JAVA_|JDK_JAVA|"
+    r"OPENSSL_|PIP_|UV_|MAMBA|GIT_|AWS_|HF_|OPENAI_|XDG_|LESS)\w*|\w*_PROXY|"
     r"PYTHON(?!(DONTWRITEBYTECODE|UNBUFFERED|HASHSEED|IOENCODING|UTF8|NOUSERSITE)$)\w*",
     re.IGNORECASE)
 _KEYS = {"name", "channels", "dependencies", "platforms", "variables", "prefix", "category",

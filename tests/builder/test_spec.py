@@ -189,7 +189,10 @@ def test_a_variable_name_is_matched_whole() -> None:
                                   "LD_PRELOAD", "PYTHONPATH", "https_proxy", "ALL_PROXY",
                                   "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PATH", "PYTHONWARNINGS",
                                   "DASK_GATEWAY__ADDRESS", "JUPYTER_PATH", "R_PROFILE_USER",
-                                  "R_LIBS_USER", "BASH_ENV", "NODE_OPTIONS"])
+                                  "R_LIBS_USER", "BASH_ENV", "NODE_OPTIONS", "PIP_INDEX_URL",
+                                  "CONDA_CHANNELS", "SHELLOPTS", "PS4", "JAVA_TOOL_OPTIONS",
+                                  "AWS_ENDPOINT_URL", "HF_ENDPOINT", "TAR", "PERLLIB",
+                                  "XDG_CONFIG_HOME", "OPENSSL_CONF", "LUA_INIT"])
 def test_a_variable_that_reaches_other_users_secrets_is_refused(name: str) -> None:
     """Before: a developer's spec could set ENVYARD_SERVER (or a proxy) in the kernel every
     reader of the namespace starts, and their hub token went to the developer's server."""
