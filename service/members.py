@@ -100,46 +100,62 @@ def _hub_members(settings: Settings, namespace: str) -> list[Member]:
     return found
 
 
-def share(session: Session, who: Principal, namespace: str, kind: Kind, subject: str,
-          role: Role) -> None:
-    """Give hub ``kind`` ``subject`` ``role`` on ``namespace`` (replacing its share)."""
+def share(session: Session, settings: Settings, who: Principal, namespace: str,
+          kind: Kind, subject: str, role: Role) -> list[int]:
+    """Give hub ``kind`` ``subject`` ``role`` on ``namespace`` (replacing its share). A
+    lowered share lowers the user's tokens too (``unshare``); the changed tokens' ids."""
     row = session.scalar(select(Share).where(Share.namespace == namespace,
                                              Share.kind == kind, Share.subject == subject))
+    trimmed: list[int] = []
     if row is None:
         row = Share(namespace=namespace, kind=kind, subject=subject, role=role.value,
                     granted_by=who.name[:255])
         session.add(row)
     else:
+        if kind == "user" and not role.allows(Role(row.role)):
+            trimmed = _trim_tokens(session, settings, subject, namespace, role)
         row.role, row.granted_by = role.value, who.name[:255]
     audit.record(session, who, AuditAction.share, namespace, kind=kind, subject=subject,
-                 role=role.value)
+                 role=role.value, tokens_trimmed=len(trimmed))
+    return trimmed
 
 
 def unshare(session: Session, settings: Settings, who: Principal, namespace: str,
             kind: Kind, subject: str) -> list[int]:
-    """Take the share away. A user's envyard tokens made while it held lose the role it
-    gave beyond the user's own grants (a token would otherwise keep it until it expires);
-    a group's members' tokens are not known here and keep theirs until revoked. Returns
-    the changed tokens' ids (for the caller to drop from its token cache)."""
+    """Take the share away. A user's envyard tokens lose, on ``namespace``, what is beyond
+    the user's own ``hub.grants`` (a token would otherwise keep the share's role until
+    it expires; one the user also holds through a group must be made again); a group's
+    members' tokens are not known here and keep theirs until revoked. Returns the
+    changed tokens' ids (for the caller to drop from its token cache)."""
     row = session.scalar(select(Share).where(Share.namespace == namespace,
                                              Share.kind == kind, Share.subject == subject))
     if row is None:
         raise NotFound(f"{namespace} is not shared with hub {kind} '{subject}'")
     session.delete(row)
-    trimmed: list[int] = []
-    if kind == "user":
-        keep = role_in(grants_for(subject, False, dict(settings.hub.grants), None), namespace)
-        for held in session.scalars(select(TokenRole).join(Token).where(
-                Token.owner == f"hub:{subject}", TokenRole.namespace == namespace)):
-            if keep is None:
-                session.delete(held)
-            elif not keep.allows(Role(held.role)):
-                held.role = keep.value
-            else:
-                continue
-            trimmed.append(held.token_id)
+    trimmed = _trim_tokens(session, settings, subject, namespace, None) \
+        if kind == "user" else []
     audit.record(session, who, AuditAction.unshare, namespace, kind=kind, subject=subject,
                  tokens_trimmed=len(trimmed))
+    return trimmed
+
+
+def _trim_tokens(session: Session, settings: Settings, user: str, namespace: str,
+                 cap: Role | None) -> list[int]:
+    """Lower hub ``user``'s tokens on ``namespace`` to ``cap`` or what the user's own
+    grants give there, whichever is stronger (none: the role goes); their ids."""
+    keep = role_in(grants_for(user, False, dict(settings.hub.grants), None), namespace)
+    if cap is not None and (keep is None or cap.allows(keep)):
+        keep = cap
+    trimmed = []
+    for held in session.scalars(select(TokenRole).join(Token).where(
+            Token.owner == f"hub:{user}", TokenRole.namespace == namespace)):
+        if keep is None:
+            session.delete(held)
+        elif not keep.allows(Role(held.role)):
+            held.role = keep.value
+        else:
+            continue
+        trimmed.append(held.token_id)
     return trimmed
 
 

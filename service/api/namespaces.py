@@ -76,12 +76,14 @@ def share_namespace(namespace: Name, body: ShareIn, request: Request, db: DbDep,
         try:
             with db.session(write=True) as s:
                 find_namespace(s, namespace)
-                share(s, who, namespace, kind, body.user or body.group or "", Role(body.role))
+                trimmed = share(s, settings, who, namespace, kind,
+                                body.user or body.group or "", Role(body.role))
             break
         except IntegrityError:
             if attempt == 2:
                 raise Conflict("the share changed meanwhile; try again") from None
     request.app.state.hub.forget()
+    request.app.state.tokens.forget(trimmed)
     return _members_now(db, settings, namespace)
 
 

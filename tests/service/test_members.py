@@ -85,23 +85,26 @@ def test_unsharing_takes_the_role_back_from_the_users_tokens(empty_db: Database)
     alice = Principal("hub user 'alice'", {"alice": Role.admin, "shared": Role.admin},
                       owner="hub:alice")
     with empty_db.session(write=True) as s:
-        s.add_all([Namespace(name="alice"), Namespace(name="shared")])
-        for ns in ("alice", "shared"):
-            share(s, alice, ns, "user", "bob", Role.developer)
+        s.add_all([Namespace(name="alice"), Namespace(name="shared"), Namespace(name="geo")])
+        for ns in ("alice", "shared", "geo"):
+            share(s, hub, alice, ns, "user", "bob", Role.developer)
         made = Token(name="bob's", owner="hub:bob", token_hash="0" * 64, roles=[
             TokenRole(namespace="alice", role="developer"),
             TokenRole(namespace="shared", role="developer"),
-            TokenRole(namespace="bob", role="developer")])
+            TokenRole(namespace="bob", role="developer"),
+            TokenRole(namespace="geo", role="developer")])
         others = Token(name="carol's", owner="hub:carol", token_hash="1" * 64,
                        roles=[TokenRole(namespace="alice", role="viewer")])
         s.add_all([made, others])
     with empty_db.session(write=True) as s:
         unshare(s, hub, alice, "alice", "user", "bob")
         unshare(s, hub, alice, "shared", "user", "bob")
+        share(s, hub, alice, "geo", "user", "bob", Role.viewer)  # lowered: so are tokens
     with empty_db.session() as s:
         rows = s.execute(select(Token.name, TokenRole.namespace, TokenRole.role)
                          .join(TokenRole)).all()
-    assert sorted(rows) == [("bob's", "bob", "developer"), ("bob's", "shared", "viewer"),
+    assert sorted(rows) == [("bob's", "bob", "developer"), ("bob's", "geo", "viewer"),
+                            ("bob's", "shared", "viewer"),
                             ("carol's", "alice", "viewer")]
 
 
@@ -119,7 +122,8 @@ def test_a_hub_answer_read_while_shares_change_is_not_remembered(empty_db: Datab
     settings = Settings(hub={"api_url": "http://127.0.0.1:1/hub/api"})
     with empty_db.session(write=True) as s:
         s.add(Namespace(name="alice"))
-        share(s, Principal("a", {"alice": Role.admin}), "alice", "user", "bob", Role.viewer)
+        share(s, settings, Principal("a", {"alice": Role.admin}), "alice", "user", "bob",
+              Role.viewer)
 
     class SlowHub(HubIdentities):
         def _ask_hub(self, token: str) -> dict[str, Any]:
