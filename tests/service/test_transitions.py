@@ -195,7 +195,9 @@ def test_one_owner_writes_a_versions_state_and_one_moves_current() -> None:
     movers = {str(p.relative_to(REPO)) for p in (REPO / "service").rglob("*.py")
               if "current_link(" in p.read_text() or "write_kernelspecs(" in p.read_text()
               or "retag_current(" in p.read_text()}
-    assert movers == {"service/current.py", "service/images.py"}  # (images: the tag's mechanics)
+    # (images: the tag's mechanics; spawnable names the link for a server's PATH, reading)
+    assert movers == {"service/current.py", "service/images.py", "service/spawnable.py"}
+    assert "point(" not in (REPO / "service" / "spawnable.py").read_text()
 
 
 @pytest.mark.parametrize(("before", "after"),
