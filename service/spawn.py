@@ -40,12 +40,12 @@ TokenFor = Callable[[Any], "str | Awaitable[str]"]
 
 
 def hub_user_token(service: str = "envyard") -> TokenFor:
-    """A hub token of the spawner's user that may call only envyard, for five minutes
+    """A hub token of the spawner's user that may call only envyard, for a minute
     (the options form is drawn before the server has its own token)."""
 
     def token_for(spawner: Any) -> str:
         token: str = spawner.user.new_api_token(
-            note="envyard: environments to start a server in", expires_in=300,
+            note="envyard: environments to start a server in", expires_in=60,
             scopes=[f"access:services!service={service}"])
         return token
 
