@@ -64,11 +64,18 @@ async def environments(url: str, token: str, *, timeout: float = 10.0) -> list[d
 
 
 async def _rows_for(spawner: Any, url: str, token_for: TokenFor) -> list[dict[str, Any]]:
-    token = token_for(spawner)
-    if inspect.isawaitable(token):
-        token = await token
-    assert isinstance(token, str)
-    return await environments(url, token)
+    """envyard's rows for the spawner's user; none (said in the hub's log) when envyard
+    does not answer, so the hub's pages still work."""
+    try:
+        token = token_for(spawner)
+        if inspect.isawaitable(token):
+            token = await token
+        assert isinstance(token, str)
+        return await environments(url, token)
+    except Exception as exc:
+        spawner.log.warning("envyard did not list %s's environments: %s",
+                            spawner.user.name, exc)
+        return []
 
 
 def options_form(url: str, service: str = "envyard",
@@ -81,12 +88,7 @@ def options_form(url: str, service: str = "envyard",
 
     async def form(spawner: Any) -> str:
         chosen = (spawner.user_options or {}).get(OPTION)
-        try:
-            rows = await _rows_for(spawner, url, token_for)
-        except Exception as exc:
-            spawner.log.warning("envyard did not list %s's environments: %s",
-                                spawner.user.name, exc)
-            rows = []
+        rows = await _rows_for(spawner, url, token_for)
         if not rows and not chosen:
             return ""
         options = ['<option value="">No default: every kernel you may read</option>']
@@ -161,12 +163,7 @@ def profile_list(url: str, default_image: str, service: str = "envyard",
                                       "environment": {"ENVYARD_ENVIRONMENT": None}}}
 
     async def profiles(spawner: Any) -> list[dict[str, Any]]:
-        try:
-            rows = await _rows_for(spawner, url, token_for)
-        except Exception as exc:
-            spawner.log.warning("envyard did not list %s's environments: %s",
-                                spawner.user.name, exc)
-            rows = []
+        rows = await _rows_for(spawner, url, token_for)
         return [plain, *(row["profile"] for row in rows if row.get("profile"))]
 
     return profiles
