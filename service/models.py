@@ -96,6 +96,8 @@ class Namespace(Base):
     dask_policy: Mapped[str | None] = mapped_column(String(8), default=None)
     dask_follow: Mapped[bool | None] = mapped_column(default=None)
     images: Mapped[bool | None] = mapped_column(default=None)
+    #: channel patterns narrowing the service's ``allowed_channels`` (None: not narrowed)
+    allowed_channels: Mapped[list[str] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     environments: Mapped[list[Environment]] = relationship(back_populates="namespace")
