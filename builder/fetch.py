@@ -19,14 +19,14 @@ import re
 import stat
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from envyard.builder.errors import FetchError, HashMismatch, Stopped, UnsafeURL
+from envyard.builder.network import Network, Report
 from envyard.builder.urls import URLParts, contained, parse_url
 
 _TIMEOUT = 120
@@ -58,16 +58,20 @@ FILENAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+!-]*\.(conda|tar\.bz2|whl)$
 @dataclass(frozen=True)
 class Sources:
     """Where packages may come from (channel and index base URLs; none: any checked URL),
-    and local directories that are never read, whatever a URL says (the volume)."""
+    local directories that are never read, whatever a URL says (the volume), how they are
+    reached (mirrors, credentials) and who hears of a mirror that failed (a build's log)."""
 
     bases: tuple[URLParts, ...] = ()
     forbidden: tuple[Path, ...] = ()
+    network: Network = field(default_factory=Network)
+    report: Report | None = field(default=None, compare=False)
 
     @classmethod
-    def of(cls, bases: Sequence[str], forbidden: Sequence[Path] = ()) -> Sources:
+    def of(cls, bases: Sequence[str], forbidden: Sequence[Path] = (),
+           network: Network | None = None) -> Sources:
         """From channel URLs (or paths) and directories as settings name them."""
         return cls(tuple(parse_url(b, what="a channel URL") for b in bases),
-                   tuple(Path(os.path.realpath(f)) for f in forbidden))
+                   tuple(Path(os.path.realpath(f)) for f in forbidden), network or Network())
 
 
 def _sidecar(path: Path) -> Path:
@@ -156,7 +160,8 @@ def _pump(read: Callable[[int], bytes], out: IO[bytes], package: str,
         out.write(chunk)
 
 
-def _copy_from(parts: URLParts, package: str, dest: Path, deadline: Deadline) -> None:
+def _copy_from(parts: URLParts, package: str, dest: Path, deadline: Deadline,
+               sources: Sources) -> None:
     if parts.scheme == "file":
         try:  # non-blocking: a FIFO or a device must not hang the build
             fd = os.open(parts.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -174,11 +179,11 @@ def _copy_from(parts: URLParts, package: str, dest: Path, deadline: Deadline) ->
         return
     try:
         timeout = min(_TIMEOUT, deadline.check(package))
-        with urllib.request.urlopen(str(parts), timeout=timeout) as resp, \
+        with sources.network.open(str(parts), timeout, sources.report) as resp, \
                 dest.open("wb") as out:
             _pump(resp.read1, out, package, deadline)  # read1: what one recv returns
-    except OSError as exc:
-        raise FetchError(f"{package}: download from {parts.host} failed: {exc}") from exc
+    except OSError as exc:  # the network's error text is already redacted
+        raise FetchError(f"{package}: download from {parts.host} failed: {exc}") from None
 
 
 def fetch(url: str, sha256: str | None, pkgs_dir: Path, *, package: str = "",
@@ -198,7 +203,7 @@ def fetch(url: str, sha256: str | None, pkgs_dir: Path, *, package: str = "",
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        _copy_from(parts, package, tmp, deadline)
+        _copy_from(parts, package, tmp, deadline, sources or Sources())
         if sha256_file(tmp) != sha256:
             raise HashMismatch(f"{package}: sha256 mismatch: the file at the lock's URL is "
                                "not the one the lock names; refusing to install it")

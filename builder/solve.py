@@ -25,6 +25,7 @@ from envyard.builder.errors import (
     SpecError,
 )
 from envyard.builder.layout import envyard_cache
+from envyard.builder.network import Network, Report
 from envyard.builder.virtual import VirtualPackages
 
 if TYPE_CHECKING:
@@ -71,23 +72,40 @@ class SolveRequest:
     constraints: Sequence[str] = ()
     timeout: float = DEFAULT_TIMEOUT
     cache_dir: Path = field(default_factory=lambda: envyard_cache() / "repodata")
+    #: mirrors and credentials the index is read with; ``report`` hears of mirrors
+    network: Network = field(default_factory=Network)
+    report: Report | None = None
 
 
 def _clean(message: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", message).strip()
 
 
-async def _solve(req: SolveRequest, gateway: Any) -> list[Any]:
+def routed_channels(channels: Sequence[str], routes: dict[str, str]) -> list[Any]:
+    """rattler channels for ``channels``, each read where ``Network.routes`` sends it."""
     import rattler
 
-    channels = [rattler.Channel(channel_url(c)) for c in req.channels]
+    out = []
+    for c in channels:
+        base = channel_base_url(c) + "/"
+        used = routes.get(base, base)
+        out.append(rattler.Channel(channel_url(c) if used == base else used))
+    return out
+
+
+async def _solve(req: SolveRequest, gateway: Any, routes: dict[str, str]) -> list[Any]:
+    import rattler
+
+    channels = routed_channels(req.channels, routes)
     locked = [*req.locked, *await _preferred(req, channels, gateway)]
-    return await rattler.solve(
+    records = await rattler.solve(
         sources=channels, specs=list(req.specs), gateway=gateway,
         platforms=query_platforms(req.platform), locked_packages=locked or None,
         virtual_packages=req.virtual.to_rattler(req.platform),
         timeout=datetime.timedelta(seconds=req.timeout),
         constraints=list(req.constraints) or None)
+    Network.restore(records, routes)
+    return records
 
 
 async def _preferred(req: SolveRequest, channels: list[Any], gateway: Any) -> list[Any]:
@@ -109,7 +127,12 @@ def _error(req: SolveRequest, exc: BaseException) -> EnvyardError:
     if isinstance(exc, EnvyardError):
         return exc
     name = type(exc).__name__
-    text = _clean(str(exc))
+    text = req.network.redact(_clean(str(exc)))
+    refused = re.search(r"\b(401|403) (Unauthorized|Forbidden)", text)
+    if refused:
+        return IndexUnreachable(
+            f"{req.platform}: a channel refused to serve its index ({refused.group(0)}): "
+            f"the service has no credentials for it, or they are wrong: {text}")
     timed_out = text.startswith("Solve operation has been cancelled")  # rattler's words
     if name == "SolverError" and not timed_out:
         return SolveError(f"{req.platform}: the specs cannot be satisfied:\n{text}")
@@ -143,8 +166,10 @@ def solve_all(reqs: Sequence[SolveRequest]) -> list[list[Any]]:
                              "or pass --channel")
 
     async def run() -> list[list[Any] | BaseException]:
-        gateway = rattler.Gateway(cache_dir=reqs[0].cache_dir)
-        return await asyncio.gather(*(_solve(r, gateway) for r in reqs),
+        first = reqs[0]  # every platform of a lock is solved on the same channels
+        routes = first.network.routes(first.channels, "noarch", first.report)
+        gateway = rattler.Gateway(cache_dir=first.cache_dir, client=first.network.client())
+        return await asyncio.gather(*(_solve(r, gateway, routes) for r in reqs),
                                     return_exceptions=True)
 
     limit = max(r.timeout for r in reqs)
