@@ -3,7 +3,10 @@
 Accepted keys: ``name``, ``channels`` (``nodefaults`` honoured), ``dependencies`` (conda match
 specs and one ``pip:`` list), ``platforms``, ``variables``, and conda-lock's extensions
 ``category``, ``pip-repositories`` and ``allow-pypi-requests``; ``prefix`` is ignored. Platform
-selectors (``- pywin32  # [win]``) work as in conda-lock.
+selectors (``- pywin32  # [win]``) work as in conda-lock. The system a spec targets (the
+virtual packages its lock assumes) is ``system-requirements: {cuda: "12.4", glibc: "2.28",
+macos: "13.0"}`` (pixi's words) or conda's ``CONDA_OVERRIDE_CUDA``/``_GLIBC``/``_OSX`` under
+``variables:`` (empty: the package is absent); saying both differently is an error.
 """
 
 from __future__ import annotations
@@ -14,6 +17,12 @@ from pathlib import Path
 
 from envyard.builder.errors import SpecError, UnsafeURL
 from envyard.builder.urls import canonical_pattern, is_url, matches, parse_url
+from envyard.builder.virtual import (
+    OVERRIDE_VARIABLES,
+    SYSTEM_KEYS,
+    SystemRequirements,
+    system_version,
+)
 from envyard.builder.yamlfile import MAX_BYTES, Located, load_yaml
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -42,7 +51,7 @@ RESERVED_VARIABLE_RE = re.compile(
     r"PYTHON(?!(DONTWRITEBYTECODE|UNBUFFERED|HASHSEED|IOENCODING|UTF8|NOUSERSITE)$)\w*",
     re.IGNORECASE)
 _KEYS = {"name", "channels", "dependencies", "platforms", "variables", "prefix", "category",
-         "pip-repositories", "allow-pypi-requests"}
+         "pip-repositories", "allow-pypi-requests", "system-requirements"}
 
 
 def canonical_channel(channel: str) -> str:
@@ -107,6 +116,8 @@ class EnvSpec:
     category: str = "main"
     pip_repositories: tuple[str, ...] = ()
     nodefaults: bool = False
+    #: the system it targets, as it says it (``system-requirements`` or ``CONDA_OVERRIDE_*``)
+    system: SystemRequirements = field(default_factory=SystemRequirements)
 
     def conda_specs(self, platform: str) -> list[str]:
         """The conda match specs for ``platform`` (plus ``pip`` when there is a pip section)."""
@@ -232,6 +243,50 @@ def _channels(item: Located, source: str, policy: ChannelPolicy) -> tuple[list[s
     return out, nodefaults
 
 
+def _system_value(key: str, item: Located, what: str, source: str) -> str:
+    """One system requirement's version as written: a string (or a whole number); a
+    decimal number is refused, since YAML reads 12.10 as 12.1."""
+    value = item.value
+    if isinstance(value, bool) or not isinstance(value, str | int | None):
+        raise _fail(f"{what} must be a version in quotes, like \"12.4\" (unquoted, YAML "
+                    f"reads {value!r} as a {type(value).__name__})", source, item)
+    try:
+        return system_version(key, "" if value is None else str(value))
+    except ValueError as exc:
+        raise _fail(f"{what}: {exc}", source, item) from None
+
+
+def _system(doc: dict[str, Located], source: str) -> SystemRequirements:
+    """The system the spec targets: its ``system-requirements`` and conda's override
+    variables, which must agree where both are given."""
+    given: dict[str, tuple[str, Located, str]] = {}
+    variables = doc.get("variables")
+    if variables is not None and isinstance(variables.value, dict):
+        for name, item in variables.value.items():
+            if name in OVERRIDE_VARIABLES:
+                key = OVERRIDE_VARIABLES[name]
+                given[key] = (_system_value(key, item, f"variable '{name}'", source), item,
+                              f"variable {name}")
+    if "system-requirements" not in doc:
+        return SystemRequirements.of({k: v for k, (v, _, _) in given.items()})
+    reqs = doc["system-requirements"]
+    if not isinstance(reqs.value, dict):
+        raise _fail("'system-requirements' must be a mapping like {cuda: \"12.4\"}", source,
+                    reqs)
+    values = {k: v for k, (v, _, _) in given.items()}
+    for key, item in reqs.value.items():
+        if key not in SYSTEM_KEYS:
+            raise _fail(f"unknown system requirement '{key}' (known: "
+                        f"{', '.join(SYSTEM_KEYS)})", source, item)
+        value = _system_value(key, item, f"system-requirements {key}", source)
+        if key in given and given[key][0] != value:
+            said, at, where = given[key]
+            raise _fail(f"system-requirements {key} '{value}' disagrees with {where} "
+                        f"'{said}' on line {at.line}: say it once", source, item)
+        values[key] = value
+    return SystemRequirements.of(values)
+
+
 def parse_spec(text: str | bytes, *, source: str = "environment.yml",
                policy: ChannelPolicy | None = None, max_bytes: int = MAX_BYTES) -> EnvSpec:
     """Parse and validate environment.yml content."""
@@ -307,7 +362,8 @@ def parse_spec(text: str | bytes, *, source: str = "environment.yml",
     category = category or "main"  # as conda-lock: an empty category is main
     return EnvSpec(source=source, name=name, channels=tuple(channels), conda=tuple(conda),
                    pip=tuple(pip), platforms=tuple(platforms), variables=variables,
-                   category=category, pip_repositories=tuple(repos), nodefaults=nodefaults)
+                   category=category, pip_repositories=tuple(repos), nodefaults=nodefaults,
+                   system=_system(doc, source))
 
 
 def read_spec(path: Path, *, policy: ChannelPolicy | None = None,
