@@ -98,6 +98,9 @@ class Namespace(Base):
     images: Mapped[bool | None] = mapped_column(default=None)
     #: channel patterns narrowing the service's ``allowed_channels`` (None: not narrowed)
     allowed_channels: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    #: the system its environments target unless their spec says (``{cuda: "12.4"}``;
+    #: ``""``: none), as ``builder.virtual.SystemRequirements`` reads it (None: not set)
+    system_requirements: Mapped[dict[str, str] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     environments: Mapped[list[Environment]] = relationship(back_populates="namespace")
