@@ -85,6 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         stop.set()
         app.state.followers.close()
         app.state.package_search.close()
+        if getattr(app.state, "platform_packs", None) is not None:
+            app.state.platform_packs.close()  # made on first use (service.platform_packs)
         runner.shutdown(settings.shutdown_grace)
         db.engine.dispose()
 

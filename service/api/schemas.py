@@ -552,3 +552,23 @@ class SpawnEnvironments(BaseModel):
     environments: list[SpawnEnvironmentOut] = Field(
         description="Readable environments whose current version is ready and has a "
         "kernel, by namespace and name.")
+
+
+class PlatformPackOut(BaseModel):
+    platform: str = Field(description="A platform the version's lock covers.")
+    conda_packages: int = Field(description="The lock's conda packages for it (noarch too).")
+    pip_packages: int
+    available: bool = Field(description="Whether its pack is made already (else the first "
+                            "download makes it).")
+    bytes: int | None = Field(description="The pack's size, once made.")
+    url: str = Field(description="Where to download it (a .tar with an unpack script).")
+
+
+class VersionPlatforms(BaseModel):
+    namespace: str
+    name: str
+    number: int
+    service_platform: str = Field(description="The platform the service installs the "
+                                  "version on (its conda-pack is at …/pack).")
+    platforms: list[PlatformPackOut] = Field(description="Every platform of the lock, in "
+                                             "the lock's order.")

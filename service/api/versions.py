@@ -3,9 +3,10 @@ version is named by its number or ``current``."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from fastapi import Path as FastAPIPath
 from fastapi.responses import (
     FileResponse,
     PlainTextResponse,
@@ -14,6 +15,7 @@ from fastapi.responses import (
     StreamingResponse,
 )
 from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
 from envyard.builder.diff import diff_locks
 from envyard.builder.layout import Layout
@@ -32,7 +34,13 @@ from envyard.service.api.deps import (
     shown_version,
 )
 from envyard.service.api.params import Name, VersionNumber
-from envyard.service.api.schemas import CancelOut, VersionDetail, VersionDiff, VersionSummary
+from envyard.service.api.schemas import (
+    CancelOut,
+    VersionDetail,
+    VersionDiff,
+    VersionPlatforms,
+    VersionSummary,
+)
 from envyard.service.catalog import (
     check_name,
     find_environment,
@@ -41,9 +49,11 @@ from envyard.service.catalog import (
     version_lock,
     version_summary,
 )
-from envyard.service.errors import Conflict, NotFound
+from envyard.service.errors import Conflict, NotFound, Unavailable
 from envyard.service.models import Role, Version, utcnow
+from envyard.service.platform_packs import Locked, PlatformPacks, platform_pack_key
 from envyard.service.storage import ArtifactStore, build_key, pack_key
+from envyard.service.storage.local import LocalStore
 from envyard.service.transitions import State, request_cancel
 
 router = APIRouter(prefix="/api/v1/environments/{namespace}/{name}/versions",
@@ -241,3 +251,74 @@ def diff_versions(namespace: Name, name: Name, a: VersionRef, b: VersionRef,
     diff = diff_locks(locks[0], locks[1], settings.build_platform())
     return {"namespace": namespace, "name": name, "a": numbers[0], "b": numbers[1],
             **diff.as_dict()}
+
+
+#: ``{platform}`` in a path: a conda subdir's shape (``osx-arm64``, ``linux-aarch64``)
+Platform = Annotated[str, FastAPIPath(pattern=r"^[a-z0-9]+-[a-z0-9_]+$", max_length=32)]
+
+
+def _platform_packs(request: Request, settings: Any, store: ArtifactStore) -> PlatformPacks:
+    """This process's platform packs (made on first use, closed when the app stops)."""
+    packs: PlatformPacks | None = getattr(request.app.state, "platform_packs", None)
+    if packs is None:
+        packs = request.app.state.platform_packs = PlatformPacks(settings, store)
+    return packs
+
+
+def _locked_version(db: Any, settings: Any, namespace: str, name: str,
+                    number: int) -> tuple[Locked, Lockfile]:
+    from envyard.service.inputs import rules_for
+
+    with db.session() as s:
+        v = find_version(s, namespace, name, number)
+        lock = version_lock(v)  # a 404 without one
+        return Locked(v.number, v.lock_text or "", v.spec_text,
+                      rules_for(s, settings, namespace)), lock
+
+
+@router.get("/{number}/platforms", response_model=VersionPlatforms)
+def list_platform_packs(namespace: Name, name: Name, number: VersionNumber, db: DbDep,
+                        who: PrincipalDep, settings: SettingsDep,
+                        store: StoreDep) -> dict[str, Any]:
+    """Every platform the version's lock covers, and whether its pack is made yet: a pack
+    is the platform's locked packages as a local channel with an unpack script, made from
+    the lock without installing it (the first download makes it)."""
+    _check(namespace, name, who)
+    locked, lock = _locked_version(db, settings, namespace, name, number)
+    rows = []
+    for platform in lock.metadata.platforms:
+        there = store.stat(platform_pack_key(locked, platform))
+        rows.append({
+            "platform": platform,
+            "conda_packages": sum(1 for p in lock.selected(platform, "conda")
+                                  if not p.name.startswith("__")),
+            "pip_packages": len(lock.selected(platform, "pip")),
+            "available": there is not None, "bytes": there.size if there else None,
+            "url": f"/api/v1/environments/{namespace}/{name}/versions/{number}/packs/"
+                   f"{platform}"})
+    return {"namespace": namespace, "name": name, "number": number,
+            "service_platform": settings.build_platform(), "platforms": rows}
+
+
+@router.get("/{number}/packs/{platform}", response_class=FileResponse,
+            responses={200: {"content": {"application/x-tar": {}}}})
+async def download_platform_pack(namespace: Name, name: Name, number: VersionNumber,
+                                 platform: Platform, request: Request, db: DbDep,
+                                 who: PrincipalDep, settings: SettingsDep,
+                                 store: StoreDep) -> Response:
+    """The version's pack for ``platform`` (a .tar: extract it, then ``sh unpack.sh
+    PREFIX``), made from its lock on the first request: 503 with ``Retry-After`` while
+    it is being made. A platform the lock does not cover is a 404 naming those it does."""
+    _check(namespace, name, who)
+    locked, lock = await run_in_threadpool(_locked_version, db, settings, namespace, name,
+                                            number)
+    key = await _platform_packs(request, settings, store).ensure(locked, lock, platform)
+    filename = f"{namespace}-{name}-{number}-{platform}.tar"
+    if isinstance(store, LocalStore):
+        return FileResponse(store.path(key), media_type="application/x-tar",
+                            filename=filename)
+    found = await run_in_threadpool(_from_store, store, settings, key, filename,
+                                    "application/x-tar")
+    if found is None:  # removed since it was made: the next request makes it again
+        raise Unavailable(f"the {platform} pack is being replaced; retry shortly")
+    return found

@@ -12,13 +12,26 @@ from envyard.service.options import DEFAULT_HOME, common
 
 
 def cmd_lock(args: argparse.Namespace) -> None:
+    from envyard.builder.errors import SpecError
     from envyard.builder.lock import read_lock, write_lock
     from envyard.builder.locker import LockOptions, lock_env
+    from envyard.builder.network import Credentials, Network
     from envyard.builder.spec import ChannelPolicy, read_spec
     from envyard.builder.virtual import load_virtual_packages
 
     policy = ChannelPolicy.of(args.allow_channel or None)
     spec = read_spec(args.file, policy=policy)
+    refused = [c for c in args.channel if not policy.check(c)]
+    if refused:
+        raise SpecError(f"channel '{refused[0]}' is not allowed here (allowed: "
+                        f"{policy.shown()})")
+    mirrors: dict[str, list[str]] = {}
+    for item in args.mirror:
+        channel, sep, url = item.partition("=")
+        if not (sep and channel and url):
+            raise SpecError(f"--mirror {item!r}: expected CHANNEL=URL")
+        mirrors.setdefault(channel, []).append(url)
+    network = Network.of(mirrors, Credentials.from_environment())
     previous = read_lock(args.output) if args.update else None
     pins: list[str] = []
     if args.follow_pins:
@@ -30,7 +43,7 @@ def cmd_lock(args: argparse.Namespace) -> None:
             channels=args.channel, platforms=args.platform,
             virtual=load_virtual_packages(args.virtual_package_spec), timeout=args.timeout,
             cache_dir=args.home / "cache", pip_index=args.pip_index, previous=previous,
-            update=args.update, constraints=pins, progress=show.stage))
+            update=args.update, constraints=pins, progress=show.stage, network=network))
     write_lock(lock, args.output)
     counts = {p: len(lock.for_platform(p)) for p in lock.metadata.platforms}
     if args.json:
@@ -86,6 +99,14 @@ def cmd_build(args: argparse.Namespace) -> None:
 def cmd_pack(args: argparse.Namespace) -> None:
     from envyard.builder.pack import pack_prefix
 
+    if args.from_lock is not None:
+        cmd_pack_lock(args)
+        return
+    if args.prefix is None or args.output is None:
+        from envyard.builder.errors import UsageError
+
+        raise UsageError("pack takes PREFIX OUTPUT, or --from-lock LOCKFILE --platform "
+                         "PLATFORM")
     with progress(not args.quiet and not args.json) as show:
         packed = pack_prefix(args.prefix, args.output, threads=args.threads, level=args.level,
                              progress=show.step)
@@ -94,6 +115,37 @@ def cmd_pack(args: argparse.Namespace) -> None:
                    "bytes": packed.bytes, "seconds": round(packed.seconds, 3)})
     else:
         print(f"{packed.archive}: {packed.bytes / 1e6:.1f} MB in {packed.seconds:.1f} s")
+
+
+def cmd_pack_lock(args: argparse.Namespace) -> None:
+    """A platform's packages from a lock, as a .tar with an unpack script: nothing is
+    installed, so any platform the lock covers can be packed on this machine."""
+    from envyard.builder.errors import UsageError
+    from envyard.builder.lock import read_lock
+    from envyard.builder.lock_pack import pack_lock
+
+    if args.platform is None:
+        raise UsageError("--from-lock needs --platform (one of the lock's platforms)")
+    if args.prefix is not None:
+        raise UsageError("--from-lock packs the lock, not a PREFIX; write the archive "
+                         "with -o")
+    output = args.output_file or Path(f"env-{args.platform}.tar")
+    with progress(not args.quiet and not args.json) as show:
+        show.stage(f"packing {args.platform} from {args.from_lock} (nothing is installed)")
+        packed = pack_lock(read_lock(args.from_lock), args.platform, output,
+                           pkgs_dir=args.home / "pkgs", categories=_categories(args),
+                           progress=show.step)
+    if args.json:
+        emit_json({"path": str(packed.archive), "platform": packed.platform,
+                   "conda_packages": packed.conda_packages,
+                   "pip_packages": packed.pip_packages, "bytes": packed.bytes,
+                   "seconds": round(packed.seconds, 3)})
+        return
+    print(f"{packed.archive}: {packed.platform}, {packed.conda_packages} conda + "
+          f"{packed.pip_packages} pip packages, {packed.bytes / 1e6:.1f} MB in "
+          f"{packed.seconds:.1f} s")
+    info(f"unpack: mkdir env-pack && tar -xf {packed.archive} -C env-pack && "
+         "sh env-pack/unpack.sh PREFIX")
 
 
 def cmd_render(args: argparse.Namespace) -> None:
@@ -185,6 +237,11 @@ def register(sub: Any) -> None:
                    help="lockfile to write (default %(default)s)")
     p.add_argument("--allow-channel", action="append", default=[], metavar="PATTERN",
                    help="refuse channels not matching PATTERN (fnmatch); repeatable")
+    p.add_argument("--mirror", action="append", default=[], metavar="CHANNEL=URL",
+                   help="read CHANNEL from the mirror at URL (the lock keeps CHANNEL's own "
+                   "URLs); repeat for a fallback or another channel. Private channels and "
+                   "mirrors use the credentials of RATTLER_AUTH_FILE or "
+                   "~/.rattler/credentials.json (as pixi's `auth login` writes them)")
     p.add_argument("--virtual-package-spec", type=Path,
                    help="conda-lock style virtual-packages.yaml replacing the defaults")
     p.add_argument("--pip-index", help="package index URL for the pip: section")
@@ -211,15 +268,29 @@ def register(sub: Any) -> None:
     common(p)
     p.set_defaults(func=cmd_build)
 
-    p = sub.add_parser("pack", help="pack an environment into a conda-pack archive",
+    p = sub.add_parser("pack", help="pack an environment into a conda-pack archive, or a "
+                       "lock's platform without installing it",
                        description="Pack PREFIX into OUTPUT; unpack it anywhere and run "
-                       "bin/conda-unpack.")
-    p.add_argument("prefix", type=Path, help="environment to pack")
-    p.add_argument("output", type=Path, help="archive to write (.tar.zst, .tar.gz, .zip)")
+                       "bin/conda-unpack. Or, with --from-lock LOCKFILE --platform "
+                       "PLATFORM, pack one platform of a lock without installing it: its "
+                       "packages (sha256-checked) as a local channel in a .tar with the "
+                       "lock, an @EXPLICIT list and unpack.sh; on the target machine: "
+                       "tar -xf PACK -C DIR && sh DIR/unpack.sh PREFIX (micromamba, mamba "
+                       "or conda if found, else py-rattler).")
+    p.add_argument("prefix", type=Path, nargs="?", help="environment to pack")
+    p.add_argument("output", type=Path, nargs="?",
+                   help="archive to write (.tar.zst, .tar.gz, .zip)")
     p.add_argument("--level", type=int, help="compression level")
     p.add_argument("--threads", type=int, default=-1, help="compression threads "
                    "(-1: all cores)")
-    common(p, home=False)
+    p.add_argument("--from-lock", type=Path, metavar="LOCKFILE",
+                   help="pack a platform of this conda-lock.yml instead of a PREFIX")
+    p.add_argument("-p", "--platform", help="with --from-lock: the lock's platform to pack "
+                   "(e.g. osx-arm64)")
+    p.add_argument("-o", dest="output_file", type=Path, metavar="OUTPUT",
+                   help="with --from-lock: the .tar to write (default env-PLATFORM.tar)")
+    _category_options(p)
+    common(p)
     p.set_defaults(func=cmd_pack)
 
     p = sub.add_parser("render", help="print a lock as a conda @EXPLICIT file",

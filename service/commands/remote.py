@@ -12,7 +12,7 @@ from typing import Any
 from envyard.builder.errors import SpecError, UsageError
 from envyard.service.client import Client, client_config, plan_sync
 from envyard.service.console import emit_json, info, size, timings
-from envyard.service.errors import BuildFailed
+from envyard.service.errors import BuildFailed, RemoteError
 
 TERMINAL = {"ready", "failed", "cancelled"}
 
@@ -426,3 +426,81 @@ def register(sub: Any) -> None:
     p.add_argument("--wait", action="store_true", help="wait until every build ends")
     add_remote_options(p)
     p.set_defaults(func=cmd_sync)
+    p = sub.add_parser("download-pack", help="download a version's pack for a platform "
+                       "(made from its lock, not installed)",
+                       description="Without --platform: list the platforms the version's "
+                       "lock covers. With it: download that platform's pack (a .tar: its "
+                       "locked packages as a local channel, the lock and unpack.sh); the "
+                       "service makes it on the first request, which this waits for. "
+                       "Then: tar -xf PACK -C DIR && sh DIR/unpack.sh PREFIX.")
+    p.add_argument("ref", help="NAMESPACE/NAME/VERSION (a number or 'current')")
+    p.add_argument("-p", "--platform", help="e.g. osx-arm64 (default: list the platforms)")
+    p.add_argument("-o", "--output", type=Path,
+                   help="file to write (default NAMESPACE-NAME-VERSION-PLATFORM.tar)")
+    add_remote_options(p)
+    p.set_defaults(func=cmd_download_pack)
+
+
+#: How long a download waits, at most, for the service to make a platform pack.
+PACK_WAIT = 1800.0
+
+
+def cmd_download_pack(args: argparse.Namespace) -> None:
+    ns, name, number = version_ref(args.ref)
+    if number is None:
+        raise UsageError("download-pack needs NAMESPACE/NAME/VERSION")
+    client = client_for(args)
+    base = f"/api/v1/environments/{ns}/{name}/versions/{number}"
+    if args.platform is None:
+        data = client.get(f"{base}/platforms", retries=3)
+        if args.json:
+            emit_json(data)
+            return
+        for row in data["platforms"]:
+            made = size(row["bytes"]) if row["available"] else "made on first download"
+            print(f"{row['platform']:<16} {row['conda_packages']:>4} conda + "
+                  f"{row['pip_packages']} pip  {made}")
+        return
+    out = args.output or Path(f"{ns}-{name}-{number}-{args.platform}.tar")
+    written = _download(client, f"{base}/packs/{args.platform}", out)
+    if args.json:
+        emit_json({"path": str(out), "platform": args.platform, "bytes": written})
+    else:
+        print(f"{out}: {size(written)}; unpack: tar -xf {out} -C DIR && sh DIR/unpack.sh "
+              "PREFIX")
+
+
+def _download(client: Client, path: str, out: Path) -> int:
+    """Stream ``path`` to ``out`` (complete or absent), waiting while the service answers
+    503 (the pack is being made) for up to ``PACK_WAIT`` seconds."""
+    import time
+
+    import httpx
+
+    give_up = time.monotonic() + PACK_WAIT
+    while True:
+        try:
+            with client.http.stream("GET", path, timeout=httpx.Timeout(60, read=300)) as resp:
+                if resp.status_code == 503 and time.monotonic() < give_up:
+                    hint = resp.headers.get("retry-after", "")
+                    delay = min(float(hint), 30.0) if hint.isdigit() else 5.0
+                    info(f"{json.loads(resp.read() or b'{}').get('detail', 'busy')}; "
+                         f"retrying in {delay:.0f} s")
+                    time.sleep(delay)
+                    continue
+                if resp.status_code >= 400:
+                    resp.read()
+                    client._check(resp)
+                tmp = out.with_name(f".{out.name}.download")
+                written = 0
+                try:
+                    with tmp.open("wb") as f:
+                        for chunk in resp.iter_bytes(1 << 20):
+                            f.write(chunk)
+                            written += len(chunk)
+                    tmp.replace(out)
+                finally:
+                    tmp.unlink(missing_ok=True)
+                return written
+        except httpx.TransportError as exc:
+            raise RemoteError(f"lost {client.server}: {exc}") from None

@@ -1,7 +1,7 @@
 // One build (a version): its stages as a timeline, the log streamed while it runs, cancel;
 // a failed build ends failed with its error at the top, never a spinner.
 
-import { ApiError, api, followLog } from "./api.js";
+import { ApiError, api, apiUrl, followLog } from "./api.js";
 import { daskView } from "./dask.js";
 import {
   alertBox, announce, between, bytes, duration, envHref, fill, h, stateBadge, when,
@@ -59,8 +59,31 @@ export async function render(view, { ns, name, number }, ctx) {
     tabindex: "0", "aria-label": "Build log" });
   const logNote = h("p", { class: "hint", id: "log-note" });
   const problem = h("div");
+  const packs = h("section", { id: "platform-packs" });
   let stopFollowing = null;
   let detail = null;
+
+  /** One pack per platform the lock covers, made from the lock (never installed): a
+   * laptop on another platform gets the same packages as the hub. */
+  async function loadPacks(v) {
+    if (v.state !== "ready") return fill(packs);
+    try {
+      const data = await api(`${path}/platforms`);
+      return fill(packs, h("h2", { id: "packs-h" }, "Packs for each platform"),
+        h("p", { class: "hint" }, "Each platform's locked packages, verified, with an unpack "
+          + "script: extract the .tar, then run sh unpack.sh PREFIX (micromamba, mamba or "
+          + "conda if found, else py-rattler). The first download makes the pack."),
+        h("ul", { id: "platform-pack-links", "aria-labelledby": "packs-h" },
+          data.platforms.map((p) => h("li", {},
+            h("a", { href: apiUrl(`${path}/packs/${p.platform}`).href, download: "",
+              "data-platform": p.platform }, `${p.platform} pack`),
+            ` — ${p.conda_packages} conda`, p.pip_packages ? ` + ${p.pip_packages} pip` : "",
+            " packages, ", p.available ? bytes(p.bytes) : "made on first download",
+            p.platform === data.service_platform ? " (the service's own platform)" : ""))));
+    } catch (err) {
+      return fill(packs, alertBox(`Packs per platform: ${err.message}`));
+    }
+  }
 
   function appendLog(line) {
     const atEnd = logBox.scrollTop + logBox.clientHeight >= logBox.scrollHeight - 30;
@@ -147,7 +170,8 @@ export async function render(view, { ns, name, number }, ctx) {
     }
     throw err;
   }
-  fill(view, head, problem, h("h2", { id: "log-h" }, "Log"), logNote, logBox);
+  fill(view, head, problem, packs, h("h2", { id: "log-h" }, "Log"), logNote, logBox);
+  loadPacks(v);
   if (TERMINAL.has(v.state)) {
     const text = await api(`${path}/log`);
     logBox.textContent = text || "";
@@ -163,6 +187,7 @@ export async function render(view, { ns, name, number }, ctx) {
       if (TERMINAL.has(state)) {
         logNote.textContent = "";
         const done = await refresh();
+        loadPacks(done);
         announce(done.state === "failed" ? `Build failed: ${done.error || ""}`
           : `Build ${done.state}.`);
       } else {
