@@ -172,3 +172,24 @@ def test_a_conda_tool_on_path_gets_file_urls_of_the_unpacked_channel(
         path = Path(url.removeprefix("file://").replace("%20", " "))
         assert path.is_file() and path.is_relative_to(where)
         assert hashlib.sha256(path.read_bytes()).hexdigest() == sha256
+
+
+def test_the_cli_packs_a_lock_for_a_platform_and_names_the_ones_it_has(
+        cross: dict[str, Any], tmp_path: Path) -> None:
+    from envyard.builder.lock import write_lock
+    from tests.servers import ENVYARD
+
+    lockfile = tmp_path / "conda-lock.yml"
+    write_lock(cross["lock"], lockfile)
+    home = ["--home", str(tmp_path / "home")]
+    done = subprocess.run([ENVYARD, "pack", "--from-lock", str(lockfile), "-p", SECOND,
+                           "-o", str(tmp_path / "env.tar"), *home], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "fetch" in done.stderr and "unpack.sh" in done.stderr  # progress, then the how
+    assert set(_members(tmp_path / "env.tar")) >= set(_expected(cross["lock"], SECOND))
+    wrong = subprocess.run([ENVYARD, "pack", "--from-lock", str(lockfile), "-p", "win-64",
+                            *home], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert wrong.returncode == 12
+    assert "no packages for win-64 (it has: linux-64, osx-arm64)" in wrong.stderr
+    assert not (tmp_path / "env-win-64.tar").exists()
