@@ -24,7 +24,7 @@ COMMANDS = {
     "server": ("serve", "worker"),
     "tokens": ("token",),
     "remote": ("submit", "preview", "push", "rebuild", "reinstall", "ls", "show", "logs",
-               "cancel", "sync", "diff"),
+               "cancel", "sync", "diff", "download-pack"),
     "lifecycle": ("rollback", "hold", "unhold", "gc", "usage", "delete"),
     "find": ("find", "search"),
     "dask": ("dask",),
