@@ -27,7 +27,7 @@ def main() -> None:
         work = Path(tmp)
         specs = [f"dependencies: [python=3.11, dask, distributed, {EXTRAS[i % 10]}"
                  + (", ipykernel" if i % 2 else "") + "]\n" for i in range(N)]
-        settings = Settings(root=work / "volume", channels=[str(channel())])
+        settings = Settings(root=work / "volume", default_channels=[str(channel())])
         settings.root.mkdir()
         db = Database(settings.db_url)
         migrate(db.engine)

@@ -15,7 +15,8 @@ from typing import Any
 
 from envyard.builder.aio import run_with_timeout
 from envyard.builder.errors import IndexUnreachable
-from envyard.builder.solve import channel_url, query_platforms
+from envyard.builder.network import Network
+from envyard.builder.solve import query_platforms, routed_channels
 
 #: Versions kept per name: the newest, newest first.
 KEEP = 5
@@ -62,16 +63,19 @@ def is_platform(name: str) -> bool:
 
 
 def read_channel_index(channel: str, platform: str, *, cache_dir: Path, timeout: float,
-                       keep: int = KEEP) -> ChannelIndex:
+                       keep: int = KEEP, network: Network | None = None) -> ChannelIndex:
     """Every package name of ``channel`` for ``platform`` and noarch, with its ``keep``
-    newest versions (by conda's version ordering)."""
+    newest versions (by conda's version ordering), read through ``network``'s mirrors
+    with its credentials."""
     import rattler
 
     subdirs = list(dict.fromkeys(query_platforms(platform)))
+    network = network or Network()
 
     async def read() -> Any:
-        gateway = rattler.Gateway(cache_dir=cache_dir)
-        source = [rattler.Channel(channel_url(channel))]
+        routes = network.routes([channel])
+        gateway = rattler.Gateway(cache_dir=cache_dir, client=network.client())
+        source = routed_channels([channel], routes)
         names = [n.normalized for n in await gateway.names(source, subdirs)]
         return [group for start in range(0, len(names), CHUNK)
                 for group in await gateway.query(source, subdirs, names[start:start + CHUNK],
@@ -83,7 +87,8 @@ def read_channel_index(channel: str, platform: str, *, cache_dir: Path, timeout:
     except IndexUnreachable:
         raise
     except Exception as exc:  # rattler's fetch errors: a connection refused, a 404, bad JSON
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = network.redact(str(exc).strip().splitlines()[0]) if str(exc).strip() \
+            else type(exc).__name__
         raise IndexUnreachable(f"channel {channel}: cannot read its package index: "
                                f"{text}") from None
     found: dict[str, set[Any]] = {}

@@ -19,16 +19,22 @@ from envyard.builder.content_hash import content_hash
 from envyard.builder.errors import SolveError, SpecError
 from envyard.builder.layout import envyard_cache
 from envyard.builder.lock import HashModel, LockChannel, LockedPackage, Lockfile, LockMeta
+from envyard.builder.network import Network
 from envyard.builder.solve import (
     DEFAULT_TIMEOUT,
     SolveRequest,
-    channel_url,
     query_platforms,
+    routed_channels,
     solve,
     solve_all,
 )
 from envyard.builder.spec import EnvSpec
-from envyard.builder.virtual import VirtualPackages, load_virtual_packages
+from envyard.builder.virtual import (
+    ASSUMED_KEY,
+    SystemRequirements,
+    VirtualPackages,
+    load_virtual_packages,
+)
 
 
 @dataclass
@@ -38,6 +44,8 @@ class LockOptions:
     channels: Sequence[str] = ()
     platforms: Sequence[str] = ()
     virtual: VirtualPackages = field(default_factory=load_virtual_packages)
+    #: the system assumed where the spec says nothing of it (a namespace's defaults)
+    system: SystemRequirements = field(default_factory=SystemRequirements)
     timeout: float = DEFAULT_TIMEOUT
     cache_dir: Path = field(default_factory=envyard_cache)
     pip_index: str | None = None
@@ -46,6 +54,7 @@ class LockOptions:
     base: Lockfile | None = None  # keep its versions where the specs allow (minimal change)
     constraints: Sequence[str] = ()  # e.g. the Dask cluster's pins (builder.dask.constraints)
     progress: Callable[[str], None] | None = None
+    network: Network = field(default_factory=Network)  # mirrors and credentials
 
 
 def host_platform() -> str:
@@ -74,12 +83,14 @@ def locked_package(record: Any, platform: str, category: str = "main") -> Locked
 
 
 async def query_locked_records(channels: list[str], platform: str, pkgs: list[LockedPackage],
-                       cache_dir: Path) -> list[Any]:
+                               cache_dir: Path, network: Network | None = None) -> list[Any]:
     import rattler
 
-    gateway = rattler.Gateway(cache_dir=cache_dir)
+    network = network or Network()
+    routes = network.routes(channels)
+    gateway = rattler.Gateway(cache_dir=cache_dir, client=network.client())
     specs = [f"{p.name} =={p.version} {p.build_string}" for p in pkgs]
-    result = await gateway.query([rattler.Channel(channel_url(c)) for c in channels],
+    result = await gateway.query(routed_channels(channels, routes),
                                  query_platforms(platform), specs, recursive=False)
     wanted = {(p.name, p.version, p.build_string) for p in pkgs}
     found = {}
@@ -88,14 +99,15 @@ async def query_locked_records(channels: list[str], platform: str, pkgs: list[Lo
             key = (r.name.normalized, str(r.version), str(r.build))
             if key in wanted:
                 found[key] = r
+    Network.restore(list(found.values()), routes)
     return list(found.values())
 
 
-def package_sizes(lock: Lockfile, platform: str, channels: list[str], cache_dir: Path
-                  ) -> dict[str, int]:
+def package_sizes(lock: Lockfile, platform: str, channels: list[str], cache_dir: Path,
+                  network: Network | None = None) -> dict[str, int]:
     """Archive size of each conda package of the lock, from the channels' repodata."""
     pkgs = lock.for_platform(platform, "conda")
-    records = asyncio.run(query_locked_records(channels, platform, pkgs, cache_dir))
+    records = asyncio.run(query_locked_records(channels, platform, pkgs, cache_dir, network))
     return {str(r.file_name): int(r.size or 0) for r in records}
 
 
@@ -111,7 +123,8 @@ def _solve_update(req: SolveRequest, previous: list[LockedPackage], update: set[
     dependents = {p.name for p in previous if update & set(p.dependencies)}
     for unlocked, constraints in ((update, bump), (update | dependents, bump), (update, [])):
         keep = [p for p in previous if p.name not in unlocked]
-        req.locked = asyncio.run(query_locked_records(channels, req.platform, keep, cache_dir))
+        req.locked = asyncio.run(query_locked_records(channels, req.platform, keep, cache_dir,
+                                                      req.network))
         req.constraints = [*base_constraints, *constraints]
         try:
             return solve(req)
@@ -141,11 +154,13 @@ def lock_env(spec: EnvSpec, opts: LockOptions) -> Lockfile:
         if opts.previous and opts.update else []
     platforms = list(opts.platforms) or list(spec.platforms) or previous_platforms \
         or [host_platform()]
+    virtual = opts.virtual.with_system(spec.system.over(opts.system))  # the spec's wins
     reqs = [SolveRequest(specs=spec.conda_specs(platform), channels=channels,
-                         platform=platform, virtual=opts.virtual, timeout=opts.timeout,
+                         platform=platform, virtual=virtual, timeout=opts.timeout,
                          cache_dir=opts.cache_dir / "repodata",
                          constraints=list(opts.constraints),
-                         prefer=_preferred(opts.base, platform)) for platform in platforms]
+                         prefer=_preferred(opts.base, platform), network=opts.network,
+                         report=opts.progress) for platform in platforms]
     if opts.previous is not None and opts.update:
         solved = []
         for req in reqs:
@@ -168,22 +183,27 @@ def lock_env(spec: EnvSpec, opts: LockOptions) -> Lockfile:
 
             if opts.progress:
                 opts.progress(f"resolving pip packages for {platform}")
-            system = next((v.version for v in opts.virtual.for_platform(platform)
+            system = next((v.version for v in virtual.for_platform(platform)
                            if v.name in ("__glibc", "__osx")), None)
             packages += lock_pip(pip_specs, conda=conda, platform=platform,
                                  index_url=opts.pip_index, system_version=system,
                                  category=spec.category,
                                  extra_index_urls=spec.pip_repositories, timeout=opts.timeout)
-    hashes = {p: content_hash(spec, p, channels=channels, virtual=opts.virtual)
+    hashes = {p: content_hash(spec, p, channels=channels, virtual=virtual)
               for p in platforms}
+    assumed = {ASSUMED_KEY + p: virtual.assumed(p) for p in platforms}
     kept = [p for p in previous_platforms if p not in platforms]
     if kept and opts.previous is not None:  # an update of some platforms keeps the others
         packages += [p for p in opts.previous.package if p.platform in kept]
         hashes |= {p: opts.previous.metadata.content_hash[p] for p in kept
                    if p in opts.previous.metadata.content_hash}
+        before = opts.previous.metadata.custom_metadata or {}
+        assumed |= {ASSUMED_KEY + p: before[ASSUMED_KEY + p] for p in kept
+                    if ASSUMED_KEY + p in before}
         platforms = [*previous_platforms, *(p for p in platforms if p not in kept and
                                             p not in previous_platforms)]
         hashes = {p: hashes[p] for p in platforms if p in hashes}
     meta = LockMeta(content_hash=hashes, channels=[LockChannel(url=c) for c in channels],
-                    platforms=platforms, sources=[Path(spec.source).name])
+                    platforms=platforms, sources=[Path(spec.source).name],
+                    custom_metadata=dict(sorted(assumed.items())))
     return Lockfile(metadata=meta, package=packages).sorted()

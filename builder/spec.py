@@ -12,6 +12,7 @@ macos: "13.0"}`` (pixi's words) or conda's ``CONDA_OVERRIDE_CUDA``/``_GLIBC``/``
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,23 +68,35 @@ def canonical_channel(channel: str) -> str:
 @dataclass(frozen=True)
 class ChannelPolicy:
     """Which channels a spec may name: ``None`` allows any; otherwise fnmatch patterns,
-    matched against the channel's canonical form (``canonical_channel``)."""
+    matched against the channel's canonical form (``canonical_channel``); ``narrowed``
+    (a namespace's own patterns), when set, must match too."""
 
     allowed: tuple[str, ...] | None = None
+    narrowed: tuple[str, ...] | None = None
 
     @classmethod
-    def of(cls, patterns: list[str] | tuple[str, ...] | None) -> ChannelPolicy:
-        return cls(None if patterns is None else tuple(canonical_pattern(p) for p in patterns))
+    def of(cls, patterns: Sequence[str] | None,
+           narrowed: Sequence[str] | None = None) -> ChannelPolicy:
+        return cls(None if patterns is None else tuple(canonical_pattern(p) for p in patterns),
+                   None if narrowed is None else tuple(canonical_pattern(p) for p in narrowed))
 
     def check(self, channel: str) -> bool:
         """Whether ``channel`` may be used; a channel that is not a safe URL never may."""
-        if self.allowed is None:
+        if self.allowed is None and self.narrowed is None:
             return True
         try:
             canonical = canonical_channel(channel)
         except UnsafeURL:
             return False
-        return any(matches(canonical, pat) for pat in self.allowed)
+        return all(any(matches(canonical, pat) for pat in patterns)
+                   for patterns in (self.allowed, self.narrowed) if patterns is not None)
+
+    def shown(self) -> str:
+        """The patterns in force, for an error message."""
+        if self.narrowed is None:
+            return ", ".join(self.allowed or ("any",))
+        return (f"{', '.join(self.allowed or ('any',))}; narrowed by the namespace to "
+                f"{', '.join(self.narrowed) or 'none'}")
 
 
 @dataclass(frozen=True)
@@ -234,8 +247,8 @@ def _channels(item: Located, source: str, policy: ChannelPolicy) -> tuple[list[s
         except UnsafeURL as exc:
             raise _fail(str(exc), source, c) from None
         if not policy.check(canonical):
-            raise _fail(f"channel '{name}' is not allowed here (allowed: "
-                        f"{', '.join(policy.allowed or ())})", source, c)
+            raise _fail(f"channel '{name}' is not allowed here (allowed: {policy.shown()})",
+                        source, c)
         name = name if directory else canonical  # as written: conda-lock hashes it so
         if name in out:
             raise _fail(f"channel '{name}' is listed twice", source, c)

@@ -75,7 +75,10 @@ def run_demo(envs: Path, home: Path, volume: Path, port: int, show: Progress
     channel = demo_channel(home)
     pins = envs / "cluster" / "dask-pins.yml"  # the cluster's pins, if the folder has them
     port_used = _free_port(port)
-    settings = load_settings(root=volume, channels=[str(channel)], port=port_used,
+    # the demo channel stands in for conda-forge as a site's mirror would: locks
+    # name conda-forge's URLs, packages come from the mirror
+    settings = load_settings(root=volume, mirrors={"conda-forge": [channel.as_uri()]},
+                             port=port_used,
                              dask_pins=pins if pins.is_file() else None)
     service = DemoService(settings)
     service.start()

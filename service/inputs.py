@@ -17,11 +17,16 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from envyard.builder.errors import EnvyardError, LockError, SpecError
 from envyard.builder.fetch import Sources
 from envyard.builder.install import check_installable
 from envyard.builder.lock import Lockfile, parse_lock
+from envyard.builder.network import strip_auth
 from envyard.builder.spec import ChannelPolicy, EnvSpec, parse_spec
+from envyard.service.models import Namespace
 from envyard.service.settings import Settings
 
 logger = logging.getLogger("envyard")
@@ -42,18 +47,26 @@ class InputRules:
     settings: Settings
 
     @classmethod
-    def of(cls, settings: Settings) -> InputRules:
-        return cls(settings.channel_policy(), settings.build_platform(),
-                   settings.package_sources(), settings.max_spec_bytes,
-                   settings.max_lock_bytes, settings)
+    def of(cls, settings: Settings, narrowed: list[str] | None = None) -> InputRules:
+        """The service's rules, with a namespace's own channel patterns (``narrowed``)."""
+        return cls(settings.channel_policy(narrowed), settings.build_platform(),
+                   settings.package_sources(settings.default_channels),
+                   settings.max_spec_bytes, settings.max_lock_bytes, settings)
 
     def lock_sources(self, lock: Lockfile) -> Sources:
-        """Where a pushed lock's packages may come from: the configured channels; with
-        none configured, the lock's own channels if an allow-list admits them; with
-        neither, nowhere (an empty list of channels never means "anywhere")."""
-        if self.settings.channels or self.policy.allowed is None:
-            return self.sources
-        return self.settings.package_sources([c.url for c in lock.metadata.channels])
+        """Where a pushed lock's packages may come from: its own channels, each of which
+        the allow-list admits (``checked_lock``), fetched with the service's mirrors and
+        credentials; a lock naming no channel fetches nothing."""
+        return self.settings.package_sources([c.url for c in lock.metadata.channels
+                                              if self.policy.check(c.url)])
+
+
+def rules_for(session: Session, settings: Settings, namespace: str) -> InputRules:
+    """The rules of a submission to ``namespace``: the service's, narrowed by the
+    namespace's channel patterns (read now, where the input is used)."""
+    narrowed = session.scalar(select(Namespace.allowed_channels)
+                              .where(Namespace.name == namespace))
+    return InputRules.of(settings, narrowed)
 
 
 def utf8(body: bytes | bytearray) -> str:
@@ -65,13 +78,15 @@ def utf8(body: bytes | bytearray) -> str:
 
 
 def checked_spec(text: str, rules: InputRules, *, source: str) -> EnvSpec:
-    """A submitted environment.yml: the channel policy, the size limit, and no
-    ``pip-repositories`` (pip installs only from the service's own index)."""
+    """A submitted environment.yml: the channel policy, the size limit, no
+    ``pip-repositories`` (pip installs only from the service's own index), and a system
+    (``CONDA_OVERRIDE_CUDA``…) within the service's ``virtual_packages_allowed``."""
     spec = parse_spec(text, source=source, policy=rules.policy,
                       max_bytes=rules.max_spec_bytes)
     if spec.pip_repositories:
         raise SpecError("'pip-repositories' is not accepted by this service: pip packages "
                         "come only from its package index (setting pip_index)", source=source)
+    spec.system.check(rules.settings.virtual_packages_allowed, rules.platform)
     return spec
 
 
@@ -82,8 +97,8 @@ def checked_lock(text: str | bytes, rules: InputRules, *, source: str) -> Lockfi
     lock = parse_lock(text, source=source, max_bytes=rules.max_lock_bytes)
     for channel in lock.metadata.channels:
         if not rules.policy.check(channel.url):
-            raise LockError(f"{source}: it names channel '{channel.url}', which is not "
-                            "allowed here")
+            raise LockError(f"{source}: it names channel '{strip_auth(channel.url)}', "
+                            f"which is not allowed here (allowed: {rules.policy.shown()})")
     check_installable(lock, rules.platform, rules.lock_sources(lock))
     return lock
 

@@ -74,6 +74,8 @@ class AuditAction(enum.StrEnum):
     dask_pins = "dask_pins"  # the cluster's pin set replaced (or moved by an upgrade)
     dask_upgrade = "dask_upgrade"  # an upgrade applied: versions submitted on new pins
     images_policy = "images_policy"  # images on or off for a namespace or environment
+    system_requirements = "system_requirements"  # the system a namespace's builds assume
+    channels = "channels"  # a namespace's own narrowing of the channel allow-list
     image_build = "image_build"  # a ready version's image (re)built on request
     gc = "gc"  # a collection that marked versions (or that someone asked for)
     token_create = "token_create"

@@ -38,7 +38,8 @@ class PackageSearch:
     """The per-channel indexes of one service process."""
 
     def __init__(self, settings: Settings, cache_dir: Any) -> None:
-        self.channels = list(settings.channels)
+        self.channels = list(settings.default_channels)
+        self.network = settings.network
         self.ttl = settings.package_index_seconds
         self.timeout = settings.package_index_timeout
         self.cache_dir = cache_dir
@@ -55,7 +56,7 @@ class PackageSearch:
         start = time.monotonic()
         try:
             index = read_channel_index(key[0], key[1], cache_dir=self.cache_dir,
-                                       timeout=self.timeout)
+                                       timeout=self.timeout, network=self.network)
         except IndexUnreachable as exc:  # (a refresh has no request to tell)
             logger.warning("package search: %s", exc)
             raise

@@ -27,7 +27,7 @@ from envyard.service.catalog import version_lock
 from envyard.service.dask import build_pins
 from envyard.service.db import Database
 from envyard.service.errors import Gone, NotFound
-from envyard.service.inputs import InputRules, UploadChecker, checked_spec, utf8
+from envyard.service.inputs import UploadChecker, checked_spec, rules_for, utf8
 from envyard.service.models import Environment, Namespace, Preview, Version, utcnow
 from envyard.service.quota import estimate_build
 from envyard.service.settings import Settings
@@ -56,7 +56,8 @@ def make_preview(db: Database, settings: Settings, checker: UploadChecker, who: 
                  ) -> dict[str, Any]:
     """Solve, diff, check and keep; nothing is built. Runs in a worker thread (a solve)."""
     namespace, name = where
-    rules = InputRules.of(settings)
+    with db.session() as s:
+        rules = rules_for(s, settings, namespace)
     source = f"{namespace}/{name}.yml"
     checker.check("spec", body, rules, source=source)  # in a child, under its limits
     text = utf8(body)
@@ -66,6 +67,7 @@ def make_preview(db: Database, settings: Settings, checker: UploadChecker, who: 
         ns, env = _live_environment(s, namespace, name)
         pins, extra = build_pins(s, settings, env, ns)
         dask_policy = policy.dask_policy(ns if ns is not None else Namespace()).value
+        system = policy.namespace_system(ns)
         base_number = env.current_version if env is not None else None
         base = s.scalar(select(Version).where(
             Version.environment_id == env.id, Version.number == base_number)
@@ -73,7 +75,7 @@ def make_preview(db: Database, settings: Settings, checker: UploadChecker, who: 
         current = version_lock(base) if base is not None and base.lock_text else None
     solve = "minimal" if update == "minimal" and current is not None else "full"
     lock = lock_spec(settings, Layout(settings.root), spec, platform, extra,
-                     current if solve == "minimal" else None)
+                     current if solve == "minimal" else None, system=system)
     lock_text = dump_lock(lock)
     report = dask_check(lock, platform, pins) if pins is not None else None
     with db.session() as s:

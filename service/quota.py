@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from envyard.builder.layout import Layout
 from envyard.builder.lock import Lockfile, parse_lock
 from envyard.builder.locker import package_sizes
+from envyard.builder.network import strip_auth
 from envyard.service import policy
 from envyard.service.errors import QuotaExceeded
 from envyard.service.gc import make_plan
@@ -75,8 +76,8 @@ def estimate_build(session: Session, settings: Settings, namespace: str, lock: L
                    Version.state.in_(list(HAS_FILES)))):
         assert text is not None  # the query leaves out versions without one
         have |= {p.filename for p in parse_lock(text).for_platform(platform)}
-    channels = settings.channels or [c.url for c in lock.metadata.channels]
-    sizes = package_sizes(lock, platform, channels, layout.cache)
+    channels = [strip_auth(c.url) for c in lock.metadata.channels]
+    sizes = package_sizes(lock, platform, channels, layout.cache, settings.network)
     return Estimate(used, quota, sum(size for name, size in sizes.items() if name not in have))
 
 

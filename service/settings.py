@@ -7,16 +7,21 @@ machine, builds run in-process.
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     model_validator,
 )
@@ -32,6 +37,7 @@ from pydantic_settings import (
 from envyard.builder.errors import ConfigError
 from envyard.builder.fetch import Sources
 from envyard.builder.layout import envyard_home
+from envyard.builder.network import Credentials, Network, strip_auth
 from envyard.builder.spec import ChannelPolicy
 
 DEFAULT_ROOT = envyard_home() / "volume"
@@ -49,6 +55,20 @@ def _list(value: Any) -> Any:
             except ValueError as exc:
                 raise ValueError(f"not a JSON list ({exc})") from None
         return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+def _version_limits(value: dict[str, str]) -> dict[str, str]:
+    """``virtual_packages_allowed``: virtual package names and version specs rattler reads."""
+    import rattler
+
+    for name, spec in value.items():
+        if not name.startswith("__"):
+            raise ValueError(f"{name} is not a virtual package (they start with __)")
+        try:
+            rattler.VersionSpec(spec)
+        except Exception:
+            raise ValueError(f"{name}: '{spec}' is not a version spec like <=12.8") from None
     return value
 
 
@@ -96,6 +116,10 @@ class KubernetesSettings(BaseModel):
     profiles: dict[str, JobProfile] = Field(
         {}, description="Per namespace ('*': every other one): resources, node selector, "
         "tolerations.")
+    gpu_profile: JobProfile | None = Field(
+        None, description="The profile of builds of environments that target CUDA (their "
+        "spec or namespace names a CUDA version), e.g. {node_selector: {pool: gpu}}; "
+        "unset: their namespace's profile.")
 
 
 class ImageSettings(BaseModel):
@@ -204,10 +228,24 @@ class Settings(BaseSettings):
 
     root: Path = Field(DEFAULT_ROOT, description="The shared volume: prefixes, packs, logs.")
     database_url: str = Field("", description="SQLAlchemy URL; empty: SQLite under root.")
-    channels: StrList = Field(["conda-forge"], description="Channels every build solves "
-                                "against, replacing the spec's.")
+    default_channels: StrList = Field(
+        ["conda-forge"], description="Channels a spec that names none is solved against "
+        "(a spec's own channels are what it is solved against).")
     allowed_channels: StrList | None = Field(
-        None, description="fnmatch patterns a spec's channels must match; None allows any.")
+        None, description="fnmatch patterns (on canonical channels: names as written, URLs "
+        "decoded) a spec's or a pushed lock's channels must match; unset: the "
+        "default_channels only. A namespace may narrow it (PUT …/namespaces/NS/channels).")
+    mirrors: dict[str, StrList] = Field(
+        {}, description="Channel (name or URL) -> mirror base URLs (http(s)://, file://, "
+        "s3://, oci://), tried in order; locks keep the channel's own URLs.")
+    credentials_file: Path | None = Field(
+        None, description="Credentials for private channels, mirrors and the pip index, in "
+        "rattler's authentication-file JSON: {\"host[/path]\": {\"BasicHTTP\": "
+        "{\"username\": …, \"password\": …}} | {\"BearerToken\": …} | "
+        "{\"CondaToken\": …}}.")
+    credentials: SecretStr | None = Field(
+        None, description="The same JSON as credentials_file, given as a value (e.g. "
+        "ENVYARD_CREDENTIALS from a Kubernetes Secret); both are read, this one wins.")
     platform: str = Field("", description="The platform builds are for; empty: this host's.")
     pip_index: str | None = Field(None, description="Package index for pip: sections.")
     build_concurrency: int = Field(2, ge=1, le=64, description="Builds run at once.")
@@ -249,6 +287,10 @@ class Settings(BaseSettings):
         "its current version's lock is the pin set (wins over the stored pins).")
     max_spec_bytes: int = Field(1 << 20, description="Largest environment file accepted.")
     max_lock_bytes: int = Field(64 << 20, description="Largest lockfile accepted.")
+    virtual_packages_allowed: Annotated[dict[str, str], AfterValidator(_version_limits)] = Field(
+        {}, description="What this service's builds may assume of a system a spec or "
+        "namespace asks for: virtual package -> version spec, e.g. {__cuda: '<=12.8'}; "
+        "a version outside it is refused (422). Saying the package is absent always passes.")
     image: ImageSettings = Field(default_factory=lambda: ImageSettings())
     hub: HubSettings = Field(default_factory=lambda: HubSettings())
     storage: StorageSettings = Field(default_factory=lambda: StorageSettings())
@@ -313,20 +355,43 @@ class Settings(BaseSettings):
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config))
         return tuple(sources)
 
-    def channel_policy(self) -> ChannelPolicy:
-        return ChannelPolicy.of(self.allowed_channels)
+    def channel_policy(self, narrowed: list[str] | None = None) -> ChannelPolicy:
+        """The channels a spec or lock may name: ``allowed_channels`` (unset: the default
+        channels), narrowed by a namespace's own patterns."""
+        allowed = self.default_channels if self.allowed_channels is None \
+            else self.allowed_channels
+        return ChannelPolicy.of(allowed, narrowed)
 
-    def package_sources(self, channels: list[str] | None = None) -> Sources:
-        """Where builds may fetch packages from: ``channels`` (default: the configured
-        ones) and the pip index, and never a file on the volume (its database, its keys,
-        other namespaces' files). No channel at all means nothing may be fetched."""
+    def spec_channels(self, channels: Sequence[str]) -> list[str]:
+        """The channels a spec is solved and installed from: its own, else the defaults."""
+        return list(channels) or list(self.default_channels)
+
+    @cached_property
+    def network(self) -> Network:
+        """Mirrors and credentials, read once (a bad credentials file fails at start)."""
+        credentials = Credentials()
+        if self.credentials_file is not None:
+            credentials = Credentials.load(self.credentials_file)
+        if self.credentials is not None:
+            try:
+                data = json.loads(self.credentials.get_secret_value())
+            except ValueError:
+                raise ConfigError("ENVYARD_CREDENTIALS: not JSON") from None
+            if not isinstance(data, dict):
+                raise ConfigError("ENVYARD_CREDENTIALS: must map hosts to credentials")
+            credentials = Credentials.parse(data) + credentials  # the earlier entry wins
+        return Network.of(self.mirrors, credentials)
+
+    def package_sources(self, channels: Sequence[str]) -> Sources:
+        """Where builds may fetch packages from: ``channels`` and the pip index (through
+        the mirrors, with the credentials), and never a file on the volume (its database,
+        its keys, other namespaces' files). No channel means nothing may be fetched."""
         from envyard.builder.solve import channel_base_url
 
-        bases = [channel_base_url(c) for c in (self.channels if channels is None
-                                               else channels)]
+        bases = [channel_base_url(strip_auth(c)) for c in channels]
         if self.pip_index:  # its files live beside /simple (PEP 503), not under it
             bases.append(self.pip_index.rstrip("/").rsplit("/simple", 1)[0])
-        return Sources.of(bases, [self.root])
+        return Sources.of(bases, [self.root], self.network)
 
     def build_platform(self) -> str:
         from envyard.builder.locker import host_platform
@@ -338,7 +403,8 @@ class Settings(BaseSettings):
 RENAMED = {f"{group}_{name}": f"{group}.{name}"
            for group, model in (("image", ImageSettings), ("hub", HubSettings),
                                 ("storage", StorageSettings))
-           for name in model.model_fields} | {"storage": "storage.backend"}
+           for name in model.model_fields} | {"storage": "storage.backend",
+                                              "channels": "default_channels"}
 
 
 def _new_name(old: str) -> str:

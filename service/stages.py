@@ -19,13 +19,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from envyard.builder.aio import call_with_timeout
 from envyard.builder.dask import PinSet
 from envyard.builder.dask import check as dask_check
 from envyard.builder.errors import DaskMismatch, PackError
+from envyard.builder.fetch import Sources
 from envyard.builder.install import InstallResult, fingerprint, install_lock
 from envyard.builder.kernels import has_ipykernel, has_irkernel
 from envyard.builder.layout import Layout, guard_of, point
@@ -33,6 +34,7 @@ from envyard.builder.lock import DEFAULT_CATEGORIES, Lockfile, dump_lock, parse_
 from envyard.builder.locker import LockOptions, lock_env
 from envyard.builder.pack import pack_prefix
 from envyard.builder.spec import EnvSpec
+from envyard.builder.virtual import SystemRequirements
 from envyard.service import current
 from envyard.service.buildlog import BuildLog
 from envyard.service.buildstate import (
@@ -42,7 +44,7 @@ from envyard.service.buildstate import (
     publish,
     record,
 )
-from envyard.service.inputs import InputRules, checked_lock, checked_spec
+from envyard.service.inputs import InputRules, checked_lock, checked_spec, rules_for
 from envyard.service.models import utcnow
 from envyard.service.quota import check_build_quota
 from envyard.service.settings import Settings
@@ -110,6 +112,8 @@ class Build:
     log: BuildLog
     base_text: str | None = None  # the lock a minimal-change solve keeps what it can of
     from_preview: bool = False  # the lock is given: the preview's, built as shown
+    #: the system assumed where the spec says nothing: its namespace's (``policy``)
+    system: SystemRequirements = field(default_factory=SystemRequirements)
     platform: str = ""
     rules: InputRules | None = None
     spec: EnvSpec | None = None
@@ -140,36 +144,47 @@ def _read(b: Build) -> str | None:
     """The spec, checked again where it is used (not only at the door), parsed once."""
     record(b.ctx, b.version_id, started_at=utcnow())
     b.platform = b.ctx.settings.build_platform()
-    b.rules = InputRules.of(b.ctx.settings)
+    with b.ctx.db.session() as s:
+        b.rules = rules_for(s, b.ctx.settings, b.where[0])
     where = b.where
     if b.spec_text is not None:
         b.spec = checked_spec(b.spec_text, b.rules, source=f"{where[0]}/{where[1]}.yml")
     return None
 
 
-def spec_channels(settings: Settings, spec: EnvSpec | None) -> list[str]:
-    """The channels a spec is solved and installed from: the service's, else its own."""
-    return settings.channels or (list(spec.channels) if spec else [])
-
-
-def _channels(b: Build) -> list[str]:
-    return spec_channels(b.ctx.settings, b.spec)
+def _sources(b: Build) -> Sources:
+    """Where the build's packages come from: a spec's channels (else the defaults), a
+    pushed lock's own channels (checked against the allow-list at ``check``); a mirror
+    that fails is written in the build's log."""
+    assert b.rules is not None and b.lock is not None
+    sources = b.rules.lock_sources(b.lock) if b.spec is None else \
+        b.ctx.settings.package_sources(b.ctx.settings.spec_channels(b.spec.channels))
+    return replace(sources, report=b.log.line)
 
 
 def lock_spec(settings: Settings, layout: Layout, spec: EnvSpec, platform: str,
-              extra: list[str], base: Lockfile | None) -> Lockfile:
-    """Solve a spec as a build does (a preview asks the same): the service's channels,
-    platform and limits, within ``extra`` constraints, keeping what it can of ``base``."""
+              extra: list[str], base: Lockfile | None,
+              report: Callable[[str], None] | None = None,
+              system: SystemRequirements | None = None) -> Lockfile:
+    """Solve a spec as a build does (a preview asks the same): its channels (else the
+    service's defaults) through the mirrors, every platform it names and the service's
+    own, the service's limits, within ``extra`` constraints, keeping what it can of
+    ``base``. The system is the spec's own word over ``system`` (its namespace's), within
+    the service's ``virtual_packages_allowed`` (checked again here: settings change)."""
+    system = system or SystemRequirements()
+    spec.system.over(system).check(settings.virtual_packages_allowed, platform)
     return lock_env(spec, LockOptions(
-        channels=spec_channels(settings, spec), platforms=[platform], constraints=extra,
-        timeout=settings.solve_timeout, cache_dir=layout.cache,
-        pip_index=settings.pip_index, base=base))
+        channels=settings.spec_channels(spec.channels),
+        platforms=list(dict.fromkeys([*spec.platforms, platform])), constraints=extra,
+        timeout=settings.solve_timeout, cache_dir=layout.cache, network=settings.network,
+        progress=report, pip_index=settings.pip_index, base=base, system=system))
 
 
 def _solve(b: Build) -> str:
     assert b.spec is not None and b.spec_text is not None
-    ctx, channels = b.ctx, _channels(b)
-    b.log.line(f"solving for {b.platform}")
+    ctx, channels = b.ctx, b.ctx.settings.spec_channels(b.spec.channels)
+    b.log.line(f"solving on {', '.join(channels)} for "
+               f"{', '.join(dict.fromkeys([*b.spec.platforms, b.platform]))}")
     if b.extra:
         b.log.line(f"solving within the cluster's pins: {', '.join(b.extra)}")
     base = None
@@ -177,12 +192,16 @@ def _solve(b: Build) -> str:
         base = parse_lock(b.base_text, source="the current version's lock")
         b.log.line("keeping the current version's packages where the spec allows "
                    "(submit with update=full for a fresh solve)")
+    assumed = b.spec.system.over(b.system)
+    if assumed.said():
+        b.log.line(f"assuming the system has {assumed}")
     key = hashlib.sha256(json.dumps([b.spec_text, channels, b.platform, b.extra,
-                                     b.base_text]).encode()).hexdigest()
+                                     b.base_text, assumed.said()]).encode()).hexdigest()
     spec = b.spec
 
     def solve() -> tuple[str, Lockfile]:
-        lock = lock_spec(ctx.settings, ctx.layout, spec, b.platform, b.extra, base)
+        lock = lock_spec(ctx.settings, ctx.layout, spec, b.platform, b.extra, base,
+                         b.log.line, system=b.system)
         return dump_lock(lock), lock
 
     (b.lock_text, b.lock), shared = _solve_once(ctx, key, solve)
@@ -233,8 +252,7 @@ def _install(b: Build) -> str:
         b.lock, prefix=ctx.layout.prefix(b.fp), platform=b.platform, pkgs_dir=ctx.layout.pkgs,
         force=True, variables=_variables(b), timeout=ctx.settings.install_timeout,
         progress=b.log.progress, categories=_categories(b), shared_records=True,
-        sources=b.rules.lock_sources(b.lock) if b.kind == "lock"
-        else ctx.settings.package_sources(_channels(b)),
+        sources=_sources(b),
         stop=lambda: cancel.is_set() or ctx.stopping.is_set())
     return (("reused the prefix" if built.reused else "installed")
             + f" {built.conda_packages} conda + {built.pip_packages} pip packages")
@@ -364,4 +382,4 @@ def _store_files(ctx: BuildContext, where: tuple[str, str, int], bdir: Any,
 
 
 
-__all__ = ["STAGES", "Build", "Stage", "lock_spec", "run_stages", "spec_channels"]
+__all__ = ["STAGES", "Build", "Stage", "lock_spec", "run_stages"]

@@ -20,7 +20,7 @@ from envyard.service.buildlog import BuildLog
 from envyard.service.catalog import earlier_submission, find_version, new_version
 from envyard.service.db import Database
 from envyard.service.errors import Conflict
-from envyard.service.inputs import InputRules, UploadChecker, utf8
+from envyard.service.inputs import UploadChecker, rules_for, utf8
 from envyard.service.models import Preview
 from envyard.service.previews import find_preview
 from envyard.service.quota import check_quota
@@ -44,7 +44,9 @@ def accept(db: Database, settings: Settings, runner: Runner, checker: UploadChec
                 return _accepted(namespace, name, earlier.number, earlier.state)
     check_space(settings)
     source = f"{namespace}/{name}.yml" if kind == "spec" else "the pushed lock"
-    checker.check(kind, body, InputRules.of(settings), source=source)
+    with db.session() as s:
+        rules = rules_for(s, settings, namespace)
+    checker.check(kind, body, rules, source=source)
     return _queue(db, settings, runner, who, f"{'submitted' if kind == 'spec' else 'pushed'}"
                   f" by {who.name} from {client}", where, kind, texts, key=key,
                   message=message, update=update)

@@ -21,6 +21,7 @@ from envyard.builder.layout import Layout
 from envyard.builder.lock import parse_lock
 from envyard.builder.locker import LockOptions, lock_env
 from envyard.builder.spec import parse_spec
+from envyard.builder.virtual import SystemRequirements
 from envyard.service import audit
 from envyard.service.auth import Principal
 from envyard.service.catalog import new_version
@@ -64,6 +65,9 @@ def what_if(db: Database, settings: Settings, pins: PinSet,
     platform = settings.build_platform()
     layout = Layout(settings.root)
     extra = dask_constraints(pins)
+    with db.session() as s:  # each namespace's system, where a spec says nothing of it
+        systems = {n: SystemRequirements.of(v) for n, v in s.execute(
+            select(Namespace.name, Namespace.system_requirements))}
 
     def relock(item: tuple[str, str, str | None, dict[str, str]]) -> dict[str, Any]:
         ns, name, spec_text, versions = item
@@ -76,9 +80,10 @@ def what_if(db: Database, settings: Settings, pins: PinSet,
         spec = parse_spec(spec_text, source=f"{ns}/{name}.yml")
         try:
             lock = lock_env(spec, LockOptions(
-                channels=settings.channels or list(spec.channels), platforms=[platform],
+                channels=settings.spec_channels(spec.channels), platforms=[platform],
                 constraints=extra, timeout=settings.solve_timeout, cache_dir=layout.cache,
-                pip_index=settings.pip_index))
+                network=settings.network, pip_index=settings.pip_index,
+                system=systems.get(ns, SystemRequirements())))
         except (SolveError, SpecError, IndexUnreachable) as exc:  # this row only
             row["conflict"] = str(exc).split("\n", 1)[-1].strip()[:2000]
             return row

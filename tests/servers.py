@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import glob
 import http.server
+import json
 import os
 import shutil
 import signal
@@ -116,7 +117,10 @@ class Service:
     @property
     def env(self) -> dict[str, str]:
         env = {**os.environ, "ENVYARD_ROOT": str(self.root),
-               "ENVYARD_CHANNELS": f'["{self.channel}"]', "ENVYARD_PORT": str(self.port),
+               "ENVYARD_DEFAULT_CHANNELS": f'["{self.channel}"]',
+               # the demo channel stands in for conda-forge, as a site's mirror does
+               "ENVYARD_MIRRORS": json.dumps({"conda-forge": [self.channel.as_uri()]}),
+               "ENVYARD_PORT": str(self.port),
                "ENVYARD_DATABASE_URL": self.database_url, **self.extra_env}
         env.pop("ENVYARD_CONFIG", None)
         return env

@@ -3,12 +3,14 @@ delete one."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from envyard.service import audit
 from envyard.service.api.deps import DbDep, PrincipalDep, SessionDep, SettingsDep
 from envyard.service.api.params import Name
 from envyard.service.api.schemas import (
@@ -45,6 +47,53 @@ def read_namespace(namespace: Name, session: SessionDep, who: PrincipalDep) -> d
     if session.scalar(select(Namespace.id).where(Namespace.name == namespace)) is None:
         raise NotFound(f"no namespace {namespace}")
     return {"name": namespace, "environments": environment_rows(session, namespace)}
+
+
+class ChannelsIn(BaseModel):
+    """A namespace's own channel patterns: they narrow the service's allow-list."""
+
+    model_config = ConfigDict(extra="forbid")
+    allowed: list[Annotated[str, Field(min_length=1, max_length=512)]] | None = Field(
+        ..., max_length=64, description="fnmatch patterns on canonical channels; a spec "
+        "or pushed lock of the namespace must match one of them and the service's "
+        "allowed_channels. null: the service's list as it is.")
+
+
+class ChannelsOut(BaseModel):
+    namespace: str
+    service: list[str] = Field(description="The service's allowed_channels (unset: its "
+                               "default_channels).")
+    narrowed: list[str] | None = Field(description="The namespace's own patterns, or null.")
+    default_channels: list[str] = Field(description="What a spec naming none solves on.")
+
+
+def _channels(settings: Settings, namespace: str, narrowed: list[str] | None
+              ) -> dict[str, Any]:
+    policy = settings.channel_policy(narrowed)
+    return {"namespace": namespace, "service": list(policy.allowed or ()),
+            "narrowed": narrowed, "default_channels": settings.default_channels}
+
+
+@router.get("/{namespace}/channels", response_model=ChannelsOut)
+def read_channels(namespace: Name, session: SessionDep, who: PrincipalDep,
+                  settings: SettingsDep) -> dict[str, Any]:
+    """The channels the namespace's specs and locks may name."""
+    who.require(namespace, Role.viewer)
+    ns = find_namespace(session, namespace)
+    return _channels(settings, namespace, ns.allowed_channels)
+
+
+@router.put("/{namespace}/channels", response_model=ChannelsOut)
+def set_channels(namespace: Name, body: ChannelsIn, db: DbDep, who: PrincipalDep,
+                 settings: SettingsDep) -> dict[str, Any]:
+    """Narrow (or with null, stop narrowing) the channels the namespace may use. Only
+    narrows: a channel must still match the service's allowed_channels."""
+    who.require(namespace, Role.admin)
+    with db.session(write=True) as s:
+        ns = find_namespace(s, namespace)
+        ns.allowed_channels = body.allowed
+        audit.record(s, who, audit.Action.channels, namespace, allowed=body.allowed)
+    return _channels(settings, namespace, body.allowed)
 
 
 @router.get("/{namespace}/members", response_model=Members)

@@ -89,7 +89,7 @@ def test_only_an_admin_everywhere_asks_for_a_hub_user(tmp_path: Path) -> None:
     from envyard.service.models import Role
     from envyard.service.settings import Settings
 
-    app = create_app(Settings(root=tmp_path / "volume", channels=[str(tmp_path)]))
+    app = create_app(Settings(root=tmp_path / "volume", default_channels=[str(tmp_path)]))
 
     async def ask() -> list[httpx.Response]:
         async with app.router.lifespan_context(app):

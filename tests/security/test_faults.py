@@ -123,7 +123,7 @@ def test_a_bug_is_a_logged_json_500(tmp_path: Path, channel: Path) -> None:
     from envyard.service.app import create_app
     from envyard.service.settings import Settings
 
-    app = create_app(Settings(root=tmp_path / "volume", channels=[str(channel)]))
+    app = create_app(Settings(root=tmp_path / "volume", default_channels=[str(channel)]))
 
     def boom() -> None:
         raise ZeroDivisionError("a bug")
@@ -157,7 +157,7 @@ def test_a_write_that_cannot_commit_is_a_503_not_a_success(
     from envyard.service.models import Namespace
     from envyard.service.settings import Settings
 
-    app = create_app(Settings(root=tmp_path / "volume", channels=[str(channel)]))
+    app = create_app(Settings(root=tmp_path / "volume", default_channels=[str(channel)]))
 
     def write(session: Session) -> dict[str, bool]:
         session.add(Namespace(name="lost"))

@@ -115,17 +115,17 @@ def test_hostile_specs_are_a_clear_422(svc: Service, spec: str, words: str) -> N
     assert "Traceback" not in log.read_text()[before:]
 
 
-def test_without_channels_of_its_own_the_service_builds_only_allowed_ones(
+def test_a_pushed_lock_fetches_only_under_its_allowed_channels(
         small_lock: Lockfile, channel: Path, tmp_path: Path) -> None:
-    """channels: [] (each spec's own channels are used): a pushed lock may fetch from its
-    channels only if the allow-list admits them; before, it could fetch anything."""
+    """A pushed lock may fetch from its channels only if the allow-list admits them, and
+    only under them; before (with no service channels), it could fetch anything."""
     from tests.service.conftest import wait_ready
 
     outside = tmp_path / "elsewhere" / "linux-64" / "toolz-1.2.0-pyhd8ed1ab_0.conda"
     outside.parent.mkdir(parents=True)
     outside.write_bytes(b"not toolz")
     svc = Service(tmp_path / "volume", channel, extra_env={
-        "ENVYARD_CHANNELS": "[]", "ENVYARD_ALLOWED_CHANNELS": f'["{channel.as_uri()}"]'})
+        "ENVYARD_ALLOWED_CHANNELS": f'["{channel.as_uri()}"]'})
     svc.root.mkdir()
     svc.start()
     try:

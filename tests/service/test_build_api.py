@@ -118,7 +118,7 @@ def test_the_log_is_complete_when_the_version_is_ready(
     from envyard.service.app import create_app
     from envyard.service.settings import Settings
 
-    app = create_app(Settings(root=tmp_path / "volume", channels=[str(channel)]))
+    app = create_app(Settings(root=tmp_path / "volume", default_channels=[str(channel)]))
     last_lines: list[str] = []
     real_publish = stages.publish
 
@@ -158,7 +158,7 @@ def test_a_build_reads_its_spec_once_and_never_reads_back_its_lock(
 
     monkeypatch.setattr(spec_module, "load_yaml", counted("spec", spec_module.load_yaml))
     monkeypatch.setattr(lock_module, "load_plain", counted("lock", lock_module.load_plain))
-    app = create_app(Settings(root=tmp_path / "volume", channels=[str(channel)]))
+    app = create_app(Settings(root=tmp_path / "volume", default_channels=[str(channel)]))
 
     v = build_in_process(app, "team/once", "dependencies: [python=3.11, toolz]\n")
     assert v["state"] == "ready", v["error"]

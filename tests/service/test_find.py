@@ -331,7 +331,7 @@ def search_in_process(tmp_path: Path, channels: list[str], queries: list[dict[st
     from envyard.service.models import Role
     from envyard.service.settings import Settings
 
-    app = create_app(Settings(root=tmp_path / "volume", channels=channels, **settings))
+    app = create_app(Settings(root=tmp_path / "volume", default_channels=channels, **settings))
 
     async def call() -> list[httpx.Response]:
         async with app.router.lifespan_context(app):

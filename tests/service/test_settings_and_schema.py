@@ -14,11 +14,12 @@ from envyard.service.settings import Settings, load_settings
 
 def test_yaml_file_then_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "envyard.yml"
-    config.write_text("channels: [conda-forge, bioconda]\nbuild_concurrency: 4\nport: 9000\n")
+    config.write_text("default_channels: [conda-forge, bioconda]\nbuild_concurrency: 4\n"
+                      "port: 9000\n")
     monkeypatch.setenv("ENVYARD_CONFIG", str(config))
     monkeypatch.setenv("ENVYARD_PORT", "9100")
     settings = Settings()
-    assert settings.channels == ["conda-forge", "bioconda"]
+    assert settings.default_channels == ["conda-forge", "bioconda"]
     assert settings.build_concurrency == 4
     assert settings.port == 9100  # the variable wins over the file
     assert settings.db_url.startswith("sqlite:///") and settings.db_url.endswith("envyard.db")
@@ -39,10 +40,26 @@ def test_bad_settings_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 def test_a_list_setting_may_be_a_plain_comma_list(monkeypatch: pytest.MonkeyPatch) -> None:
     """Before: ENVYARD_CHANNELS=/path was "internal error ... please report it"."""
-    monkeypatch.setenv("ENVYARD_CHANNELS", "/srv/channel, conda-forge")
+    monkeypatch.setenv("ENVYARD_DEFAULT_CHANNELS", "/srv/channel, conda-forge")
     monkeypatch.setenv("ENVYARD_TRUSTED_PROXIES", '["127.0.0.1"]')
     s = load_settings()
-    assert s.channels == ["/srv/channel", "conda-forge"] and s.trusted_proxies == ["127.0.0.1"]
+    assert s.default_channels == ["/srv/channel", "conda-forge"]
+    assert s.trusted_proxies == ["127.0.0.1"]
+
+
+def test_the_old_channels_setting_says_its_new_name_and_meaning(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``channels`` used to replace every spec's channels; it is now only the default, so
+    a site that set it is told, not silently switched to the specs' channels."""
+    monkeypatch.setenv("ENVYARD_CHANNELS", '["conda-forge"]')
+    with pytest.raises(ConfigError, match="ENVYARD_CHANNELS is now default_channels"):
+        load_settings()
+    monkeypatch.delenv("ENVYARD_CHANNELS")
+    config = tmp_path / "envyard.yml"
+    config.write_text("channels: [conda-forge]\n")
+    monkeypatch.setenv("ENVYARD_CONFIG", str(config))
+    with pytest.raises(ConfigError, match="channels is now default_channels"):
+        load_settings()
 
 
 def test_a_bad_setting_names_itself_and_exits_3(tmp_path: Path) -> None:
