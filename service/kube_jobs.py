@@ -2,7 +2,8 @@
 
 The pod runs ``envyard worker <id> --job <name>`` in the service image, with the shared
 volume's claim mounted at ``root`` (the same path as everywhere: conda bakes it into
-files) and the settings ConfigMap at ``/etc/envyard``. Retries are for the
+files) and the settings ConfigMap at ``/etc/envyard``. An environment that targets CUDA
+gets the GPU profile (``kubernetes.gpu_profile``), so it builds on a GPU node. Retries are for the
 infrastructure only: a pod disrupted (evicted, preempted, its node drained) is ignored
 and replaced, other pod failures (out of memory, lost) count against ``retries``, and the
 worker's own exit code for a failed build (``BUILD_FAILED``) fails the Job at once.
@@ -40,9 +41,9 @@ def deadline(settings: Settings) -> int:
 
 
 def job_manifest(settings: Settings, version_id: int, namespace: str, name: str,
-                 number: int) -> dict[str, Any]:
+                 number: int, gpu: bool = False) -> dict[str, Any]:
     k = settings.kubernetes
-    p = policy.job_profile(settings, namespace).value
+    p = policy.job_profile(settings, namespace, gpu).value
     labels = {**MANAGED, VERSION_LABEL: str(version_id), "envyard.io/namespace": namespace}
     env: list[dict[str, Any]] = [{"name": "ENVYARD_ROOT", "value": str(settings.root)}]
     mounts: list[dict[str, Any]] = [{"name": "volume", "mountPath": str(settings.root)}]

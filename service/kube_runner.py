@@ -9,7 +9,9 @@ running Job of a cancelled or deleted version is deleted; a claimed version whos
 gone is queued again (if it never started) or failed as interrupted. Logs need nothing:
 the pod writes them on the shared volume, where the API reads them while it runs.
 A Job still running after its worker recorded ready or failed is left to finish.
-Stopping a replica leaves its Jobs running.
+Stopping a replica leaves its Jobs running. A version that targets CUDA (its spec or its
+namespace names a CUDA version, or a pushed lock has a package needing ``__cuda``) is
+given the GPU profile when the settings have one.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
+from envyard.builder.errors import EnvyardError
+from envyard.builder.lock import parse_lock
+from envyard.builder.spec import parse_spec
+from envyard.service import policy
 from envyard.service.buildlog import BuildLog
 from envyard.service.buildstate import BuildContext
 from envyard.service.jobs import restore_volume
@@ -109,11 +115,35 @@ class KubernetesRunner:
         number, _, _, name, namespace = row
         try:
             self.api.create_namespaced_job(self.k.namespace, job_manifest(
-                self.ctx.settings, version_id, namespace, name, number))
+                self.ctx.settings, version_id, namespace, name, number,
+                gpu=self._targets_cuda(version_id)))
         except ApiException as exc:
             if exc.status != 409:  # 409: another replica created it first
                 raise
         return claim(self.ctx.db, version_id, claim_of(version_id))
+
+    def _targets_cuda(self, version_id: int) -> bool:
+        """Whether the version's build needs a GPU node: its spec or its namespace names a
+        CUDA version, or its pushed lock has a package that needs ``__cuda``. Only asked
+        when there is a GPU profile; an input that does not parse fails in its build."""
+        if self.k.gpu_profile is None:
+            return False
+        with self.ctx.db.session() as s:
+            v = s.get(Version, version_id)
+            if v is None:
+                return False
+            ns, kind, spec_text, lock_text = (v.environment.namespace, v.kind, v.spec_text,
+                                              v.lock_text)
+            try:
+                if kind == "spec" and spec_text is not None:
+                    return policy.targets_cuda(ns, parse_spec(spec_text))
+                if lock_text is not None:
+                    platform = self.ctx.settings.build_platform()
+                    return any("__cuda" in p.dependencies
+                               for p in parse_lock(lock_text).for_platform(platform))
+            except (EnvyardError, ValueError):
+                return False
+        return False
 
     def _jobs(self) -> dict[int, dict[str, Any]]:
         listed = self.api.list_namespaced_job(self.k.namespace, label_selector=SELECTOR)

@@ -57,7 +57,8 @@ def run_build(ctx: BuildContext, version_id: int, cancel: threading.Event) -> No
                   extra, policy.dask_policy(ns).value,
                   policy.images(ctx.settings, env, ns).value,
                   BuildLog(ctx.layout.build_dir(*where) / "build.log"),
-                  base_text=base, from_preview=v.preview is not None)
+                  base_text=base, from_preview=v.preview is not None,
+                  system=policy.namespace_system(ns))
     log = b.log
     about = logs.building.set("/".join(map(str, where)))  # in every record of this build
     try:

@@ -1,4 +1,5 @@
-"""Rollback, holds, retention overrides and quotas."""
+"""Rollback, holds, retention overrides, quotas, a namespace's system requirements, and the
+policies in force."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
+from envyard.builder.virtual import SystemRequirements
 from envyard.service import audit, policy
 from envyard.service.api.deps import DbDep, PrincipalDep, SettingsDep
 from envyard.service.api.params import Name, VersionNumber
 from envyard.service.api.schemas import CurrentOut, HoldOut, QuotaSet, RetentionSet
 from envyard.service.catalog import find_environment, find_namespace, find_version
 from envyard.service.current import make_current
-from envyard.service.errors import Conflict
+from envyard.service.errors import Conflict, Invalid
 from envyard.service.models import RetentionRule, Role
 from envyard.service.settings import JobProfile
 from envyard.service.transitions import State
@@ -118,6 +120,48 @@ def set_quota(namespace: Name, body: QuotaIn, db: DbDep, who: PrincipalDep) -> d
     return {"namespace": namespace, "quota_bytes": body.bytes}
 
 
+_SYSTEM = ("{what} version its environments assume ({package}) unless their spec says; "
+           "'' for none; null: the service's default")
+
+
+class SystemIn(BaseModel):
+    """The system a namespace's environments target (a GPU team: cuda)."""
+
+    model_config = ConfigDict(extra="forbid")
+    cuda: str | None = Field(None, max_length=32, description=_SYSTEM.format(
+        what="CUDA", package="__cuda"))
+    glibc: str | None = Field(None, max_length=32, description=_SYSTEM.format(
+        what="glibc", package="__glibc"))
+    macos: str | None = Field(None, max_length=32, description=_SYSTEM.format(
+        what="macOS", package="__osx"))
+
+
+class SystemSet(BaseModel):
+    namespace: str
+    system_requirements: dict[str, str] = Field(
+        description="What is set (a key not here: the service's default).")
+
+
+@router.put("/namespaces/{namespace}/system-requirements", response_model=SystemSet)
+def set_system_requirements(namespace: Name, body: SystemIn, db: DbDep, who: PrincipalDep,
+                            settings: SettingsDep) -> dict[str, Any]:
+    """Set what the namespace's environments assume of their system where their spec says
+    nothing (its admins); a version beyond the service's limits is refused (422)."""
+    who.require(namespace, Role.admin)
+    try:
+        system = SystemRequirements.of(body.model_dump())
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+    system.check(settings.virtual_packages_allowed, settings.build_platform())
+    said = system.said()
+    with db.session(write=True) as s:
+        ns = find_namespace(s, namespace)
+        ns.system_requirements = said or None
+        audit.record(s, who, audit.Action.system_requirements, namespace,
+                     system_requirements=said)
+    return {"namespace": namespace, "system_requirements": said}
+
+
 class Value(BaseModel, Generic[T]):
     """A policy's value in force and the layer that set it."""
 
@@ -143,6 +187,9 @@ class PolicyOut(BaseModel):
     images: Value[bool]
     job_profile: Value[JobProfile]
     quota_bytes: Value[int | None]
+    system_requirements: dict[str, Value[str | None]] = Field(description=(
+        "cuda, glibc, macos: the version a build assumes ('' none; null conda-lock's "
+        "default); environment: the spec says it"))
 
 
 @router.get("/namespaces/{namespace}/policy", response_model=PolicyOut)
