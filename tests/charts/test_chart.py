@@ -20,7 +20,9 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "kubernetes-gcs": {"runner": "kubernetes", "database": {"existingSecret": "envyard-db"},
                        "replicas": 2, "storage": {"backend": "gcs", "bucket": "team-envs",
                                                   "existingSecret": "gcs-key"},
-                       "builds": {"profiles": {"gpu": {"nodeSelector": {"pool": "gpu"}}}}},
+                       "builds": {"profiles": {"gpu": {"nodeSelector": {"pool": "gpu"}}},
+                                  "gpuProfile": {"nodeSelector": {"accelerator": "nvidia"}}},
+                       "settings": {"virtual_packages_allowed": {"__cuda": "<=12.8"}}},
     "s3-storage": {"storage": {"backend": "s3", "bucket": "team-envs", "region": "eu-west-1",
                                "endpoint": "https://minio.example.org",
                                "existingSecret": "s3-keys"}},
@@ -214,6 +216,9 @@ def test_kubernetes_runner_settings_from_the_chart(monkeypatch: pytest.MonkeyPat
     assert settings.kubernetes.namespace == "hub"
     assert settings.kubernetes.volume_claim == "ey-volume"
     assert settings.kubernetes.profiles["gpu"].node_selector == {"pool": "gpu"}
+    assert settings.virtual_packages_allowed == {"__cuda": "<=12.8"}
+    cuda = job_manifest(settings, 8, "team", "torch", 1, gpu=True)["spec"]["template"]["spec"]
+    assert cuda["nodeSelector"] == {"accelerator": "nvidia"}  # kubernetes.gpu_profile
     deployment = next(d for d in docs if d["kind"] == "Deployment"
                       and d["metadata"]["name"] == "ey")
     service_env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
