@@ -188,7 +188,8 @@ def lock_env(spec: EnvSpec, opts: LockOptions) -> Lockfile:
             packages += lock_pip(pip_specs, conda=conda, platform=platform,
                                  index_url=opts.pip_index, system_version=system,
                                  category=spec.category,
-                                 extra_index_urls=spec.pip_repositories, timeout=opts.timeout)
+                                 extra_index_urls=spec.pip_repositories, timeout=opts.timeout,
+                                 network=opts.network)
     hashes = {p: content_hash(spec, p, channels=channels, virtual=virtual)
               for p in platforms}
     assumed = {ASSUMED_KEY + p: virtual.assumed(p) for p in platforms}

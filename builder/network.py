@@ -19,6 +19,7 @@ import os
 import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,7 +59,7 @@ class Credential:
 
     def hidden(self) -> tuple[str, ...]:
         """Every form in which this secret could appear in a text."""
-        out = [self.secret]
+        out = [self.secret, urllib.parse.quote(self.secret, safe="")]
         if self.kind == "basic":
             out.append(base64.b64encode(f"{self.username}:{self.secret}".encode()).decode())
         return tuple(s for s in out if len(s) >= 3)
@@ -236,6 +237,20 @@ class Network:
                     self._down[mirror] = time.monotonic()
         assert last is not None
         raise OSError(self.redact(_reason(last))) from None
+
+    def pip_index_url(self, index: str) -> str:
+        """The index URL pip is given: with its basic credential as userinfo (the only
+        form pip takes); a bearer token or conda token cannot reach pip."""
+        cred = self.credentials.for_url(index)
+        if cred is None:
+            return index
+        if cred.kind != "basic":
+            raise SpecError("the pip index has a bearer or conda token credential; pip "
+                            "reads only basic auth (a username and password)")
+        split = urlsplit(index)
+        user = urllib.parse.quote(cred.username, safe="")
+        secret = urllib.parse.quote(cred.secret, safe="")
+        return split._replace(netloc=f"{user}:{secret}@{split.netloc}").geturl()
 
     def _probe(self, base: str, subdir: str) -> str | None:
         """Why ``base`` cannot serve ``subdir``'s index, or None when it can."""

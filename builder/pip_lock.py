@@ -25,6 +25,7 @@ from packaging.version import InvalidVersion, Version
 
 from envyard.builder.errors import SolveError, SolveTimeout
 from envyard.builder.lock import HashModel, LockedPackage
+from envyard.builder.network import Network, strip_auth
 from envyard.builder.pypi_names import pypi_name
 
 _ARCH = {"linux-64": "x86_64", "linux-aarch64": "aarch64", "linux-ppc64le": "ppc64le",
@@ -114,10 +115,13 @@ def _marker_env(python: str, platform: str) -> dict[str, str]:
 def lock_pip(requirements: Sequence[str], *, conda: Sequence[LockedPackage], platform: str,
              index_url: str | None, extra_index_urls: Sequence[str] = (),
              system_version: str | None = None, category: str = "main",
-             timeout: float = 300) -> list[LockedPackage]:
+             timeout: float = 300, network: Network | None = None) -> list[LockedPackage]:
     """Resolve ``requirements`` and return the pip packages conda does not provide;
     ``extra_index_urls`` are the spec's ``pip-repositories``, ``system_version`` the
-    glibc (or macOS) version the lock assumes."""
+    glibc (or macOS) version the lock assumes. The index is read with ``network``'s
+    credential for it (pip takes basic auth only, in the URL); the lock's URLs and any
+    error never carry it."""
+    network = network or Network()
     python = _python_version(conda)
     provided = {name for p in conda if (name := pypi_name(p.name)) is not None}
     with tempfile.TemporaryDirectory(prefix="envyard-pip-") as tmp:
@@ -133,7 +137,7 @@ def lock_pip(requirements: Sequence[str], *, conda: Sequence[LockedPackage], pla
             cmd += ["--platform", tag]
         env = dict(os.environ)
         if index_url:
-            cmd += ["--index-url", index_url]
+            cmd += ["--index-url", network.pip_index_url(index_url)]
             env["PIP_CONFIG_FILE"] = os.devnull
             for var in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS"):
                 env.pop(var, None)
@@ -145,7 +149,7 @@ def lock_pip(requirements: Sequence[str], *, conda: Sequence[LockedPackage], pla
             raise SolveTimeout(f"{platform}: pip did not resolve within {timeout:.0f} s") from None
         if done.returncode != 0:
             raise SolveError(f"{platform}: pip cannot resolve the pip: section:\n"
-                             f"{_explanation(done.stdout, done.stderr)}")
+                             + network.redact(_explanation(done.stdout, done.stderr)))
         installs = json.loads(report.read_text())["install"]
     marker_env = _marker_env(python, platform)
     out = []
@@ -162,7 +166,7 @@ def lock_pip(requirements: Sequence[str], *, conda: Sequence[LockedPackage], pla
         info = item["download_info"]
         sha256 = info.get("archive_info", {}).get("hashes", {}).get("sha256")
         out.append(LockedPackage(name=name, version=meta["version"], manager="pip",
-                                 platform=platform, dependencies=deps, url=info["url"],
+                                 platform=platform, dependencies=deps, url=strip_auth(info["url"]),
                                  hash=HashModel(sha256=sha256), category=category,
                                  optional=category != "main"))
     return out
