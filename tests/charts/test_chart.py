@@ -22,7 +22,10 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
                                                   "existingSecret": "gcs-key"},
                        "builds": {"profiles": {"gpu": {"nodeSelector": {"pool": "gpu"}}},
                                   "gpuProfile": {"nodeSelector": {"accelerator": "nvidia"}}},
-                       "settings": {"virtual_packages_allowed": {"__cuda": "<=12.8"}}},
+                       "settings": {"virtual_packages_allowed": {"__cuda": "<=12.8"},
+                                    "mirrors": {"conda-forge": [
+                                        "https://artifactory.example.org/cf"]},
+                                    "credentialsSecret": "channel-creds"}},
     "s3-storage": {"storage": {"backend": "s3", "bucket": "team-envs", "region": "eu-west-1",
                                "endpoint": "https://minio.example.org",
                                "existingSecret": "s3-keys"}},
@@ -217,6 +220,7 @@ def test_kubernetes_runner_settings_from_the_chart(monkeypatch: pytest.MonkeyPat
     assert settings.kubernetes.volume_claim == "ey-volume"
     assert settings.kubernetes.profiles["gpu"].node_selector == {"pool": "gpu"}
     assert settings.virtual_packages_allowed == {"__cuda": "<=12.8"}
+    assert settings.mirrors == {"conda-forge": ["https://artifactory.example.org/cf"]}
     cuda = job_manifest(settings, 8, "team", "torch", 1, gpu=True)["spec"]["template"]["spec"]
     assert cuda["nodeSelector"] == {"accelerator": "nvidia"}  # kubernetes.gpu_profile
     deployment = next(d for d in docs if d["kind"] == "Deployment"
@@ -227,6 +231,8 @@ def test_kubernetes_runner_settings_from_the_chart(monkeypatch: pytest.MonkeyPat
     job_env = pod["containers"][0]["env"]
     assert [e for e in service_env if "valueFrom" in e and "HUB" not in e["name"]] == \
         [e for e in job_env if "valueFrom" in e]  # database URL: the same Secret
+    assert {"name": "ENVYARD_CREDENTIALS", "valueFrom": {"secretKeyRef": {
+        "name": "channel-creds", "key": "credentials.json"}}} in job_env  # channels' too
     assert pod["containers"][0]["image"] == deployment["spec"]["template"]["spec"][
         "containers"][0]["image"]
     # found by review: a release named like a Service gets ENVYARD_<SVC>_PORT=tcp://…

@@ -16,6 +16,11 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
   valueFrom:
     secretKeyRef: {name: {{ .Values.database.existingSecret }}, key: {{ .Values.database.secretKey }}}
 {{- end }}
+{{- if .Values.settings.credentialsSecret }}
+- name: ENVYARD_CREDENTIALS
+  valueFrom:
+    secretKeyRef: {name: {{ .Values.settings.credentialsSecret }}, key: credentials.json}
+{{- end }}
 {{- if .Values.images.existingSecret }}
 - name: ENVYARD_IMAGE__REGISTRY_PASSWORD
   valueFrom:
