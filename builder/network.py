@@ -148,6 +148,22 @@ def strip_auth(text: str) -> str:
     return _CONDA_TOKEN_RE.sub("", _USERINFO_RE.sub("", text))
 
 
+_PLACEHOLDER_RE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
+
+
+def written_secret(url: str) -> str | None:
+    """What in ``url`` is a secret written out (userinfo other than conda-lock's
+    ``${VAR}`` placeholders, a ``/t/<token>/``), or None: such a URL would show its
+    secret to every reader of the spec or lock that holds it."""
+    userinfo = _USERINFO_RE.search(url)
+    if userinfo and _PLACEHOLDER_RE.sub("", userinfo.group(0)).strip(":@"):
+        return "a user name or password"
+    token = _CONDA_TOKEN_RE.search(url)
+    if token and _PLACEHOLDER_RE.sub("", token.group(0)[3:]):
+        return "a conda token"
+    return None
+
+
 def _with_token(url: str, cred: Credential | None) -> str:
     """``url`` with a conda token in its path, where the host takes one."""
     if cred is None or cred.kind != "conda-token":
@@ -331,4 +347,4 @@ def _reason(exc: OSError) -> str:
     return str(exc)
 
 
-__all__ = ["HIDDEN", "Credential", "Credentials", "Network", "strip_auth"]
+__all__ = ["HIDDEN", "Credential", "Credentials", "Network", "strip_auth", "written_secret"]

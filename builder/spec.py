@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from envyard.builder.errors import SpecError, UnsafeURL
+from envyard.builder.network import strip_auth, written_secret
 from envyard.builder.urls import canonical_pattern, is_url, matches, parse_url
 from envyard.builder.virtual import (
     OVERRIDE_VARIABLES,
@@ -242,6 +243,11 @@ def _channels(item: Located, source: str, policy: ChannelPolicy) -> tuple[list[s
                 ("https://", "http://", "file://"))):
             raise _fail(f"'{name}' is not a channel name, URL or absolute directory", source,
                         c)
+        secret = written_secret(name)
+        if secret:
+            raise _fail(f"channel '{strip_auth(name)}' has {secret} in its URL, which every "
+                        "reader of the spec would see; the service has its own credentials "
+                        "(or write conda-lock's ${VAR} placeholders)", source, c)
         try:
             canonical = canonical_channel(Path(name).as_uri() if directory else name)
         except UnsafeURL as exc:

@@ -24,7 +24,7 @@ from envyard.builder.errors import EnvyardError, LockError, SpecError
 from envyard.builder.fetch import Sources
 from envyard.builder.install import check_installable
 from envyard.builder.lock import Lockfile, parse_lock
-from envyard.builder.network import strip_auth
+from envyard.builder.network import strip_auth, written_secret
 from envyard.builder.spec import ChannelPolicy, EnvSpec, parse_spec
 from envyard.service.models import Namespace
 from envyard.service.settings import Settings
@@ -95,6 +95,12 @@ def checked_lock(text: str | bytes, rules: InputRules, *, source: str) -> Lockfi
     platform from the service's own channels or package index (``check_installable``),
     and name only channels the allow-list admits."""
     lock = parse_lock(text, source=source, max_bytes=rules.max_lock_bytes)
+    for url in [c.url for c in lock.metadata.channels] + [p.url for p in lock.package]:
+        secret = written_secret(url)
+        if secret:
+            raise LockError(f"{source}: '{strip_auth(url)}' has {secret} in its URL, which "
+                            "every reader of the lock would see; the service has its own "
+                            "credentials (conda-lock's ${VAR} placeholders are fine)")
     for channel in lock.metadata.channels:
         if not rules.policy.check(channel.url):
             raise LockError(f"{source}: it names channel '{strip_auth(channel.url)}', "

@@ -183,8 +183,8 @@ def lock_spec(settings: Settings, layout: Layout, spec: EnvSpec, platform: str,
 def _solve(b: Build) -> str:
     assert b.spec is not None and b.spec_text is not None
     ctx, channels = b.ctx, b.ctx.settings.spec_channels(b.spec.channels)
-    b.log.line(f"solving on {', '.join(channels)} for "
-               f"{', '.join(dict.fromkeys([*b.spec.platforms, b.platform]))}")
+    b.log.line(f"solving for {', '.join(dict.fromkeys([*b.spec.platforms, b.platform]))}"
+               f" on {', '.join(channels)}")
     if b.extra:
         b.log.line(f"solving within the cluster's pins: {', '.join(b.extra)}")
     base = None

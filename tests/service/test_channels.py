@@ -188,3 +188,24 @@ def test_a_namespace_narrows_the_allow_list(svc: Service, site: dict[str, str],
     with api(svc, svc.token("narrow=developer")) as c:
         r = c.put("/api/v1/namespaces/narrow/channels", json={"allowed": ["*"]})
         assert r.status_code == 403  # widening back is an admin's call, and only to the service's
+
+
+def test_a_secret_written_into_a_spec_or_lock_is_refused_not_stored(
+        svc: Service, site: dict[str, str]) -> None:
+    """Before: a spec's `https://user:pw@…` channel was accepted (the password stored in
+    the spec every reader of the namespace downloads) and a lock's was kept as written."""
+    host = site["basic"].split("://", 1)[1]
+    with api(svc, svc.token("leak=developer")) as c:
+        r = c.post("/api/v1/environments/leak/spec/versions",
+                   content=SPEC.format(channel=f"http://envyard:{PASSWORD}@{host}"))
+        assert r.status_code == 422, r.text
+        assert "password in its URL" in r.json()["detail"] and PASSWORD not in r.text
+        assert _submit(c, "leak/ok", site["basic"])["state"] == "ready"
+        text = c.get("/api/v1/environments/leak/ok/versions/1/lock").text
+        server = site["basic"].rsplit("/", 1)[0]
+        for written in (f"http://envyard:{PASSWORD}@{host}", f"{server}/t/{PASSWORD}/basic"):
+            r = c.post("/api/v1/environments/leak/lock/locks", content=text.replace(
+                f"url: {site['basic']}\n", f"url: {written}\n", 1))
+            assert r.status_code == 422, r.text
+            assert "in its URL" in r.json()["detail"] and PASSWORD not in r.text
+        assert c.get("/api/v1/environments/leak/lock").status_code == 404  # nothing stored
