@@ -74,7 +74,7 @@ def read_channel_index(channel: str, platform: str, *, cache_dir: Path, timeout:
 
     async def read() -> Any:
         routes = network.routes([channel])
-        gateway = rattler.Gateway(cache_dir=cache_dir, client=network.client())
+        gateway = rattler.Gateway(cache_dir=cache_dir, client=network.client(routes))
         source = routed_channels([channel], routes)
         names = [n.normalized for n in await gateway.names(source, subdirs)]
         return [group for start in range(0, len(names), CHUNK)

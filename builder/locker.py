@@ -88,7 +88,7 @@ async def query_locked_records(channels: list[str], platform: str, pkgs: list[Lo
 
     network = network or Network()
     routes = network.routes(channels)
-    gateway = rattler.Gateway(cache_dir=cache_dir, client=network.client())
+    gateway = rattler.Gateway(cache_dir=cache_dir, client=network.client(routes))
     specs = [f"{p.name} =={p.version} {p.build_string}" for p in pkgs]
     result = await gateway.query(routed_channels(channels, routes),
                                  query_platforms(platform), specs, recursive=False)

@@ -35,8 +35,8 @@ logger = logging.getLogger("envyard")
 HIDDEN = "***"
 _PROBE_TIMEOUT = 10.0
 _DOWN_SECONDS = 60.0
-_USERINFO_RE = re.compile(r"(?<=://)[^/@\s]+@")
-_CONDA_TOKEN_RE = re.compile(r"/t/[^/\s]+(?=/)")
+_USERINFO_RE = re.compile(r"(?<=://)[^/\s]*@")  # up to the netloc's last '@'
+_CONDA_TOKEN_RE = re.compile(r"/t/[^/\s]+(?=/|\s|$)")
 Report = Callable[[str], None]
 
 
@@ -82,8 +82,8 @@ def _credential(key: str, value: object) -> Credential:
 
 @dataclass(frozen=True)
 class Credentials:
-    """Secrets by ``host`` or ``host/path`` (the longest match wins; ``*.example.com``
-    covers subdomains)."""
+    """Secrets by ``host[:port][/path]`` (the longest match wins; ``*.example.com``
+    covers subdomains; no port: https on 443 only)."""
 
     entries: tuple[tuple[str, Credential], ...] = ()
 
@@ -116,11 +116,28 @@ class Credentials:
     def __add__(self, other: Credentials) -> Credentials:
         return Credentials(self.entries + other.entries)
 
-    def find(self, host: str, path: str = "/") -> Credential | None:
-        """The credential for a request to ``host`` (no port) and ``path``."""
-        host, best, best_len = host.lower(), None, -1
+    def find(self, url: str) -> Credential | None:
+        """The credential for a request to ``url``. A key naming no port covers only
+        https on 443 (the form of rattler's file); one naming a port covers that port
+        only, so a server on another port of the same host, or plain http, never
+        receives it unless the operator named exactly that."""
+        split = urlsplit(url)
+        try:
+            port = split.port or {"https": 443, "http": 80}.get(split.scheme)
+        except ValueError:
+            return None
+        host, path = (split.hostname or "").lower(), split.path
+        best, best_len = None, -1
         for key, cred in self.entries:
-            key_host, _, key_path = key.partition("/")
+            key_hostport, _, key_path = key.partition("/")
+            key_host, colon, key_port = key_hostport.rpartition(":")
+            if not colon or not key_port.isdigit():
+                key_host, key_port = key_hostport, ""
+            if key_port:
+                if port != int(key_port):
+                    continue
+            elif (split.scheme, port) != ("https", 443):
+                continue
             if not (key_host == host or (key_host.startswith("*.") and (
                     host.endswith(key_host[1:]) or host == key_host[2:]))):
                 continue
@@ -131,8 +148,7 @@ class Credentials:
         return best
 
     def for_url(self, url: str) -> Credential | None:
-        split = urlsplit(url)
-        return self.find(split.hostname or "", split.path)
+        return self.find(url)
 
     def redact(self, text: str) -> str:
         """``text`` without any secret, URL userinfo or conda token in it."""
@@ -173,12 +189,13 @@ def _with_token(url: str, cred: Credential | None) -> str:
 
 
 class _SameHostRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect to another host does not take the credential with it."""
+    """A redirect to another host, port or scheme does not take the credential along."""
 
     def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str,
                          headers: Any, newurl: str) -> urllib.request.Request | None:
         new = super().redirect_request(req, fp, code, msg, headers, newurl)
-        if new is not None and urlsplit(newurl).netloc != urlsplit(req.full_url).netloc:
+        there, here = urlsplit(newurl), urlsplit(req.full_url)
+        if new is not None and (there.scheme, there.netloc) != (here.scheme, here.netloc):
             new.remove_header("Authorization")
         return new
 
@@ -248,7 +265,7 @@ class Network:
                 if mirror is not None and report is not None and mirror not in self._down:
                     following = " (no mirror left)" if i == len(tried) - 1 else \
                         f"; trying {tried[i + 1][1]}"
-                    report(f"mirror {mirror} failed: {self.redact(_reason(exc))}{following}")
+                    report(self.redact(f"mirror {mirror} failed: {_reason(exc)}{following}"))
                 if mirror is not None:
                     self._down[mirror] = time.monotonic()
         assert last is not None
@@ -294,7 +311,7 @@ class Network:
             if report is not None:
                 nxt = f"; trying {mirrors[i + 1]}" if i + 1 < len(mirrors) else \
                     " (no mirror left)"
-                report(f"mirror {mirror} failed: {self.redact(why)}{nxt}")
+                report(self.redact(f"mirror {mirror} failed: {why}{nxt}"))
         return mirrors[0]
 
     def routes(self, channels: Sequence[str], subdir: str = "noarch",
@@ -310,7 +327,8 @@ class Network:
             if base in self.mirrors:
                 used = self._choose(base, subdir, report)
                 if report is not None:
-                    report(f"channel {base.rstrip('/')}: read from mirror {used.rstrip('/')}")
+                    report(self.redact(f"channel {base.rstrip('/')}: read from mirror "
+                                       f"{used.rstrip('/')}"))
             out[base] = _with_token(used, self.credentials.for_url(used))
         return out
 
@@ -325,16 +343,37 @@ class Network:
                     record.url = base + url[len(used):]
                     break
 
-    def client(self) -> Any:
-        """A rattler client that sends each request's credential (by the host it goes
-        to) and reads ``s3://`` and ``oci://`` channels."""
+    def client(self, routes: Mapping[str, str]) -> Any:
+        """A rattler client for reading ``routes`` (``routes``' values): it sends a
+        credential only with a request under a routed base whose URL (scheme, host and
+        port) has one, and reads ``s3://`` and ``oci://`` channels. rattler tells the
+        header callback the host and path but not the port, so two routed bases that
+        only a port or scheme tells apart, one of them credentialed, are refused."""
         from rattler.networking import AddHeadersMiddleware, Client, OciMiddleware, S3Middleware
 
-        credentials = self.credentials
+        bases = []
+        for used in dict.fromkeys(routes.values()):
+            split = urlsplit(used)
+            bases.append(((split.hostname or "").lower(), split.path.rstrip("/") + "/",
+                          split.netloc.rpartition("@")[2], split.scheme,
+                          self.credentials.find(used)))
+        for host, path, netloc, scheme, cred in bases:
+            for other in bases:
+                if other[0] == host and (other[2], other[3]) != (netloc, scheme) and (
+                        cred or other[4]) and (other[1].startswith(path)
+                                               or path.startswith(other[1])):
+                    raise SpecError(
+                        f"channels on {host} at the same path but another port or scheme "
+                        "cannot be read together when one has credentials (they could "
+                        "not be told apart); solve them separately")
+        keyed = sorted(((h, p, c) for h, p, _, _, c in bases if c is not None),
+                       key=lambda b: -len(b[1]))
 
         def headers(host: str, path: str) -> dict[str, str] | None:
-            cred = credentials.find(host, path)
-            return cred.headers() if cred else None
+            for key_host, key_path, cred in keyed:
+                if host.lower() == key_host and (path.rstrip("/") + "/").startswith(key_path):
+                    return cred.headers()
+            return None
 
         return Client([AddHeadersMiddleware(headers), OciMiddleware(), S3Middleware()])
 

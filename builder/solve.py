@@ -168,7 +168,7 @@ def solve_all(reqs: Sequence[SolveRequest]) -> list[list[Any]]:
     async def run() -> list[list[Any] | BaseException]:
         first = reqs[0]  # every platform of a lock is solved on the same channels
         routes = first.network.routes(first.channels, "noarch", first.report)
-        gateway = rattler.Gateway(cache_dir=first.cache_dir, client=first.network.client())
+        gateway = rattler.Gateway(cache_dir=first.cache_dir, client=first.network.client(routes))
         return await asyncio.gather(*(_solve(r, gateway, routes) for r in reqs),
                                     return_exceptions=True)
 

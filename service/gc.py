@@ -26,6 +26,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from envyard.builder import records
+from envyard.builder.errors import EnvyardError
 from envyard.builder.fetch import package_cache_lock
 from envyard.builder.layout import Layout, guard_of, temp_beside
 from envyard.builder.lock import parse_lock
@@ -36,6 +37,7 @@ from envyard.service.auth import Principal
 from envyard.service.db import Database
 from envyard.service.images import delete_images, prune_store
 from envyard.service.models import Environment, Namespace, Version, utcnow
+from envyard.service.platform_packs import platform_pack_key
 from envyard.service.runners import build_limit
 from envyard.service.settings import Settings
 from envyard.service.storage import ArtifactStore, build_key, open_store, pack_key
@@ -177,6 +179,24 @@ def _sweep_shared(db: Database, layout: Layout, fingerprint: str,
             store.delete(pack_key(fingerprint))
 
 
+def _sweep_platform_packs(db: Database, settings: Settings, version_id: int) -> None:
+    """The packs for other platforms made from the version's lock, once no kept version
+    has that lock (they are keyed by its text)."""
+    with db.session() as s:
+        lock_text = s.scalar(select(Version.lock_text).where(Version.id == version_id))
+        if not lock_text or s.scalar(select(Version.id).where(Version.lock_text == lock_text,
+                                             Version.state.in_(list(KEEP_FILES))
+                                             ).limit(1)) is not None:
+            return
+    try:
+        platforms = parse_lock(lock_text).metadata.platforms
+    except EnvyardError:
+        return
+    store = open_store(settings)
+    for platform in platforms:
+        store.delete(platform_pack_key(lock_text, platform))
+
+
 def apply_plan(db: Database, settings: Settings, *, who: Principal | None = None,
                now: dt.datetime | None = None) -> dict[str, Any]:
     """Mark what the plan deletes, sweep every marked version, prune the package cache.
@@ -270,6 +290,8 @@ def sweep(db: Database, layout: Layout, settings: Settings | None = None) -> lis
                 become(v, State.deleted, finished_at=v.finished_at or utcnow())
         if fp:
             _sweep_shared(db, layout, fp, store)
+        if settings is not None:
+            _sweep_platform_packs(db, settings, version_id)
         done.append(f"{ns}/{name}/{number}")
     return done
 

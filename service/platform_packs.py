@@ -30,6 +30,7 @@ from envyard.builder.layout import Layout
 from envyard.builder.lock import DEFAULT_CATEGORIES, Lockfile
 from envyard.builder.lock_pack import pack_lock
 from envyard.builder.lock_unpack import FORMAT
+from envyard.service.admission import check_space
 from envyard.service.errors import NotFound, Unavailable
 from envyard.service.inputs import InputRules, checked_spec
 from envyard.service.settings import Settings
@@ -52,10 +53,11 @@ class Locked:
     rules: InputRules  # the namespace's (``inputs.rules_for``), as its builds read them
 
 
-def platform_pack_key(version: Locked, platform: str) -> str:
+def platform_pack_key(lock_text: str, platform: str) -> str:
     """Where a platform pack is stored: one per lock text and platform (the archive is
-    reproducible, so the same lock gives the same bytes wherever it is made)."""
-    digest = hashlib.sha256(f"{FORMAT}\n{platform}\n{version.lock_text}".encode()).hexdigest()
+    reproducible, so the same lock gives the same bytes wherever it is made); GC deletes
+    it with the last kept version of that lock."""
+    digest = hashlib.sha256(f"{FORMAT}\n{platform}\n{lock_text}".encode()).hexdigest()
     return f"platform-packs/{platform}/{digest}.tar"
 
 
@@ -115,12 +117,13 @@ class PlatformPacks:
         """The store key of the version's pack for ``platform``, made if it is not there;
         503 if it is not ready within ``WAIT`` seconds or too many are being made."""
         check_platform(lock, platform, version.number)
-        key = platform_pack_key(version, platform)
+        key = platform_pack_key(version.lock_text, platform)
         if await asyncio.to_thread(self.exists, key):
             return key
         with self._lock:
             future = self._making.get(key)
             if future is None:
+                check_space(self.settings)  # a full volume answers 507, as a submission
                 if len(self._making) >= PENDING:
                     raise Unavailable(f"busy making {len(self._making)} other packs; retry "
                                       "shortly", retry_after=10)

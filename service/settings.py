@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import (
@@ -34,10 +35,10 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from envyard.builder.errors import ConfigError
+from envyard.builder.errors import ConfigError, SpecError
 from envyard.builder.fetch import Sources
 from envyard.builder.layout import envyard_home
-from envyard.builder.network import Credentials, Network, strip_auth
+from envyard.builder.network import Credentials, Network, strip_auth, written_secret
 from envyard.builder.spec import ChannelPolicy
 
 DEFAULT_ROOT = envyard_home() / "volume"
@@ -366,12 +367,26 @@ class Settings(BaseSettings):
         """The channels a spec is solved and installed from: its own, else the defaults."""
         return list(channels) or list(self.default_channels)
 
+    @field_validator("mirrors")
+    @classmethod
+    def _mirrors_without_secrets(cls, mirrors: dict[str, list[str]]) -> dict[str, list[str]]:
+        for urls in mirrors.values():
+            for url in urls:
+                if written_secret(url):
+                    raise ValueError(f"mirror '{strip_auth(url)}' has {written_secret(url)} "
+                                     "in its URL; give it in credentials_file or credentials "
+                                     "(it would otherwise be written into build logs)")
+        return mirrors
+
     @cached_property
     def network(self) -> Network:
         """Mirrors and credentials, read once (a bad credentials file fails at start)."""
         credentials = Credentials()
         if self.credentials_file is not None:
-            credentials = Credentials.load(self.credentials_file)
+            try:
+                credentials = Credentials.load(self.credentials_file)
+            except SpecError as exc:
+                raise ConfigError(f"credentials_file ({self.credentials_file}): {exc}") from None
         if self.credentials is not None:
             try:
                 data = json.loads(self.credentials.get_secret_value())
@@ -379,7 +394,10 @@ class Settings(BaseSettings):
                 raise ConfigError("ENVYARD_CREDENTIALS: not JSON") from None
             if not isinstance(data, dict):
                 raise ConfigError("ENVYARD_CREDENTIALS: must map hosts to credentials")
-            credentials = Credentials.parse(data) + credentials  # the earlier entry wins
+            try:
+                credentials = Credentials.parse(data) + credentials  # the earlier one wins
+            except SpecError as exc:
+                raise ConfigError(f"ENVYARD_CREDENTIALS: {exc}") from None
         return Network.of(self.mirrors, credentials)
 
     def package_sources(self, channels: Sequence[str]) -> Sources:
@@ -423,7 +441,9 @@ def load_settings(**given: Any) -> Settings:
         raise ConfigError("renamed settings: " + "; ".join(
             f"{k} is now {_new_name(k[8:].lower())}" for k in old))
     try:
-        return Settings(**given)
+        settings = Settings(**given)
+        _ = settings.network  # credentials read now: a bad file is a ConfigError at start
+        return settings
     except SettingsError as exc:  # a value the environment source could not decode
         cause = str(exc)
         field = cause.split('"')[1] if '"' in cause else "?"

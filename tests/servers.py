@@ -115,11 +115,17 @@ class Service:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def _channel_url(self) -> str:
+        """The channel as a URL (a test may give one already)."""
+        return self.channel.as_uri() if isinstance(self.channel, Path) else str(self.channel)
+
+    @property
     def env(self) -> dict[str, str]:
         env = {**os.environ, "ENVYARD_ROOT": str(self.root),
                "ENVYARD_DEFAULT_CHANNELS": f'["{self.channel}"]',
                # the demo channel stands in for conda-forge, as a site's mirror does
-               "ENVYARD_MIRRORS": json.dumps({"conda-forge": [self.channel.as_uri()]}),
+               "ENVYARD_MIRRORS": json.dumps({"conda-forge": [self._channel_url]}),
+               "ENVYARD_ALLOWED_CHANNELS": json.dumps([str(self.channel), "conda-forge"]),
                "ENVYARD_PORT": str(self.port),
                "ENVYARD_DATABASE_URL": self.database_url, **self.extra_env}
         env.pop("ENVYARD_CONFIG", None)

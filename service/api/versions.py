@@ -287,7 +287,7 @@ def list_platform_packs(namespace: Name, name: Name, number: VersionNumber, db: 
     locked, lock = _locked_version(db, settings, namespace, name, number)
     rows = []
     for platform in lock.metadata.platforms:
-        there = store.stat(platform_pack_key(locked, platform))
+        there = store.stat(platform_pack_key(locked.lock_text, platform))
         rows.append({
             "platform": platform,
             "conda_packages": sum(1 for p in lock.selected(platform, "conda")

@@ -16,11 +16,17 @@ import pytest
 
 from envyard.builder.demo.simple_index import write_simple_index
 from envyard.builder.demo.wheels import ensure_wheels
-from envyard.builder.errors import FetchError, SolveError
+from envyard.builder.errors import FetchError, SolveError, SpecError
 from envyard.builder.fetch import Sources, fetch
 from envyard.builder.lock import read_lock
 from envyard.builder.locker import LockOptions, lock_env
-from envyard.builder.network import Credential, Credentials, Network, strip_auth
+from envyard.builder.network import (
+    Credential,
+    Credentials,
+    Network,
+    strip_auth,
+    written_secret,
+)
 from envyard.builder.spec import parse_spec
 from tests.channel_servers import Guard, channel_server, unreachable_url
 from tests.conftest import HOME
@@ -29,18 +35,38 @@ from tests.servers import ENVYARD
 PASSWORD = "pip-pa$$word/x"
 
 
-def test_credentials_are_found_by_host_and_longest_path() -> None:
+def test_credentials_are_found_by_host_port_and_longest_path() -> None:
     creds = Credentials.parse({
         "repo.example.com": {"BearerToken": "whole-host"},
         "repo.example.com/private/ml": {"BasicHTTP": {"username": "u", "password": "pw1"}},
-        "*.corp.example": {"CondaToken": "corp-token"}})
-    assert creds.find("repo.example.com", "/private/ml/noarch/x.json") == \
+        "*.corp.example": {"CondaToken": "corp-token"},
+        "127.0.0.1:8080/chan": {"BearerToken": "loopback"}})
+    assert creds.find("https://repo.example.com/private/ml/noarch/x.json") == \
         Credential("basic", "pw1", "u")
-    assert creds.find("repo.example.com", "/private/mlx/noarch") == \
+    assert creds.find("https://repo.example.com/private/mlx/noarch") == \
         Credential("bearer", "whole-host")  # a path prefix is whole segments
-    assert creds.find("conda.corp.example", "/c") == Credential("conda-token", "corp-token")
-    assert creds.find("evil-corp.example", "/c") is None
-    assert creds.find("example.com", "/") is None
+    assert creds.find("https://conda.corp.example/c") == \
+        Credential("conda-token", "corp-token")
+    assert creds.find("https://evil-corp.example/c") is None
+    assert creds.find("https://example.com/") is None
+    # no port in the key: https on 443 only; a port: that port only (any scheme)
+    assert creds.find("http://repo.example.com/x") is None
+    assert creds.find("https://repo.example.com:8443/x") is None
+    assert creds.find("http://127.0.0.1:8080/chan/noarch/repodata.json") == \
+        Credential("bearer", "loopback")
+    assert creds.find("http://127.0.0.1:8081/chan/noarch/repodata.json") is None
+
+
+def test_mirrors_on_one_host_told_apart_only_by_port_are_refused_with_credentials() -> None:
+    """rattler tells the header callback host and path, not the port: such a pair could
+    send one server's credential to the other."""
+    network = Network(credentials=Credentials.parse(
+        {"127.0.0.1:8080": {"BearerToken": "t"}}))
+    with pytest.raises(SpecError, match="another port or scheme"):
+        network.client({"http://127.0.0.1:8080/c/": "http://127.0.0.1:8080/c/",
+                        "http://127.0.0.1:9090/c/": "http://127.0.0.1:9090/c/"})
+    network.client({"http://127.0.0.1:8080/c/": "http://127.0.0.1:8080/c/",
+                    "http://127.0.0.1:9090/d/": "http://127.0.0.1:9090/d/"})
 
 
 def test_redaction_covers_every_form_of_a_secret() -> None:
@@ -54,6 +80,9 @@ def test_redaction_covers_every_form_of_a_secret() -> None:
         assert secret not in shown
     assert "https://anaconda.example/chan/noarch" in shown and "http://h/c" in shown
     assert strip_auth("https://a:b@x/t/tok/y/z.conda") == "https://x/y/z.conda"
+    assert strip_auth("https://u@x:p@host/chan") == "https://host/chan"  # the last '@'
+    assert strip_auth("channel https://host/t/tok123 failed") == "channel https://host failed"
+    assert written_secret("https://host/t/tok123") == "a conda token"
 
 
 def test_a_private_pip_index_locks_with_basic_auth_never_kept(
@@ -66,7 +95,8 @@ def test_a_private_pip_index_locks_with_basic_auth_never_kept(
                       "      - python-slugify==9.2.0\n")
     with channel_server(index_root, Guard(basic=("piper", PASSWORD))) as (url, guard):
         network = Network(credentials=Credentials.parse(
-            {"127.0.0.1": {"BasicHTTP": {"username": "piper", "password": PASSWORD}}}))
+            {url.split("://", 1)[1]: {"BasicHTTP": {"username": "piper",
+                                                     "password": PASSWORD}}}))
         opts = LockOptions(channels=[str(channel)], platforms=["linux-64"],
                            cache_dir=tmp_path / "cache", pip_index=f"{url}/simple",
                            network=network)
@@ -110,7 +140,7 @@ def test_a_redirect_to_another_host_does_not_carry_the_credential(tmp_path: Path
         try:
             chan = f"http://127.0.0.1:{server.server_address[1]}/chan"
             network = Network(credentials=Credentials.parse(
-                {"127.0.0.1": {"BearerToken": "do-not-forward"}}))
+                {chan.split("://", 1)[1]: {"BearerToken": "do-not-forward"}}))
             got = fetch(f"{chan}/noarch/x-1-0.conda", hashlib.sha256(body).hexdigest(),
                         tmp_path / "pkgs", package="x", sources=Sources.of([chan],
                                                                            network=network))
@@ -153,7 +183,7 @@ def test_envyard_lock_on_a_laptop_reads_a_mirror_and_a_private_channel(
         canonical = f"{unreachable_url()}/mirrored"
         spec = tmp_path / "environment.yml"
         spec.write_text(f"channels: [{canonical}]\ndependencies: [python=3.11, toolz]\n")
-        auth.write_text(json.dumps({"127.0.0.1": {"BearerToken": "laptop-token"}}))
+        auth.write_text(json.dumps({url.split("://", 1)[1]: {"BearerToken": "laptop-token"}}))
         done = subprocess.run(
             [ENVYARD, "lock", str(spec), "-p", "linux-64", "-o", str(tmp_path / "a.yml"),
              "--mirror", f"{canonical}={url}/private"], env=env, capture_output=True,

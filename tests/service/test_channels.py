@@ -50,13 +50,16 @@ def svc(site: dict[str, str], channel: Path, tmp_path_factory: pytest.TempPathFa
     root = tmp_path_factory.mktemp("channels") / "volume"
     root.mkdir()
     creds_file = root.parent / "credentials.json"
-    creds_file.write_text(json.dumps({"127.0.0.1/bearer": {"BearerToken": BEARER}}))
+    def key(name: str) -> str:  # host:port/path, as the operator names it
+        return site[name].split("://", 1)[1]
+
+    creds_file.write_text(json.dumps({key("bearer"): {"BearerToken": BEARER}}))
     svc = Service(root, channel, extra_env={
         "ENVYARD_ALLOWED_CHANNELS": json.dumps(["http://127.0.0.1:*", channel.as_uri()]),
         "ENVYARD_CREDENTIALS_FILE": str(creds_file),
         "ENVYARD_CREDENTIALS": json.dumps({
-            "127.0.0.1/basic": {"BasicHTTP": {"username": "envyard", "password": PASSWORD}},
-            "127.0.0.1/token": {"CondaToken": CONDA_TOKEN}}),
+            key("basic"): {"BasicHTTP": {"username": "envyard", "password": PASSWORD}},
+            key("token"): {"CondaToken": CONDA_TOKEN}}),
         "ENVYARD_MIRRORS": json.dumps({site["canonical"]: [site["dead"], site["mirror"]]})})
     svc.start()
     yield svc
@@ -209,3 +212,17 @@ def test_a_secret_written_into_a_spec_or_lock_is_refused_not_stored(
             assert r.status_code == 422, r.text
             assert "in its URL" in r.json()["detail"] and PASSWORD not in r.text
         assert c.get("/api/v1/environments/leak/lock").status_code == 404  # nothing stored
+
+
+def test_a_server_on_another_port_of_the_credentialed_host_gets_no_credential(
+        svc: Service, site: dict[str, str], tmp_path: Path, channel: Path) -> None:
+    """Found by an attack: credentials were matched by host alone (rattler's way), so a
+    developer's channel on another port of 127.0.0.1 (which the allow-list admits)
+    received the operator's password. A key names its port now (none: https on 443)."""
+    (tmp_path / "basic").symlink_to(channel, target_is_directory=True)
+    with channel_server(tmp_path) as (mine, guard), \
+            api(svc, svc.token("atk=developer")) as c:
+        v = _submit(c, "atk/steal", f"{mine}/basic")
+        assert v["state"] == "ready", v["error"]  # an open channel: it builds
+    assert guard.seen and all(seen.authorization is None for seen in guard.seen)
+    assert all("/t/" not in seen.path for seen in guard.seen)

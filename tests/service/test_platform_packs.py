@@ -123,3 +123,31 @@ def test_a_submitted_spec_naming_both_platforms_offers_both_packs(site: dict[str
         from envyard.builder.lock import parse_lock
 
         assert _packages(pack.content) == _expected(parse_lock(lock_text))
+
+
+def test_gc_deletes_a_platform_pack_with_the_last_version_of_its_lock(
+        site: dict[str, Any]) -> None:
+    """Found by review: packs for other platforms stayed on the volume for ever. GC now
+    deletes one when no kept version has its lock; one another version still has stays."""
+    from envyard.service.platform_packs import platform_pack_key
+
+    svc: Service = site["svc"]
+    text = dump_lock(site["lock"])
+    other = text + "# the same packages, another lock text\n"
+    with api(svc, svc.token("*=admin", name="gc")) as c:
+        r = c.post("/api/v1/environments/team/gone/locks", content=other)
+        v = wait_ready(c, "team/gone", r.json()["version"])
+        assert v["state"] == "ready", v["error"]
+        for env, number in (("team/gone", v["number"]), ("team/cross", site["number"])):
+            r = c.get(f"/api/v1/environments/{env}/versions/{number}/packs/{SECOND}")
+            assert r.status_code == 200, r.text
+
+        def stored(lock_text: str) -> list[Path]:
+            name = Path(platform_pack_key(lock_text, SECOND)).name
+            return list(svc.root.rglob(name))
+
+        assert stored(other) and stored(text)
+        assert c.delete("/api/v1/environments/team/gone").status_code == 200
+        assert c.post("/api/v1/gc").status_code == 200
+        assert not stored(other)  # its only version was collected
+        assert stored(text)  # team/cross still has that lock

@@ -185,3 +185,28 @@ def test_a_populated_database_upgrades(empty_db: Database) -> None:
         with pytest.raises(Exception, match="FOREIGN KEY"), empty_db.engine.begin() as conn:
             conn.execute(text("INSERT INTO artifacts (version_id, kind, path) "
                               "VALUES (99, 'log', 'x')"))
+
+
+def test_channel_secrets_in_settings_are_checked_at_start(tmp_path: Path) -> None:
+    """Found by review: a password written into a mirror URL went into build logs, and a
+    missing or malformed credentials file exited 10 ("bad spec") after saying it served."""
+    import os
+    import subprocess
+
+    from tests.servers import ENVYARD
+
+    bad = tmp_path / "creds.json"
+    bad.write_text('{"repo.example.com": {"Basic": 1}}')
+    for name, value, words in (
+            ("ENVYARD_MIRRORS", '{"conda-forge": ["https://u:pw123@mirror.example/cf"]}',
+             "a user name or password in its URL"),
+            ("ENVYARD_CREDENTIALS_FILE", str(tmp_path / "missing.json"),
+             "cannot read the credentials file"),
+            ("ENVYARD_CREDENTIALS_FILE", str(bad), "expected one of"),
+            ("ENVYARD_CREDENTIALS", '{"h": "x"}', "ENVYARD_CREDENTIALS")):
+        env = {**os.environ, "ENVYARD_ROOT": str(tmp_path / "v"), name: value}
+        done = subprocess.run([ENVYARD, "serve"], env=env, capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 3, done.stderr
+        assert words in done.stderr and "serving on" not in done.stderr, done.stderr
+        assert "pw123" not in done.stderr
