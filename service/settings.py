@@ -241,7 +241,8 @@ class Settings(BaseSettings):
         "s3://, oci://), tried in order; locks keep the channel's own URLs.")
     credentials_file: Path | None = Field(
         None, description="Credentials for private channels, mirrors and the pip index, in "
-        "rattler's authentication-file JSON: {\"host[/path]\": {\"BasicHTTP\": "
+        "rattler's authentication-file JSON (no port in a key: https on 443 only): "
+        "{\"host[:port][/path]\": {\"BasicHTTP\": "
         "{\"username\": …, \"password\": …}} | {\"BearerToken\": …} | "
         "{\"CondaToken\": …}}.")
     credentials: SecretStr | None = Field(
