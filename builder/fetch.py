@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -23,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from envyard.builder.errors import FetchError, HashMismatch, Stopped, UnsafeURL
 from envyard.builder.network import Network, Report
@@ -184,6 +185,24 @@ def _copy_from(parts: URLParts, package: str, dest: Path, deadline: Deadline,
             _pump(resp.read1, out, package, deadline)  # read1: what one recv returns
     except OSError as exc:  # the network's error text is already redacted
         raise FetchError(f"{package}: download from {parts.host} failed: {exc}") from None
+
+
+def counted_fetcher(pkgs_dir: Path, sources: Sources | None, deadline: Deadline, total: int,
+                    progress: Callable[[str, int, int], None] | None
+                    ) -> Callable[[Any], Path]:
+    """``fetch`` of one locked package (``.url``, ``.hash.sha256``, ``.name``), counting
+    each done out of ``total`` to ``progress`` (threads may share it: ``count()`` is
+    atomic under the GIL)."""
+    done = itertools.count(1)
+
+    def fetched(p: Any) -> Path:
+        path = fetch(p.url, p.hash.sha256, pkgs_dir, package=p.name, sources=sources,
+                     deadline=deadline)
+        if progress:
+            progress("fetch", next(done), total)
+        return path
+
+    return fetched
 
 
 def fetch(url: str, sha256: str | None, pkgs_dir: Path, *, package: str = "",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import hashlib
-import itertools
 import json
 import re
 import shutil
@@ -28,7 +27,7 @@ from envyard.builder.fetch import (
     Deadline,
     Sources,
     check_url,
-    fetch,
+    counted_fetcher,
     package_cache_lock,
     reverify,
 )
@@ -215,15 +214,7 @@ def _install(lock: Lockfile, prefix: Path, platform: str, pkgs_dir: Path, force:
     if prefix.exists() and not (prefix / "conda-meta").is_dir():
         raise InstallError(f"{prefix} exists and is not a conda environment; "
                            "refusing to replace it")
-    total = len(conda) + len(pip)
-    done = itertools.count(1)
-
-    def fetched(p: LockedPackage) -> Path:
-        path = fetch(p.url, p.hash.sha256, pkgs_dir, package=p.name, sources=sources,
-                     deadline=deadline)
-        if progress:
-            progress("fetch", next(done), total)  # count() is atomic under the GIL
-        return path
+    fetched = counted_fetcher(pkgs_dir, sources, deadline, len(conda) + len(pip), progress)
 
     staging = temp_beside(prefix, "staging")
     with package_cache_lock(pkgs_dir, shared=True):

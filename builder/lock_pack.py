@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import itertools
 import json
 import logging
 import os
@@ -39,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from envyard.builder.errors import HashMismatch, LockError, PackError
-from envyard.builder.fetch import Deadline, Sources, fetch, package_cache_lock
+from envyard.builder.fetch import Deadline, Sources, counted_fetcher, package_cache_lock
 from envyard.builder.install import check_installable
 from envyard.builder.layout import temp_beside
 from envyard.builder.lock import DEFAULT_CATEGORIES, LockedPackage, Lockfile, dump_lock
@@ -253,15 +252,7 @@ def pack_lock(lock: Lockfile, platform: str, output: Path, *, pkgs_dir: Path,
     conda = [p for p in lock.selected(platform, "conda", categories=categories)
              if not p.name.startswith("__")]
     pip = lock.selected(platform, "pip", categories=categories)
-    total = len(conda) + len(pip)
-    done = itertools.count(1)
-
-    def fetched(p: LockedPackage) -> Path:
-        path = fetch(p.url, p.hash.sha256, pkgs_dir, package=p.name, sources=sources,
-                     deadline=deadline)
-        if progress:
-            progress("fetch", next(done), total)
-        return path
+    fetched = counted_fetcher(pkgs_dir, sources, deadline, len(conda) + len(pip), progress)
 
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_beside(output, "part")
